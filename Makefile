@@ -1,0 +1,31 @@
+# Everything a newcomer needs: `make demo`, `make test`. Each target creates the venv first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned, so nothing pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,evolve]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/kinmerge demo --out runs/demo
+
+bench: install
+	$(BIN)/python benchmarks/bench_merge.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,52 @@
+"""Errors kinmerge raises on bad input.
+
+Every message says what went wrong, where (file, model, tensor, recipe key) and how to fix it.
+The CLI prints a KinmergeError as that message and exits non-zero without a traceback; any
+other exception is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class KinmergeError(Exception):
+    """Root of every error caused by the user's input rather than by a bug."""
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+        self.what, self.where, self.fix = what, where, fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = [self.what]
+        if self.where:
+            parts.append(f"  where: {self.where}")
+        if self.fix:
+            parts.append(f"  fix: {self.fix}")
+        return "\n".join(parts)
+
+
+class RecipeError(KinmergeError):
+    """The recipe is malformed; `problems` lists every problem found, not only the first."""
+
+    def __init__(self, problems: list[str], *, where: str | None = None, fix: str | None = None):
+        self.problems = list(problems)
+        n = len(self.problems)
+        what = f"recipe has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(
+            f"  - {p}" for p in self.problems
+        )
+        super().__init__(what, where=where, fix=fix)
+
+
+class PlanError(RecipeError):
+    """The recipe is well-formed but does not fit the models it names (shapes, layers, tensors)."""
+
+
+class ModelLoadError(KinmergeError):
+    """A model or one of its files cannot be found or read."""
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """A pickled checkpoint holds something other than plain tensors; it is refused, never run."""
+
+
+class OutputExistsError(KinmergeError):
+    """The output path exists and overwriting was not asked for."""
