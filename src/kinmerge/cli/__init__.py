@@ -1,0 +1,7 @@
+"""Command line: `kinmerge COMMAND ...` (see `kinmerge --help`)."""
+from kinmerge.cli.app import main
+
+# Each import registers its commands on `main`.
+from kinmerge.cli import merge  # noqa: E402,F401
+
+__all__ = ["main"]

@@ -1,0 +1,46 @@
+"""The `kinmerge` command group and how it reports errors.
+
+Commands live in one module per area (merge.py, kinship.py, ...) and register themselves on
+`main`; each parses its options, calls one API function, and prints.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from kinmerge.errors import KinmergeError
+
+console = Console(stderr=True)
+
+
+class KinmergeGroup(click.Group):
+    """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KinmergeError as e:
+            if ctx.obj and ctx.obj.get("verbose"):
+                console.print_exception()
+            console.print(f"[bold red]error:[/] {e.message}", highlight=False, markup=True)
+            sys.exit(2)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False,
+                                              show_time=False)], force=True)
+
+
+@click.group(cls=KinmergeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging; tracebacks on errors.")
+@click.version_option(package_name="kinmerge")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """kinmerge: merge, measure and breed fine-tuned language models."""
+    ctx.ensure_object(dict)["verbose"] = verbose
+    setup_logging(verbose)
