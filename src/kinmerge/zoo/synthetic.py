@@ -6,7 +6,6 @@ billion-parameter models tensor by tensor without holding one in memory.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,12 +13,7 @@ import torch
 
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import ShardedWriter
-
-
-def tensor_seed(seed: int, name: str) -> int:
-    """A 63-bit seed from (seed, tensor name): stable across runs, platforms and order."""
-    digest = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+from kinmerge.seeds import tensor_seed
 
 
 def llama_shapes(layers: int, hidden: int, intermediate: int, vocab: int, heads: int,

@@ -1,0 +1,12 @@
+"""kinmerge: merge, measure and breed fine-tuned language models.
+
+>>> import kinmerge
+>>> kinmerge.merge("examples/ties.yml", "runs/ties")        # doctest: +SKIP
+"""
+from kinmerge.errors import KinmergeError
+from kinmerge.merge import MergedModel, make_plan, merge, merge_to_memory
+from kinmerge.recipe import Recipe, load_recipe
+
+__all__ = ["KinmergeError", "MergedModel", "Recipe", "load_recipe", "make_plan", "merge",
+           "merge_to_memory"]
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""The streaming loop: for each job, read its inputs, run the method, hand the result on.
+
+One job's tensors are in memory at a time, plus the next job's, which a reader thread loads
+while the current one computes (file reads and torch kernels both release the GIL).
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+import torch
+
+from kinmerge.io.reader import ModelReader
+from kinmerge.io.writer import Sink
+from kinmerge.plan import Plan, TensorJob
+from kinmerge.seeds import tensor_seed
+
+log = logging.getLogger(__name__)
+Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
+
+
+def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
+            device: str | torch.device = "cpu", work_dtype: torch.dtype | None = None,
+            on_tensor: Callable[[TensorJob], None] | None = None) -> None:
+    """Compute every tensor of `plan` in order and `sink.add` it.
+
+    work_dtype: the arithmetic's dtype; default the recipe's `dtype` (mergekit's behaviour),
+    else each tensor's own. The stochastic methods draw from a generator seeded by
+    (seed, output tensor name), so results do not depend on order, threads or device.
+    """
+    device = torch.device(device)
+    compute = work_dtype or plan.compute_dtype
+    jobs = plan.jobs
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
+        ahead: Future | None = pool.submit(_load, jobs[0], readers) if jobs else None
+        for i, job in enumerate(jobs):
+            tensors, base = ahead.result()
+            ahead = pool.submit(_load, jobs[i + 1], readers) if i + 1 < len(jobs) else None
+            out = run_job(plan, job, tensors, base, seed=seed, device=device, compute=compute)
+            sink.add(job.name, out)
+            del tensors, base, out
+            if on_tensor:
+                on_tensor(job)
+
+
+def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
+    tensors = [readers[m].get(n) for m, n in job.sources]
+    base = readers[job.base[0]].get(job.base[1]) if job.base else None
+    if job.rows is not None:
+        ref = base if base is not None else tensors[0]
+        tensors = [_align_rows(t, job.rows, ref) for t in tensors]
+        base = _align_rows(base, job.rows, ref) if base is not None else None
+    return tensors, base
+
+
+def _align_rows(t: torch.Tensor, rows: int, fill: torch.Tensor) -> torch.Tensor:
+    """Cut or extend dim 0 to `rows`; missing rows come from `fill` (so their delta is 0)."""
+    if t.shape[0] >= rows:
+        return t[:rows]
+    return torch.cat([t, fill[t.shape[0]:rows].to(t.dtype)])
+
+
+def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
+            base: torch.Tensor | None, *, seed: int, device: torch.device,
+            compute: torch.dtype | None) -> torch.Tensor:
+    """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
+    dt = compute or (base.dtype if base is not None else tensors[0].dtype)
+    tensors = [t.to(device=device, dtype=dt) for t in tensors]
+    if base is not None:
+        base = base.to(device=device, dtype=dt)
+    gen = None
+    if plan.method.stochastic:
+        gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
+    with torch.no_grad():
+        out = plan.method.fn(tensors, base, generator=gen, **job.params)
+    return out.to(dtype=job.out_dtype).cpu()

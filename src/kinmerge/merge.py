@@ -1,0 +1,175 @@
+"""merge(recipe, out) = plan -> execute -> config, tokenizer, card; written atomically.
+
+>>> kinmerge.merge("examples/ties.yml", "runs/ties-merged")           # doctest: +SKIP
+>>> merged = kinmerge.merge_to_memory(recipe)  # tensors + config, no disk I/O   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from kinmerge.card import model_card
+from kinmerge.errors import OutputExistsError
+from kinmerge.execute import execute
+from kinmerge.io.reader import ModelReader
+from kinmerge.io.shards import parse_size
+from kinmerge.io.writer import InMemorySink, ShardedWriter
+from kinmerge.plan import Plan, plan
+from kinmerge.recipe import Recipe, dtype_of, load_recipe
+
+log = logging.getLogger(__name__)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
+                   "vocab.txt", "spiece.model", "chat_template.jinja", "chat_template.json")
+RecipeLike = "str | os.PathLike | dict | Recipe"
+
+
+@dataclass(frozen=True)
+class MergedModel:
+    """A merge held in memory: what evolution scores without writing to disk."""
+
+    tensors: dict[str, torch.Tensor]
+    config: dict
+    plan: Plan
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return ModelReader(tokenizer_source(self.plan)).path
+
+
+@contextlib.contextmanager
+def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
+    """Every model of `recipe`, opened lazily (headers only), closed on exit."""
+    readers: dict[str, ModelReader] = {}
+    try:
+        for ref in recipe.model_refs():
+            readers[ref] = ModelReader(ref)
+        yield readers
+    finally:
+        for r in readers.values():
+            r.close()
+
+
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+    """Load, check and plan `recipe` without computing anything (a dry run)."""
+    r = load_recipe(recipe)
+    with open_models(r) as readers:
+        return plan(r, readers, dtype=dtype)
+
+
+def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
+                    dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
+    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
+    r = load_recipe(recipe)
+    with open_models(r) as readers:
+        p = plan(r, readers, dtype=dtype)
+        sink = InMemorySink()
+        execute(p, readers, sink, seed=_seed(r, seed), device=device,
+                work_dtype=dtype_of(work_dtype))
+    return MergedModel(sink.tensors, p.config, p)
+
+
+def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None,
+          device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
+          out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
+          write_model_card: bool = True, overwrite: bool = False,
+          progress: bool = False) -> Path:
+    """Merge `recipe` into the Hugging Face model directory `out`.
+
+    Everything is written to a temporary directory beside `out` and renamed into place only
+    when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
+    working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"output path {out} already exists", where=str(out),
+                                fix="choose another path or pass --overwrite")
+    r = load_recipe(recipe)
+    max_shard = parse_size(out_shard_size)
+    with open_models(r) as readers:
+        p = plan(r, readers, dtype=dtype)
+        for w in p.warnings:
+            log.warning(w)
+        with _atomic_dir(out) as tmp:
+            writer = ShardedWriter(tmp, p.entries, max_shard)
+            with _progress(p, progress) as tick:
+                execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                        work_dtype=dtype_of(work_dtype), on_tensor=tick)
+            writer.close()
+            _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
+    log.info("merged %d tensors into %s", len(p.jobs), out)
+    return out
+
+
+def _seed(r: Recipe, seed: int | None) -> int:
+    return seed if seed is not None else (r.seed if r.seed is not None else 0)
+
+
+def tokenizer_source(p: Plan) -> str:
+    ts = p.recipe.tokenizer_source
+    if ts == "base":
+        return p.recipe.base_model
+    return ts or p.reference
+
+
+def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
+                      copy_tokenizer: bool, card: bool, name: str) -> None:
+    (tmp / "config.json").write_text(json.dumps(p.config, indent=2) + "\n")
+    ref_dir = readers[p.reference].path
+    if (ref_dir / "generation_config.json").exists():
+        shutil.copy2(ref_dir / "generation_config.json", tmp)
+    if copy_tokenizer:
+        tok_dir = readers[tokenizer_source(p)].path
+        for f in TOKENIZER_FILES:
+            if (tok_dir / f).exists():
+                shutil.copy2(tok_dir / f, tmp / f)
+    if p.recipe.chat_template:
+        (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
+    (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
+    if card:
+        (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+@contextlib.contextmanager
+def _atomic_dir(out: Path) -> Iterator[Path]:
+    """A temporary directory beside `out`, renamed to `out` on success, removed on failure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = out.parent / f".{out.name}.kinmerge-tmp-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.kinmerge-old-{tag}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _progress(p: Plan, show: bool):
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from kinmerge.cli.app import console
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(f"{p.method.name} merge", total=len(p.jobs))
+        yield lambda job: bar.advance(task)

@@ -1,0 +1,32 @@
+"""Task arithmetic (Ilharco et al. 2023, "Editing Models with Task Arithmetic")."""
+from __future__ import annotations
+
+import torch
+
+from kinmerge.methods.registry import Method, Param, register
+from kinmerge.methods.sparsify import combine
+
+
+def task_vectors(tensors: list[torch.Tensor], base: torch.Tensor) -> torch.Tensor:
+    """(n_models, *shape): tau_k = theta_k - theta_0."""
+    return torch.stack([t - base for t in tensors])
+
+
+def task_arithmetic(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
+                    normalize: bool = False, lambda_: float = 1.0,
+                    generator=None) -> torch.Tensor:
+    """theta_0 + lambda * sum_k w_k tau_k (/ sum_k w_k when normalize). w_k < 0 negates a task.
+
+    >>> task_arithmetic([torch.tensor([2., 0.])], torch.tensor([1., 1.]), weight=[-1.0])
+    tensor([0., 2.])
+    """
+    return combine(task_vectors(tensors, base), weight, base, elect=False,
+                   normalize=normalize, lambda_=lambda_)
+
+
+register(Method(
+    name="task_arithmetic", fn=task_arithmetic, needs_base=True,
+    params=(Param("weight", "model"), Param("normalize", "global", False, bool),
+            Param("lambda", "global", 1.0)),
+    paper="Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv:2212.04089)",
+    summary="Add weighted task vectors to the base; negative weights subtract a task."))

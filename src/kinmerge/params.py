@@ -1,0 +1,62 @@
+"""The value of a recipe parameter at one tensor and layer position.
+
+A value is a number (or bool), a gradient `[v0, ..., v_{m-1}]` interpolated over the layers,
+or a filter list `[{filter: "self_attn", value: ...}, {value: ...}]` where the first entry whose
+filter is a substring of the tensor name wins (no filter, or `*`, matches all).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Value = Any  # float | bool | list[float] | list[dict]
+
+
+def check_value(value: Value, *, boolean: bool = False) -> str | None:
+    """Why `value` is not a valid parameter value, or None when it is."""
+    if boolean:
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if _is_number(value):
+        return None
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        return None
+    if isinstance(value, list) and value and all(isinstance(e, dict) for e in value):
+        for e in value:
+            extra = set(e) - {"filter", "value"}
+            if extra or "value" not in e:
+                return (f"filter entries take keys `filter` and `value`, got {sorted(e)}")
+            if not (e.get("filter") is None or isinstance(e["filter"], str)):
+                return f"a filter must be a string, got {e['filter']!r}"
+            why = check_value(e["value"])
+            if why or isinstance(e["value"], list) and isinstance(e["value"][0], dict):
+                return why or "a filter entry's value cannot itself be a filter list"
+        return None
+    return ("expected a number, a gradient (list of numbers) or a filter list "
+            f"([{{filter: ..., value: ...}}]), got {value!r}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def gradient_at(anchors: list[float], u: float) -> float:
+    """Linear interpolation of `anchors` at relative position u in [0, 1]."""
+    if len(anchors) == 1:
+        return float(anchors[0])
+    return float(np.interp(u * (len(anchors) - 1), np.arange(len(anchors)), anchors))
+
+
+def value_at(value: Value, tensor: str, u: float) -> float | bool | None:
+    """Resolve `value` for `tensor` at relative layer position u; None if no filter matches."""
+    if isinstance(value, bool):
+        return value
+    if _is_number(value):
+        return float(value)
+    if isinstance(value[0], dict):
+        for entry in value:
+            f = entry.get("filter")
+            if f in (None, "*") or f in tensor:
+                return value_at(entry["value"], tensor, u)
+        return None
+    return gradient_at(value, u)

@@ -1,0 +1,166 @@
+"""Recipes: mergekit's YAML, parsed into pydantic models and checked all at once.
+
+`load_recipe` accepts a path, a YAML string, a dict or a Recipe. Every problem is collected
+into one RecipeError (typos come with a suggestion) before any model is opened.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from kinmerge.errors import RecipeError
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputModel(_Strict):
+    """One entry of `models:`."""
+
+    model: str
+    parameters: dict[str, Any] = {}
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+
+class SliceSource(_Strict):
+    """One source of a slice: a model and the half-open layer range [a, b) it contributes."""
+
+    model: str
+    layer_range: tuple[int, int]
+    parameters: dict[str, Any] = {}
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+
+class Slice(_Strict):
+    sources: list[SliceSource]
+    parameters: dict[str, Any] = {}
+
+
+class Recipe(_Strict):
+    """A merge recipe, as mergekit users write it (plus kinmerge's optional `seed`)."""
+
+    merge_method: str
+    base_model: str | None = None
+    models: list[InputModel] | None = None
+    slices: list[Slice] | None = None
+    parameters: dict[str, Any] = {}
+    dtype: str | None = None
+    out_dtype: str | None = None
+    tokenizer_source: str | None = None
+    chat_template: str | None = None
+    seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
+
+    @field_validator("base_model", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+    def model_refs(self) -> list[str]:
+        """Every model the recipe names, base first, each once, in recipe order."""
+        refs = [self.base_model] if self.base_model else []
+        refs += [m.model for m in self.models or []]
+        refs += [s.model for sl in self.slices or [] for s in sl.sources]
+        return list(dict.fromkeys(refs))
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(exclude_none=True, exclude_defaults=True)
+        data["merge_method"] = self.merge_method
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def dtype_of(name: str | None) -> torch.dtype | None:
+    return DTYPES[name] if name else None
+
+
+def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
+    """Parse and check a recipe from a YAML file, a YAML string, a dict, or a Recipe.
+
+    >>> r = load_recipe({"merge_method": "linear", "models": [
+    ...     {"model": "a", "parameters": {"weight": 1}},
+    ...     {"model": "b", "parameters": {"weight": 1}}]})
+    >>> r.merge_method
+    'linear'
+    """
+    if isinstance(source, Recipe):
+        recipe, where = source, "recipe"
+    else:
+        data, where = _read(source)
+        recipe = _parse(data, where)
+    from kinmerge.validate import recipe_problems  # the checks need the method registry
+
+    problems = recipe_problems(recipe)
+    if problems:
+        raise RecipeError(problems, where=where, fix="correct the recipe; "
+                          "`kinmerge methods` lists each method's parameters")
+    return recipe
+
+
+def _read(source: "str | Path | dict") -> tuple[dict, str]:
+    if isinstance(source, dict):
+        return source, "recipe"
+    text, where = str(source), "recipe text"
+    path = Path(source) if isinstance(source, Path) or "\n" not in text else None
+    if path is not None and (path.suffix in (".yml", ".yaml") or path.exists()):
+        if not path.exists():
+            raise RecipeError([f"file not found: {path}"], where=str(path),
+                              fix="check the recipe's path")
+        text, where = path.read_text(), str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RecipeError([f"not valid YAML: {e}"], where=where,
+                          fix="fix the YAML syntax at the line shown") from e
+    if not isinstance(data, dict):
+        raise RecipeError([f"a recipe is a YAML mapping, got {type(data).__name__}"],
+                          where=where, fix="start from an example in examples/")
+    return data, where
+
+
+def _parse(data: dict, where: str) -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError([_describe(err) for err in e.errors()], where=where,
+                          fix="correct the keys shown; see examples/ for the format") from None
+
+
+def _describe(err: dict) -> str:
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        known = _known_keys(err["loc"][:-1])
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+        return f"unknown key {key!r} at {loc}{hint}"
+    if err["type"] == "missing":
+        return f"missing required key {loc}"
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        ann = {"models": InputModel, "slices": Slice, "sources": SliceSource}.get(part)
+        if ann:
+            model = ann
+    return list(model.model_fields)
