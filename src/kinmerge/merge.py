@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 
 from kinmerge.card import model_card
-from kinmerge.errors import OutputExistsError
+from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
@@ -70,6 +70,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
                     dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
     r = load_recipe(recipe)
+    check_device(device)
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype)
         sink = InMemorySink()
@@ -95,6 +96,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                                 fix="choose another path or pass --overwrite")
     r = load_recipe(recipe)
     max_shard = parse_size(out_shard_size)
+    check_device(device)
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype)
         for w in p.warnings:
@@ -108,6 +110,19 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
     log.info("merged %d tensors into %s", len(p.jobs), out)
     return out
+
+
+def check_device(device: str) -> None:
+    """Fail early, clearly, when the requested device is not there."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise KinmergeError(f"not a device: {device!r}", where="--device",
+                            fix="use cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise KinmergeError("CUDA was requested but torch sees no GPU", where=f"--device {device}",
+                            fix="run on a machine with a GPU and a CUDA build of torch, "
+                                "or use --device cpu")
 
 
 def _seed(r: Recipe, seed: int | None) -> int:

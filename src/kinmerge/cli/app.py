@@ -11,6 +11,7 @@ import sys
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from kinmerge.errors import KinmergeError
 
@@ -26,8 +27,13 @@ class KinmergeGroup(click.Group):
         except KinmergeError as e:
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_exception()
-            console.print(f"[bold red]error:[/] {e.message}", highlight=False, markup=True)
+            report_error(e)
             sys.exit(2)
+
+
+def report_error(e: KinmergeError) -> None:
+    """One clear message on stderr; never interpreted as markup (recipes contain brackets)."""
+    console.print(Text("error: ", style="bold red") + Text(e.message), highlight=False)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -1,0 +1,116 @@
+"""`kinmerge merge | validate | plan | methods`."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import kinmerge
+from kinmerge.cli.app import main
+from kinmerge.methods import REGISTRY
+from kinmerge.recipe import DTYPES
+
+out = Console()
+
+
+def merge_options(f):
+    """Options shared by `kinmerge merge` and `kinmerge-yaml`."""
+    f = click.option("--out-shard-size", default="5B", show_default=True,
+                     help="Largest shard: bytes, or 500M, 1B, 2GiB.")(f)
+    f = click.option("--copy-tokenizer/--no-copy-tokenizer", default=True, show_default=True,
+                     help="Copy tokenizer files from the tokenizer source (default: base).")(f)
+    f = click.option("--write-model-card/--no-write-model-card", default=True,
+                     show_default=True, help="Write README.md with the recipe.")(f)
+    return f
+
+
+@main.command("merge")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
+@merge_options
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=None, help="Seed of stochastic methods (DARE); "
+              "default: the recipe's `seed`, else 0.")
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default=None,
+              help="Override the recipe's working dtype.")
+@click.option("--work-dtype", type=click.Choice(["float32", "float64"]), default=None,
+              help="Compute in this dtype whatever the recipe says (accuracy over parity).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card, device, seed,
+              dtype, work_dtype, overwrite, progress):
+    """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
+    path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
+                          work_dtype=work_dtype, out_shard_size=out_shard_size,
+                          copy_tokenizer=copy_tokenizer, write_model_card=write_model_card,
+                          overwrite=overwrite, progress=progress)
+    out.print(f"merged model written to {path}", highlight=False)
+
+
+@main.command("validate")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
+def validate_cmd(recipe, no_models):
+    """List every problem of RECIPE at once; exit non-zero if there is any."""
+    if no_models:
+        kinmerge.load_recipe(recipe)
+        out.print("recipe OK (models not checked)")
+        return
+    p = kinmerge.make_plan(recipe)
+    for w in p.warnings:
+        out.print(f"warning: {w}", highlight=False)
+    out.print(f"recipe OK: {p.method.name}, {len(p.jobs)} output tensors, "
+              f"{len(p.recipe.model_refs())} models", highlight=False)
+
+
+@main.command("plan")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per output tensor.")
+@click.option("--limit", type=int, default=None, help="Show at most this many tensors.")
+def plan_cmd(recipe, as_json, limit):
+    """Dry run: which output tensor comes from what, with which parameters."""
+    p = kinmerge.make_plan(recipe)
+    jobs = p.jobs[:limit] if limit else p.jobs
+    if as_json:
+        for j in jobs:
+            click.echo(json.dumps({"tensor": j.name, "shape": list(j.shape),
+                                   "dtype": str(j.out_dtype).removeprefix("torch."),
+                                   "inputs": [f"{m}:{n}" for m, n in j.sources],
+                                   "base": f"{j.base[0]}:{j.base[1]}" if j.base else None,
+                                   "params": j.params}))
+        return
+    t = Table(title=f"{p.method.name}: {len(p.jobs)} output tensors", title_justify="left")
+    for col in ("output tensor", "shape", "inputs", "base", "parameters"):
+        t.add_column(col, overflow="fold")
+    for j in jobs:
+        t.add_row(j.name, "×".join(map(str, j.shape)),
+                  "\n".join(f"{m}:{n}" for m, n in j.sources),
+                  f"{j.base[0]}:{j.base[1]}" if j.base else "—",
+                  ", ".join(f"{k}={_fmt(v)}" for k, v in j.params.items()))
+    out.print(t)
+    for w in p.warnings:
+        out.print(f"warning: {w}", highlight=False)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+@main.command("methods")
+@click.argument("name", required=False)
+def methods_cmd(name):
+    """Registered merge methods, their parameters, defaults and papers."""
+    names = [kinmerge.methods.get_method(name).name] if name else sorted(REGISTRY)
+    t = Table(show_lines=True)
+    for col in ("method", "base", "parameters (scope=default)", "what it does", "paper"):
+        t.add_column(col, overflow="fold")
+    for n in names:
+        m = REGISTRY[n]
+        params = "\n".join(f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
+                           + (" required" if p.required else "") for p in m.params)
+        t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
+    out.print(t)
