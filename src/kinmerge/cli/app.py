@@ -33,7 +33,8 @@ class KinmergeGroup(click.Group):
 
 def report_error(e: KinmergeError) -> None:
     """One clear message on stderr; never interpreted as markup (recipes contain brackets)."""
-    console.print(Text("error: ", style="bold red") + Text(e.message), highlight=False)
+    console.print(Text("error: ", style="bold red") + Text(e.message), highlight=False,
+                  soft_wrap=True)
 
 
 def setup_logging(verbose: bool) -> None:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -73,7 +74,9 @@ class ModelReader:
             return self._bin_cache[1]
         self._bin_cache = None  # free the previous shard before loading the next
         try:
-            sd = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            # weights_only: the unpickler builds tensors and containers, nothing else
+            sd = torch.load(f, map_location="cpu", weights_only=True,
+                            mmap=zipfile.is_zipfile(f))  # legacy pickles cannot be mapped
         except pickle.UnpicklingError as e:
             raise UnsafeCheckpointError(
                 "refused to unpickle a checkpoint that holds more than plain tensors "

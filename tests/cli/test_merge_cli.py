@@ -1,0 +1,189 @@
+"""`kinmerge merge|validate|plan|methods` and `kinmerge-yaml`, including every bad input of
+issue 2: one clear message, exit 2, no traceback, no partial output."""
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kinmerge.cli import main
+from kinmerge.cli.mergekit_compat import main as kinmerge_yaml
+from kinmerge.zoo.synthetic import synthetic_llama
+
+
+def run(args, cli=main):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def write(tmp_path, recipe: dict, name="r.yml") -> Path:
+    f = tmp_path / name
+    f.write_text(yaml.safe_dump(recipe))
+    return f
+
+
+def ties(fam, **kw):
+    return {"merge_method": "ties", "base_model": fam["base"], "models": [
+        {"model": m, "parameters": {"weight": 0.5, "density": 0.5}} for m in fam["ft"][:2]],
+        **kw}
+
+
+def test_merge_validate_plan_methods(family, tmp_path):
+    f = write(tmp_path, ties(family))
+    r = run(["merge", f, tmp_path / "out", "--seed", "3", "--out-shard-size", "5000"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "model.safetensors.index.json").exists()
+    r = run(["validate", f])
+    assert r.exit_code == 0 and "recipe OK: ties, 30 output tensors, 3 models" in r.output
+    r = run(["plan", f, "--json", "--limit", "2"])
+    rows = [json.loads(x) for x in r.output.splitlines()]
+    assert len(rows) == 2 and rows[0]["params"]["density"] == [0.5, 0.5]
+    assert run(["plan", f]).exit_code == 0
+    r = run(["methods"])
+    assert r.exit_code == 0 and all(m in r.output for m in ("ties", "slerp", "dare_ties"))
+    assert "Yadav" in run(["methods", "ties"]).output
+
+
+def test_kinmerge_yaml_accepts_mergekit_flags(family, tmp_path):
+    f = write(tmp_path, ties(family))
+    r = run([f, tmp_path / "out", "--cuda", "--allow-crimes", "--lazy-unpickle",
+             "--copy-tokenizer", "--out-shard-size", "1B", "--write-model-card",
+             "--random-seed", "1"], cli=kinmerge_yaml)
+    # --cuda on a machine without a GPU is the one clear failure
+    assert r.exit_code == 2 and "CUDA was requested but torch sees no GPU" in r.output
+    r = run([f, tmp_path / "out", "--allow-crimes", "--lazy-unpickle", "--low-cpu-memory",
+             "--out-shard-size", "1B", "--no-copy-tokenizer"], cli=kinmerge_yaml)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def bad(tmp_path, recipe_or_file, expected: str, out_name="out"):
+    f = recipe_or_file if isinstance(recipe_or_file, Path) else write(tmp_path, recipe_or_file)
+    out = tmp_path / out_name
+    r = run(["merge", f, out])
+    assert r.exit_code == 2, r.output
+    assert expected in r.output, r.output
+    assert "Traceback" not in r.output
+    assert r.output.startswith("error: ")
+    leftovers = [p.name for p in tmp_path.iterdir() if "kinmerge-tmp" in p.name]
+    assert not leftovers
+    return r.output
+
+
+def test_unknown_method(family, tmp_path):
+    bad(tmp_path, {**ties(family), "merge_method": "tiez"},
+        "unknown merge_method 'tiez': did you mean 'ties'?")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_parameter(family, tmp_path):
+    r = ties(family)
+    r["models"][0]["parameters"]["densty"] = 0.5
+    bad(tmp_path, r, "models[0].parameters: unknown parameter 'densty' for ties "
+                     "(did you mean 'density'?")
+
+
+def test_missing_parameter(family, tmp_path):
+    r = ties(family)
+    del r["models"][1]["parameters"]["weight"]
+    bad(tmp_path, r, f"models[1] ({family['ft'][1]}): missing required parameter 'weight'")
+
+
+def test_layer_range_outside_model(family, tmp_path):
+    r = {"merge_method": "passthrough", "slices": [
+        {"sources": [{"model": family["ft"][0], "layer_range": [0, 5]}]}]}
+    bad(tmp_path, r, "slices[0].sources[0].layer_range [0, 5] is outside model "
+                     f"{family['ft'][0]}, which has 3 layers")
+
+
+def test_tensor_missing_in_one_model(family, tmp_path):
+    small = synthetic_llama(tmp_path / "two_layers", layers=2, hidden=16, intermediate=24,
+                            vocab=40, seed=5)
+    r = ties(family)
+    r["models"][1]["model"] = str(small)
+    out = bad(tmp_path, r, f"tensor model.layers.2.input_layernorm.weight is missing in model "
+                           f"{small}")
+    assert "recipe has 9 problems" in out  # every missing tensor of layer 2, not just one
+
+
+def test_shape_mismatch(family, tmp_path):
+    wide = synthetic_llama(tmp_path / "wide", layers=3, hidden=16, intermediate=32, vocab=40)
+    r = ties(family)
+    r["models"][1]["model"] = str(wide)
+    bad(tmp_path, r, "shape mismatch for model.layers.0.mlp.down_proj.weight: [16, 32] in "
+                     f"{wide}, [16, 24] in {family['base']}")
+
+
+def test_vocab_mismatch_says_how_to_fix(family, tmp_path):
+    big = synthetic_llama(tmp_path / "big", layers=3, hidden=16, intermediate=24, vocab=48)
+    r = ties(family)
+    r["models"][1]["model"] = str(big)
+    bad(tmp_path, r, "the vocabularies differ; set `tokenizer_source: base`")
+
+
+def test_slerp_with_three_models(family, tmp_path):
+    r = {"merge_method": "slerp", "base_model": family["base"], "parameters": {"t": 0.5},
+         "models": [{"model": family["base"]}] + [{"model": m} for m in family["ft"][:2]]}
+    bad(tmp_path, r, "slerp takes exactly 2 models, one of them the base_model; got 3")
+
+
+def test_missing_base(family, tmp_path):
+    r = ties(family)
+    del r["base_model"]
+    bad(tmp_path, r, "ties needs base_model")
+
+
+def test_corrupt_safetensors(family, tmp_path):
+    broken = synthetic_llama(tmp_path / "broken", layers=3, hidden=16, intermediate=24,
+                             vocab=40)
+    f = broken / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    r = ties(family)
+    r["models"][1]["model"] = str(broken)
+    bad(tmp_path, r, "corrupt or truncated safetensors file")
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').close()",))
+
+
+def test_pickled_code_payload(family, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "config.json").write_text("{}")
+    with open(evil / "pytorch_model.bin", "wb") as fh:
+        pickle.dump({"model.norm.weight": Payload()}, fh)
+    r = ties(family)
+    r["models"][1]["model"] = str(evil)
+    bad(tmp_path, r, "refused to unpickle a checkpoint that holds more than plain tensors")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_output_exists(family, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    bad(tmp_path, ties(family), "output path")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    f = write(tmp_path, ties(family), "ok.yml")
+    assert run(["merge", f, tmp_path / "out", "--overwrite"]).exit_code == 0
+    assert not (tmp_path / "out" / "keep.txt").exists()
+
+
+def test_validate_lists_every_problem(tmp_path):
+    f = write(tmp_path, {"merge_method": "ties", "models": [{"model": "a"}], "dtype": "x"})
+    r = run(["validate", f])
+    assert r.exit_code == 2 and "recipe has 3 problems" in r.output
+
+
+def test_verbose_shows_traceback(tmp_path):
+    f = write(tmp_path, {"merge_method": "nope", "models": []})
+    r = run(["-v", "validate", f])
+    assert r.exit_code == 2 and "Traceback" in r.output
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_help(flag):
+    assert run([flag]).exit_code == 0
