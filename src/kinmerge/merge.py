@@ -17,6 +17,7 @@ from typing import Iterator
 
 import torch
 
+from kinmerge import lineage as lin
 from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
@@ -83,12 +84,13 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False) -> Path:
+          progress: bool = False, lineage: dict | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
+    `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -108,6 +110,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                         work_dtype=dtype_of(work_dtype), on_tensor=tick)
             writer.close()
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
+            parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
+            lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,
+                                         _seed(r, seed), parents, **(lineage or {})))
     log.info("merged %d tensors into %s", len(p.jobs), out)
     return out
 

@@ -1,0 +1,36 @@
+"""`kinmerge lineage show MODEL_DIR`."""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from kinmerge import lineage as lin
+from kinmerge.cli.app import main
+from kinmerge.errors import KinmergeError
+from kinmerge.lineage.show import ancestors, tree
+
+out = Console()
+
+
+@main.group("lineage")
+def lineage_group():
+    """The family tree of merged models."""
+
+
+@lineage_group.command("show")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-recipes", is_flag=True, help="Hide the recipes.")
+@click.option("--json", "as_json", is_flag=True, help="Print lineage.json's records as JSON.")
+def show_cmd(model_dir, no_recipes, as_json):
+    """Ancestors of MODEL_DIR back to the pool, with the recipes that made them."""
+    found = lin.read(model_dir)
+    if found is None:
+        raise KinmergeError(f"{model_dir} has no {lin.FILE}", where=model_dir,
+                            fix="lineage is recorded for models merged by kinmerge")
+    if as_json:
+        click.echo(found.model_dump_json(indent=2, exclude_none=True))
+        return
+    out.print(tree(found, recipes=not no_recipes))
+    roots = [r.name for r in ancestors(found) if r.is_root]
+    out.print(f"{len(ancestors(found))} ancestors; roots: {', '.join(roots) or '—'}",
+              highlight=False)

@@ -1,0 +1,120 @@
+"""Who descends from whom: one record per model, stored as lineage.json beside the model.
+
+A model kinmerge did not make (a pool model, a hub checkpoint) is a *root*: its id is derived
+from its reference. A merged model's id is derived from its recipe, seed and parents' ids, so
+the same merge always gets the same id. Each lineage.json embeds the records of all the
+model's ancestors, so the family tree can be followed across runs even if parent directories
+move or were never on this machine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+FILE = "lineage.json"
+
+
+class LineageRecord(BaseModel):
+    """One model of the family."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    parents: list[str] = []  # ids, in recipe order
+    ref: str | None = None  # where the model was found or written (path or hub id)
+    recipe: str | None = None  # the recipe's YAML
+    method: str | None = None
+    seed: int | None = None
+    parent_kinship: dict[str, float] = {}  # metric -> value between the parents
+    scores: dict[str, float] = {}
+    merge_gain: float | None = None  # score(child) - mean score(parents)
+    generation: int | None = None
+    created: str | None = None
+    tool: str = "kinmerge"
+
+    @property
+    def is_root(self) -> bool:
+        return not self.parents
+
+
+class Lineage(BaseModel):
+    """The content of lineage.json: the model's record and those of all its ancestors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: LineageRecord
+    ancestors: dict[str, LineageRecord] = {}
+
+    def parents_of(self, rid: str) -> list[LineageRecord]:
+        rec = self.model if rid == self.model.id else self.ancestors[rid]
+        return [self.ancestors[p] for p in rec.parents if p in self.ancestors]
+
+    def all(self) -> dict[str, LineageRecord]:
+        return {**self.ancestors, self.model.id: self.model}
+
+
+def root_id(ref: str) -> str:
+    """Id of a model kinmerge did not make: its resolved reference."""
+    p = Path(ref).expanduser()
+    key = str(p.resolve()) if p.exists() else ref
+    return "root-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def merge_id(recipe_yaml: str, seed: int, parents: list[str]) -> str:
+    h = hashlib.sha256(json.dumps([recipe_yaml, seed, parents]).encode())
+    return "m-" + h.hexdigest()[:12]
+
+
+def read(model_dir: str | os.PathLike) -> Lineage | None:
+    """The lineage stored beside a model, or None."""
+    f = Path(model_dir) / FILE
+    if not f.is_file():
+        return None
+    return Lineage.model_validate_json(f.read_text())
+
+
+def write(model_dir: str | os.PathLike, lineage: Lineage) -> Path:
+    f = Path(model_dir) / FILE
+    tmp = f.with_suffix(".json.tmp")
+    tmp.write_text(lineage.model_dump_json(indent=2, exclude_none=True) + "\n")
+    tmp.replace(f)
+    return f
+
+
+def of_parent(ref: str, model_dir: Path | None) -> Lineage:
+    """A parent's lineage: its own lineage.json, or a fresh root record."""
+    found = read(model_dir) if model_dir is not None else None
+    if found is not None:
+        return found
+    return Lineage(model=LineageRecord(id=root_id(ref), name=Path(ref).name or ref, ref=ref))
+
+
+def for_merge(name: str, out: str, recipe_yaml: str, method: str, seed: int,
+              parents: list[Lineage], **extra) -> Lineage:
+    """The lineage of a model merged from `parents` (each with its own ancestors)."""
+    ancestors: dict[str, LineageRecord] = {}
+    for p in parents:
+        ancestors.update(p.all())
+    ids = [p.model.id for p in parents]
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rec = LineageRecord(id=merge_id(recipe_yaml, seed, ids), name=name, parents=ids, ref=out,
+                        recipe=recipe_yaml, method=method, seed=seed, created=now, **extra)
+    return Lineage(model=rec, ancestors=ancestors)
+
+
+def update(model_dir: str | os.PathLike, **fields) -> Lineage:
+    """Set fields of a model's own record (scores, kinship, generation...) in place."""
+    lin = read(model_dir)
+    if lin is None:
+        from kinmerge.errors import KinmergeError
+        raise KinmergeError(f"no {FILE} in {model_dir}", where=str(model_dir),
+                            fix="only models merged by kinmerge carry a lineage")
+    lin = lin.model_copy(update={"model": lin.model.model_copy(update=fields)})
+    write(model_dir, lin)
+    return lin
