@@ -55,8 +55,9 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
                        f"{len(r.models)} model(s){'' if r.base_model else ' and no base_model'}")
         elif m.n_models is not None and n != m.n_models:
             out.append(f"{m.name} takes exactly {m.n_models} input model(s), got {n}")
-        elif n == 0:
-            out.append(f"{m.name} has no input models besides the base")
+        elif n < m.min_models:
+            out.append(f"{m.name} needs at least {m.min_models} input model(s) besides the "
+                       f"base, got {n}")
     for i, sl in enumerate(r.slices or []):
         lengths = set()
         for j, s in enumerate(sl.sources):
@@ -75,6 +76,9 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
             out.append(f"slices[{i}]: slerp takes exactly 2 sources, got {len(refs)}")
         elif m.n_models is not None and n != m.n_models and m.name != "slerp":
             out.append(f"slices[{i}]: {m.name} takes exactly {m.n_models} source(s), got {n}")
+        elif n < m.min_models:
+            out.append(f"slices[{i}]: {m.name} needs at least {m.min_models} source(s) "
+                       f"besides the base, got {n}")
     return out
 
 

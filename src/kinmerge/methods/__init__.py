@@ -3,6 +3,9 @@
 The built-ins are imported here, in one visible list; importing a module registers it.
 """
 from kinmerge.methods.registry import REGISTRY, Method, Param, get_method, register
-from kinmerge.methods import linear, slerp, task_arithmetic, ties, dare, passthrough  # noqa: F401,E402
+from kinmerge.methods import (  # noqa: F401,E402
+    linear, slerp, task_arithmetic, ties, dare, passthrough,  # issue 2's core set
+    model_stock, breadcrumbs, della,  # further methods mergekit users bring
+)
 
 __all__ = ["REGISTRY", "Method", "Param", "get_method", "register"]

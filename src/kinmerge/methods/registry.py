@@ -49,6 +49,7 @@ class Method:
     summary: str
     stochastic: bool = False
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
+    min_models: int = 1
     extra: dict = field(default_factory=dict)
 
     def param(self, name: str) -> Param | None:

@@ -11,7 +11,12 @@ _F32_HIGH = 16  # radix-select on the upper 16 bits of a float32's bit pattern
 
 
 def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
-    """Bool mask keeping exactly k = int(density * numel) entries of largest |x| (TIES trim).
+    """Bool mask keeping exactly k = int(density * numel) entries of largest |x| (TIES trim)."""
+    return topk_count_mask(x, int(density * x.numel()))
+
+
+def topk_count_mask(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask keeping exactly the k entries of largest |x|.
 
     The k-th largest magnitude is found by radix selection instead of a sort: the bit pattern
     of a non-negative float32 orders like the float, so a histogram of its upper 16 bits names
@@ -19,7 +24,6 @@ def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
     at the threshold, the earliest in flat order survive.
     """
     n = x.numel()
-    k = int(density * n)
     if k >= n:
         return torch.ones_like(x, dtype=torch.bool)
     if k <= 0:
