@@ -4,5 +4,6 @@ from kinmerge.cli.app import main
 # Each import registers its commands on `main`.
 from kinmerge.cli import merge  # noqa: E402,F401
 from kinmerge.cli import lineage  # noqa: E402,F401
+from kinmerge.cli import publish  # noqa: E402,F401
 
 __all__ = ["main"]
