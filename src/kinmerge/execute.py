@@ -74,4 +74,7 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
         gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
     with torch.no_grad():
         out = plan.method.fn(tensors, base, generator=gen, **job.params)
-    return out.to(dtype=job.out_dtype).cpu()
+    # a method may compute wider than `dt` (slerp, linear); the result is rounded to the
+    # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
+    # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
+    return out.to(dtype=dt).to(dtype=job.out_dtype).cpu()
