@@ -10,15 +10,20 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
            normalize: bool = True, generator=None) -> torch.Tensor:
     """sum_k w_k x_k, divided by sum_k w_k when normalize.
 
+    Accumulated in float32 (float64 for float64 inputs) one model at a time, whatever the
+    working dtype: mergekit does so, and a bfloat16 sum would lose the small weights'
+    contributions. The executor rounds the result back to the working dtype.
+
     >>> linear([torch.tensor([1., 2.]), torch.tensor([3., 6.])], None, weight=[1, 3])
     tensor([2.5000, 5.0000])
     """
-    stacked = torch.stack(tensors)  # (n_models, *shape)
-    w = torch.tensor(weight, dtype=stacked.dtype, device=stacked.device)
-    w = w.reshape(-1, *([1] * (stacked.dim() - 1)))
-    out = (stacked * w).sum(dim=0)
+    acc = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+    w = torch.tensor(weight, dtype=acc, device=tensors[0].device)  # (n_models,)
+    out = torch.zeros(tensors[0].shape, dtype=acc, device=tensors[0].device)
+    for x, w_k in zip(tensors, w):
+        out.addcmul_(x, w_k)  # out += w_k * x, in this order: the rounding mergekit gets
     if normalize:
-        out = out / w.sum(dim=0)
+        out.div_(w.sum())
     return out
 
 
