@@ -2,40 +2,55 @@
 merging by mergekit)."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
 
 DOT_THRESHOLD = 0.9995
 EPS = 1e-8
+BLOCK = 1 << 20  # elements per block of the norms and the dot product
 
 
 def slerp(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
           generator=None) -> torch.Tensor:
     """Interpolate from `base` (t=0) to `tensors[0]` (t=1) along the great circle.
 
-    Each tensor is one vector. Computed in float32 at least, as mergekit does (it converts to
-    float32 numpy), so a bfloat16 recipe matches its output.
+    Each tensor is one vector. Everything, the scalars included, is computed in float32
+    torch arithmetic (float64 for float64 inputs), reducing in blocks of 2**20 elements,
+    as mergekit 0.1.5 does: the coefficients then round exactly as its do.
 
     >>> slerp([torch.tensor([0., 1.])], torch.tensor([1., 0.]), t=0.5)
     tensor([0.7071, 0.7071])
     """
-    a, b = base, tensors[0]
-    if a.dtype not in (torch.float32, torch.float64):
-        a, b = a.float(), b.float()
-    na, nb = a.norm(), b.norm()
-    ua = a / na if na > EPS else a
-    ub = b / nb if nb > EPS else b
-    dot = float((ua * ub).sum())
-    if abs(dot) > DOT_THRESHOLD:
-        return (1 - t) * a + t * b
-    omega = math.acos(dot)
-    sin_omega = math.sin(omega)
-    s0 = math.sin((1 - t) * omega) / sin_omega
-    s1 = math.sin(t * omega) / sin_omega
-    return s0 * a + s1 * b
+    dt = torch.float64 if base.dtype == torch.float64 else torch.float32
+    a, b = base.reshape(1, -1), tensors[0].reshape(1, -1)  # (1, numel): one vector each
+    t_ = torch.tensor(t, dtype=dt, device=base.device)
+    if a.shape[1] == 0:
+        return ((1 - t_) * a.to(dt) + t_ * b.to(dt)).reshape(base.shape)
+    na, nb = _norm(a, dt), _norm(b, dt)
+    na = torch.where(na > EPS, na, 1)  # a (near-)zero vector is left unnormalized
+    nb = torch.where(nb > EPS, nb, 1)
+    dot = torch.stack([(a[:, i:i + BLOCK].to(dt) / na * (b[:, i:i + BLOCK].to(dt) / nb))
+                       .sum(dim=1, keepdim=True) for i in range(0, a.shape[1], BLOCK)])
+    dot = dot.sum(dim=0).clamp(-1, 1)
+    if float(dot.abs()) > DOT_THRESHOLD:  # nearly parallel: plain lerp
+        c0, c1 = 1 - t_, t_
+    else:
+        omega = torch.acos(dot)
+        sin_omega = torch.sin(omega)
+        c0 = torch.sin((1 - t_) * omega) / sin_omega
+        c1 = torch.sin(t_ * omega) / sin_omega
+    out = torch.empty(a.shape, dtype=dt, device=base.device)
+    for i in range(0, a.shape[1], BLOCK):  # blockwise: float32 scratch stays small
+        out[:, i:i + BLOCK] = c0 * a[:, i:i + BLOCK].to(dt) + c1 * b[:, i:i + BLOCK].to(dt)
+    return out.reshape(base.shape)
+
+
+def _norm(x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+    """(1, 1) L2 norm of the row vector x: the norm of its blocks' norms."""
+    parts = [torch.linalg.vector_norm(x[:, i:i + BLOCK].to(dt), dim=1, keepdim=True)
+             for i in range(0, x.shape[1], BLOCK)]
+    return torch.linalg.vector_norm(torch.stack(parts), dim=0)
 
 
 register(Method(
