@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 Value = Any  # float | bool | list[float] | list[dict]
 
 
@@ -41,10 +39,19 @@ def _is_number(v: Any) -> bool:
 
 
 def gradient_at(anchors: list[float], u: float) -> float:
-    """Linear interpolation of `anchors` at relative position u in [0, 1]."""
+    """Linear interpolation of `anchors` at relative position u in [0, 1].
+
+    Written as (1 - f)·v_i + f·v_{i+1} with i = floor(u·(m − 1)), the form mergekit
+    evaluates, so values round identically (a density that lands a hair off changes
+    int(density·numel), hence which entries TIES keeps).
+    """
     if len(anchors) == 1:
         return float(anchors[0])
-    return float(np.interp(u * (len(anchors) - 1), np.arange(len(anchors)), anchors))
+    x = u * (len(anchors) - 1)
+    i = int(x)
+    j = min(len(anchors) - 1, i + 1)
+    f = x - i
+    return float((1 - f) * anchors[i] + f * anchors[j])
 
 
 def value_at(value: Value, tensor: str, u: float) -> float | bool | None:
