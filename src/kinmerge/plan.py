@@ -115,7 +115,7 @@ def _models_units(ctx: _Ctx) -> list[_Unit]:
     units = []
     for name in ctx.readers[reference].names():
         layer = s.index(name)
-        u = layer / (s.num_layers - 1) if layer is not None and s.num_layers > 1 else 0.0
+        u = _position(layer, s.num_layers) if layer is not None else 0.0
         sources = [(x, name, [entries[x], r.parameters]) for x in inputs]
         base = (r.base_model, name) if ctx.method.needs_base else None
         units.append(_Unit(name, sources, base, [r.parameters], u, layer, (reference, name)))
@@ -132,7 +132,7 @@ def _slices_units(ctx: _Ctx) -> list[_Unit]:
         a_ref, b_ref = ref_src.layer_range
         by_layer = _names_by_layer(ctx.readers[ref_src.model], s)
         for j in range(b_ref - a_ref):
-            u = j / (b_ref - a_ref - 1) if b_ref - a_ref > 1 else 0.0
+            u = _position(j, b_ref - a_ref)
             for name in by_layer.get(a_ref + j, []):
                 suffix = s.suffix(name)
                 at = [f"{s.prefix}{x.layer_range[0] + j}.{suffix}" for x in sl.sources]
@@ -146,6 +146,12 @@ def _slices_units(ctx: _Ctx) -> list[_Unit]:
             at = [name] * len(sl.sources)
             units.append(_slice_unit(ctx, sl, name, at, 0.0, None, (sl.sources[0].model, name)))
     return units
+
+
+def _position(j: int, n: int) -> float:
+    """Relative position u of layer j among n for gradients; a lone layer sits at u = 1
+    (mergekit's choice: a one-layer slice takes a gradient's last anchor)."""
+    return j / (n - 1) if n > 1 else 1.0
 
 
 def _slice_unit(ctx: _Ctx, sl, out_name: str, at: list[str], u: float,
