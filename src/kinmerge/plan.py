@@ -241,8 +241,10 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
         chains = [c for _, _, c in u.sources] if p.scope == "model" else [u.global_chain]
         values = []
         for chain in chains:
-            raw = next((lvl[p.name] for lvl in chain if p.name in lvl), None)
-            v = value_at(raw, u.name, u.u) if raw is not None else None
+            # the first level whose value applies wins: a filter list that matches nothing
+            # defers to the next level (slice source, slice, model, global), as in mergekit
+            v = next((x for lvl in chain if p.name in lvl
+                      for x in [value_at(lvl[p.name], u.name, u.u)] if x is not None), None)
             if v is None and p.required:
                 ok = False
                 ctx.problems.append(f"no value of {p.name!r} applies to tensor {u.name} "
