@@ -11,8 +11,13 @@ _F32_HIGH = 16  # radix-select on the upper 16 bits of a float32's bit pattern
 
 
 def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
-    """Bool mask keeping exactly k = int(density * numel) entries of largest |x| (TIES trim)."""
-    return topk_count_mask(x, int(density * x.numel()))
+    """Bool mask keeping k = int(density * numel) entries of largest |x| (TIES trim).
+
+    A positive density keeps at least one entry, as mergekit does: on a small tensor (a
+    norm vector) int(density * numel) can be 0 where the recipe asked for some.
+    """
+    k = max(1, int(density * x.numel())) if density > 0 else 0
+    return topk_count_mask(x, k)
 
 
 def topk_count_mask(x: torch.Tensor, k: int) -> torch.Tensor:
