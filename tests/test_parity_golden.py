@@ -1,0 +1,115 @@
+"""kinmerge against mergekit 0.1.5's own output numbers, without mergekit installed.
+
+tests/data/parity_golden.safetensors holds hand-sized synthetic models (a base and three
+fine-tunes, float32 and bfloat16), recipes, and the tensors mergekit-yaml produced from them
+(regenerate with benchmarks/make_parity_golden.py). Each case is merged here and compared
+element by element in ulps of the output dtype: at most 1 for float32, 2 for bfloat16. A TIES
+trim (density < 1) may also differ where equal magnitudes compete for the last kept places
+(mergekit breaks those ties by an unstable sort): at most 2% of the elements.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import kinmerge
+
+FIXTURE = Path(__file__).parent / "data" / "parity_golden.safetensors"
+ULP_TOL = {torch.float32: 1, torch.bfloat16: 2}
+
+
+def _meta() -> dict:
+    with safe_open(FIXTURE, "pt") as f:
+        return json.loads(f.metadata()["kinmerge_golden"])
+
+
+META = _meta()
+CASES = {c["name"]: c for c in META["cases"]}
+
+
+def unpack(flat: torch.Tensor, n_layers: int) -> dict[str, torch.Tensor]:
+    """The named tensors of one packed model (names sorted, shapes from the layout)."""
+    out, at = {}, 0
+    for name, shape in META["layouts"][str(n_layers)]:
+        n = torch.Size(shape).numel()
+        out[name] = flat[at:at + n].reshape(shape)
+        at += n
+    assert at == flat.numel()
+    return out
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    """Stored tensors, and the input models written out as model directories."""
+    data = load_file(FIXTURE)
+    root = tmp_path_factory.mktemp("golden")
+    shape = META["shape"]
+    paths: dict[str, dict[str, str]] = {}
+    for dt in ("float32", "bfloat16"):
+        for model in ("base", "ft1", "ft2", "ft3"):
+            d = root / dt / model
+            d.mkdir(parents=True)
+            save_file(unpack(data[f"in/{dt}/{model}"], shape["layers"]), d / "model.safetensors",
+                      metadata={"format": "pt"})
+            config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                      "hidden_size": shape["hidden"], "intermediate_size": shape["intermediate"],
+                      "num_hidden_layers": shape["layers"],
+                      "num_attention_heads": shape["heads"],
+                      "num_key_value_heads": shape["kv_heads"], "vocab_size": shape["vocab"],
+                      "tie_word_embeddings": False, "torch_dtype": dt}
+            (d / "config.json").write_text(json.dumps(config))
+            paths.setdefault(dt, {})[model] = str(d)
+    return data, paths
+
+
+def _resolve(obj, paths: dict[str, str]):
+    if isinstance(obj, dict):
+        return {k: (paths[v] if k in ("model", "base_model") else _resolve(v, paths))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolve(v, paths) for v in obj]
+    return obj
+
+
+def ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise distance in units in the last place (-0.0 and +0.0 are equal)."""
+    def ordered(t: torch.Tensor) -> torch.Tensor:
+        bits, mag = ((t.view(torch.int32).long(), 0x7FFFFFFF) if t.dtype == torch.float32
+                     else (t.view(torch.int16).long(), 0x7FFF))
+        return torch.where(bits < 0, -(bits & mag), bits)
+    return (ordered(a) - ordered(b)).abs()
+
+
+def test_ulps_counts_steps_across_zero():
+    x = torch.tensor([1.0, -0.0, 1e-45])
+    y = torch.tensor([torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)).item(), 0.0,
+                      -1e-45])
+    assert ulps(x, y).tolist() == [1, 0, 2]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_matches_mergekit(golden, name):
+    data, paths = golden
+    case = CASES[name]
+    merged = kinmerge.merge_to_memory(_resolve(case["recipe"], paths[case["inputs"]]))
+    want = unpack(data[f"out/{name}"], case["num_hidden_layers"])
+    assert sorted(merged.tensors) == sorted(want)
+    assert merged.config["num_hidden_layers"] == case["num_hidden_layers"]
+    worst, differing, total = 0, 0, 0
+    for n, w in want.items():
+        got = merged.tensors[n]
+        assert got.dtype == w.dtype and got.shape == w.shape, n
+        d = ulps(got, w)
+        worst = max(worst, int(d.max()))
+        differing += int((d > 0).sum())
+        total += d.numel()
+    tol = ULP_TOL[next(iter(want.values())).dtype]
+    if case["tie_break"] and worst > tol:
+        assert differing <= 0.02 * total, f"{differing}/{total} elements differ"
+    else:
+        assert worst <= tol, f"{worst} ulp, {differing}/{total} elements differ"
