@@ -1,0 +1,46 @@
+"""`kinmerge evolve`: search merge recipes with CMA-ES (see docs/evolve.md)."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+from kinmerge.cli.app import main
+
+out = Console()
+
+
+@main.command("evolve")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: study.db, best.yml, history.csv, fitness.png, summary.json.")
+@click.option("--trials", type=int, default=None,
+              help="Finished trials per phase (overrides budget.trials).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Candidates evaluated at once (processes, or Ray tasks).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True)
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (default: start a local one).")
+@click.option("--storage", default=None,
+              help="SQLAlchemy URL of the study database (default: sqlite in --out).")
+@click.option("--resume", is_flag=True, help="Continue the study in --out / --storage.")
+@click.option("--save-best", is_flag=True, help="Also write the winner to OUT/best-model.")
+def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, resume,
+               save_best):
+    """Evolve a merge recipe as CONFIG (evolve.yml) says."""
+    from kinmerge.evolve import evolve
+
+    def line(s):
+        out.print(f"[{s.phase}] gen {s.generation:3d}  trials {s.trials:4d}  "
+                  f"best {s.best:.4f}  mean {s.mean:.4f}  {s.trials_per_s:.2f} trials/s",
+                  highlight=False)
+
+    result = evolve(config, out_dir, trials=trials, workers=workers, backend=backend,
+                    storage=storage, resume=resume, save_best=save_best,
+                    ray_address=ray_address, on_generation=line)
+    s = result.summary
+    out.print(f"best recipe: {result.best_recipe}", highlight=False)
+    keys = ("mode", "trials", "best_search", "best_heldout", "best_baseline")
+    out.print(json.dumps({k: s[k] for k in keys if k in s}), highlight=False)

@@ -1,0 +1,65 @@
+"""One candidate, merged in memory and turned into a runnable causal LM.
+
+Every candidate, PS or DFS, is a recipe merged by `kinmerge.merge_to_memory` (the same
+plan/execute core as `kinmerge merge`), so the model scored is the model `best.yml` rebuilds.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from kinmerge.merge import MergedModel, merge_to_memory
+from kinmerge.recipe import Recipe
+
+
+@dataclass
+class Candidate:
+    """What a fitness function sees: the model (eval mode), its tokenizer folder, the merge."""
+
+    model: torch.nn.Module
+    tokenizer_dir: Path
+    merged: MergedModel
+    merge_seconds: float = 0.0  # merge_to_memory
+    load_seconds: float = 0.0  # tensors -> transformers model
+    scales: list[float] | None = None  # DFS: hidden-state scale before each layer
+    extra: dict = field(default_factory=dict)
+
+
+def build_candidate(recipe: Recipe, *, seed: int | None = None,
+                    scales: Sequence[float] | None = None, device: str = "cpu") -> Candidate:
+    """Merge `recipe` into memory and load it into a transformers model (timed)."""
+    t0 = time.perf_counter()
+    merged = merge_to_memory(recipe, seed=seed)
+    t1 = time.perf_counter()
+    model = causal_lm(merged.config, merged.tensors, device=device)
+    if scales is not None:
+        from kinmerge.evolve.dfs import apply_scales
+
+        apply_scales(model, scales)
+    return Candidate(model, merged.tokenizer_dir, merged, t1 - t0, time.perf_counter() - t1,
+                     list(scales) if scales is not None else None)
+
+
+def causal_lm(config: dict, tensors: dict[str, torch.Tensor], *,
+              device: str = "cpu") -> torch.nn.Module:
+    """A transformers causal LM whose parameters *are* `tensors` (assigned, not copied)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    hf_config = AutoConfig.for_model(model_type, **cfg)
+    dtype = next(iter(tensors.values())).dtype if tensors else torch.float32
+    model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
+    missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
+    if unexpected:
+        raise ValueError(f"merged tensors the model does not have: {unexpected[:5]}")
+    if hf_config.tie_word_embeddings:
+        model.tie_weights()
+        missing = [m for m in missing if m != "lm_head.weight"]
+    if missing:
+        raise ValueError(f"merged model lacks tensors: {missing[:5]}")
+    return model.to(device).eval()

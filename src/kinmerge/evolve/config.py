@@ -1,0 +1,179 @@
+"""evolve.yml: what to merge, what to search, how to score, how long (pydantic, at the edge).
+
+>>> cfg = load_evolve_config("examples/evolve-zoo.yml")      # doctest: +SKIP
+>>> cfg.mode, cfg.budget.trials                              # doctest: +SKIP
+('ps', 48)
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from kinmerge.errors import KinmergeError
+
+Mode = Literal["ps", "dfs", "ps+dfs"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpec(_Strict):
+    """Which recipe values are searched and over which range (the genome maps [0, 1] onto it)."""
+
+    params: dict[str, tuple[float, float]] = {"weight": (0.0, 1.0), "density": (0.0, 1.0)}
+    layer_groups: int = 1  # >1: one value per group of layers, exported as a gradient
+    filters: list[str] = []  # one value per filter (plus a catch-all), exported as a filter list
+
+    @field_validator("params")
+    @classmethod
+    def _ranges(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (lo, hi) in v.items():
+            if not lo < hi:
+                raise ValueError(f"range of {name!r} must have low < high, got [{lo}, {hi}]")
+        return v
+
+    @field_validator("layer_groups")
+    @classmethod
+    def _groups(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("layer_groups must be >= 1")
+        return v
+
+
+class DfsSpec(_Strict):
+    """Data-flow space: r repetitions of A's then B's layers, and transition scales."""
+
+    repeats: int = 3
+    scales: Literal["matrix", "none"] = "matrix"
+    scale_range: tuple[float, float] = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
+
+
+class TaskSpec(_Strict):
+    """One built-in task: a kinmerge.evaluate evaluator over JSONL prompt/answer files."""
+
+    name: str
+    evaluator: str = "exact_match"
+    search: str  # prompts scored during the search
+    heldout: str | None = None  # prompts never seen by the search; used for the final report
+    weight: float = 1.0
+    options: dict[str, Any] = {}  # passed to the evaluator (max_examples, max_new_tokens, ...)
+
+
+class LmEvalSpec(_Strict):
+    """One lm-evaluation-harness task and the metric taken from it."""
+
+    task: str
+    metric: str = "acc"
+    weight: float = 1.0
+    limit: int | None = None
+    include_path: str | None = None  # folder of local task YAMLs
+
+
+class FitnessSpec(_Strict):
+    tasks: list[TaskSpec] = []
+    lm_eval: list[LmEvalSpec] = []
+    function: str | None = None  # "package.module:callable", called as f(candidate, split)
+
+    @model_validator(mode="after")
+    def _some(self) -> "FitnessSpec":
+        if not (self.tasks or self.lm_eval or self.function):
+            raise ValueError("fitness needs tasks, lm_eval tasks or a function")
+        return self
+
+
+class Budget(_Strict):
+    trials: int = 40  # PS trials (finished ones; failures are re-asked)
+    dfs_trials: int | None = None  # DFS trials; default: trials
+    popsize: int | None = None  # default 4 + floor(3 ln n)
+
+
+class Baselines(_Strict):
+    """Hand recipes scored on the held-out split beside the winner."""
+
+    grid: bool = True  # task_arithmetic / ties / dare_ties at uniform weights
+    weights: list[float] = [0.5, 1.0]
+    densities: list[float] = [0.5]
+    recipes: dict[str, str] = {}  # name -> recipe YAML path
+
+
+class EvolveConfig(_Strict):
+    mode: Mode = "ps"
+    base_model: str | None = None
+    models: list[str]
+    template: dict[str, Any] = {"merge_method": "dare_ties", "dtype": "float32"}
+    search: SearchSpec = SearchSpec()
+    dfs: DfsSpec = DfsSpec()
+    dfs_partner: str | None = None  # ps+dfs: model B of the DFS run (default: models[1])
+    fitness: FitnessSpec
+    budget: Budget = Budget()
+    baselines: Baselines = Baselines()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shape(self) -> "EvolveConfig":
+        if self.mode == "dfs" and len(self.models) != 2:
+            raise ValueError("mode dfs takes exactly two models: A then B")
+        if self.mode != "dfs" and not self.models:
+            raise ValueError("models must name at least one source model")
+        if "models" in self.template or "slices" in self.template:
+            raise ValueError("template holds the method and global parameters only; "
+                             "the models come from `models`")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of what shapes the search (a resumed run must match it); the trial budget
+        and the baselines are left out, so a resumed run may extend the budget."""
+        data = self.model_dump(mode="json", exclude={"baselines": True,
+                                                     "budget": {"trials", "dfs_trials"}})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConfig:
+    """Parse evolve.yml (a path, a dict or a config); every problem is reported at once."""
+    if isinstance(source, EvolveConfig):
+        return source
+    where = "evolve config"
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise KinmergeError(f"file not found: {path}", where=str(path),
+                                fix="check the path of evolve.yml")
+        where = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise KinmergeError(f"not valid YAML: {e}", where=where,
+                                fix="fix the YAML syntax at the line shown") from e
+    try:
+        return EvolveConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
+        raise KinmergeError(f"evolve config has problems:\n{problems}", where=where,
+                            fix="see docs/evolve.md and examples/evolve-zoo.yml") from None
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model: type[BaseModel] = EvolveConfig
+        for part in err["loc"][:-1]:
+            ann = EvolveConfig.model_fields.get(str(part)) if model is EvolveConfig else None
+            if ann is not None and isinstance(ann.annotation, type) and issubclass(
+                    ann.annotation, BaseModel):
+                model = ann.annotation
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {loc!r}{hint}"
+    if err["type"] == "missing":
+        return f"missing required key {loc}"
+    return f"{loc}: {err['msg']}"

@@ -1,0 +1,115 @@
+"""The CMA-ES loop on a synthetic fitness: improvement, storage, resume, workers, Ray."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from kinmerge.errors import KinmergeError
+from kinmerge.evolve import evolve
+from kinmerge.evolve.search import default_popsize
+
+HERE = Path(__file__).parent
+
+
+def history(out: Path) -> list[dict]:
+    with open(out / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_default_popsize():
+    assert [default_popsize(n) for n in (2, 4, 10, 88)] == [6, 8, 10, 17]
+
+
+def test_cmaes_improves_and_records_every_trial(ps_config, tmp_path):
+    gens = []
+    res = evolve(ps_config(budget={"trials": 30}), tmp_path / "run", on_generation=gens.append)
+    rows = history(tmp_path / "run")
+    assert len(rows) == 30 and all(r["state"] == "COMPLETE" for r in rows)
+    x0 = float(rows[0]["fitness"])
+    assert json.loads(rows[0]["genome"]) == [0.5, 0.5]
+    s = res.summary
+    assert s["best_search"] > x0 + 0.15  # x0 scores 0.75, the optimum 1
+    assert s["winner_beats_best_baseline"] and s["trials"] == 30
+    assert gens[0].generation == 0 and gens[-1].best == pytest.approx(s["best_search"])
+    for key in ("merge_seconds", "eval_seconds", "seed", "recipe"):
+        assert rows[5][key]
+    assert (tmp_path / "run" / "fitness.png").stat().st_size > 1000
+    assert "seed:" in res.best_recipe.read_text()
+
+
+def test_existing_study_needs_resume(ps_config, tmp_path):
+    evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
+    with pytest.raises(KinmergeError, match="pass --resume"):
+        evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
+    with pytest.raises(KinmergeError, match="evolve.yml changed"):
+        evolve(ps_config(seed=5), tmp_path / "run", resume=True)
+    res = evolve(ps_config(budget={"trials": 3}), tmp_path / "run", resume=True, trials=5)
+    assert res.summary["trials"] == 5  # the budget may grow on resume
+
+
+def _complete(db: Path) -> list[tuple[int, float]]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("select t.number, v.value from trials t join trial_values v "
+                             "on t.trial_id = v.trial_id where t.state = 'COMPLETE' "
+                             "order by t.number").fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
+    import yaml
+
+    cfg = ps_config(budget={"trials": 24}, fitness={"function": "evo_fitness:slow_closeness"})
+    (tmp_path / "evolve.yml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", "from kinmerge.cli import main; main()", "evolve", str(tmp_path / "evolve.yml"),
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(_complete(out / "study.db")) < 6 and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _complete(out / "study.db")
+    assert 6 <= len(before) < 24
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name=f"{out.resolve()}:ps",
+                              storage=f"sqlite:///{out / 'study.db'}")
+    after = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(after) == 24
+    assert all(after[n] == v for n, v in before)  # nothing finished was lost or redone
+    assert all(t.state.name in ("COMPLETE", "FAIL") for t in study.trials)
+    assert json.loads((out / "summary.json").read_text())["trials"] == 24
+
+
+def test_two_workers(ps_config, tmp_path):
+    res = evolve(ps_config(budget={"trials": 10}), tmp_path / "run", workers=2)
+    rows = history(tmp_path / "run")
+    assert res.summary["trials"] == 10 and len({r["trial"] for r in rows}) == 10
+    assert res.summary["best_heldout"] == pytest.approx(res.summary["best_search"])
+
+
+def test_ray_backend(ps_config, tmp_path):
+    pytest.importorskip("ray")
+    res = evolve(ps_config(budget={"trials": 6}), tmp_path / "run", workers=2, backend="ray")
+    assert res.summary["trials"] == 6
+
+
+def test_unknown_backend(ps_config, tmp_path):
+    with pytest.raises(KinmergeError, match="unknown backend"):
+        evolve(ps_config(), tmp_path / "run", backend="dask")
