@@ -1,4 +1,4 @@
-"""`kinmerge lineage show MODEL_DIR`."""
+"""`kinmerge lineage show MODEL_DIR` and `kinmerge lineage graph RUN_DIR --out family.svg`."""
 from __future__ import annotations
 
 import click
@@ -34,3 +34,22 @@ def show_cmd(model_dir, no_recipes, as_json):
     roots = [r.name for r in ancestors(found) if r.is_root]
     out.print(f"{len(ancestors(found))} ancestors; roots: {', '.join(roots) or '—'}",
               highlight=False)
+
+
+@lineage_group.command("graph")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Image to write; .svg, .png or .pdf by its suffix.")
+def graph_cmd(path, out_file):
+    """Draw the family tree of a run folder or a model (generations as columns, nodes
+    coloured by score, edges labelled with the parents' kinship)."""
+    from kinmerge.lineage.graph import collect, draw
+
+    records = collect(path)
+    if not records:
+        raise KinmergeError(f"no lineage found under {path}", where=path,
+                            fix=f"give a run folder or a model folder holding {lin.FILE}")
+    if not out_file.lower().endswith((".svg", ".png", ".pdf")):
+        raise KinmergeError(f"unknown image type: {out_file}", where="--out",
+                            fix="end the file name with .svg, .png or .pdf")
+    click.echo(str(draw(records, out_file)))

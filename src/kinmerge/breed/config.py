@@ -1,0 +1,178 @@
+"""breed.yml: the pool, the base, the merge operator, the fitness, k, kinship, stop rules, seed.
+
+Pydantic lives here, at the edge; the loop works on the frozen `BreedConfig` it returns.
+
+>>> cfg = load_breed_config("examples/breed-zoo.yml")        # doctest: +SKIP
+>>> cfg.k, cfg.kinship.metric, cfg.explore                   # doctest: +SKIP
+(3, 'pcc', True)
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from kinmerge.errors import KinmergeError
+
+# The paper's operator (Hu et al. 2024, Algorithm 1): SLERP, first parent as the t=0 end,
+# attention and MLP on opposite gradients over the layers, everything else halfway.
+DEFAULT_OPERATOR: dict[str, Any] = {
+    "merge_method": "slerp",
+    "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                         {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]},
+                         {"value": 0.5}]},
+}
+# Methods whose `base_model` is the first parent (t=0 end) rather than the pool's base.
+PARENT_BASED = {"slerp", "nuslerp"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(_Strict):
+    """One built-in task (as in evolve.yml): a kinmerge.evaluate evaluator over a JSONL file."""
+
+    name: str
+    evaluator: str = "exact_match"
+    search: str  # the prompts that steer breeding
+    heldout: str | None = None  # reported, never used for decisions
+    weight: float = 1.0
+    options: dict[str, Any] = {}
+
+
+class FitnessSpec(_Strict):
+    """f(model) = weighted mean of task scores; or a callable f(model_dir) -> float | dict."""
+
+    tasks: list[TaskSpec] = []
+    function: str | None = None  # "package.module:callable"
+
+    @model_validator(mode="after")
+    def _some(self) -> "FitnessSpec":
+        if not (self.tasks or self.function):
+            raise ValueError("fitness needs tasks or a function")
+        return self
+
+
+class KinshipSpec(_Strict):
+    metric: Literal["pcc", "cs", "ed"] = "pcc"
+    # early stop when the mean pairwise kinship of the top-k reaches this (similarity metrics:
+    # >= threshold; ed, a distance: <= threshold). null: never.
+    threshold: float | None = 0.9
+
+
+class Budget(_Strict):
+    evaluations: int | None = None  # every model scored counts, the pool's included
+    generations: int | None = 10
+
+    @field_validator("evaluations", "generations")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be >= 1 (or null for no limit)")
+        return v
+
+
+class BreedConfig(_Strict):
+    pool: list[str]
+    base_model: str  # the pool's common base: kinship is measured on deltas from it
+    operator: dict[str, Any] = DEFAULT_OPERATOR
+    fitness: FitnessSpec
+    k: int = 3
+    explore: bool = True
+    kinship: KinshipSpec = KinshipSpec()
+    budget: Budget = Budget()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shape(self) -> "BreedConfig":
+        if len(self.pool) < 2:
+            raise ValueError("pool needs at least two models")
+        if len(set(self.pool)) != len(self.pool):
+            raise ValueError("pool lists a model twice")
+        if self.k < 2:
+            raise ValueError("k must be >= 2 (the top-k are merged pairwise)")
+        if "merge_method" not in self.operator:
+            raise ValueError("operator needs a merge_method")
+        if {"models", "slices", "base_model"} & set(self.operator):
+            raise ValueError("operator holds the method and its parameters only; "
+                             "the parents come from the pool")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of what changes the loop's decisions; stop rules are left out so a finished
+        run can be extended with a larger budget."""
+        data = self.model_dump(mode="json", exclude={"budget": True,
+                                                      "kinship": {"threshold"}})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: Any) -> BreedConfig:
+    """Parse breed.yml (a path, a dict or a config); every problem is reported at once.
+
+    `overrides` are the command line's: k, explore, seed, generations, evaluations.
+    Relative model paths are taken relative to the working directory, as in recipes.
+    """
+    if isinstance(source, BreedConfig):
+        data, where = source.model_dump(mode="json"), "breed config"
+    else:
+        data, where = _read(source)
+    data = _apply(dict(data), {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BreedConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
+        raise KinmergeError(f"breed config has problems:\n{problems}", where=where,
+                            fix="see docs/breed.md and examples/breed-zoo.yml") from None
+
+
+def _read(source: "str | Path | dict") -> tuple[dict, str]:
+    if isinstance(source, dict):
+        return source, "breed config"
+    path = Path(source)
+    if not path.is_file():
+        raise KinmergeError(f"file not found: {path}", where=str(path),
+                            fix="check the path of breed.yml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise KinmergeError(f"not valid YAML: {e}", where=str(path),
+                            fix="fix the YAML syntax at the line shown") from e
+    if not isinstance(data, dict):
+        raise KinmergeError("breed.yml must be a mapping of keys", where=str(path),
+                            fix="see examples/breed-zoo.yml")
+    return data, str(path)
+
+
+def _apply(data: dict, over: dict[str, Any]) -> dict:
+    budget = dict(data.get("budget") or {})
+    for key in ("generations", "evaluations"):
+        if key in over:
+            budget[key] = over.pop(key)
+    if budget:
+        data["budget"] = budget
+    data.update(over)
+    return data
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model: type[BaseModel] = BreedConfig
+        for part in err["loc"][:-1]:
+            ann = model.model_fields.get(str(part))
+            if ann is None or not (isinstance(ann.annotation, type)
+                                   and issubclass(ann.annotation, BaseModel)):
+                break
+            model = ann.annotation
+        key = str(err["loc"][-1])
+        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+        return f"unknown key {loc!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if err["type"] == "missing":
+        return f"missing required key {loc}"
+    return f"{loc}: {err['msg']}" if loc else err["msg"]

@@ -1,0 +1,48 @@
+"""`kinmerge breed BREED_YML --out DIR`."""
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kinmerge.cli.app import main
+
+out = Console()
+
+
+@main.command("breed")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run folder (rerun with the same folder to resume).")
+@click.option("--generations", type=int, default=None, help="Generation limit.")
+@click.option("--top-k", "k", type=int, default=None, help="How many top models to merge.")
+@click.option("--explore/--no-explore", default=None,
+              help="Also merge the best model with its least-related relative.")
+@click.option("--budget", "evaluations", type=int, default=None,
+              help="Most evaluations in all (the pool's included).")
+@click.option("--seed", type=int, default=None, help="Merge seed.")
+@click.option("--report/--no-report", default=True, help="Write report.html at the end.")
+def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, report):
+    """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
+    from kinmerge.breed import breed
+
+    def show(g: dict) -> None:
+        extra = f" · explored {' + '.join(g['explored'])}" if g.get("explored") else ""
+        out.print(f"gen {g['generation']}: best {g['best']:.4f} ({g['best_model']}) · "
+                  f"top-k kinship {g['top_k_kinship']:.3f} · {g['evaluations']} evaluations"
+                  f"{extra}", highlight=False)
+
+    result = breed(config, out_dir, generations=generations, k=k, explore=explore,
+                   evaluations=evaluations, seed=seed, on_generation=show)
+    s = result.summary
+    table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
+    for g in s["generations"]:
+        table.add_row(str(g["generation"]), ", ".join(g["top_k"]), f"{g['top_k_kinship']:.3f}",
+                      f"{g['best']:.4f}", str(g["evaluations"]))
+    out.print(table)
+    out.print(f"stopped: {s['stop_reason']} · best {s['best_model']} = {s['best_score']:.4f} "
+              f"· {s['evaluations']} evaluations · {s['best_path']}", highlight=False)
+    if report:
+        from kinmerge.report import write_report
+
+        out.print(f"report: {write_report(out_dir, plots=False)}", highlight=False)

@@ -1,0 +1,71 @@
+"""Stand-ins for breeding tests: a deterministic fake fitness and, while kinmerge.kinship is
+not there, a float64 numpy kinship (concatenated deltas, semantics.md section 3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+
+def weights(model_dir: str | Path) -> dict[str, np.ndarray]:
+    return {k: v.astype(np.float64) for k, v in
+            load_file(str(Path(model_dir) / "model.safetensors")).items()}
+
+
+def flat_delta(model: str | Path, base: str | Path) -> np.ndarray:
+    m, b = weights(model), weights(base)
+    return np.concatenate([(m[k] - b[k]).ravel() for k in sorted(b)])
+
+
+def numpy_kinship(a: str, b: str, base: str, metric: str) -> float:
+    x, y = flat_delta(a, base), flat_delta(b, base)
+    if metric == "pcc":
+        return float(np.corrcoef(x, y)[0, 1])
+    if metric == "cs":
+        return float(x @ y / np.sqrt((x @ x) * (y @ y)))
+    return float(np.linalg.norm(x - y))
+
+
+def kinship_fn():
+    """kinmerge.kinship when it has landed, else the numpy stand-in."""
+    try:
+        from kinmerge.breed.fitness import kinmerge_kinship
+        from kinmerge.kinship import kinship  # noqa: F401
+
+        return kinmerge_kinship
+    except Exception:  # not there yet, or mid-edit in a shared tree
+        return numpy_kinship
+
+
+class TargetFitness:
+    """Closeness of a model's delta to a target delta, in (0, 1]; counts its calls.
+
+    With the target the mean of the fine-tunes' deltas, children of merges score above their
+    parents, as a real merge of complementary experts would."""
+
+    def __init__(self, base: str, target: np.ndarray, fail_after: int | None = None):
+        self.base, self.target = base, target
+        self.calls: list[str] = []
+        self.fail_after = fail_after
+
+    def __call__(self, model_dir: Path) -> dict[str, float]:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise RuntimeError("simulated kill")
+        self.calls.append(Path(model_dir).name)
+        d = flat_delta(model_dir, self.base) - self.target
+        return {"closeness": float(1.0 / (1.0 + 10.0 * np.sqrt(d @ d)))}
+
+
+def mean_target(family: dict, scale: float = 1.0) -> np.ndarray:
+    return scale * np.mean([flat_delta(f, family["base"]) for f in family["ft"]], axis=0)
+
+
+
+def delta_size(model_dir: Path) -> float:
+    """A fitness a breed.yml can name (`breed_standins:delta_size`): the mean square of the
+    model's delta from the base named by $BREED_TEST_BASE."""
+    import os
+
+    x = flat_delta(model_dir, os.environ["BREED_TEST_BASE"])
+    return float((x * x).mean())

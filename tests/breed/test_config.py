@@ -1,0 +1,47 @@
+"""breed.yml parsing: defaults, overrides, and every problem reported at once."""
+import pytest
+
+from kinmerge.breed import DEFAULT_OPERATOR, load_breed_config
+from kinmerge.errors import KinmergeError
+
+MINIMAL = {"pool": ["a", "b"], "base_model": "base", "fitness": {"function": "m:f"}}
+
+
+def test_defaults_are_the_papers():
+    cfg = load_breed_config(MINIMAL)
+    assert cfg.k == 3 and cfg.explore and cfg.kinship.metric == "pcc"
+    assert cfg.kinship.threshold == 0.9
+    assert cfg.operator == DEFAULT_OPERATOR
+    t = DEFAULT_OPERATOR["parameters"]["t"]
+    assert t[0] == {"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]}
+    assert t[1] == {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}
+    assert t[2] == {"value": 0.5}
+
+
+def test_command_line_overrides():
+    cfg = load_breed_config(MINIMAL, k=4, explore=False, generations=2, evaluations=9, seed=None)
+    assert (cfg.k, cfg.explore, cfg.budget.generations, cfg.budget.evaluations, cfg.seed) == (
+        4, False, 2, 9, 0)
+
+
+def test_stop_rules_do_not_change_the_fingerprint():
+    a = load_breed_config(MINIMAL)
+    assert a.fingerprint() == load_breed_config(MINIMAL, evaluations=50, generations=9).fingerprint()
+    assert a.fingerprint() != load_breed_config(MINIMAL, explore=False).fingerprint()
+
+
+def test_every_problem_at_once(tmp_path):
+    f = tmp_path / "breed.yml"
+    f.write_text("pool: [a]\nbase_model: b\nfitness: {}\nkk: 3\nkinship: {metrc: pcc}\n")
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config(f)
+    msg = str(e.value)
+    assert "unknown key 'kk' (did you mean 'k'?)" in msg
+    assert "unknown key 'kinship.metrc' (did you mean 'metric'?)" in msg
+    assert "fitness needs tasks or a function" in msg
+    assert str(f) in msg
+
+
+def test_operator_holds_no_models():
+    with pytest.raises(KinmergeError, match="operator holds the method"):
+        load_breed_config({**MINIMAL, "operator": {"merge_method": "slerp", "models": []}})
