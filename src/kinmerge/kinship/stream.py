@@ -1,0 +1,142 @@
+"""The streaming pass: each tensor of each model read once, in bounded chunks, into Moments.
+
+Memory: at most one chunk of every input plus its float64 copy is alive at a time, whatever
+the tensor size (a 262M-element embedding is read in slices), so peak memory does not grow
+with the model. Safetensors slices are read with positional reads at the slice's offset;
+pickled `.bin` tensors can only be loaded whole, one tensor at a time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+import torch
+
+from kinmerge.io.reader import ModelReader
+from kinmerge.io.safetensors_file import TensorInfo, read_tensor
+from kinmerge.kinship.plan import KinshipPlan, TensorJob, plan_kinship
+from kinmerge.kinship.stats import Moments, chunk_moments
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 64 * 2**20  # float64 working set per chunk, all inputs together
+Progress = Callable[[int, int], None]  # (elements done, elements in all)
+
+
+class TensorSlices:
+    """One stored tensor of one model, read by ranges of its flattened elements."""
+
+    def __init__(self, reader: ModelReader, name: str):
+        # ModelReader has no public range read yet; its safetensors index gives the offsets
+        self.info: TensorInfo | None = getattr(reader, "_st", {}).get(name)
+        self.reader, self.name = reader, name
+        self._fd: int | None = None
+        self._whole: torch.Tensor | None = None
+
+    def read(self, lo: int, hi: int) -> torch.Tensor:
+        """Elements [lo, hi) of the row-major flattened tensor, in the storage dtype."""
+        info = self.info
+        if info is None:  # a pickled checkpoint: load the tensor once, slice it after
+            if self._whole is None:
+                self._whole = self.reader.get(self.name).reshape(-1)
+            return self._whole[lo:hi]
+        if self._fd is None:
+            self._fd = os.open(info.path, os.O_RDONLY)
+        size = info.dtype.itemsize
+        part = replace(info, shape=(hi - lo,), begin=info.begin + lo * size,
+                       nbytes=(hi - lo) * size)
+        return read_tensor(part, self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._whole = None
+
+
+def chunk_size(k: int) -> int:
+    """Elements per chunk for k deltas: the float64 base, k deltas and one difference."""
+    return max(1 << 15, CHUNK_BYTES // (8 * (k + 2)))
+
+
+def ordered(plan: KinshipPlan, base: ModelReader) -> list[TensorJob]:
+    """Jobs in the base's shard order, so reads sweep each file once."""
+    return sorted(plan.jobs, key=lambda j: (base.shard(j.sources[0]), j.sources[0]))
+
+
+def deltas(readers: list[ModelReader], job: TensorJob,
+           chunk: int) -> Iterator[torch.Tensor]:
+    """Chunks of the stacked deltas (k, m) float64 of one tensor, model minus base."""
+    k = len(readers) - 1
+    slices = [TensorSlices(r, s) for r, s in zip(readers, job.sources)]
+    try:
+        for lo in range(0, job.numel, chunk):
+            hi = min(lo + chunk, job.numel)
+            base = slices[0].read(lo, hi).to(torch.float64)
+            x = torch.empty((k, hi - lo), dtype=torch.float64)
+            for i, s in enumerate(slices[1:]):
+                x[i].copy_(s.read(lo, hi))  # upcast: a difference of two floats is exact
+                x[i].sub_(base)
+            del base
+            yield x
+    finally:
+        for s in slices:
+            s.close()
+
+
+def collect(readers: list[ModelReader], plan: KinshipPlan,
+            progress: Progress | None = None) -> list[tuple[str, Moments]]:
+    """Per-tensor Moments of the deltas of `readers[1:]` from `readers[0]`, in one pass."""
+    k = len(readers) - 1
+    chunk, done, total = chunk_size(k), 0, plan.numel
+    out: list[tuple[str, Moments]] = []
+    for job in ordered(plan, readers[0]):
+        acc = Moments.zeros(k)
+        for x in deltas(readers, job, chunk):
+            acc = acc + chunk_moments(x)
+            done += x.shape[1]
+            if progress:
+                progress(done, total)
+        out.append((job.name, acc))
+        log.debug("%s: %d elements", job.name, acc.n)
+    return out
+
+
+@dataclass
+class Opened:
+    """Readers for the base and the models, closed together."""
+
+    readers: list[ModelReader]
+    labels: list[str]
+
+    def __enter__(self) -> "Opened":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for r in self.readers:
+            r.close()
+
+
+def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
+    """Open the base and the models; a missing base is the first thing reported."""
+    from kinmerge.errors import KinmergeError
+
+    if base is None or str(base) == "":
+        raise KinmergeError("no base model given: kinship compares the weight changes of "
+                            "fine-tunes from their common base",
+                            where="base", fix="pass the model they were fine-tuned from "
+                                              "(--base BASE, or base=... in Python)")
+    readers: list[ModelReader] = []
+    try:
+        for ref in [base, *models]:
+            readers.append(ModelReader(ref))
+    except Exception:
+        for r in readers:
+            r.close()
+        raise
+    return Opened(readers, ["base", *labels])
+
+
+__all__ = ["collect", "open_all", "plan_kinship", "TensorSlices", "chunk_size", "Progress"]
