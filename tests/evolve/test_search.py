@@ -104,8 +104,9 @@ def test_two_workers(ps_config, tmp_path):
     assert res.summary["best_heldout"] == pytest.approx(res.summary["best_search"])
 
 
-def test_ray_backend(ps_config, tmp_path):
+def test_ray_backend(ps_config, tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    monkeypatch.setenv("PYTHONPATH", str(HERE))  # Ray workers import evo_fitness too
     res = evolve(ps_config(budget={"trials": 6}), tmp_path / "run", workers=2, backend="ray")
     assert res.summary["trials"] == 6
 

@@ -78,8 +78,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     t0 = time.perf_counter()
-    runner = make_runner(backend, workers, ray_address=ray_address,
-                         temp_dir=str((out / "ray").resolve()))
+    runner = make_runner(backend, workers, ray_address=ray_address)
     try:
         run = _Run(cfg, out, runner, storage, resume, trials, on_generation)
         phases = _phases(run)

@@ -9,7 +9,9 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -118,7 +120,7 @@ def _init_worker() -> None:
 class RayRunner:
     """Evaluates jobs as Ray tasks: on the cluster at `address`, or a local one started here."""
 
-    def __init__(self, workers: int, address: str | None = None, temp_dir: str | None = None):
+    def __init__(self, workers: int, address: str | None = None):
         try:
             import ray
         except ImportError as e:
@@ -127,11 +129,14 @@ class RayRunner:
                                 fix="pip install 'kinmerge[ray]' (or use --backend local)") from e
         self._ray = ray
         self._started = not ray.is_initialized()
+        self._temp: str | None = None
         if self._started:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test clusters
-            kw = {"address": address} if address else {"num_cpus": workers}
-            if temp_dir and not address:
-                kw["_temp_dir"] = temp_dir
+            kw: dict = {"address": address} if address else {"num_cpus": workers}
+            if not address:
+                # a short path of its own: Ray's socket paths must fit in 107 bytes, and
+                # nothing should be left in the home directory
+                self._temp = kw["_temp_dir"] = tempfile.mkdtemp(prefix="kmray-", dir="/tmp")
             ray.init(include_dashboard=False, log_to_driver=False, **kw)
         self.workers = workers
         self._task = ray.remote(num_cpus=1)(evaluate_job)
@@ -142,12 +147,13 @@ class RayRunner:
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+        if self._temp:
+            shutil.rmtree(self._temp, ignore_errors=True)
 
 
-def make_runner(backend: str, workers: int, *, ray_address: str | None = None,
-                temp_dir: str | None = None) -> Runner:
+def make_runner(backend: str, workers: int, *, ray_address: str | None = None) -> Runner:
     if backend == "ray":
-        return RayRunner(workers, ray_address, temp_dir)
+        return RayRunner(workers, ray_address)
     if backend != "local":
         raise KinmergeError(f"unknown backend {backend!r}", where="--backend",
                             fix="use local or ray")

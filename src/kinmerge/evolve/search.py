@@ -154,20 +154,24 @@ class _Tracker:
     def __init__(self, phase: str, popsize: int, callback, study: optuna.Study):
         self.phase, self.popsize, self.callback = phase, popsize, callback
         self.values: dict[int, list[float]] = {}
+        self.emitted: set[int] = set()
         self.t0, self.count = time.perf_counter(), 0
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         self.best = max((t.value for t in done), default=-math.inf)
         self.total = len(done)
 
     def add(self, gen: int, value: float) -> None:
-        self.values.setdefault(gen, []).append(value)
         self.count += 1
         self.total += 1
         self.best = max(self.best, value)
+        if gen in self.emitted:  # a surplus trial of a generation already reported
+            return
+        self.values.setdefault(gen, []).append(value)
         if len(self.values[gen]) == (1 if gen == 0 else self.popsize):
             self._emit(gen)
 
     def _emit(self, gen: int) -> None:
+        self.emitted.add(gen)
         vals = self.values.pop(gen)
         rate = self.count / max(time.perf_counter() - self.t0, 1e-9)
         stats = GenerationStats(self.phase, gen, self.total, self.best,
