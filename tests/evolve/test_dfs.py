@@ -89,6 +89,7 @@ def test_dfs_run_exports_the_evaluated_model(evofam, tmp_path):
     s = res.summary
     assert s["mode"] == "dfs" and s["trials"] == 8
     assert s["best_heldout"] == pytest.approx(s["best_search"], abs=0)
+    assert s["best_model_matches"] and s["best_model_heldout"] == s["best_heldout"]
     model = load_dfs_model(tmp_path / "run" / "best-model")
     with torch.no_grad():
         got = float(torch.sigmoid(model(torch.arange(8).unsqueeze(0)).logits.std()))

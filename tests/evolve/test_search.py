@@ -114,3 +114,13 @@ def test_ray_backend(ps_config, tmp_path, monkeypatch):
 def test_unknown_backend(ps_config, tmp_path):
     with pytest.raises(KinmergeError, match="unknown backend"):
         evolve(ps_config(), tmp_path / "run", backend="dask")
+
+
+def test_saved_best_scores_as_evaluated(ps_config, tmp_path):
+    cfg = ps_config(template={"merge_method": "dare_ties", "dtype": "float32"},
+                    search={"params": {"weight": [0, 1], "density": [0, 1]}},
+                    fitness={"function": "evo_fitness:logit_norm"}, budget={"trials": 4})
+    res = evolve(cfg, tmp_path / "run", save_best=True)
+    s = res.summary
+    assert s["best_model_matches"] and s["best_model_heldout"] == s["best_heldout"]
+    assert (tmp_path / "run" / "best-model" / "mergekit_config.yml").exists()

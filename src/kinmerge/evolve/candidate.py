@@ -63,3 +63,22 @@ def causal_lm(config: dict, tensors: dict[str, torch.Tensor], *,
     if missing:
         raise ValueError(f"merged model lacks tensors: {missing[:5]}")
     return model.to(device).eval()
+
+
+def load_candidate(model_dir: str | Path) -> Candidate:
+    """A saved model (e.g. best-model/) as a candidate, DFS scales applied: checks an export.
+
+    Its tensors come from disk through transformers, not through the merge core, so scoring
+    it against the in-memory winner tests that the export is the evaluated model.
+    """
+    from kinmerge.evolve.dfs import load_dfs_model
+    from kinmerge.io.reader import ModelReader
+
+    t0 = time.perf_counter()
+    model = load_dfs_model(model_dir)
+    reader = ModelReader(model_dir)
+    merged = MergedModel({n: p.detach() for n, p in model.state_dict().items()},
+                         reader.config, None)  # type: ignore[arg-type]
+    reader.close()
+    cand = Candidate(model, Path(model_dir), merged, 0.0, time.perf_counter() - t0)
+    return cand

@@ -211,10 +211,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
         jobs[f"baseline/{name}"] = Job(name, text, None, "heldout", cfg_json)
     for name, text in source_recipes(cfg).items():
         jobs[f"source/{name}"] = Job(name, text, None, "heldout", cfg_json)
+    saved = run.out / "best-model"
+    if saved.exists():  # score the export too: it must be the model that was evaluated
+        jobs["saved"] = Job("saved", "", None, "heldout", cfg_json, model_dir=str(saved))
     futures = {k: run.runner.submit(j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
     summary["best_heldout"] = results["best"].fitness
     summary["best_heldout_scores"] = results["best"].scores
+    if "saved" in results:
+        summary["best_model_heldout"] = results["saved"].fitness
+        summary["best_model_matches"] = results["saved"].fitness == results["best"].fitness
     for group in ("baseline", "source"):
         summary[f"{group}s_heldout"] = {k.split("/", 1)[1]: r.fitness
                                         for k, r in results.items() if k.startswith(group)}

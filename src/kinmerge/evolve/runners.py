@@ -29,6 +29,7 @@ class Job:
     split: str  # "search" | "heldout"
     config_json: str  # the EvolveConfig, so a worker builds the same fitness
     scales: tuple[float, ...] | None = None
+    model_dir: str | None = None  # score this saved model instead (checks an export)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def evaluate_job(job: Job) -> Result:
     """Merge the job's recipe in memory, build the model, score it (runs in any worker)."""
     import torch
 
-    from kinmerge.evolve.candidate import build_candidate
+    from kinmerge.evolve.candidate import build_candidate, load_candidate
     from kinmerge.evolve.config import EvolveConfig
     from kinmerge.evolve.fitness import TaskFitness
     from kinmerge.recipe import load_recipe
@@ -69,7 +70,10 @@ def evaluate_job(job: Job) -> Result:
     if fitness is None:
         cfg = EvolveConfig.model_validate_json(job.config_json)
         fitness = _FITNESS[job.config_json] = TaskFitness(cfg.fitness)
-    cand = build_candidate(load_recipe(job.recipe_yaml), seed=job.seed, scales=job.scales)
+    if job.model_dir:
+        cand = load_candidate(job.model_dir)
+    else:
+        cand = build_candidate(load_recipe(job.recipe_yaml), seed=job.seed, scales=job.scales)
     t0 = time.perf_counter()
     with torch.no_grad():
         scores = fitness.scores(cand, job.split)
