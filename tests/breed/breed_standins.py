@@ -69,3 +69,17 @@ def delta_size(model_dir: Path) -> float:
 
     x = flat_delta(model_dir, os.environ["BREED_TEST_BASE"])
     return float((x * x).mean())
+
+
+def slow_logged(model_dir: Path) -> float:
+    """`breed_standins:slow_logged`: TargetFitness of the pool in $BREED_TEST_POOL, slowly, logging each call to
+    $BREED_TEST_LOG (for the kill -9 test)."""
+    import os
+    import time
+
+    time.sleep(0.15)
+    base, pool = os.environ["BREED_TEST_BASE"], os.environ["BREED_TEST_POOL"].split(os.pathsep)
+    value = TargetFitness(base, mean_target({"base": base, "ft": pool}))(model_dir)["closeness"]
+    with open(os.environ["BREED_TEST_LOG"], "a") as f:
+        f.write(Path(model_dir).name + "\n")
+    return value
