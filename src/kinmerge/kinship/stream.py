@@ -58,7 +58,7 @@ class TensorSlices:
 
 def chunk_size(k: int) -> int:
     """Elements per chunk for k deltas: the float64 base, k deltas and one difference."""
-    return max(1 << 15, CHUNK_BYTES // (8 * (k + 2)))
+    return max(256, CHUNK_BYTES // (8 * (k + 2)))
 
 
 def ordered(plan: KinshipPlan, base: ModelReader) -> list[TensorJob]:
