@@ -38,22 +38,22 @@ def kinmerge_kinship(a: str, b: str, base: str, metric: str) -> float:
 
 def from_spec(spec: FitnessSpec, split: str = "search") -> tuple[Fitness, dict[str, float]]:
     """The fitness breed.yml describes, and the weight of each score name."""
-    scorers: list[tuple[str, Callable[[Path], float | dict]]] = []
-    weights: dict[str, float] = {}
-    for t in spec.tasks:
-        scorers.append((t.name, _task_scorer(t, split)))
-        weights[t.name] = t.weight
-    if spec.function:
-        scorers.append(("function", _import(spec.function)))
+    evaluators = [_evaluator(t, split) for t in spec.tasks]
+    weights = {t.name: t.weight for t in spec.tasks}
+    function = _import(spec.function) if spec.function else None
 
     def fitness(model_dir: Path) -> dict[str, float]:
         out: dict[str, float] = {}
-        for name, fn in scorers:
-            got = fn(Path(model_dir))
+        if evaluators:  # the model is loaded once and shared by the tasks
+            from kinmerge.evaluate import evaluate_model
+
+            out.update(evaluate_model(Path(model_dir), evaluators))
+        if function is not None:
+            got = function(Path(model_dir))
             if isinstance(got, dict):  # a function may report several named scores
                 out.update({k: float(v) for k, v in got.items()})
             else:
-                out[name] = float(got)
+                out["function"] = float(got)
         return out
 
     return fitness, weights
@@ -69,15 +69,12 @@ def _import(target: str) -> Callable:
                             fix="give it as package.module:callable, importable here") from e
 
 
-def _task_scorer(task: TaskSpec, split: str) -> Callable[[Path], float]:
-    """A built-in task of kinmerge.evaluate, scored on a model directory."""
-    try:
-        from kinmerge import evaluate
-    except ImportError as e:
-        raise KinmergeError("fitness tasks need kinmerge.evaluate, which is not installed",
-                            where="fitness.tasks", fix="use fitness.function instead") from e
+def _evaluator(task: TaskSpec, split: str):
+    """A built-in evaluator of kinmerge.evaluate for one task of breed.yml."""
+    from kinmerge.evaluate import make_evaluator
+
     path = task.heldout if split == "heldout" else task.search
     if path is None:
         raise KinmergeError(f"task {task.name!r} has no {split} file", where="fitness.tasks",
                             fix=f"add `{split}:` to the task")
-    return evaluate.model_dir_scorer(task.evaluator, path, **task.options)
+    return make_evaluator(task.evaluator, path, **{"name": task.name, **task.options})
