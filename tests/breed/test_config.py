@@ -45,3 +45,11 @@ def test_every_problem_at_once(tmp_path):
 def test_operator_holds_no_models():
     with pytest.raises(KinmergeError, match="operator holds the method"):
         load_breed_config({**MINIMAL, "operator": {"merge_method": "slerp", "models": []}})
+
+
+def test_the_zoo_example_parses_with_the_papers_operator():
+    from pathlib import Path
+
+    cfg = load_breed_config(Path(__file__).parents[2] / "examples" / "breed-zoo.yml")
+    assert cfg.operator == DEFAULT_OPERATOR and cfg.k == 3 and cfg.explore
+    assert [t.name for t in cfg.fitness.tasks] == ["add", "rev", "sort"]
