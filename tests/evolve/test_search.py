@@ -72,7 +72,7 @@ def _complete(db: Path) -> list[tuple[int, float]]:
 def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
     import yaml
 
-    cfg = ps_config(budget={"trials": 24}, fitness={"function": "evo_fitness:slow_closeness"})
+    cfg = ps_config(budget={"trials": 14}, fitness={"function": "evo_fitness:slow_closeness"})
     (tmp_path / "evolve.yml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
@@ -80,27 +80,28 @@ def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
            "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while len(_complete(out / "study.db")) < 6 and time.time() < deadline:
+    while len(_complete(out / "study.db")) < 4 and time.time() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _complete(out / "study.db")
-    assert 6 <= len(before) < 24
+    assert 4 <= len(before) < 14
     done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name=f"{out.resolve()}:ps",
                               storage=f"sqlite:///{out / 'study.db'}")
     after = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
-    assert len(after) == 24
+    assert len(after) == 14
     assert all(after[n] == v for n, v in before)  # nothing finished was lost or redone
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in study.trials)
-    assert json.loads((out / "summary.json").read_text())["trials"] == 24
+    assert json.loads((out / "summary.json").read_text())["trials"] == 14
 
 
 def test_two_workers(ps_config, tmp_path):
-    res = evolve(ps_config(budget={"trials": 10}), tmp_path / "run", workers=2)
+    res = evolve(ps_config(budget={"trials": 7}), tmp_path / "run", workers=2)
     rows = history(tmp_path / "run")
-    assert res.summary["trials"] == 10 and len({r["trial"] for r in rows}) == 10
+    assert res.summary["trials"] == 7 and len({r["trial"] for r in rows}) == 7
+    assert all(r["worker"] for r in rows)  # scored in pool processes, not inline
     assert res.summary["best_heldout"] == pytest.approx(res.summary["best_search"])
 
 

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 COLUMNS = ["phase", "trial", "generation", "state", "fitness", "seed", "merge_seconds",
-           "load_seconds", "eval_seconds", "scores", "genome", "recipe"]
+           "load_seconds", "eval_seconds", "worker", "scores", "genome", "recipe"]
 
 
 def finished(study: optuna.Study) -> list[FrozenTrial]:
@@ -34,6 +34,7 @@ def write_history(path: Path, studies: Sequence[tuple[str, optuna.Study]]) -> No
                             "merge_seconds": _round(a.get("merge_seconds")),
                             "load_seconds": _round(a.get("load_seconds")),
                             "eval_seconds": _round(a.get("eval_seconds")),
+                            "worker": a.get("worker", ""),
                             "scores": json.dumps(a.get("scores", {})),
                             "genome": json.dumps([round(x, 6) for x in a.get("genome", [])]),
                             "recipe": a.get("recipe", "")})
