@@ -154,3 +154,30 @@ def test_a_different_config_in_the_same_folder_is_refused(config, fitness, kin, 
     run(config(), fitness(), kin, tmp_path, generations=1)
     with pytest.raises(KinmergeError, match="different configuration"):
         run(config(k=2), fitness(), kin, tmp_path)
+
+
+def test_a_merge_finished_but_not_recorded_is_adopted(config, fitness, kin, tmp_path,
+                                                       monkeypatch):
+    """Killed between the merge's rename and the database commit: the folder is reused."""
+    import kinmerge.breed.loop as loop
+    from kinmerge.breed.state import BreedState as State
+
+    real_add = State.add_model
+
+    def crash_on_second_child(self, name, *a, **kw):
+        if name == "g1-02":
+            raise KeyboardInterrupt("killed")
+        return real_add(self, name, *a, **kw)
+
+    monkeypatch.setattr(State, "add_model", crash_on_second_child)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(), fitness(), kin, tmp_path, generations=1)
+    assert (tmp_path / "models" / "g1-02" / "lineage.json").is_file()
+    monkeypatch.setattr(State, "add_model", real_add)
+    merged = []
+    real_merge = loop.merge
+    monkeypatch.setattr(loop, "merge", lambda r, out, **kw: merged.append(Path(out).name)
+                        or real_merge(r, out, **kw))
+    s = run(config(), fitness(), kin, tmp_path, generations=1)
+    assert "g1-01" not in merged and "g1-02" not in merged and len(merged) == 4
+    assert s["evaluations"] == 10

@@ -135,7 +135,7 @@ class Breeder:
         kin = self.kinship(a, b)
         parents = [rows[a], rows[b]]
         lin = lineage.read(path) if path.is_dir() else None
-        if lin is None or lin.model.parents != [p.lineage_id for p in parents]:
+        if lin is None or not {p.lineage_id for p in parents} <= set(lin.model.parents):
             # not there, or a stale folder from another run: (re)merge
             _clean_partial(path)
             merge(self.recipe(rows[a].path, rows[b].path), path, seed=self.cfg.seed,
