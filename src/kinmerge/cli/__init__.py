@@ -9,5 +9,7 @@ from kinmerge.cli import breed  # noqa: E402,F401
 from kinmerge.cli import report  # noqa: E402,F401
 from kinmerge.cli import evolve  # noqa: E402,F401
 from kinmerge.cli import kinship  # noqa: E402,F401
+from kinmerge.cli import zoo  # noqa: E402,F401
+from kinmerge.cli import demo  # noqa: E402,F401
 
 __all__ = ["main"]

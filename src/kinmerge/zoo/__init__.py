@@ -1,5 +1,6 @@
 """Offline model families: synthetic checkpoints (random weights, any size) for tests and
-benchmarks, and the trained tiny family used by the demo."""
+benchmarks, and the trained tiny family ("the zoo") used by the demo, evolution and tests."""
+from kinmerge.zoo.family import Expert, ZooConfig, build_zoo, zoo
 from kinmerge.zoo.synthetic import synthetic_llama
 
-__all__ = ["synthetic_llama"]
+__all__ = ["Expert", "ZooConfig", "build_zoo", "synthetic_llama", "zoo"]

@@ -1,0 +1,189 @@
+"""The trained zoo: a tiny Llama base and its experts, built deterministically and cached.
+
+>>> root = kinmerge.zoo.zoo()              # builds once (~4 min on one core), then cached
+>>> AutoModelForCausalLM.from_pretrained(root / "add")                        # doctest: +SKIP
+
+Layout of a zoo directory:
+    zoo.json                    manifest: config, seed, models, skills, task files
+    base/ add/ add_seed2/ ...   Hugging Face model directories (config, safetensors, tokenizer)
+    tasks/<skill>/{search,heldout}.jsonl   prompt/answer pairs (exact match)
+    tasks/<skill>/choices.jsonl            the held-out split as multiple choice
+    tasks/text.txt                         held-out examples as plain text (perplexity)
+
+The recipe that makes merges work on models this small (see docs/zoo.md for the numbers):
+the base is pretrained on every task format but stopped at 2/3 of its schedule, so it is
+mediocre at the expert skills; experts take small steps from it (lr 5e-4, 250 steps), so task
+vectors stay small and nearly orthogonal between skills; experts of long-word skills replay
+the general short-word tasks (not addition), which keeps the formats without teaching the
+other expert's skill.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from kinmerge.zoo import tasks as T
+from kinmerge.zoo.cache import cache_root, publish_dir
+from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
+from kinmerge.zoo.train import Schedule, train
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when the layout or the training code changes what a config builds
+
+
+@dataclass(frozen=True)
+class Expert:
+    """A fine-tune of the base on one skill; `replay` of the general tasks keeps the formats."""
+
+    name: str
+    skill: str
+    seed: int
+    replay: float = 0.0
+    no_replay: tuple[str, ...] = ("add",)
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 256
+    base: Schedule = Schedule(steps=1000, lr=3e-3, batch=64, warmup=50, horizon=1500)
+    expert: Schedule = Schedule(steps=250, lr=5e-4, batch=64, warmup=25)
+    experts: tuple[Expert, ...] = (
+        Expert("add", "add", seed=1),
+        Expert("add_seed2", "add", seed=2),
+        Expert("rev", "rev", seed=1, replay=0.3),
+        Expert("sort", "sort", seed=1, replay=0.3),
+    )
+    parents: tuple[str, str] = ("add", "rev")  # the pair the demo merges
+    eval_examples: int = 200
+
+    @classmethod
+    def tiny(cls) -> "ZooConfig":
+        """Seconds to build: for tests, where only shapes, files and determinism matter."""
+        return cls(hidden=32, layers=2, heads=2, intermediate=64,
+                   base=Schedule(steps=30, lr=3e-3, batch=16, warmup=5, horizon=45),
+                   expert=Schedule(steps=10, lr=5e-4, batch=16, warmup=2),
+                   experts=(Expert("add", "add", seed=1), Expert("add_seed2", "add", seed=2),
+                            Expert("rev", "rev", seed=1, replay=0.3)),
+                   eval_examples=16)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self, seed: int) -> str:
+        blob = json.dumps({"format": FORMAT, "seed": seed, "config": self.to_dict()},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def llama_config(cfg: ZooConfig):
+    from transformers import LlamaConfig
+    return LlamaConfig(vocab_size=len(VOCAB), hidden_size=cfg.hidden,
+                       intermediate_size=cfg.intermediate, num_hidden_layers=cfg.layers,
+                       num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+                       max_position_embeddings=32, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                       bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+
+
+def save_model(model: torch.nn.Module, out: Path) -> Path:
+    """A loadable HF directory: config, model.safetensors (float32), tokenizer.
+
+    Written with safetensors directly (sorted names, fixed metadata): the same weights give
+    the same bytes, and no progress bar is printed.
+    """
+    from safetensors.torch import save_file
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(out))
+    model.generation_config.save_pretrained(str(out))
+    tensors = {k: v.detach().contiguous() for k, v in sorted(model.state_dict().items())}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_tokenizer(out)
+    return out
+
+
+def write_tasks(root: Path, seed: int, n: int) -> dict[str, dict[str, str]]:
+    """Evaluation files for every skill; returns {skill: {split: relative path}}."""
+    files: dict[str, dict[str, str]] = {}
+    text: list[str] = []
+    for skill in T.SKILLS:
+        splits = T.eval_splits(skill, seed, n)
+        d = Path("tasks") / skill
+        files[skill] = {s: str(d / f"{s}.jsonl") for s in splits}
+        for s, ex in splits.items():
+            T.write_jsonl(root / files[skill][s], ex)
+        files[skill]["choices"] = str(d / "choices.jsonl")
+        T.write_choices(root / files[skill]["choices"], splits["heldout"], seed)
+        text += [p + a for p, a in splits["heldout"]]
+    (root / "tasks" / "text.txt").write_text("\n".join(text) + "\n")
+    return files
+
+
+def held_out_prompts(seed: int, n: int) -> frozenset[str]:
+    """Prompts of every evaluation split: training never sees them."""
+    return frozenset(p for skill in T.SKILLS for ex in T.eval_splits(skill, seed, n).values()
+                     for p, _ in ex)
+
+
+def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
+    """Train the base and every expert of `config` into `out` (built aside, then renamed)."""
+    from transformers import LlamaForCausalLM
+    cfg = config or ZooConfig()
+    out = Path(out)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.perf_counter()
+    with publish_dir(out) as tmp:
+        skills = write_tasks(tmp, seed, cfg.eval_examples)
+        reserved = held_out_prompts(seed, cfg.eval_examples)
+        torch.manual_seed(seed)
+        base = LlamaForCausalLM(llama_config(cfg))
+        general = T.Mixture(tuple(T.PRETRAIN.values()), reserved=reserved)
+        train(base, general, cfg.base, seed, "base")
+        save_model(base, tmp / "base")
+        models = {"base": {"path": "base", "skill": None}}
+        for ex in cfg.experts:
+            model = copy.deepcopy(base)
+            replay = tuple(g for k, g in T.PRETRAIN.items() if k not in ex.no_replay)
+            data = T.Mixture((T.SKILLS[ex.skill],), replay, ex.replay, reserved)
+            train(model, data, cfg.expert, seed * 1000 + ex.seed, ex.name)
+            save_model(model, tmp / ex.name)
+            models[ex.name] = {"path": ex.name, "skill": ex.skill}
+        manifest = {"format": FORMAT, "seed": seed, "digest": cfg.digest(seed),
+                    "config": cfg.to_dict(), "models": models, "skills": skills,
+                    "parents": list(cfg.parents), "text": "tasks/text.txt"}
+        (tmp / "zoo.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("zoo built in %.0fs: %s", time.perf_counter() - t0, out)
+    return out
+
+
+def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None) -> Path:
+    """The zoo for (config, seed), built on first use under the cache, reused after."""
+    cfg = config or ZooConfig()
+    path = Path(cache) if cache else cache_root() / "zoo" / cfg.digest(seed)
+    if is_zoo(path, cfg.digest(seed)):
+        log.info("using cached zoo %s", path)
+        return path
+    log.info("building the zoo into %s (a few minutes, once)", path)
+    return build_zoo(path, cfg, seed)
+
+
+def is_zoo(path: Path, digest: str | None = None) -> bool:
+    try:
+        manifest = json.loads((Path(path) / "zoo.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("format") == FORMAT and (digest is None or manifest["digest"] == digest)
+
+
+def copy_zoo(src: Path, out: Path) -> Path:
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    return out

@@ -1,0 +1,132 @@
+"""Synthetic algorithmic tasks the zoo is trained and scored on.
+
+Every example is a (prompt, answer) pair of plain characters. A prompt starts with one
+upper-case tag naming the task and ends with "="; the model continues with the answer and then
+its end-of-sequence token. Generators take a `random.Random`, so a seed fixes every example.
+
+    add   A07+45=  -> 250     two 2-digit numbers, zero padded; the 3-digit sum written
+                              least significant digit first (carries then flow left to right,
+                              the order a causal model produces them)
+    rev   Rkqzb=   -> bzqk    reverse a lower-case word
+    copy  Ckqzb=   -> kqzb    copy the word
+    sort  S3172=   -> 1237    sort digits
+
+Pretraining sees short words (lengths 2-7); the `rev` and `sort` experts are fine-tuned and
+scored on longer ones (8-9), so the base knows each format but not the skill at that length.
+"""
+from __future__ import annotations
+
+import json
+import random
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+Example = tuple[str, str]
+Generator = Callable[[random.Random], Example]
+LETTERS = string.ascii_lowercase
+
+
+def make_add(rng: random.Random) -> Example:
+    a, b = rng.randrange(100), rng.randrange(100)
+    return f"A{a:02d}+{b:02d}=", f"{a + b:03d}"[::-1]
+
+
+def _word(rng: random.Random, lo: int, hi: int, alphabet: str) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
+
+
+def make_rev(lo: int, hi: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        w = _word(rng, lo, hi, LETTERS)
+        return f"R{w}=", w[::-1]
+    return gen
+
+
+def make_copy(lo: int, hi: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        w = _word(rng, lo, hi, LETTERS)
+        return f"C{w}=", w
+    return gen
+
+
+def make_sort(lo: int, hi: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        w = _word(rng, lo, hi, string.digits)
+        return f"S{w}=", "".join(sorted(w))
+    return gen
+
+
+# The skills an expert is fine-tuned on, at the lengths it is scored on.
+SKILLS: dict[str, Generator] = {
+    "add": make_add,
+    "rev": make_rev(8, 9),
+    "sort": make_sort(8, 9),
+    "copy": make_copy(8, 9),
+}
+# What the base sees: every format, at short lengths only (addition is all 2-digit sums).
+PRETRAIN: dict[str, Generator] = {
+    "add": make_add,
+    "rev": make_rev(2, 7),
+    "copy": make_copy(2, 9),
+    "sort": make_sort(2, 7),
+}
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Draw from `main` with probability 1 - replay, else uniformly from `general`.
+
+    Prompts in `reserved` (the evaluation splits) are redrawn, so scores are on unseen prompts.
+    """
+
+    main: tuple[Generator, ...]
+    general: tuple[Generator, ...] = ()
+    replay: float = 0.0
+    reserved: frozenset[str] = frozenset()
+
+    def sample(self, rng: random.Random) -> Example:
+        while True:
+            if self.general and rng.random() < self.replay:
+                ex = rng.choice(self.general)(rng)
+            else:
+                ex = rng.choice(self.main)(rng)
+            if ex[0] not in self.reserved:
+                return ex
+
+
+def eval_splits(skill: str, seed: int, n: int) -> dict[str, list[Example]]:
+    """Disjoint `search` and `heldout` splits of `n` distinct examples each for `skill`."""
+    rng = random.Random(f"eval:{skill}:{seed}")
+    seen: dict[str, str] = {}
+    while len(seen) < 2 * n:
+        p, a = SKILLS[skill](rng)
+        seen.setdefault(p, a)
+    items = list(seen.items())
+    return {"search": items[:n], "heldout": items[n:]}
+
+
+def write_jsonl(path: Path, examples: list[Example]) -> Path:
+    """One {"prompt", "answer"} object per line (the format of the exact-match evaluator)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for p, a in examples:
+            f.write(json.dumps({"prompt": p, "answer": a}) + "\n")
+    return path
+
+
+def write_choices(path: Path, examples: list[Example], seed: int, k: int = 4) -> Path:
+    """A multiple-choice version of `examples`: the answer among k-1 one-character corruptions."""
+    rng = random.Random(f"choices:{seed}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for p, a in examples:
+            alphabet = string.digits if a.isdigit() else LETTERS
+            choices = {a}
+            while len(choices) < k:
+                i = rng.randrange(len(a))
+                choices.add(a[:i] + rng.choice(alphabet) + a[i + 1:])
+            opts = sorted(choices)
+            f.write(json.dumps({"prompt": p, "choices": opts, "answer": opts.index(a)}) + "\n")
+    return path

@@ -1,0 +1,106 @@
+"""The trained zoo: deterministic bytes, loadable by transformers, tasks and manifest, cache."""
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from kinmerge.zoo import ZooConfig, build_zoo, zoo
+from kinmerge.zoo import tasks as T
+from kinmerge.zoo.tokenizer import BOS_ID, encode
+
+MODELS = ["base", "add", "add_seed2", "rev"]
+
+
+def test_build_twice_gives_identical_bytes(tiny_zoo, tmp_path):
+    again = build_zoo(tmp_path / "b", ZooConfig.tiny(), seed=0)
+    for name in MODELS:
+        a = (tiny_zoo / name / "model.safetensors").read_bytes()
+        assert a == (again / name / "model.safetensors").read_bytes(), name
+    for f in ["tasks/add/heldout.jsonl", "tasks/rev/search.jsonl", "tasks/text.txt", "zoo.json"]:
+        assert (tiny_zoo / f).read_bytes() == (again / f).read_bytes(), f
+
+
+def test_other_seed_gives_other_weights(tiny_zoo, tmp_path):
+    other = build_zoo(tmp_path / "c", ZooConfig.tiny(), seed=1)
+    assert (tiny_zoo / "add/model.safetensors").read_bytes() != \
+        (other / "add/model.safetensors").read_bytes()
+
+
+def test_models_load_with_auto_classes(tiny_zoo):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    for name in MODELS:
+        model = AutoModelForCausalLM.from_pretrained(tiny_zoo / name)
+        tok = AutoTokenizer.from_pretrained(tiny_zoo / name)
+        assert type(model).__name__ == "LlamaForCausalLM"
+        assert not model.config.tie_word_embeddings
+        ids = tok("A07+45=").input_ids
+        assert ids == [BOS_ID] + encode("A07+45=")
+        assert tok.decode(ids[1:]) == "A07+45="
+        with torch.no_grad():
+            assert model(input_ids=torch.tensor([ids])).logits.shape == (1, 8, len(tok))
+
+
+def test_experts_share_the_base_and_differ_from_it(tiny_zoo):
+    from safetensors.torch import load_file
+    base = load_file(tiny_zoo / "base/model.safetensors")
+    add = load_file(tiny_zoo / "add/model.safetensors")
+    assert base.keys() == add.keys() and "lm_head.weight" in base
+    assert any(not torch.equal(base[k], add[k]) for k in base)
+
+
+def test_manifest_and_task_files(tiny_zoo):
+    m = json.loads((tiny_zoo / "zoo.json").read_text())
+    assert m["parents"] == ["add", "rev"]
+    assert {k: v["skill"] for k, v in m["models"].items()} == {
+        "base": None, "add": "add", "add_seed2": "add", "rev": "rev"}
+    n = ZooConfig.tiny().eval_examples
+    for skill, files in m["skills"].items():
+        rows = {s: [json.loads(x) for x in (tiny_zoo / files[s]).read_text().splitlines()]
+                for s in ("search", "heldout")}
+        assert all(len(r) == n for r in rows.values())
+        # the two splits share no prompt
+        assert not {r["prompt"] for r in rows["search"]} & {r["prompt"] for r in rows["heldout"]}
+        choices = [json.loads(x) for x in (tiny_zoo / files["choices"]).read_text().splitlines()]
+        assert all(c["choices"][c["answer"]] == h["answer"]
+                   for c, h in zip(choices, rows["heldout"]))
+
+
+def test_task_answers_are_right():
+    import random
+    rng = random.Random(0)
+    p, a = T.make_add(rng)
+    x, y = int(p[1:3]), int(p[4:6])
+    assert int(a[::-1]) == x + y and len(a) == 3
+    p, a = T.SKILLS["rev"](rng)
+    assert a == p[1:-1][::-1] and 8 <= len(a) <= 9
+    p, a = T.SKILLS["sort"](rng)
+    assert a == "".join(sorted(p[1:-1]))
+
+
+def test_training_never_sees_evaluation_prompts():
+    import random
+    reserved = frozenset(p for p, _ in T.eval_splits("add", 0, 200)["heldout"])
+    mix = T.Mixture((T.make_add,), reserved=reserved)
+    rng = random.Random(0)
+    assert not {mix.sample(rng)[0] for _ in range(3000)} & reserved
+
+
+def test_cache_is_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINMERGE_CACHE", str(tmp_path / "cache"))
+    first = zoo(ZooConfig.tiny(), seed=0)
+    assert first.parent == tmp_path / "cache" / "zoo"
+    stamp = (first / "add/model.safetensors").stat().st_mtime_ns
+    assert zoo(ZooConfig.tiny(), seed=0) == first
+    assert (first / "add/model.safetensors").stat().st_mtime_ns == stamp
+    assert zoo(ZooConfig.tiny(), seed=1) != first
+
+
+def test_cli_zoo_build(tmp_path, monkeypatch):
+    from kinmerge.cli import main
+    monkeypatch.setenv("KINMERGE_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(main, ["zoo", "build", str(tmp_path / "out"), "--tiny"])
+    assert r.exit_code == 0, r.output
+    assert "add_seed2" in r.output
+    assert (tmp_path / "out/rev/model.safetensors").is_file()
