@@ -1,0 +1,149 @@
+"""The demo: zoo -> kinship -> merges of two experts -> scores, in a few minutes on a laptop.
+
+>>> result = run_demo("runs/demo")          # what `make demo` runs      # doctest: +SKIP
+>>> result.summary["best_merge"]                                         # doctest: +SKIP
+'task_arithmetic_0.8'
+
+Writes into `out`: summary.json (scores of every model, parents, best merge, kinship),
+scores.png, kinship.png, kinship.csv and the recipes/ of every merge (mergekit YAML, so
+`kinmerge merge runs/demo/recipes/ties.yml OUT` reproduces one on disk).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kinmerge.evaluate import ExactMatch, evaluate_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    summary: dict
+    kinship: object | None = None  # KinshipMatrix, when kinship is available
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def demo_recipes(zoo_dir: Path, a: str, b: str) -> dict[str, dict]:
+    """Merges of experts a and b, by several methods (names are the table's rows)."""
+    base, pa, pb = (str(zoo_dir / n) for n in ("base", a, b))
+
+    def with_base(method: str, wa: float, wb: float, **params) -> dict:
+        models = [{"model": pa, "parameters": {"weight": wa, **params}},
+                  {"model": pb, "parameters": {"weight": wb, **params}}]
+        return {"merge_method": method, "base_model": base, "models": models,
+                "dtype": "float32"}
+
+    return {
+        "linear": {"merge_method": "linear", "dtype": "float32",
+                   "models": [{"model": pa, "parameters": {"weight": 0.5}},
+                              {"model": pb, "parameters": {"weight": 0.5}}]},
+        "slerp": {"merge_method": "slerp", "base_model": pa, "dtype": "float32",
+                  "models": [{"model": pa}, {"model": pb}], "parameters": {"t": 0.5}},
+        "task_arithmetic_0.5": with_base("task_arithmetic", 0.5, 0.5),
+        "task_arithmetic_0.8": with_base("task_arithmetic", 0.8, 0.8),
+        "task_arithmetic_1.0": with_base("task_arithmetic", 1.0, 1.0),
+        "ties": {**with_base("ties", 1.0, 1.0, density=0.5)},
+        "dare_ties": {**with_base("dare_ties", 1.0, 1.0, density=0.5)},
+    }
+
+
+def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
+             zoo_dir: str | Path | None = None) -> DemoResult:
+    """Build (or reuse) the zoo, measure kinship, merge two experts, score everything."""
+    from kinmerge import merge_to_memory
+    from kinmerge.zoo.family import zoo
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    root = Path(zoo_dir) if zoo_dir else zoo(config, seed)
+    manifest = json.loads((root / "zoo.json").read_text())
+    t["zoo"] = time.perf_counter() - t0
+    a, b = manifest["parents"]
+    experts = [n for n, m in manifest["models"].items() if m["skill"]]
+    skills = list(dict.fromkeys(manifest["models"][n]["skill"] for n in experts))
+
+    t0 = time.perf_counter()
+    matrix = measure_kinship(root, experts, out)
+    t["kinship"] = time.perf_counter() - t0
+
+    evaluators = [ExactMatch(root / manifest["skills"][s]["heldout"], name=s, progress=progress)
+                  for s in skills]
+    scores: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    for name in ["base", *experts]:
+        scores[name] = evaluate_model(root / name, evaluators)
+        log.info("%s: %s", name, _fmt(scores[name]))
+    t["evaluate_zoo"] = time.perf_counter() - t0
+
+    recipes = demo_recipes(root, a, b)
+    (out / "recipes").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    for name, recipe in recipes.items():
+        (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        merged = merge_to_memory(recipe, seed=seed)  # scored in memory, never written
+        scores[name] = evaluate_model(merged, evaluators)
+        log.info("%s: %s", name, _fmt(scores[name]))
+    t["merge_and_evaluate"] = time.perf_counter() - t0
+
+    skill_a, skill_b = manifest["models"][a]["skill"], manifest["models"][b]["skill"]
+    for s in scores.values():
+        s["mean"] = (s[skill_a] + s[skill_b]) / 2
+    best = max(recipes, key=lambda n: scores[n]["mean"])
+    summary = {"scores": scores, "parents": [a, b], "parent_skills": [skill_a, skill_b],
+               "best_merge": best, "merges": list(recipes), "zoo": str(root),
+               "kinship": matrix.to_dict() if matrix is not None else None, "seconds": t}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
+    return DemoResult(out, summary, matrix, t)
+
+
+def measure_kinship(root: Path, experts: list[str], out: Path):
+    """Kinship matrix of the experts (their deltas from the base); None if unavailable."""
+    try:
+        from kinmerge.kinship import kinship_matrix
+        from kinmerge.kinship.plot import heatmap
+    except ImportError as e:  # kinship lands separately; the demo runs without it
+        log.warning("kinship not available (%s): skipping the kinship matrix", e)
+        return None
+    m = kinship_matrix([str(root / e) for e in experts], base=str(root / "base"),
+                       metrics=["cs", "pcc"])
+    m.write_csv(out / "kinship.csv", "cs")
+    heatmap(m["cs"], experts, "cs", out / "kinship.png", title="kinship of the zoo's experts")
+    return m
+
+
+def plot_scores(scores: dict[str, dict[str, float]], skills: list[str], path: Path,
+                title: str) -> Path:
+    """Grouped bars: each model's score on the two skills and their mean."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(scores)
+    keys = [*skills, "mean"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4))
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        xs = [i + (k - (len(keys) - 1) / 2) * width for i in range(len(names))]
+        ax.bar(xs, [scores[n][key] for n in names], width, label=key)
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("exact match (held-out)")
+    ax.set_title(title)
+    ax.legend(ncols=len(keys), fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in s.items())

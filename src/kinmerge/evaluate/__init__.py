@@ -1,0 +1,60 @@
+"""Scoring models: built-in evaluators, an lm-evaluation-harness adapter, in-memory models.
+
+>>> from kinmerge import evaluate
+>>> em = evaluate.ExactMatch("zoo/tasks/add/heldout.jsonl", name="add")    # doctest: +SKIP
+>>> em("zoo/add")                                  # a model directory       # doctest: +SKIP
+{'add': 0.995}
+>>> em(kinmerge.merge_to_memory(recipe))           # a merge, never written  # doctest: +SKIP
+{'add': 0.8}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from kinmerge.errors import KinmergeError
+from kinmerge.evaluate.base import Evaluator
+from kinmerge.evaluate.exact_match import ExactMatch
+from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
+from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model
+
+EVALUATORS: dict[str, type] = {
+    "exact_match": ExactMatch,
+    "multiple_choice": MultipleChoice,
+    "perplexity": Perplexity,
+}
+
+
+def make_evaluator(kind: str, path: str | Path, **options) -> Evaluator:
+    """A built-in evaluator by name (`exact_match`, `multiple_choice`, `perplexity`)."""
+    if kind not in EVALUATORS:
+        raise KinmergeError(f"unknown evaluator {kind!r}", where="evaluator",
+                            fix=f"use one of: {', '.join(sorted(EVALUATORS))}")
+    try:
+        return EVALUATORS[kind](path, **options)
+    except TypeError as e:
+        raise KinmergeError(f"bad options for evaluator {kind!r}: {e}", where="evaluator options",
+                            fix="see the evaluator's docstring for its options") from None
+
+
+def model_dir_scorer(kind: str, path: str | Path, **options) -> Callable[[ModelLike], float]:
+    """f(model) -> the evaluator's one score (a directory or in-memory weights)."""
+    evaluator = make_evaluator(kind, path, **options)
+
+    def score(model: ModelLike) -> float:
+        return evaluator(model)[evaluator.name]
+    return score
+
+
+def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, float]:
+    """All scores of `model` (loaded once, then shared by the evaluators)."""
+    loaded = load_model(model, getattr(evaluators[0], "device", "cpu")) if evaluators else model
+    scores: dict[str, float] = {}
+    for ev in evaluators:
+        scores.update(ev(loaded))
+    return scores
+
+
+__all__ = ["EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
+           "ModelLike", "MultipleChoice", "Perplexity", "evaluate_model", "load_model",
+           "make_evaluator", "model_dir_scorer"]

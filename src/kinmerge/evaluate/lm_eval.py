@@ -1,0 +1,101 @@
+"""lm-evaluation-harness as an Evaluator (optional extra: `pip install kinmerge[lm-eval]`).
+
+Any lm-eval task works, including local task YAMLs over local JSONL files (`include_path`);
+`write_local_task` writes one for a prompt/answer or multiple-choice file such as the zoo's.
+The model may be a directory or in-memory weights: it is wrapped in lm-eval's `HFLM` once per
+module, and re-scored after its weights change without re-wrapping.
+
+>>> ev = LmEval(["zoo_add"], include_path="tasks/")                      # doctest: +SKIP
+>>> ev("zoo/add")                                                        # doctest: +SKIP
+{'zoo_add/exact_match': 0.995}
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from kinmerge.errors import KinmergeError
+from kinmerge.evaluate.model import ModelLike, load_model
+
+log = logging.getLogger(__name__)
+_WRAPPED: dict[int, object] = {}
+
+
+def _import_lm_eval():
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+    except ImportError as e:
+        raise KinmergeError(f"lm-evaluation-harness is not installed ({e})", where="lm_eval",
+                            fix="pip install 'kinmerge[lm-eval]'") from None
+    return lm_eval, HFLM, TaskManager
+
+
+class LmEval:
+    """Scores from lm-eval tasks, as {"<task>/<metric>": value} (stderr and filters dropped)."""
+
+    def __init__(self, tasks: list[str], *, include_path: str | Path | None = None,
+                 limit: int | None = None, batch_size: int = 64, device: str = "cpu",
+                 add_bos_token: bool = True, name: str = "lm_eval"):
+        self.tasks, self.limit, self.name = list(tasks), limit, name
+        self.include_path = str(Path(include_path).resolve()) if include_path else None
+        self.batch_size, self.device, self.add_bos_token = batch_size, device, add_bos_token
+        self._manager = None
+
+    def __call__(self, model: ModelLike) -> dict[str, float]:
+        lm_eval, HFLM, TaskManager = _import_lm_eval()
+        if self._manager is None:
+            # include_defaults=False: indexing lm-eval's own ~10k task files costs ~15 s
+            self._manager = TaskManager(include_path=self.include_path,
+                                        include_defaults=self.include_path is None)
+        m = load_model(model, self.device)
+        lm = _WRAPPED.get(id(m.module))
+        if lm is None:
+            lm = _WRAPPED[id(m.module)] = HFLM(pretrained=m.module, tokenizer=m.tokenizer,
+                                               batch_size=self.batch_size, device=self.device,
+                                               add_bos_token=self.add_bos_token)
+        out = lm_eval.simple_evaluate(model=lm, tasks=self.tasks, limit=self.limit,
+                                      task_manager=self._manager, log_samples=False,
+                                      verbosity="ERROR")
+        scores: dict[str, float] = {}
+        for task, metrics in out["results"].items():
+            for key, value in metrics.items():
+                metric, _, _ = key.partition(",")
+                if isinstance(value, (int, float)) and "stderr" not in metric:
+                    scores[f"{task}/{metric}"] = float(value)
+        return scores
+
+
+def write_local_task(out_dir: str | Path, name: str, data_file: str | Path, *,
+                     kind: str = "generate_until", max_gen_toks: int = 16) -> Path:
+    """An lm-eval task YAML over a local JSONL file (absolute path: lm-eval resolves data
+    files from the working directory, not from the YAML).
+
+    `generate_until`: rows {"prompt", "answer"}, metric exact_match.
+    `multiple_choice`: rows {"prompt", "choices", "answer" (index)}, metric acc.
+    """
+    data_file = Path(data_file).resolve()
+    head = {"task": name, "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+            "test_split": "test", "output_type": kind, "doc_to_text": "{{prompt}}",
+            "target_delimiter": ""}  # character vocabularies: no space before the answer
+    if kind == "generate_until":
+        body = {"doc_to_target": "{{answer}}",
+                "generation_kwargs": {"until": ["\n"], "max_gen_toks": max_gen_toks,
+                                      "do_sample": False},
+                "metric_list": [{"metric": "exact_match", "aggregation": "mean",
+                                 "higher_is_better": True}]}
+    elif kind == "multiple_choice":
+        body = {"doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
+                "metric_list": [{"metric": "acc", "aggregation": "mean",
+                                 "higher_is_better": True}]}
+    else:
+        raise KinmergeError(f"unknown lm-eval task kind {kind!r}", where="write_local_task",
+                            fix="use generate_until or multiple_choice")
+    out = Path(out_dir) / f"{name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # JSON is valid YAML, and needs no YAML writer that might reorder or restyle keys
+    out.write_text(json.dumps({**head, **body, "metadata": {"version": 1.0}}, indent=2) + "\n")
+    return out
