@@ -54,7 +54,8 @@ def _build(root, case: str, dtype: torch.dtype, seed: int, save):
     base, fa, fb = {}, {}, {}
     for name in NAMES:
         shape = SHAPES[name]
-        w = torch.ones(shape) if name.endswith("norm.weight") else torch.randn(shape, generator=g) * 0.05
+        norm = name.endswith("norm.weight")
+        w = torch.ones(shape) if norm else torch.randn(shape, generator=g) * 0.05
         da, db = _deltas(case, name, shape, g)
         base[name], fa[name], fb[name] = w.to(dtype), (w + da).to(dtype), (w + db).to(dtype)
     return (save(root / "base", base), save(root / "a", fa), save(root / "b", fb))

@@ -206,3 +206,22 @@ def test_reads_are_bounded_by_the_chunk_size(kin_family, monkeypatch):
     assert per_chunk == 600 < 50 * 32  # the embedding (50 x 32) is read in three slices
     assert max(sizes) == per_chunk * 4 and sum(sizes) == 3 * 4 * r.n
     assert math.isfinite(r["pcc"])
+
+
+def test_hub_ids_resolve_through_the_local_cache(kin_family, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants as c
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    for key in ("base", "a", "b"):  # a cache entry laid out by hand: snapshots/<commit>, refs
+        d = cache / f"models--org--{key}"
+        shutil.copytree(kin_family[key], d / "snapshots" / ("c" * 40))
+        (d / "refs").mkdir()
+        (d / "refs" / "main").write_text("c" * 40)
+    hub = kinship("org/a", "org/b@main", base="org/base")
+    local = kinship(kin_family["a"], kin_family["b"], base=kin_family["base"])
+    assert hub.metrics == local.metrics and hub.models == ("org/a", "org/b@main")

@@ -136,14 +136,15 @@ def matrix_cmd(models, base, absolute_cosine, per_tensor, progress, metric, csv_
         click.echo(json.dumps(m.to_dict(), indent=2))
         return
     labels = [plot.short_label(x) for x in m.models]
-    t = Table(title=f"kinship ({metric}), {m.n:,} parameters per delta", title_justify="left")
+    t = Table(title=f"kinship ({metric})", title_justify="left")
     t.add_column("")
     for lab in labels:
         t.add_column(lab, justify="right")
     for lab, row in zip(labels, m[metric]):
         t.add_row(lab, *(f"{v:.4f}" for v in row))
     out.print(t)
-    out.print(f"mean pairwise {metric}: {_fmt(m.mean_pairwise(metric))}")
+    out.print(f"mean pairwise {metric}: {_fmt(m.mean_pairwise(metric))} "
+              f"({m.n:,} parameters per delta, base {m.base})")
 
 
 # --- merge_cal: ModelKinship's command line ----------------------------------------------------

@@ -82,21 +82,9 @@ def base_vocab(base: ModelReader) -> int | None:
 def plan_kinship(readers: list[ModelReader], labels: list[str],
                  compat: bool = False) -> KinshipPlan:
     """Plan the comparison of `readers[1:]` against the base `readers[0]`."""
-    base = readers[0]
-    problems: list[str] = []
-    archs = [_arch(r) for r in readers]
-    known = {a for a in archs if a}
-    if len(known) > 1:
-        problems.append("different architectures: " + ", ".join(
-            f"{lab} is {a or 'unknown'}" for lab, a in zip(labels, archs)))
-    names = [n for n in base.names() if base.dtype(n).is_floating_point]
-    skipped = len(base.names()) - len(names)
-    if skipped:
-        log.debug("%d non-floating-point tensors of the base are not compared", skipped)
-    if compat and base.tied_embeddings and embedding_name(base):
-        # ModelKinship loads the model, whose state dict lists the tied head a second time
-        names.append(LM_HEAD)
-    vocab = base_vocab(base) if compat else None
+    problems = _architecture_problems(readers, labels)
+    names = _compared_names(readers[0], compat)
+    vocab = base_vocab(readers[0]) if compat else None
     jobs, shared, missing = [], [], {lab: [] for lab in labels[1:]}
     for name in names:
         srcs = [_resolve(r, name) for r in readers]
@@ -112,17 +100,18 @@ def plan_kinship(readers: list[ModelReader], labels: list[str],
         elif job:
             jobs.append(job)
             if job.rows is not None:
-                shared.append(f"{name} ({', '.join(f'{lab} {s[0]}' for lab, s in zip(labels, shapes))})")
-    for lab, names_missing in missing.items():
-        if names_missing:
-            more = f" and {len(names_missing) - 3} more" if len(names_missing) > 3 else ""
-            problems.append(f"{lab} lacks {len(names_missing)} tensor(s) of the base: "
-                            f"{', '.join(names_missing[:3])}{more}")
+                rows = ", ".join(f"{lab} {s[0]}" for lab, s in zip(labels, shapes))
+                shared.append(f"{name} ({rows})")
+    for lab, gone in missing.items():
+        if gone:
+            more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+            problems.append(f"{lab} lacks {len(gone)} tensor(s) of the base: "
+                            f"{', '.join(gone[:3])}{more}")
     if problems:
         raise KinmergeError(
             f"cannot compare these models ({len(problems)} problem"
             f"{'s' if len(problems) > 1 else ''}):\n" + "\n".join(f"  - {p}" for p in problems),
-            where=", ".join(f"{lab}={r.ref}" for lab, r in zip(labels, readers)),
+            where=f"base {readers[0].ref}; models {', '.join(r.ref for r in readers[1:])}",
             fix="kinship compares fine-tunes of one base: give models of the same architecture "
                 "and the base they were all fine-tuned from")
     notes = []
@@ -136,6 +125,26 @@ def plan_kinship(readers: list[ModelReader], labels: list[str],
         notes.append(extra)
         log.info("%s", extra)
     return KinshipPlan(tuple(jobs), tuple(notes))
+
+
+def _architecture_problems(readers: list[ModelReader], labels: list[str]) -> list[str]:
+    archs = [_arch(r) for r in readers]
+    if len({a for a in archs if a}) <= 1:
+        return []
+    return ["different architectures: " + ", ".join(
+        f"{lab} is {a or 'unknown'}" for lab, a in zip(labels, archs))]
+
+
+def _compared_names(base: ModelReader, compat: bool) -> list[str]:
+    """The base's floating-point tensors (buffers such as int position ids are not weights)."""
+    names = [n for n in base.names() if base.dtype(n).is_floating_point]
+    if len(names) < len(base.names()):
+        log.debug("%d non-floating-point tensors of the base are not compared",
+                  len(base.names()) - len(names))
+    if compat and base.tied_embeddings and embedding_name(base):
+        # ModelKinship loads the model, whose state dict lists the tied head a second time
+        names.append(LM_HEAD)
+    return names
 
 
 def _extra_tensors(readers: list[ModelReader], labels: list[str], compared: set[str]) -> str:
