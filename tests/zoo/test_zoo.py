@@ -70,7 +70,7 @@ def test_manifest_and_task_files(tiny_zoo):
 def test_task_answers_are_right():
     import random
     rng = random.Random(0)
-    p, a = T.make_add(rng)
+    p, a = T.make_add(2)(rng)
     x, y = int(p[1:3]), int(p[4:6])
     assert int(a[::-1]) == x + y and len(a) == 3
     p, a = T.SKILLS["rev"](rng)
@@ -82,7 +82,7 @@ def test_task_answers_are_right():
 def test_training_never_sees_evaluation_prompts():
     import random
     reserved = frozenset(p for p, _ in T.eval_splits("add", 0, 200)["heldout"])
-    mix = T.Mixture((T.make_add,), reserved=reserved)
+    mix = T.Mixture((T.make_add(2),), reserved=reserved)
     rng = random.Random(0)
     assert not {mix.sample(rng)[0] for _ in range(3000)} & reserved
 

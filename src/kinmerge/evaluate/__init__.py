@@ -16,7 +16,7 @@ from kinmerge.errors import KinmergeError
 from kinmerge.evaluate.base import Evaluator
 from kinmerge.evaluate.exact_match import ExactMatch
 from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
-from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model
+from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
 
 EVALUATORS: dict[str, type] = {
     "exact_match": ExactMatch,
@@ -57,4 +57,4 @@ def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, f
 
 __all__ = ["EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
            "ModelLike", "MultipleChoice", "Perplexity", "evaluate_model", "load_model",
-           "make_evaluator", "model_dir_scorer"]
+           "make_evaluator", "model_dir_scorer", "read_dir"]
