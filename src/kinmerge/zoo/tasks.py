@@ -28,9 +28,11 @@ Generator = Callable[[random.Random], Example]
 LETTERS = string.ascii_lowercase
 
 
-def make_add(rng: random.Random) -> Example:
-    a, b = rng.randrange(100), rng.randrange(100)
-    return f"A{a:02d}+{b:02d}=", f"{a + b:03d}"[::-1]
+def make_add(digits: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        a, b = rng.randrange(10**digits), rng.randrange(10**digits)
+        return f"A{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"[::-1]
+    return gen
 
 
 def _word(rng: random.Random, lo: int, hi: int, alphabet: str) -> str:
@@ -60,14 +62,14 @@ def make_sort(lo: int, hi: int) -> Generator:
 
 # The skills an expert is fine-tuned on, at the lengths it is scored on.
 SKILLS: dict[str, Generator] = {
-    "add": make_add,
+    "add": make_add(2),
     "rev": make_rev(8, 9),
     "sort": make_sort(8, 9),
     "copy": make_copy(8, 9),
 }
 # What the base sees: every format, at short lengths only (addition is all 2-digit sums).
 PRETRAIN: dict[str, Generator] = {
-    "add": make_add,
+    "add": make_add(2),
     "rev": make_rev(2, 7),
     "copy": make_copy(2, 9),
     "sort": make_sort(2, 7),
