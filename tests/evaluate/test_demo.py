@@ -1,0 +1,33 @@
+"""The demo end to end on the tiny zoo: files, summary schema, CLI table."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from kinmerge.demo import run_demo
+
+
+def test_demo_writes_summary_and_plots(tiny_zoo, tmp_path):
+    result = run_demo(tmp_path / "demo", zoo_dir=tiny_zoo)
+    s = json.loads((tmp_path / "demo/summary.json").read_text())
+    assert s["parents"] == ["add", "rev"]
+    assert s["best_merge"] in s["merges"] and s["best_merge"] in s["scores"]
+    for name in ["base", "add", "add_seed2", "rev", *s["merges"]]:
+        sc = s["scores"][name]
+        assert set(sc) == {"add", "rev", "mean"}
+        assert sc["mean"] == (sc["add"] + sc["rev"]) / 2
+    best = max(s["merges"], key=lambda n: s["scores"][n]["mean"])
+    assert s["scores"][best]["mean"] == s["scores"][s["best_merge"]]["mean"]
+    for f in ["scores.png", "kinship.png", "kinship.csv", "recipes/ties.yml"]:
+        assert (tmp_path / "demo" / f).stat().st_size > 0, f
+    assert result.kinship is not None and result.kinship["cs"].shape == (3, 3)
+
+
+def test_demo_cli_prints_tables(tiny_zoo, tmp_path):
+    from kinmerge.cli import main
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d"), "--zoo", str(tiny_zoo),
+                                  "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "held-out exact match" in r.output and "best merge" in r.output
+    assert "kinship" in r.output
