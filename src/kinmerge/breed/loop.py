@@ -248,7 +248,9 @@ class Breeder:
                 "merged": [{"parents": [a, b], "child": c, "origin": o}
                            for a, b, c, o in merged],
                 "explored": list(explore) if explore else None,
-                "evaluations": self.state.evaluation_count()}
+                # models scored up to here (not the database total, which a resumed run's
+                # replay of earlier generations would overstate)
+                "evaluations": sum(self.state.evaluation(n) is not None for n in self.present)}
         self.state.set_generation(gen, data)
         if self.on_generation is not None:
             self.on_generation(data)
