@@ -194,13 +194,13 @@ def test_reads_are_bounded_by_the_chunk_size(kin_family, monkeypatch):
 
     monkeypatch.setattr(stream, "CHUNK_BYTES", 8 * 4 * 600)  # 600 elements per slice
     sizes = []
-    real = stream.read_tensor
+    real = stream._pread_exactly
 
-    def spy(info, fd=None):
-        sizes.append(info.nbytes)
-        return real(info, fd)
+    def spy(fd, view, offset, path):
+        sizes.append(len(view))
+        return real(fd, view, offset, path)
 
-    monkeypatch.setattr(stream, "read_tensor", spy)
+    monkeypatch.setattr(stream, "_pread_exactly", spy)
     r = kinship(kin_family["a"], kin_family["b"], base=kin_family["base"])
     per_chunk = stream.chunk_size(2)
     assert per_chunk == 600 < 50 * 32  # the embedding (50 x 32) is read in three slices

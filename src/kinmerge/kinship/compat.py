@@ -7,8 +7,8 @@ distance with `torch.dist`. Over hundreds of millions of elements float32 accumu
 Its other quirks come from the plan (`plan_kinship(..., compat=True)`): every tensor cut to the
 base's vocabulary rows along dim 0, and a tied embedding counted twice.
 
-Memory: the k float32 delta vectors are held whole, 4 bytes per parameter per model (plus a
-centred copy inside corrcoef) -- still below ModelKinship's three float32 models, and the
+Memory: the k float32 delta vectors are held whole, 4 bytes per parameter per model (plus the
+centred copy corrcoef makes) -- still below ModelKinship's three float32 models, and the
 price of the same rounding. Use the exact mode for anything but a cross-check.
 """
 from __future__ import annotations
@@ -37,14 +37,16 @@ def _float32_deltas(readers: list[ModelReader], job: TensorJob) -> torch.Tensor:
             s.close()
 
 
-def _metric(x: torch.Tensor, y: torch.Tensor, metric: str) -> float:
-    """One metric on two float32 vectors, the way ModelKinship computes it."""
+def _metric(x: torch.Tensor, y: torch.Tensor, metric: str,
+            stacked: torch.Tensor | None = None) -> float:
+    """One metric on two float32 vectors, the way ModelKinship computes it; `stacked` is
+    (x, y) already stacked, when the caller has it (saves a copy of both vectors)."""
     if metric == "cs":
         a, b = x.numpy(), y.numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             return float(np.sqrt(np.dot(a, b) ** 2 / (np.dot(a, a) * np.dot(b, b))))
     if metric == "pcc":
-        return float(torch.corrcoef(torch.stack((x, y)))[0, 1])
+        return float(torch.corrcoef(torch.stack((x, y)) if stacked is None else stacked)[0, 1])
     if metric == "ed":
         return float(torch.dist(x, y))
     raise KeyError(metric)
@@ -70,7 +72,8 @@ def pair_values(vectors: torch.Tensor, metrics: Sequence[str]) -> dict[str, floa
     """Mean over pairs of each metric (a pair gives just its value)."""
     k = vectors.shape[0]
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    return {m: sum(_metric(vectors[i], vectors[j], m) for i, j in pairs) / len(pairs)
+    whole = vectors if k == 2 else None
+    return {m: sum(_metric(vectors[i], vectors[j], m, whole) for i, j in pairs) / len(pairs)
             for m in metrics}
 
 

@@ -63,8 +63,9 @@ def total(parts) -> Moments:
     return acc
 
 
-def chunk_moments(x: torch.Tensor) -> Moments:
-    """Moments of one chunk; `x` is (k, m) float64 and is modified in place.
+def chunk_moments(x: torch.Tensor, scratch: torch.Tensor | None = None) -> Moments:
+    """Moments of one chunk; `x` is (k, m) float64 and is modified in place; `scratch`, if
+    given, is a float64 buffer of at least m elements for the pairwise differences.
 
     Shifted-data algorithm: subtract each row's first value before summing, so a constant
     row gives exactly zero co-moment and a row far from zero loses no digits.
@@ -74,11 +75,11 @@ def chunk_moments(x: torch.Tensor) -> Moments:
         return Moments.zeros(k)
     # squared distances first, on the unshifted rows
     sq = np.zeros((k, k))
+    diff = scratch[:m] if scratch is not None else torch.empty(m, dtype=torch.float64)
     for i in range(k):
         for j in range(i + 1, k):
-            diff = x[i] - x[j]
+            torch.sub(x[i], x[j], out=diff)
             sq[i, j] = sq[j, i] = float(torch.dot(diff, diff))
-            del diff
     shift = x[:, 0].clone()  # (k,)
     x.sub_(shift[:, None])
     s = x.sum(dim=1)  # (k,)

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from kinmerge.errors import KinmergeError, ModelLoadError
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safetensors_file import TensorInfo, read_tensor
 from kinmerge.kinship.plan import KinshipPlan, TensorJob, plan_kinship
@@ -21,7 +22,10 @@ from kinmerge.kinship.stats import Moments, chunk_moments
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 64 * 2**20  # float64 working set per chunk, all inputs together
+# float64 working set per chunk, all inputs together. Small enough to stay in the CPU cache
+# across the ~8 passes over each chunk: on 322M-parameter models, 2 MB ran ~1.5x faster than
+# 64 MB; the per-chunk Python overhead only shows below ~0.5 MB
+CHUNK_BYTES = 2 * 2**20
 Progress = Callable[[int, int], None]  # (elements done, elements in all)
 
 
@@ -35,25 +39,55 @@ class TensorSlices:
         self._fd: int | None = None
         self._whole: torch.Tensor | None = None
 
-    def read(self, lo: int, hi: int) -> torch.Tensor:
-        """Elements [lo, hi) of the row-major flattened tensor, in the storage dtype."""
+    def read(self, lo: int, hi: int, into: bytearray | None = None) -> torch.Tensor:
+        """Elements [lo, hi) of the row-major flattened tensor, in the storage dtype.
+
+        With `into`, the bytes land in that reusable buffer (grown if too small) and the
+        result is a view of it, valid until the buffer's next use.
+        """
         info = self.info
         if info is None:  # a pickled checkpoint: load the tensor once, slice it after
             if self._whole is None:
                 self._whole = self.reader.get(self.name).reshape(-1)
             return self._whole[lo:hi]
-        if self._fd is None:
-            self._fd = os.open(info.path, os.O_RDONLY)
         size = info.dtype.itemsize
         part = replace(info, shape=(hi - lo,), begin=info.begin + lo * size,
                        nbytes=(hi - lo) * size)
-        return read_tensor(part, self._fd)
+        if self._fd is None:
+            self._fd = os.open(info.path, os.O_RDONLY)
+        if into is None or hi == lo:
+            return read_tensor(part, self._fd)
+        if len(into) < part.nbytes:
+            into.extend(bytes(part.nbytes - len(into)))
+        _pread_exactly(self._fd, memoryview(into)[:part.nbytes], part.begin, info.path)
+        return torch.frombuffer(into, dtype=info.dtype, count=hi - lo)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self._whole = None
+
+
+def _pread_exactly(fd: int, view: memoryview, offset: int, path) -> None:
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise ModelLoadError("file ended while reading tensor data", where=str(path),
+                                 fix="re-download or re-save this file")
+        done += got
+
+
+class Scratch:
+    """Buffers reused by every chunk: after the first chunk, the pass allocates nothing big
+    (fresh allocations would page-fault and fragment the heap, inflating RSS and time)."""
+
+    def __init__(self, k: int, chunk: int):
+        self.x = torch.empty((k, chunk), dtype=torch.float64)  # the deltas
+        self.base = torch.empty(chunk, dtype=torch.float64)
+        self.diff = torch.empty(chunk, dtype=torch.float64)  # for chunk_moments
+        self.raw = [bytearray() for _ in range(k + 1)]  # storage-dtype bytes per input
 
 
 def chunk_size(k: int) -> int:
@@ -66,20 +100,23 @@ def ordered(plan: KinshipPlan, base: ModelReader) -> list[TensorJob]:
     return sorted(plan.jobs, key=lambda j: (base.shard(j.sources[0]), j.sources[0]))
 
 
-def deltas(readers: list[ModelReader], job: TensorJob,
-           chunk: int) -> Iterator[torch.Tensor]:
-    """Chunks of the stacked deltas (k, m) float64 of one tensor, model minus base."""
-    k = len(readers) - 1
+def deltas(readers: list[ModelReader], job: TensorJob, chunk: int,
+           scratch: Scratch) -> Iterator[torch.Tensor]:
+    """Chunks of the stacked deltas (k, m) float64 of one tensor, model minus base.
+
+    Each chunk is a view of `scratch.x`, overwritten by the next one.
+    """
     slices = [TensorSlices(r, s) for r, s in zip(readers, job.sources)]
     try:
         for lo in range(0, job.numel, chunk):
             hi = min(lo + chunk, job.numel)
-            base = slices[0].read(lo, hi).to(torch.float64)
-            x = torch.empty((k, hi - lo), dtype=torch.float64)
+            m = hi - lo
+            base = scratch.base[:m]
+            base.copy_(slices[0].read(lo, hi, scratch.raw[0]))
+            x = scratch.x[:, :m]
             for i, s in enumerate(slices[1:]):
-                x[i].copy_(s.read(lo, hi))  # upcast: a difference of two floats is exact
-                x[i].sub_(base)
-            del base
+                # promoted to float64 before subtracting: the difference of two floats is exact
+                torch.sub(s.read(lo, hi, scratch.raw[i + 1]), base, out=x[i])
             yield x
     finally:
         for s in slices:
@@ -91,11 +128,12 @@ def collect(readers: list[ModelReader], plan: KinshipPlan,
     """Per-tensor Moments of the deltas of `readers[1:]` from `readers[0]`, in one pass."""
     k = len(readers) - 1
     chunk, done, total = chunk_size(k), 0, plan.numel
+    scratch = Scratch(k, min(chunk, max((j.numel for j in plan.jobs), default=1)))
     out: list[tuple[str, Moments]] = []
     for job in ordered(plan, readers[0]):
         acc = Moments.zeros(k)
-        for x in deltas(readers, job, chunk):
-            acc = acc + chunk_moments(x)
+        for x in deltas(readers, job, chunk, scratch):
+            acc = acc + chunk_moments(x, scratch.diff)
             done += x.shape[1]
             if progress:
                 progress(done, total)
@@ -121,8 +159,6 @@ class Opened:
 
 def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
     """Open the base and the models; a missing base is the first thing reported."""
-    from kinmerge.errors import KinmergeError
-
     if base is None or str(base) == "":
         raise KinmergeError("no base model given: kinship compares the weight changes of "
                             "fine-tunes from their common base",
@@ -139,4 +175,5 @@ def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
     return Opened(readers, ["base", *labels])
 
 
-__all__ = ["collect", "open_all", "plan_kinship", "TensorSlices", "chunk_size", "Progress"]
+__all__ = ["collect", "open_all", "plan_kinship", "TensorSlices", "chunk_size", "Progress",
+           "Scratch"]
