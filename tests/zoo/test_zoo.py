@@ -73,6 +73,8 @@ def test_task_answers_are_right():
     p, a = T.make_add(2)(rng)
     x, y = int(p[1:3]), int(p[4:6])
     assert int(a[::-1]) == x + y and len(a) == 3
+    p, a = T.SKILLS["add"](rng)
+    assert int(a[::-1]) == int(p[1:4]) + int(p[5:8]) and len(a) == 4
     p, a = T.SKILLS["rev"](rng)
     assert a == p[1:-1][::-1] and 8 <= len(a) <= 9
     p, a = T.SKILLS["sort"](rng)

@@ -4,15 +4,15 @@ Every example is a (prompt, answer) pair of plain characters. A prompt starts wi
 upper-case tag naming the task and ends with "="; the model continues with the answer and then
 its end-of-sequence token. Generators take a `random.Random`, so a seed fixes every example.
 
-    add   A07+45=  -> 250     two 2-digit numbers, zero padded; the 3-digit sum written
-                              least significant digit first (carries then flow left to right,
-                              the order a causal model produces them)
-    rev   Rkqzb=   -> bzqk    reverse a lower-case word
-    copy  Ckqzb=   -> kqzb    copy the word
-    sort  S3172=   -> 1237    sort digits
+    add   A123+456=  -> 9750   zero-padded operands; the sum (one digit longer) written least
+                               significant digit first, so carries flow in generation order
+    rev   Rkqzb=     -> bzqk   reverse a lower-case word
+    copy  Ckqzb=     -> kqzb   copy the word
+    sort  S3172=     -> 1237   sort digits
 
-Pretraining sees short words (lengths 2-7); the `rev` and `sort` experts are fine-tuned and
-scored on longer ones (8-9), so the base knows each format but not the skill at that length.
+Pretraining teaches every format on short inputs (2-digit addition, words of 2-7 letters);
+each skill an expert is fine-tuned and scored on is the longer version (3-digit addition,
+words of 8-9), which the base cannot do but is a small step away from.
 """
 from __future__ import annotations
 
@@ -62,12 +62,12 @@ def make_sort(lo: int, hi: int) -> Generator:
 
 # The skills an expert is fine-tuned on, at the lengths it is scored on.
 SKILLS: dict[str, Generator] = {
-    "add": make_add(2),
+    "add": make_add(3),
     "rev": make_rev(8, 9),
     "sort": make_sort(8, 9),
     "copy": make_copy(8, 9),
 }
-# What the base sees: every format, at short lengths only (addition is all 2-digit sums).
+# What the base sees: every format, at short lengths only.
 PRETRAIN: dict[str, Generator] = {
     "add": make_add(2),
     "rev": make_rev(2, 7),
