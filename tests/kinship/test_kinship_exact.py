@@ -144,3 +144,12 @@ def test_a_zero_delta_gives_undefined_similarity_not_zero(kin_family):
     assert math.isnan(r["cs"]) and math.isnan(r["pcc"])
     assert r["ed"] == pytest.approx(r.norms[kin_family["a"]], rel=1e-12)
     assert r.to_dict()["cs"] is None
+
+
+def test_undefined_values_are_null_in_strict_json(kin_family):
+    import json
+
+    m = kinship_matrix([kin_family["a"], kin_family["base"]], base=kin_family["base"])
+    d = json.loads(json.dumps(m.to_dict(), allow_nan=False))
+    assert d["cs"][0][1] is None and d["mean_pairwise"]["cs"] is None
+    assert d["ed"][0][1] == pytest.approx(m.norms[kin_family["a"]])

@@ -59,12 +59,18 @@ class KinshipMatrix:
         return path
 
     def to_dict(self) -> dict:
-        nan_free = lambda a: [[None if not math.isfinite(v) else float(v) for v in r] for r in a]
+        """JSON-ready (strict JSON: NaN becomes null)."""
         return {"models": list(self.models), "base": self.base, "n": self.n,
                 "absolute_cosine": self.absolute_cosine, "per_tensor": self.per_tensor,
-                "norms": self.norms, "notes": list(self.notes),
-                **{m: nan_free(a) for m, a in self.values.items()},
-                "mean_pairwise": {m: self.mean_pairwise(m) for m in self.values}}
+                "norms": {k: _finite(v) for k, v in self.norms.items()},
+                "notes": list(self.notes),
+                **{m: [[_finite(v) for v in row] for row in a] for m, a in self.values.items()},
+                "mean_pairwise": {m: _finite(self.mean_pairwise(m)) for m in self.values}}
+
+
+def _finite(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
 def kinship_matrix(models: Iterable[str], *, base: str,
