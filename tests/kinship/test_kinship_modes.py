@@ -190,17 +190,18 @@ def test_compat_per_tensor_mode(kin_family):
 
 
 def test_reads_are_bounded_by_the_chunk_size(kin_family, monkeypatch):
+    from kinmerge.io import safetensors_file
     from kinmerge.kinship import stream
 
     monkeypatch.setattr(stream, "CHUNK_BYTES", 8 * 4 * 600)  # 600 elements per slice
     sizes = []
-    real = stream._pread_exactly
+    real = safetensors_file._pread_exactly
 
     def spy(fd, view, offset, path):
         sizes.append(len(view))
         return real(fd, view, offset, path)
 
-    monkeypatch.setattr(stream, "_pread_exactly", spy)
+    monkeypatch.setattr(safetensors_file, "_pread_exactly", spy)
     r = kinship(kin_family["a"], kin_family["b"], base=kin_family["base"])
     per_chunk = stream.chunk_size(2)
     assert per_chunk == 600 < 50 * 32  # the embedding (50 x 32) is read in three slices

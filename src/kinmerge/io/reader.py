@@ -17,7 +17,7 @@ import torch
 
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
 from kinmerge.io.hub import resolve_model
-from kinmerge.io.safetensors_file import TensorInfo, read_header, read_tensor
+from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
 
 
 class ModelReader:
@@ -125,14 +125,26 @@ class ModelReader:
         """The tensor `name`, freshly read into CPU memory."""
         if name in self._st:
             info = self._st[name]
-            fd = self._fds.get(info.path)
-            if fd is None:
-                fd = self._fds[info.path] = os.open(info.path, os.O_RDONLY)
-            return read_tensor(info, fd)
-        if name in self._bin:
-            return self._load_bin(self._bin[name])[name].clone()
-        raise ModelLoadError(f"tensor {name!r} not found", where=str(self.path),
-                             fix="check that all models share one architecture")
+            return read_tensor(info, self._fd(info.path))
+        return self._load_bin(self._bin_file(name))[name].clone()
+
+    def read_flat(self, name: str, lo: int, hi: int,
+                  into: bytearray | None = None) -> torch.Tensor:
+        """Elements [lo, hi) of tensor `name` flattened, without reading the rest (safetensors).
+
+        With `into`, the data lands in that reusable buffer and the result is a view of it.
+        A pickled checkpoint's tensor is loaded whole once (its shard is cached) and sliced.
+        """
+        if name in self._st:
+            info = self._st[name]
+            return read_range(info, lo, hi, self._fd(info.path), into)
+        return self._load_bin(self._bin_file(name))[name].reshape(-1)[lo:hi]
+
+    def _fd(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return fd
 
     def _bin_file(self, name: str) -> Path:
         if name not in self._bin:

@@ -101,23 +101,42 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
 
 def read_tensor(info: TensorInfo, fd: int | None = None) -> torch.Tensor:
     """Read one tensor with a positional read (no mmap); `fd` may be an open descriptor."""
-    buf = bytearray(info.nbytes)
+    return read_range(info, 0, info.numel, fd).reshape(info.shape)
+
+
+def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
+               into: bytearray | None = None) -> torch.Tensor:
+    """Elements [lo, hi) of the row-major flattened tensor, as a 1-D tensor.
+
+    With `into`, the bytes land in that reusable buffer (grown if too small) and the result
+    is a view of it, valid until the buffer's next use; otherwise a fresh buffer is used.
+    """
+    size = info.dtype.itemsize
+    nbytes = (hi - lo) * size
+    if nbytes == 0:
+        return torch.empty(0, dtype=info.dtype)
+    if into is None:
+        into = bytearray(nbytes)
+    elif len(into) < nbytes:
+        into.extend(bytes(nbytes - len(into)))
     own = fd is None
     if own:
         fd = os.open(info.path, os.O_RDONLY)
     try:
-        view, done = memoryview(buf), 0
-        while done < info.nbytes:
-            got = os.preadv(fd, [view[done:]], info.begin + done)
-            if got <= 0:
-                raise _corrupt(info.path, "file ended while reading tensor data")
-            done += got
+        _pread_exactly(fd, memoryview(into)[:nbytes], info.begin + lo * size, info.path)
     finally:
         if own:
             os.close(fd)
-    if info.nbytes == 0:
-        return torch.empty(info.shape, dtype=info.dtype)
-    return torch.frombuffer(buf, dtype=info.dtype).reshape(info.shape)
+    return torch.frombuffer(into, dtype=info.dtype, count=hi - lo)
+
+
+def _pread_exactly(fd: int, view: memoryview, offset: int, path: Path) -> None:
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise _corrupt(path, "file ended while reading tensor data")
+        done += got
 
 
 def header_bytes(entries: list[tuple[str, torch.dtype, tuple[int, ...]]],

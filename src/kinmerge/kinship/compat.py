@@ -21,20 +21,16 @@ import torch
 
 from kinmerge.io.reader import ModelReader
 from kinmerge.kinship.plan import KinshipPlan, TensorJob
-from kinmerge.kinship.stream import Progress, ordered, TensorSlices
+from kinmerge.kinship.stream import Progress, ordered
 
 MODE = "modelkinship"
 
 
 def _float32_deltas(readers: list[ModelReader], job: TensorJob) -> torch.Tensor:
     """(k, numel) float32 deltas of one tensor, as ModelKinship forms them."""
-    slices = [TensorSlices(r, s) for r, s in zip(readers, job.sources)]
-    try:
-        base = slices[0].read(0, job.numel).float()
-        return torch.stack([s.read(0, job.numel).float() - base for s in slices[1:]])
-    finally:
-        for s in slices:
-            s.close()
+    base = readers[0].read_flat(job.sources[0], 0, job.numel).float()
+    return torch.stack([r.read_flat(s, 0, job.numel).float() - base
+                        for r, s in zip(readers[1:], job.sources[1:])])
 
 
 def _metric(x: torch.Tensor, y: torch.Tensor, metric: str,

@@ -8,15 +8,13 @@ pickled `.bin` tensors can only be loaded whole, one tensor at a time.
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
-from kinmerge.errors import KinmergeError, ModelLoadError
+from kinmerge.errors import KinmergeError
 from kinmerge.io.reader import ModelReader
-from kinmerge.io.safetensors_file import TensorInfo, read_tensor
 from kinmerge.kinship.plan import KinshipPlan, TensorJob, plan_kinship
 from kinmerge.kinship.stats import Moments, chunk_moments
 
@@ -27,56 +25,6 @@ log = logging.getLogger(__name__)
 # 64 MB; the per-chunk Python overhead only shows below ~0.5 MB
 CHUNK_BYTES = 2 * 2**20
 Progress = Callable[[int, int], None]  # (elements done, elements in all)
-
-
-class TensorSlices:
-    """One stored tensor of one model, read by ranges of its flattened elements."""
-
-    def __init__(self, reader: ModelReader, name: str):
-        # ModelReader has no public range read yet; its safetensors index gives the offsets
-        self.info: TensorInfo | None = getattr(reader, "_st", {}).get(name)
-        self.reader, self.name = reader, name
-        self._fd: int | None = None
-        self._whole: torch.Tensor | None = None
-
-    def read(self, lo: int, hi: int, into: bytearray | None = None) -> torch.Tensor:
-        """Elements [lo, hi) of the row-major flattened tensor, in the storage dtype.
-
-        With `into`, the bytes land in that reusable buffer (grown if too small) and the
-        result is a view of it, valid until the buffer's next use.
-        """
-        info = self.info
-        if info is None:  # a pickled checkpoint: load the tensor once, slice it after
-            if self._whole is None:
-                self._whole = self.reader.get(self.name).reshape(-1)
-            return self._whole[lo:hi]
-        size = info.dtype.itemsize
-        part = replace(info, shape=(hi - lo,), begin=info.begin + lo * size,
-                       nbytes=(hi - lo) * size)
-        if self._fd is None:
-            self._fd = os.open(info.path, os.O_RDONLY)
-        if into is None or hi == lo:
-            return read_tensor(part, self._fd)
-        if len(into) < part.nbytes:
-            into.extend(bytes(part.nbytes - len(into)))
-        _pread_exactly(self._fd, memoryview(into)[:part.nbytes], part.begin, info.path)
-        return torch.frombuffer(into, dtype=info.dtype, count=hi - lo)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._whole = None
-
-
-def _pread_exactly(fd: int, view: memoryview, offset: int, path) -> None:
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got <= 0:
-            raise ModelLoadError("file ended while reading tensor data", where=str(path),
-                                 fix="re-download or re-save this file")
-        done += got
 
 
 class Scratch:
@@ -106,21 +54,17 @@ def deltas(readers: list[ModelReader], job: TensorJob, chunk: int,
 
     Each chunk is a view of `scratch.x`, overwritten by the next one.
     """
-    slices = [TensorSlices(r, s) for r, s in zip(readers, job.sources)]
-    try:
-        for lo in range(0, job.numel, chunk):
-            hi = min(lo + chunk, job.numel)
-            m = hi - lo
-            base = scratch.base[:m]
-            base.copy_(slices[0].read(lo, hi, scratch.raw[0]))
-            x = scratch.x[:, :m]
-            for i, s in enumerate(slices[1:]):
-                # promoted to float64 before subtracting: the difference of two floats is exact
-                torch.sub(s.read(lo, hi, scratch.raw[i + 1]), base, out=x[i])
-            yield x
-    finally:
-        for s in slices:
-            s.close()
+    base_reader, base_name = readers[0], job.sources[0]
+    for lo in range(0, job.numel, chunk):
+        hi = min(lo + chunk, job.numel)
+        m = hi - lo
+        base = scratch.base[:m]
+        base.copy_(base_reader.read_flat(base_name, lo, hi, scratch.raw[0]))
+        x = scratch.x[:, :m]
+        for i, (r, name) in enumerate(zip(readers[1:], job.sources[1:])):
+            # promoted to float64 before subtracting: the difference of two floats is exact
+            torch.sub(r.read_flat(name, lo, hi, scratch.raw[i + 1]), base, out=x[i])
+        yield x
 
 
 def collect(readers: list[ModelReader], plan: KinshipPlan,
@@ -175,5 +119,5 @@ def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
     return Opened(readers, ["base", *labels])
 
 
-__all__ = ["collect", "open_all", "plan_kinship", "TensorSlices", "chunk_size", "Progress",
+__all__ = ["collect", "open_all", "plan_kinship", "chunk_size", "Progress",
            "Scratch"]
