@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 from kinmerge.evolve import evolve, load_evolve_config
-from kinmerge.evolve.scoring import _examples, _tokenizer, exact_match
+from kinmerge.evolve.candidate import build_candidate
+from kinmerge.evolve.config import TaskSpec
+from kinmerge.evolve.scoring import builtin_scorer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -33,23 +35,21 @@ def test_examples_parse(name):
     assert load_evolve_config(EXAMPLES / name).fitness.tasks
 
 
-def test_exact_match_counts_whole_answers(tiny_zoo):
-    from transformers import AutoModelForCausalLM
+def test_builtin_task_scores_the_candidate_module(tiny_zoo):
+    """A task scores the candidate's own module through kinmerge.evaluate's ExactMatch."""
+    from kinmerge.evaluate import ExactMatch
+    from kinmerge.recipe import load_recipe
 
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_zoo / "add")).eval()
-    tok = _tokenizer(str(tiny_zoo / "add"))
-    ex = _examples(str(tiny_zoo / "tasks/add/search.jsonl"), 8)
-    assert len(ex) == 8 and 0.0 <= exact_match(model, tok, ex) <= 1.0
-
-    class Parrot(type(model)):  # answers every prompt with the first example's answer
-        def generate(self, input_ids, **kw):
-            import torch
-            ans = tok(ex[0][1] + tok.eos_token, add_special_tokens=False).input_ids
-            tail = torch.tensor(ans).expand(input_ids.shape[0], -1)
-            return torch.cat([input_ids, tail], dim=1)
-
-    model.__class__ = Parrot
-    assert exact_match(model, tok, ex) == pytest.approx(1 / 8)
+    task = TaskSpec(name="add", search=str(tiny_zoo / "tasks/add/search.jsonl"),
+                    options={"max_examples": 8})
+    score = builtin_scorer(task, lambda t, split: t.search)
+    recipe = load_recipe({"merge_method": "passthrough",
+                          "models": [{"model": str(tiny_zoo / "add")}]})
+    cand = build_candidate(recipe)
+    want = ExactMatch(task.search, name="add", max_examples=8)(str(tiny_zoo / "add"))["add"]
+    assert score(cand, "search") == want
+    with pytest.raises(Exception, match="unknown evaluator 'exact'"):
+        builtin_scorer(task.model_copy(update={"evaluator": "exact"}), lambda t, s: t.search)
 
 
 def test_zoo_example_runs(tiny_zoo, tmp_path):
