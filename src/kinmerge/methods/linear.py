@@ -21,7 +21,9 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
     w = torch.tensor(weight, dtype=acc, device=tensors[0].device)  # (n_models,)
     out = torch.zeros(tensors[0].shape, dtype=acc, device=tensors[0].device)
     for x, w_k in zip(tensors, w):
-        out.addcmul_(x, w_k)  # out += w_k * x, in this order: the rounding mergekit gets
+        # out += w_k * x, model by model: the rounding mergekit gets. Upcasting x first is
+        # exact and keeps torch on its vectorized same-dtype kernel (mixed dtypes are slow)
+        out.addcmul_(x.to(acc), w_k)
     if normalize:
         out.div_(w.sum())
     return out
