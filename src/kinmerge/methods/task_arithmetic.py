@@ -9,7 +9,10 @@ from kinmerge.methods.sparsify import combine
 
 def task_vectors(tensors: list[torch.Tensor], base: torch.Tensor) -> torch.Tensor:
     """(n_models, *shape): tau_k = theta_k - theta_0."""
-    return torch.stack([t - base for t in tensors])
+    out = torch.empty((len(tensors), *base.shape), dtype=base.dtype, device=base.device)
+    for k, t in enumerate(tensors):
+        torch.sub(t, base, out=out[k])  # straight into place: no per-model temporaries
+    return out
 
 
 def task_arithmetic(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
