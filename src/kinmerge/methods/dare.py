@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.sparsify import bernoulli_mask, combine, rescale_l1
+from kinmerge.methods.sparsify import bernoulli_mask, combine, keep_only, rescale_l1
 from kinmerge.methods.task_arithmetic import task_vectors
 
 
@@ -16,7 +16,7 @@ def dare_drop(deltas: torch.Tensor, density: list[float], rescale: bool,
         if d >= 1:
             continue
         keep = bernoulli_mask(deltas[k].shape, d, generator).to(deltas.device)
-        kept = deltas[k] * keep.to(deltas.dtype)
+        kept = keep_only(deltas[k].clone(), keep)
         deltas[k] = rescale_l1(deltas[k], kept) if rescale else kept
     return deltas
 

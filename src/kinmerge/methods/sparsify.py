@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 _F32_HIGH = 16  # radix-select on the upper 16 bits of a float32's bit pattern
+BLOCK = 1 << 22  # positions per block of the model-wise sums in `combine`
 
 
 def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
@@ -33,27 +34,56 @@ def topk_count_mask(x: torch.Tensor, k: int) -> torch.Tensor:
         return torch.ones_like(x, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(x, dtype=torch.bool)
-    mag = x.detach().abs().reshape(-1)
-    mag = mag.float() if mag.dtype != torch.float64 else mag
-    v = _kth_largest(mag, k)
-    mask = mag > v
-    need = k - int(mask.sum())
+    flat = x.detach().reshape(-1)
+    if flat.dtype in (torch.bfloat16, torch.float16) and flat.device.type == "cpu":
+        key = flat.view(torch.int16) & 0x7FFF  # |x| as its bit pattern, ordered like |x|
+        v, above = _kth_largest_bits(key, k)
+        mask = key > v
+        need = k - above
+    else:
+        key = flat.abs()
+        key = key.float() if key.dtype != torch.float64 else key
+        v = _kth_largest(key, k)
+        mask = key > v
+        need = k - int(mask.sum())
     if need:
-        ties = torch.nonzero(mag == v).squeeze(1)
+        ties = torch.nonzero(key == v).squeeze(1)
         mask[ties[:need]] = True
     return mask.reshape(x.shape)
+
+
+def _kth_largest_bits(key: torch.Tensor, k: int) -> tuple[int, int]:
+    """(k-th largest of 15-bit magnitude patterns, how many entries lie above it): one
+    histogram, no sort, no search."""
+    counts = torch.bincount(key, minlength=1 << 15)
+    at_least = counts.flip(0).cumsum(0).flip(0)  # at_least[b] = entries with pattern >= b
+    v = int(torch.nonzero(at_least >= k).max())
+    return v, (int(at_least[v + 1]) if v + 1 < len(at_least) else 0)
 
 
 def _kth_largest(mag: torch.Tensor, k: int) -> torch.Tensor:
     if mag.dtype != torch.float32 or mag.device.type != "cpu" or mag.numel() < 1 << 16:
         return torch.kthvalue(mag, mag.numel() - k + 1).values
-    high = mag.view(torch.int32) >> _F32_HIGH  # (n,) bucket ids, ordered like magnitudes
+    high = (mag.view(torch.int32) >> _F32_HIGH).to(torch.int16)  # (n,) ids ordered like mag
     counts = torch.bincount(high, minlength=1 << 15)
     above = counts.flip(0).cumsum(0).flip(0)  # above[b] = entries in buckets >= b
     bucket = int(torch.nonzero(above >= k).max())
     higher = int(above[bucket + 1]) if bucket + 1 < len(above) else 0
     inside = mag[high == bucket]
     return torch.kthvalue(inside, inside.numel() - (k - higher) + 1).values
+
+
+def keep_only(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x, in place, with every entry outside the bool mask `keep` set to 0 (a trim or drop).
+
+    Done on the bit patterns: AND with all ones keeps a value, AND with zeros gives +0. On
+    CPU this is ~10x faster than masked_fill_ or a multiply by the mask cast to bfloat16.
+    """
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}.get(x.element_size())
+    if ints is None:
+        return x.masked_fill_(~keep, 0)
+    x.view(ints).bitwise_and_(keep.to(ints).neg_())  # True -> -1 (all ones), False -> 0
+    return x
 
 
 def bernoulli_mask(shape: torch.Size, density: float, generator: torch.Generator) -> torch.Tensor:
@@ -76,32 +106,86 @@ def elect_sign(weighted: torch.Tensor) -> torch.Tensor:
     """Bool mask (n_models, *shape): entries whose sign agrees with the elected sign.
 
     Elected sign: that of the weighted sum over models, + where the sum is 0 (TIES elect).
+    A zero entry agrees with neither sign.
     """
-    majority = torch.where(weighted.sum(dim=0) >= 0, 1, -1).to(weighted.dtype)
-    return weighted.sign() == majority
+    total = weighted.sum(dim=0)  # (*shape)
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}.get(weighted.element_size())
+    if ints is None or not weighted.is_floating_point():
+        return torch.where(total >= 0, weighted > 0, weighted < 0)
+    # on the bit patterns: flip each entry's sign bit where the elected sign is -, and the
+    # entries that agree are exactly those read back as positive integers (a zero, +0 or -0,
+    # reads as 0 or the most negative integer either way)
+    sign_bit = torch.iinfo(ints).min
+    flip = (total < 0).to(ints).mul_(sign_bit)
+    return (weighted.view(ints) ^ flip) > 0
 
 
 def combine(deltas: torch.Tensor, weights: list[float], base: torch.Tensor, *, elect: bool,
             normalize: bool, lambda_: float) -> torch.Tensor:
     """base + lambda * (sum_k w_k d_k [sign-agreeing only] / divisor): the task-vector merge.
 
-    deltas: (n_models, *shape). Arithmetic runs in deltas.dtype, weights included, in this
-    order, because that is how mergekit computes and users expect its tensors.
+    deltas: (n_models, *shape), consumed (overwritten). Arithmetic runs in deltas.dtype,
+    weights included, in this order, because that is how mergekit computes and users expect
+    its tensors; sums over models accumulate in float32 and round once, as torch's do.
+    Every position depends only on its own column of deltas, so the work goes block by block
+    of positions: the scratch memory is a few blocks, not a few copies of the tensor.
     """
     w = torch.tensor(weights, dtype=deltas.dtype, device=deltas.device)
-    w = w.reshape(-1, *([1] * (deltas.dim() - 1)))  # (n_models, 1, ...)
-    weighted = deltas * w
+    cols, flat_base = deltas.reshape(len(weights), -1), base.reshape(-1)  # (n_models, numel)
+    out = torch.empty_like(flat_base)
+    for i, j in _blocks(flat_base.numel()):
+        out[i:j] = _combine_block(cols[:, i:j], w, flat_base[i:j], elect=elect,
+                                  normalize=normalize, lambda_=lambda_)
+    return out.reshape(base.shape)
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    """[i, j) ranges of BLOCK positions; the remainder joins the last block, so no block is
+    narrow (torch reduces a narrow (n_models, width) slab in another order, and float32
+    sums would no longer round as on the whole tensor)."""
+    starts = list(range(0, n, BLOCK))
+    if len(starts) > 1 and n - starts[-1] < BLOCK:
+        starts.pop()
+    return [(i, starts[k + 1] if k + 1 < len(starts) else n) for k, i in enumerate(starts)]
+
+
+def _combine_block(deltas: torch.Tensor, w: torch.Tensor, base: torch.Tensor, *, elect: bool,
+                   normalize: bool, lambda_: float) -> torch.Tensor:
+    weighted = deltas.mul_(w.unsqueeze(1))  # (n_models, width): w_k d_k
     if elect:
-        keep = elect_sign(weighted).to(deltas.dtype)
-        mixed = (weighted * keep).sum(dim=0)
-        divisor = (w * keep).sum(dim=0)
-        divisor[divisor == 0] = 1
+        keep = elect_sign(weighted)
+        mixed = keep_only(weighted, keep).sum(dim=0)
+        if normalize:  # divide by the sum of the agreeing models' weights (0 -> 1)
+            mixed = mixed / _weight_sums(keep, w)
     else:
         mixed = weighted.sum(dim=0)
-        divisor = w.sum(dim=0)
-        divisor[divisor.abs() < 1e-8] = 1
-    if normalize:
-        mixed = mixed / divisor
+        if normalize:
+            divisor = w.unsqueeze(1).sum(dim=0)
+            divisor[divisor.abs() < 1e-8] = 1
+            mixed = mixed / divisor
     if lambda_ != 1:
         mixed = mixed * lambda_
     return (base + mixed).to(base.dtype)
+
+
+def _weight_sums(keep: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(*shape): sum_k w_k keep_k, a zero sum replaced by 1.
+
+    For bfloat16/float16 weights and at most 8 models only 2**K sums are possible: each is
+    computed once and looked up by the entry's bit code of `keep`, instead of multiplying and
+    reducing (n_models, *shape). torch sums these in float32 and rounds once, where a few
+    8- or 11-bit weights add up exactly in any order, so the table matches `(w * keep).sum(0)`.
+    float32 sums depend on torch's reduction order: those take the direct route.
+    """
+    n = keep.shape[0]
+    if n > 8 or w.dtype not in (torch.bfloat16, torch.float16):
+        out = (w.reshape(-1, *([1] * (keep.dim() - 1))) * keep).sum(dim=0)
+        return out.masked_fill_(out == 0, 1)
+    bits = torch.arange(n, device=w.device).unsqueeze(1)
+    subsets = (torch.arange(1 << n, device=w.device).unsqueeze(0) >> bits) & 1  # (n, 2**n)
+    table = (w.unsqueeze(1) * subsets.to(w.dtype)).sum(dim=0)  # (2**n,)
+    table[table == 0] = 1
+    code = torch.zeros(keep.shape[1:], dtype=torch.uint8, device=keep.device)
+    for k in range(n):
+        code |= keep[k].to(torch.uint8) << k
+    return table[code.int()]

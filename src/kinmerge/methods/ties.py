@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.sparsify import combine, topk_mask
+from kinmerge.methods.sparsify import combine, keep_only, topk_mask
 from kinmerge.methods.task_arithmetic import task_vectors
 
 
@@ -21,7 +21,7 @@ def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float]
     deltas = task_vectors(tensors, base)  # (n_models, *shape)
     for k, d in enumerate(density):
         if d < 1:  # trim: keep the top-k magnitudes of each task vector
-            deltas[k] = deltas[k] * topk_mask(deltas[k], d).to(deltas.dtype)
+            keep_only(deltas[k], topk_mask(deltas[k], d))
     return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
 
 
