@@ -1,11 +1,13 @@
 """The streaming loop: for each job, read its inputs, run the method, hand the result on.
 
-One job's tensors are in memory at a time, plus the next job's, which a reader thread loads
-while the current one computes (file reads and torch kernels both release the GIL).
+One job's tensors are in memory at a time, plus the next job's when they are small, which a
+reader thread loads while the current one computes (file reads and torch kernels both release
+the GIL).
 """
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
@@ -18,6 +20,7 @@ from kinmerge.seeds import tensor_seed
 
 log = logging.getLogger(__name__)
 Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
+PREFETCH_BYTES = 256 * 2**20  # largest job whose inputs are read while the previous computes
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
@@ -33,15 +36,24 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     compute = work_dtype or plan.compute_dtype
     jobs = plan.jobs
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
-        ahead: Future | None = pool.submit(_load, jobs[0], readers) if jobs else None
+        ahead: Future | None = None
         for i, job in enumerate(jobs):
-            tensors, base = ahead.result()
-            ahead = pool.submit(_load, jobs[i + 1], readers) if i + 1 < len(jobs) else None
+            tensors, base = ahead.result() if ahead else _load(job, readers)
+            nxt = jobs[i + 1] if i + 1 < len(jobs) else None
+            # read ahead only what is small: the inputs of an embedding are 0.5 GB at 1B
+            # parameters, and holding them beside the current job's doubles the peak memory
+            small = nxt is not None and _input_bytes(nxt, readers) <= PREFETCH_BYTES
+            ahead = pool.submit(_load, nxt, readers) if small else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device, compute=compute)
             sink.add(job.name, out)
             del tensors, base, out
             if on_tensor:
                 on_tensor(job)
+
+
+def _input_bytes(job: TensorJob, readers: dict[str, ModelReader]) -> int:
+    refs = list(job.sources) + ([job.base] if job.base else [])
+    return sum(math.prod(readers[m].shape(n)) * readers[m].dtype(n).itemsize for m, n in refs)
 
 
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
