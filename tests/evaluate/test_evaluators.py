@@ -86,3 +86,12 @@ def test_bad_files_are_reported_with_their_line(tmp_path):
     mc = write_rows(tmp_path / "mc.jsonl", [{"prompt": "a", "choices": ["x"], "answer": "y"}])
     with pytest.raises(KinmergeError, match="answer 'y' is not one of the choices"):
         MultipleChoice(mc)
+
+
+def test_perplexity_of_answers_given_prompts(sevens, tmp_path):
+    f = write_rows(tmp_path / "qa.jsonl", [{"prompt": "A1=", "answer": "77"},
+                                            {"prompt": "Rxyz=", "answer": "a"}])
+    p7 = 3 / (3 + len(VOCAB) - 1)
+    p_other = 1 / (3 + len(VOCAB) - 1)
+    want = math.exp(-(2 * math.log(p7) + math.log(p_other)) / 3)  # prompts are not scored
+    assert Perplexity(f, name="ppl")(sevens)["ppl"] == pytest.approx(want, rel=1e-5)

@@ -36,6 +36,7 @@ def test_lm_eval_agrees_with_builtin_evaluators(sevens, tmp_path):
     assert scores["sevens_em/exact_match"] == 0.5
     assert scores["sevens_em/exact_match"] == ExactMatch(em, max_new_tokens=3)(sevens)["exact_match"]
     assert scores["sevens_mc/acc"] == pytest.approx(2 / 3)
+    assert set(scores) == {"sevens_em/exact_match", "sevens_mc/acc"}
     assert scores["sevens_mc/acc"] == pytest.approx(MultipleChoice(mc)(sevens)["multiple_choice"])
 
 

@@ -63,7 +63,9 @@ class LmEval:
         for task, metrics in out["results"].items():
             for key, value in metrics.items():
                 metric, _, _ = key.partition(",")
-                if isinstance(value, (int, float)) and "stderr" not in metric:
+                # lm-eval also reports bookkeeping numbers (sample_len) beside the metrics
+                if (isinstance(value, (int, float)) and "stderr" not in metric
+                        and metric != "sample_len"):
                     scores[f"{task}/{metric}"] = float(value)
         return scores
 

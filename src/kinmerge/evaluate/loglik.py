@@ -89,27 +89,33 @@ class MultipleChoice:
 
 
 class Perplexity:
-    """exp(mean negative log-likelihood per token) over the non-empty lines of a text file.
+    """exp(mean negative log-likelihood per token). Lower is better.
 
-    Each line is one document; its first token is predicted from the beginning-of-sequence
-    token. Lower is better.
+    A text file: each non-empty line is one document, its first token predicted from the
+    beginning-of-sequence token. A JSONL file of {"prompt", "answer"} rows: the perplexity of
+    the answers given their prompts (the right measure for models trained on answers only,
+    like the zoo's, which never learned to predict random operands).
     """
 
     def __init__(self, path: str | Path, *, name: str = "perplexity", batch_size: int = 64,
                  max_examples: int | None = None, device: str = "cpu", progress: bool = False):
         self.path, self.name = Path(path), name
-        if not self.path.is_file():
-            raise KinmergeError(f"text file not found: {self.path}", where=str(self.path))
-        self.lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
-        self.lines = self.lines[:max_examples] if max_examples else self.lines
-        if not self.lines:
-            raise KinmergeError(f"no text in {self.path}", where=str(self.path))
+        if self.path.suffix == ".jsonl":
+            rows = read_jsonl(self.path, ("prompt", "answer"), max_examples)
+            self.pairs = [(r["prompt"], str(r["answer"])) for r in rows]
+        else:
+            if not self.path.is_file():
+                raise KinmergeError(f"text file not found: {self.path}", where=str(self.path))
+            lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+            self.pairs = [("", ln) for ln in lines[:max_examples]]
+            if not self.pairs:
+                raise KinmergeError(f"no text in {self.path}", where=str(self.path))
         self.batch_size, self.device, self.progress = batch_size, device, progress
 
     def __call__(self, model: ModelLike) -> dict[str, float]:
         m = load_model(model, self.device)
-        with progress(self.progress, f"perplexity {self.name}", len(self.lines)) as advance:
-            scores = continuation_logprobs(m, [("", ln) for ln in self.lines], self.batch_size)
-            advance(len(self.lines))
+        with progress(self.progress, f"perplexity {self.name}", len(self.pairs)) as advance:
+            scores = continuation_logprobs(m, self.pairs, self.batch_size)
+            advance(len(self.pairs))
         nll = -sum(lp for lp, _ in scores) / sum(n for _, n in scores)
         return {self.name: math.exp(nll)}
