@@ -1,6 +1,6 @@
 """The trained zoo: a tiny Llama base and its experts, built deterministically and cached.
 
->>> root = kinmerge.zoo.zoo()              # builds once (~4 min on one core), then cached
+>>> root = kinmerge.zoo.zoo()   # builds once (~4 min on one core), then cached  # doctest: +SKIP
 >>> AutoModelForCausalLM.from_pretrained(root / "add")                        # doctest: +SKIP
 
 Layout of a zoo directory:
