@@ -11,5 +11,6 @@ from kinmerge.cli import evolve  # noqa: E402,F401
 from kinmerge.cli import kinship  # noqa: E402,F401
 from kinmerge.cli import zoo  # noqa: E402,F401
 from kinmerge.cli import demo  # noqa: E402,F401
+from kinmerge.cli import evaluate  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -1,0 +1,68 @@
+"""`kinmerge eval MODEL...`: score models with the built-in evaluators."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kinmerge.cli.app import main
+from kinmerge.errors import KinmergeError
+
+out = Console()
+
+
+def parse_task(spec: str) -> tuple[str, str, str]:
+    """`[KIND:]NAME=PATH` -> (kind, name, path); KIND defaults to exact_match."""
+    head, eq, path = spec.partition("=")
+    kind, _, name = head.rpartition(":")
+    if not eq or not name or not path:
+        raise KinmergeError(f"not a task: {spec!r}", where="--task",
+                            fix="write NAME=FILE or KIND:NAME=FILE, e.g. "
+                                "add=zoo/tasks/add/heldout.jsonl or perplexity:txt=notes.txt")
+    return kind or "exact_match", name, path
+
+
+def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
+    """Every skill of a zoo (its zoo.json manifest), scored by exact match on `split`."""
+    manifest = Path(zoo_dir) / "zoo.json"
+    if not manifest.is_file():
+        raise KinmergeError(f"{zoo_dir} is not a zoo (no zoo.json)", where="--zoo",
+                            fix="build one with `kinmerge zoo build DIR`")
+    skills = json.loads(manifest.read_text())["skills"]
+    return [("exact_match", s, str(Path(zoo_dir) / files[split])) for s, files in skills.items()]
+
+
+@main.command("eval")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--task", "tasks", multiple=True, metavar="[KIND:]NAME=FILE",
+              help="A task: KIND is exact_match (default), multiple_choice or perplexity.")
+@click.option("--zoo", "zoo_dir", default=None, help="Score every skill of this zoo.")
+@click.option("--split", type=click.Choice(["heldout", "search"]), default="heldout",
+              show_default=True, help="Which of the zoo's prompt files.")
+@click.option("--max-examples", type=int, default=None, help="Score the first N examples.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object {model: {task: score}}.")
+def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json):
+    """Score MODELS (directories or hub ids) on tasks (prompt/answer JSONL, text files)."""
+    from kinmerge.evaluate import evaluate_model, make_evaluator
+
+    specs = [parse_task(t) for t in tasks] + (zoo_tasks(zoo_dir, split) if zoo_dir else [])
+    if not specs:
+        raise KinmergeError("no task to score", where="kinmerge eval",
+                            fix="give --task NAME=FILE (repeatable) or --zoo DIR")
+    evaluators = [make_evaluator(kind, path, name=name, device=device,
+                                 max_examples=max_examples) for kind, name, path in specs]
+    scores = {m: evaluate_model(m, evaluators) for m in models}
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+        return
+    t = Table(title=f"{split if zoo_dir else 'scores'}", title_justify="left")
+    t.add_column("model")
+    for _, name, _ in specs:
+        t.add_column(name, justify="right")
+    for m, s in scores.items():
+        t.add_row(m, *(f"{s[name]:.4f}" for _, name, _ in specs))
+    out.print(t)

@@ -1,0 +1,53 @@
+"""`kinmerge eval`: models scored on --task files and on a zoo's skills."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kinmerge.cli import main
+from kinmerge.cli.evaluate import parse_task
+from kinmerge.zoo.synthetic import synthetic_llama
+from kinmerge.zoo.tokenizer import char_tokenizer, save_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    vocab = len(char_tokenizer())
+    m = synthetic_llama(root / "m", layers=1, hidden=16, intermediate=16, vocab=vocab)
+    save_tokenizer(m)
+    (root / "t.jsonl").write_text('{"prompt": "Rab=", "answer": "ba"}\n'
+                                  '{"prompt": "Rcd=", "answer": "dc"}\n')
+    zoo = root / "zoo"
+    (zoo / "tasks").mkdir(parents=True)
+    (zoo / "tasks" / "h.jsonl").write_text((root / "t.jsonl").read_text())
+    (zoo / "zoo.json").write_text(json.dumps({"skills": {"rev": {"heldout": "tasks/h.jsonl",
+                                                                 "search": "tasks/h.jsonl"}}}))
+    return root
+
+
+def test_parse_task():
+    assert parse_task("add=a.jsonl") == ("exact_match", "add", "a.jsonl")
+    assert parse_task("perplexity:p=x.txt") == ("perplexity", "p", "x.txt")
+
+
+def test_eval_json_and_table(model):
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), "--json",
+                                  "--task", f"em={model / 't.jsonl'}",
+                                  "--task", f"perplexity:ppl={model / 't.jsonl'}"])
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.output)[str(model / "m")]
+    assert scores["em"] == 0.0 and scores["ppl"] > 1.0  # random weights: wrong, perplexed
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), "--zoo", str(model / "zoo")])
+    assert r.exit_code == 0 and "rev" in r.output and "0.0000" in r.output
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--task", "nonsense"], "not a task: 'nonsense'"),
+    ([], "no task to score"),
+    (["--zoo", "."], "is not a zoo (no zoo.json)"),
+    (["--task", "bogus:x=t.jsonl"], "unknown evaluator 'bogus'"),
+])
+def test_eval_errors(model, args, msg):
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), *args])
+    assert r.exit_code == 2 and msg in r.output
