@@ -10,6 +10,7 @@ from kinmerge.evaluate import ExactMatch, MultipleChoice
 from kinmerge.evaluate.lm_eval import LmEval, write_local_task
 
 pytest.importorskip("lm_eval")
+pytest.importorskip("accelerate")  # lm-eval's HF model class needs it (the [hf] extra)
 
 
 @pytest.fixture(autouse=True)
