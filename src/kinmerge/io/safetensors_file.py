@@ -115,18 +115,23 @@ def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
     nbytes = (hi - lo) * size
     if nbytes == 0:
         return torch.empty(0, dtype=info.dtype)
-    if into is None:
-        into = bytearray(nbytes)
-    elif len(into) < nbytes:
-        into.extend(bytes(nbytes - len(into)))
+    if into is None:  # uninitialised: a zero-filled bytearray costs ~15% of the read time
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        view = memoryview(buf.numpy())
+    else:
+        if len(into) < nbytes:
+            into.extend(bytes(nbytes - len(into)))
+        buf, view = None, memoryview(into)[:nbytes]
     own = fd is None
     if own:
         fd = os.open(info.path, os.O_RDONLY)
     try:
-        _pread_exactly(fd, memoryview(into)[:nbytes], info.begin + lo * size, info.path)
+        _pread_exactly(fd, view, info.begin + lo * size, info.path)
     finally:
         if own:
             os.close(fd)
+    if buf is not None:
+        return buf.view(info.dtype)
     return torch.frombuffer(into, dtype=info.dtype, count=hi - lo)
 
 
