@@ -116,7 +116,7 @@ def _models_units(ctx: _Ctx) -> list[_Unit]:
     for name in ctx.readers[reference].names():
         layer = s.index(name)
         u = _position(layer, s.num_layers) if layer is not None else 0.0
-        sources = [(x, name, [entries[x], r.parameters]) for x in inputs]
+        sources = [(x, name, [entries.get(x, {}), r.parameters]) for x in inputs]
         base = (r.base_model, name) if ctx.method.needs_base else None
         units.append(_Unit(name, sources, base, [r.parameters], u, layer, (reference, name)))
     return units

@@ -37,9 +37,21 @@ def recipe_problems(r: Recipe) -> list[str]:
 
 
 def inputs_of(r: Recipe, m: Method) -> list[str]:
-    """Input model refs of a `models:` recipe (the base is not an input of base methods)."""
+    """Input model refs of a `models:` recipe.
+
+    The base is not an input of a method that needs one. A method that takes no base but any
+    number of models (linear) takes a `base_model` missing from `models:` as its first input,
+    as mergekit does, rather than silently ignoring it.
+    """
     refs = [e.model for e in r.models or []]
+    if _base_joins(r, m):
+        refs = [r.base_model] + refs
     return [x for x in refs if not (m.needs_base and x == r.base_model)]
+
+
+def _base_joins(r: Recipe, m: Method) -> bool:
+    return (not m.needs_base and m.n_models is None and r.base_model is not None
+            and r.models is not None and r.base_model not in [e.model for e in r.models])
 
 
 def _shape_problems(r: Recipe, m: Method) -> list[str]:
@@ -134,7 +146,7 @@ def _missing_required(r: Recipe, m: Method) -> list[str]:
 
 def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
     """(where, merged model-level parameters) for every input model or slice source."""
-    out = []
+    out = [(f"base_model ({r.base_model}, an input of {m.name})", {})] if _base_joins(r, m) else []
     for i, e in enumerate(r.models or []):
         if not (m.needs_base and e.model == r.base_model):
             out.append((f"models[{i}] ({e.model})", e.parameters))

@@ -209,3 +209,18 @@ def test_vocab_mismatch_aligned_to_base_with_warning(family, tmp_path, caplog):
     e = "model.embed_tokens.weight"
     want = base.get(e) + 0.5 * (rb.get(e)[:40] - base.get(e))
     assert torch.equal(got[e], want)
+
+
+def test_linear_takes_an_unlisted_base_model_as_an_input(family):
+    b, a = family["base"], family["ft"][0]
+    r = {"merge_method": "linear", "base_model": b, "models": [
+        {"model": a, "parameters": {"weight": 1.0}}]}
+    with pytest.raises(kinmerge.KinmergeError,
+                       match=r"base_model \(.*an input of linear\): missing required "
+                             r"parameter 'weight'"):
+        kinmerge.load_recipe(r)
+    r["parameters"] = {"weight": 1.0}
+    got = kinmerge.merge_to_memory(r).tensors["model.norm.weight"]
+    n = "model.norm.weight"
+    want = (ModelReader(b).get(n) + ModelReader(a).get(n)) / 2
+    torch.testing.assert_close(got, want)

@@ -105,6 +105,12 @@ def test_ties_hand_case():
     assert torch.equal(got, T([4., 1.5, -2., 2.]))
 
 
+def test_ties_rescale_restores_each_trimmed_l1_norm():
+    t1 = T([4., -1., 0.5, 2.])  # density 0.5 keeps 4 and 2: L1 6 -> 7.5, scale 1.25
+    got = ties([t1], torch.zeros(4), weight=[1], density=[0.5], rescale=True)
+    assert torch.equal(got, T([5., 0., 0., 2.5]))
+
+
 def test_ties_zero_sum_elects_plus():
     got = ties([T([1.]), T([-1.])], T([0.]), weight=[1, 1], density=[1, 1])
     assert torch.equal(got, T([1.]))
