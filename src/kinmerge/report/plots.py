@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from matplotlib.ticker import MaxNLocator
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,7 @@ def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
     ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], "o-",
             color="#1f77b4", label="best (top-1)")
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel("fitness")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
@@ -67,6 +70,7 @@ def kinship_per_generation(gens: list[dict], out: Path, metric: str = "pcc",
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="#555555", lw=1, label=f"threshold {threshold}")
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel(f"top-k kinship ({metric})")
     ax.set_title("top-k kinship per generation")
     ax.legend(loc="lower right", fontsize=8)
