@@ -14,6 +14,16 @@ from kinmerge.zoo.synthetic import synthetic_llama  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run only with KINMERGE_SLOW=1 (the default suite stays minutes)."""
+    if os.environ.get("KINMERGE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set KINMERGE_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def family(tmp_path_factory):
     """A float32 Llama base and three fine-tunes (3 layers, tiny shapes) on disk."""

@@ -1,7 +1,6 @@
-"""Evolve tests: a tiny synthetic family, configs over it, and the `slow` marker's switch."""
+"""Evolve tests: a tiny synthetic family and configs over it."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,15 +11,6 @@ from kinmerge.zoo.synthetic import synthetic_llama
 HERE = Path(__file__).parent
 if str(HERE) not in sys.path:  # evo_fitness must import in spawned workers and subprocesses
     sys.path.insert(0, str(HERE))
-
-
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("KINMERGE_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: set KINMERGE_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and str(item.fspath).startswith(str(HERE)):
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -128,7 +128,7 @@ def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: An
     except ValidationError as e:
         problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
         raise KinmergeError(f"breed config has problems:\n{problems}", where=where,
-                            fix="see docs/breed.md and examples/breed-zoo.yml") from None
+                            fix="see the README (Breeding) and examples/breed-zoo.yml") from None
 
 
 def _read(source: "str | Path | dict") -> tuple[dict, str]:

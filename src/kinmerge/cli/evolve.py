@@ -1,4 +1,4 @@
-"""`kinmerge evolve`: search merge recipes with CMA-ES (see docs/evolve.md)."""
+"""`kinmerge evolve`: search merge recipes with CMA-ES (see the README, Evolutionary merging)."""
 from __future__ import annotations
 
 import json

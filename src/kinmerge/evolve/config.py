@@ -158,7 +158,7 @@ def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConf
     except ValidationError as e:
         problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
         raise KinmergeError(f"evolve config has problems:\n{problems}", where=where,
-                            fix="see docs/evolve.md and examples/evolve-zoo.yml") from None
+                            fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml") from None
 
 
 def _describe(err: dict) -> str:

@@ -10,7 +10,7 @@ Layout of a zoo directory:
     tasks/<skill>/choices.jsonl            the held-out split as multiple choice
     tasks/text.txt                         held-out examples as plain text (perplexity)
 
-The recipe that makes merges work on models this small (docs/zoo.md has the numbers): the
+The recipe that makes merges work on models this small (the README's zoo section has the numbers): the
 base is pretrained to convergence on every task format at short lengths; each expert extends
 one skill to longer inputs with small steps (few hundred steps, lr <= 1e-3, 30% replay of the
 pretraining mixture), so task vectors stay small and nearly orthogonal between skills.
