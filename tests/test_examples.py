@@ -20,7 +20,7 @@ def zoo_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("ex")
     kw = dict(layers=4, hidden=16, intermediate=24, vocab=40)
     base = synthetic_llama(root / "zoo" / "base", seed=0, **kw)
-    for i, name in enumerate(["add", "rev", "add_seed2"], start=1):
+    for i, name in enumerate(["add", "rev", "sort", "add_seed2"], start=1):
         synthetic_llama(root / "zoo" / name, base=base, seed=i, delta=0.05, **kw)
     return root
 
