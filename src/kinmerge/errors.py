@@ -24,16 +24,27 @@ class KinmergeError(Exception):
         return "\n".join(parts)
 
 
-class RecipeError(KinmergeError):
-    """The recipe is malformed; `problems` lists every problem found, not only the first."""
+class ConfigError(KinmergeError):
+    """A configuration (recipe, evolve.yml, breed.yml) is malformed; `problems` lists every
+    problem found, not only the first."""
 
-    def __init__(self, problems: list[str], *, where: str | None = None, fix: str | None = None):
+    subject = "configuration"
+
+    def __init__(self, problems: list[str], *, where: str | None = None, fix: str | None = None,
+                 subject: str | None = None):
         self.problems = list(problems)
+        self.subject = subject or self.subject
         n = len(self.problems)
-        what = f"recipe has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(
+        what = f"{self.subject} has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(
             f"  - {p}" for p in self.problems
         )
         super().__init__(what, where=where, fix=fix)
+
+
+class RecipeError(ConfigError):
+    """The recipe is malformed."""
+
+    subject = "recipe"
 
 
 class PlanError(RecipeError):

@@ -5,14 +5,14 @@ into one RecipeError (typos come with a suggestion) before any model is opened.
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
+from kinmerge.configfile import read_yaml, validate
 from kinmerge.errors import RecipeError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -102,8 +102,10 @@ def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
     if isinstance(source, Recipe):
         recipe, where = source, "recipe"
     else:
-        data, where = _read(source)
-        recipe = _parse(data, where)
+        data, where = read_yaml(source, subject="recipe", example="examples/ties.yml",
+                                allow_text=True, error=RecipeError)
+        recipe = validate(Recipe, data, subject="recipe", where=where, error=RecipeError,
+                          fix="correct the keys shown; see examples/ for the format")
     from kinmerge.validate import recipe_problems  # the checks need the method registry
 
     problems = recipe_problems(recipe)
@@ -111,56 +113,3 @@ def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
         raise RecipeError(problems, where=where, fix="correct the recipe; "
                           "`kinmerge methods` lists each method's parameters")
     return recipe
-
-
-def _read(source: "str | Path | dict") -> tuple[dict, str]:
-    if isinstance(source, dict):
-        return source, "recipe"
-    text, where = str(source), "recipe text"
-    path = Path(source) if isinstance(source, Path) or "\n" not in text else None
-    if path is not None and (path.suffix in (".yml", ".yaml") or path.exists()):
-        if not path.exists():
-            raise RecipeError([f"file not found: {path}"], where=str(path),
-                              fix="check the recipe's path")
-        text, where = path.read_text(), str(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise RecipeError([f"not valid YAML: {e}"], where=where,
-                          fix="fix the YAML syntax at the line shown") from e
-    if not isinstance(data, dict):
-        raise RecipeError([f"a recipe is a YAML mapping, got {type(data).__name__}"],
-                          where=where, fix="start from an example in examples/")
-    return data, where
-
-
-def _parse(data: dict, where: str) -> Recipe:
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as e:
-        raise RecipeError([_describe(err) for err in e.errors()], where=where,
-                          fix="correct the keys shown; see examples/ for the format") from None
-
-
-def _describe(err: dict) -> str:
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    if err["type"] == "extra_forbidden":
-        key = str(err["loc"][-1])
-        known = _known_keys(err["loc"][:-1])
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-        return f"unknown key {key!r} at {loc}{hint}"
-    if err["type"] == "missing":
-        return f"missing required key {loc}"
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = Recipe
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        ann = {"models": InputModel, "slices": Slice, "sources": SliceSource}.get(part)
-        if ann:
-            model = ann
-    return list(model.model_fields)

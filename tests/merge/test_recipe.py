@@ -47,7 +47,7 @@ def test_unknown_key_suggests_the_right_one(tmp_path):
     f.write_text(TIES.replace("base_model", "base_modle"))
     with pytest.raises(RecipeError) as e:
         load_recipe(f)
-    assert "unknown key 'base_modle' at base_modle (did you mean 'base_model'?)" in str(e.value)
+    assert "unknown key 'base_modle' (did you mean 'base_model'?)" in str(e.value)
     assert str(f) in str(e.value)
 
 
@@ -101,3 +101,16 @@ def test_invalid_yaml_names_the_line(tmp_path):
 def test_missing_file():
     with pytest.raises(RecipeError, match="file not found: nowhere.yml"):
         load_recipe("nowhere.yml")
+
+
+def test_typo_inside_a_list_of_nested_models():
+    ps = problems({"merge_method": "passthrough", "slices": [
+        {"sources": [{"model": "a", "layer_rnage": [0, 2]}]}]})
+    assert "unknown key 'slices[0].sources[0].layer_rnage' (did you mean 'layer_range'?)" in ps
+
+
+def test_a_recipe_must_be_a_mapping(tmp_path):
+    f = tmp_path / "list.yml"
+    f.write_text("- merge_method: ties\n")
+    with pytest.raises(RecipeError, match="a recipe is a YAML mapping of keys, got list"):
+        load_recipe(f)

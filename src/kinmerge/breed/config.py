@@ -8,16 +8,14 @@ Pydantic lives here, at the edge; the loop works on the frozen `BreedConfig` it 
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from kinmerge.errors import KinmergeError
+from kinmerge.configfile import read_yaml, validate
 
 # The paper's operator (Hu et al. 2024, Algorithm 1): SLERP, first parent as the t=0 end,
 # attention and MLP on opposite gradients over the layers, everything else halfway.
@@ -121,32 +119,11 @@ def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: An
     if isinstance(source, BreedConfig):
         data, where = source.model_dump(mode="json"), "breed config"
     else:
-        data, where = _read(source)
+        data, where = read_yaml(source, subject="breed config",
+                                example="examples/breed-zoo.yml")
     data = _apply(dict(data), {k: v for k, v in overrides.items() if v is not None})
-    try:
-        return BreedConfig.model_validate(data)
-    except ValidationError as e:
-        problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
-        raise KinmergeError(f"breed config has problems:\n{problems}", where=where,
-                            fix="see the README (Breeding) and examples/breed-zoo.yml") from None
-
-
-def _read(source: "str | Path | dict") -> tuple[dict, str]:
-    if isinstance(source, dict):
-        return source, "breed config"
-    path = Path(source)
-    if not path.is_file():
-        raise KinmergeError(f"file not found: {path}", where=str(path),
-                            fix="check the path of breed.yml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise KinmergeError(f"not valid YAML: {e}", where=str(path),
-                            fix="fix the YAML syntax at the line shown") from e
-    if not isinstance(data, dict):
-        raise KinmergeError("breed.yml must be a mapping of keys", where=str(path),
-                            fix="see examples/breed-zoo.yml")
-    return data, str(path)
+    return validate(BreedConfig, data, subject="breed config", where=where,
+                    fix="see the README (Breeding) and examples/breed-zoo.yml")
 
 
 def _apply(data: dict, over: dict[str, Any]) -> dict:
@@ -158,21 +135,3 @@ def _apply(data: dict, over: dict[str, Any]) -> dict:
         data["budget"] = budget
     data.update(over)
     return data
-
-
-def _describe(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        model: type[BaseModel] = BreedConfig
-        for part in err["loc"][:-1]:
-            ann = model.model_fields.get(str(part))
-            if ann is None or not (isinstance(ann.annotation, type)
-                                   and issubclass(ann.annotation, BaseModel)):
-                break
-            model = ann.annotation
-        key = str(err["loc"][-1])
-        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
-        return f"unknown key {loc!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-    if err["type"] == "missing":
-        return f"missing required key {loc}"
-    return f"{loc}: {err['msg']}" if loc else err["msg"]

@@ -6,16 +6,14 @@
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from kinmerge.errors import KinmergeError
+from kinmerge.configfile import read_yaml, validate
 
 Mode = Literal["ps", "dfs", "ps+dfs"]
 
@@ -139,41 +137,6 @@ def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConf
     """Parse evolve.yml (a path, a dict or a config); every problem is reported at once."""
     if isinstance(source, EvolveConfig):
         return source
-    where = "evolve config"
-    if isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise KinmergeError(f"file not found: {path}", where=str(path),
-                                fix="check the path of evolve.yml")
-        where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise KinmergeError(f"not valid YAML: {e}", where=where,
-                                fix="fix the YAML syntax at the line shown") from e
-    try:
-        return EvolveConfig.model_validate(data)
-    except ValidationError as e:
-        problems = "\n".join(f"  - {_describe(err)}" for err in e.errors())
-        raise KinmergeError(f"evolve config has problems:\n{problems}", where=where,
-                            fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml") from None
-
-
-def _describe(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        model: type[BaseModel] = EvolveConfig
-        for part in err["loc"][:-1]:
-            ann = EvolveConfig.model_fields.get(str(part)) if model is EvolveConfig else None
-            if ann is not None and isinstance(ann.annotation, type) and issubclass(
-                    ann.annotation, BaseModel):
-                model = ann.annotation
-        key = str(err["loc"][-1])
-        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {loc!r}{hint}"
-    if err["type"] == "missing":
-        return f"missing required key {loc}"
-    return f"{loc}: {err['msg']}"
+    data, where = read_yaml(source, subject="evolve config", example="examples/evolve-zoo.yml")
+    return validate(EvolveConfig, data, subject="evolve config", where=where,
+                    fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml")
