@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +20,7 @@ from kinmerge import lineage as lin
 from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
+from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
@@ -103,7 +103,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
         p = plan(r, readers, dtype=dtype)
         for w in p.warnings:
             log.warning(w)
-        with _atomic_dir(out) as tmp:
+        with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
             with _progress(p, progress) as tick:
                 execute(p, readers, writer, seed=_seed(r, seed), device=device,
@@ -157,27 +157,6 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
-
-
-@contextlib.contextmanager
-def _atomic_dir(out: Path) -> Iterator[Path]:
-    """A temporary directory beside `out`, renamed to `out` on success, removed on failure."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = out.parent / f".{out.name}.kinmerge-tmp-{tag}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            old = out.parent / f".{out.name}.kinmerge-old-{tag}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager

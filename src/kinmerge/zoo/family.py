@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from kinmerge.zoo import tasks as T
-from kinmerge.zoo.cache import cache_root, publish_dir
+from kinmerge.io.atomic import atomic_dir
+from kinmerge.zoo.cache import cache_root
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
 from kinmerge.zoo.train import Schedule, train
 
@@ -141,7 +142,7 @@ def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -
     out = Path(out)
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
-    with publish_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         skills = write_tasks(tmp, seed, cfg.eval_examples)
         reserved = held_out_prompts(seed, cfg.eval_examples)
         torch.manual_seed(seed)
