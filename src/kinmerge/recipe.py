@@ -24,16 +24,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _as_str(v: Any) -> Any:
+    """Model references may be given as Paths from Python; the recipe stores strings."""
+    return str(v) if isinstance(v, Path) else v
+
+
 class InputModel(_Strict):
     """One entry of `models:`."""
 
     model: str
     parameters: dict[str, Any] = {}
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, Path) else v
+    _path = field_validator("model", mode="before")(_as_str)
 
 
 class SliceSource(_Strict):
@@ -43,10 +45,7 @@ class SliceSource(_Strict):
     layer_range: tuple[int, int]
     parameters: dict[str, Any] = {}
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _path(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, Path) else v
+    _path = field_validator("model", mode="before")(_as_str)
 
 
 class Slice(_Strict):
@@ -68,10 +67,7 @@ class Recipe(_Strict):
     chat_template: str | None = None
     seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
 
-    @field_validator("base_model", mode="before")
-    @classmethod
-    def _path(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, Path) else v
+    _path = field_validator("base_model", mode="before")(_as_str)
 
     def model_refs(self) -> list[str]:
         """Every model the recipe names, base first, each once, in recipe order."""
