@@ -60,3 +60,25 @@ def test_zoo_example_runs(tiny_zoo, tmp_path):
     assert set(s["baselines_heldout"]) == {"task_arithmetic-w1", "ties-w1-d0.5",
                                            "dare_ties-w1-d0.5"}
     assert set(s["best_heldout_scores"]) == {"add", "rev", "sort"}
+
+
+def test_lm_eval_fitness(tiny_zoo, tmp_path, monkeypatch):
+    """An lm-eval task (a local YAML over the zoo's multiple-choice file) as the fitness."""
+    pytest.importorskip("lm_eval")
+    pytest.importorskip("accelerate")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    from kinmerge.evaluate.lm_eval import write_local_task
+
+    tasks = tmp_path / "tasks"
+    write_local_task(tasks, "zoo_add_mc", tiny_zoo / "tasks/add/choices.jsonl",
+                     kind="multiple_choice")
+    cfg = {"mode": "ps", "base_model": str(tiny_zoo / "base"),
+           "models": [str(tiny_zoo / "add"), str(tiny_zoo / "add_seed2")],
+           "search": {"params": {"weight": [0, 1]}},
+           "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
+           "fitness": {"lm_eval": [{"task": "zoo_add_mc", "metric": "acc", "limit": 8,
+                                    "include_path": str(tasks)}]},
+           "budget": {"trials": 2}, "baselines": {"grid": False}, "seed": 0}
+    s = evolve(cfg, tmp_path / "run").summary
+    assert s["trials"] == 2 and 0.0 <= s["best_heldout"] <= 1.0

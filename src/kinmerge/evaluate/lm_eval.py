@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 _WRAPPED: dict[int, object] = {}
 
 
+def require_lm_eval() -> None:
+    """Fail now, clearly, if lm-eval is missing (before a long run gets to it)."""
+    _import_lm_eval()
+
+
 def _import_lm_eval():
     try:
         import lm_eval
@@ -38,8 +43,12 @@ class LmEval:
 
     def __init__(self, tasks: list[str], *, include_path: str | Path | None = None,
                  limit: int | None = None, batch_size: int = 64, device: str = "cpu",
-                 add_bos_token: bool = True, name: str = "lm_eval"):
+                 add_bos_token: bool = True, name: str = "lm_eval",
+                 keep_wrapper: bool = True):
+        """keep_wrapper=False: wrap each model anew and keep no reference to it (evolution
+        scores a fresh module per candidate; keeping each wrapper would keep each model)."""
         self.tasks, self.limit, self.name = list(tasks), limit, name
+        self.keep_wrapper = keep_wrapper
         self.include_path = str(Path(include_path).resolve()) if include_path else None
         self.batch_size, self.device, self.add_bos_token = batch_size, device, add_bos_token
         self._manager = None
@@ -51,11 +60,12 @@ class LmEval:
             self._manager = TaskManager(include_path=self.include_path,
                                         include_defaults=self.include_path is None)
         m = load_model(model, self.device)
-        lm = _WRAPPED.get(id(m.module))
+        lm = _WRAPPED.get(id(m.module)) if self.keep_wrapper else None
         if lm is None:
-            lm = _WRAPPED[id(m.module)] = HFLM(pretrained=m.module, tokenizer=m.tokenizer,
-                                               batch_size=self.batch_size, device=self.device,
-                                               add_bos_token=self.add_bos_token)
+            lm = HFLM(pretrained=m.module, tokenizer=m.tokenizer, batch_size=self.batch_size,
+                      device=self.device, add_bos_token=self.add_bos_token)
+            if self.keep_wrapper:
+                _WRAPPED[id(m.module)] = lm
         out = lm_eval.simple_evaluate(model=lm, tasks=self.tasks, limit=self.limit,
                                       task_manager=self._manager, log_samples=False,
                                       verbosity="ERROR")

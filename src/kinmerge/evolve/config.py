@@ -67,7 +67,8 @@ class TaskSpec(_Strict):
 class LmEvalSpec(_Strict):
     """One lm-evaluation-harness task and the metric taken from it."""
 
-    task: str
+    task: str  # scored during the search
+    heldout_task: str | None = None  # scored for the final report (default: `task`)
     metric: str = "acc"
     weight: float = 1.0
     limit: int | None = None

@@ -1,7 +1,7 @@
 """Adapters from evolve.yml tasks to scorers of an in-memory candidate.
 
 Built-in tasks are `kinmerge.evaluate` evaluators (one implementation of exact match for the
-whole project). The candidate's transformers module is handed over as a `LoadedModel`, so
+whole project); `lm_eval` tasks go through its lm-evaluation-harness adapter. The candidate's transformers module is handed over as a `LoadedModel`, so
 what is scored is the module evolution built, DFS scale hooks included, never written to disk.
 """
 from __future__ import annotations
@@ -38,5 +38,23 @@ def builtin_scorer(task: TaskSpec, split_file: Callable) -> Callable:
 
 
 def lm_eval_scorer(task: LmEvalSpec) -> Callable:
-    raise KinmergeError("lm-eval tasks are not wired into evolve yet", where="fitness.lm_eval",
-                        fix="use fitness.tasks (exact_match) or fitness.function")
+    """f(candidate, split) -> `task`'s `metric` from lm-evaluation-harness (`heldout_task`,
+    if given, for the held-out split), on the candidate's own module."""
+    from kinmerge.evaluate.lm_eval import LmEval, require_lm_eval
+
+    require_lm_eval()
+    names = {"search": task.task, "heldout": task.heldout_task or task.task}
+    evaluators = {split: LmEval([name], include_path=task.include_path, limit=task.limit,
+                                keep_wrapper=False) for split, name in names.items()}
+
+    def score(candidate, split: str) -> float:
+        loaded = LoadedModel(candidate.model, tokenizer(candidate.tokenizer_dir))
+        scores = evaluators[split](loaded)
+        key = f"{names[split]}/{task.metric}"
+        if key not in scores:
+            raise KinmergeError(f"lm-eval task {names[split]!r} reported no {task.metric!r} "
+                                f"(it reported {sorted(scores)})", where="fitness.lm_eval",
+                                fix="set `metric:` to one of the reported metrics")
+        return scores[key]
+
+    return score
