@@ -1,4 +1,5 @@
-"""The demo: zoo -> kinship -> merges of two experts -> scores, in a few minutes on a laptop.
+"""The demo: zoo -> kinship -> merges of two experts -> scores -> an evolved recipe and a
+breeding run, in a few minutes on a laptop.
 
 >>> result = run_demo("runs/demo")          # what `make demo` runs      # doctest: +SKIP
 >>> result.summary["best_merge"]                                         # doctest: +SKIP
@@ -6,7 +7,9 @@
 
 Writes into `out`: summary.json (scores of every model, parents, best merge, kinship),
 scores.png, kinship.png, kinship.csv and the recipes/ of every merge (mergekit YAML, so
-`kinmerge merge runs/demo/recipes/ties.yml OUT` reproduces one on disk).
+`kinmerge merge runs/demo/recipes/ties.yml OUT` reproduces one on disk); evolve/ (a short
+CMA-ES search over the two parents' task-arithmetic weights) and breed/ (kinship-guided
+breeding of the experts), each with its own summary; report.html over all of it.
 """
 from __future__ import annotations
 
@@ -56,8 +59,10 @@ def demo_recipes(zoo_dir: Path, a: str, b: str) -> dict[str, dict]:
 
 
 def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
-             zoo_dir: str | Path | None = None) -> DemoResult:
-    """Build (or reuse) the zoo, measure kinship, merge two experts, score everything."""
+             zoo_dir: str | Path | None = None, evolve_trials: int = 18,
+             breed_evaluations: int = 20) -> DemoResult:
+    """Build (or reuse) the zoo, measure kinship, merge two experts, score everything, then
+    evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
     from kinmerge import merge_to_memory
     from kinmerge.zoo.family import zoo
     out = Path(out)
@@ -101,9 +106,57 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     summary = {"scores": scores, "parents": [a, b], "parent_skills": [skill_a, skill_b],
                "best_merge": best, "merges": list(recipes), "zoo": str(root),
                "kinship": matrix.to_dict() if matrix is not None else None, "seconds": t}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
+    if evolve_trials:
+        t0 = time.perf_counter()
+        summary["evolve"] = evolve_parents(root, manifest, out / "evolve", evolve_trials, seed)
+        t["evolve"] = time.perf_counter() - t0
+    if breed_evaluations:
+        t0 = time.perf_counter()
+        summary["breed"] = breed_experts(root, manifest, experts, out / "breed",
+                                         breed_evaluations, seed)
+        t["breed"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from kinmerge.report.html import write_report
+    write_report(out)
     return DemoResult(out, summary, matrix, t)
+
+
+def _parent_tasks(root: Path, manifest: dict, limit: int = 100) -> list[dict]:
+    """The two parents' skills as evolve/breed tasks: search prompts steer, held-out report."""
+    skills = [manifest["models"][p]["skill"] for p in manifest["parents"]]
+    return [{"name": s, "search": str(root / manifest["skills"][s]["search"]),
+             "heldout": str(root / manifest["skills"][s]["heldout"]),
+             "options": {"max_examples": limit}} for s in skills]
+
+
+def evolve_parents(root: Path, manifest: dict, out: Path, trials: int, seed: int) -> dict:
+    """CMA-ES over the parents' task-arithmetic weights; the winner on held-out prompts."""
+    from kinmerge.evolve import evolve
+    cfg = {"mode": "ps", "base_model": str(root / "base"),
+           "models": [str(root / p) for p in manifest["parents"]],
+           "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
+           "search": {"params": {"weight": [0, 1.5]}},
+           "fitness": {"tasks": _parent_tasks(root, manifest)},
+           "budget": {"trials": trials}, "baselines": {"grid": False}, "seed": seed}
+    s = evolve(cfg, out).summary
+    log.info("evolve: best held-out %.3f after %d trials", s["best_heldout"], s["trials"])
+    return {"trials": s["trials"], "best_heldout": s["best_heldout"],
+            "best_recipe": str(out / "best.yml")}
+
+
+def breed_experts(root: Path, manifest: dict, experts: list[str], out: Path,
+                  evaluations: int, seed: int) -> dict:
+    """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator)."""
+    from kinmerge.breed import breed
+    cfg = {"pool": [str(root / e) for e in experts], "base_model": str(root / "base"),
+           "operator": {"merge_method": "task_arithmetic", "dtype": "float32",
+                        "model_parameters": {"weight": 0.8}},
+           "fitness": {"tasks": _parent_tasks(root, manifest)}, "k": 3, "explore": True,
+           "budget": {"evaluations": evaluations, "generations": 10}, "seed": seed}
+    s = breed(cfg, out).summary
+    log.info("breed: best %s = %.3f (%s)", s["best_model"], s["best_score"], s["stop_reason"])
+    return {key: s[key] for key in ("best_model", "best_score", "stop_reason", "evaluations")}
 
 
 def measure_kinship(root: Path, experts: list[str], out: Path):

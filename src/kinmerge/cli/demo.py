@@ -36,8 +36,17 @@ def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     verdict = "beats" if all(best > v for v in parents.values()) else "does NOT beat"
     console.print(f"best merge [bold]{s['best_merge']}[/] (mean {best:.3f}) {verdict} both "
                   "parents (" + ", ".join(f"{p} {v:.3f}" for p, v in parents.items()) + ")")
-    console.print(f"wrote {out}/summary.json, scores.png, kinship.png, recipes/ "
-                  f"in {time.perf_counter() - t0:.0f}s")
+    if "evolve" in s:
+        e = s["evolve"]
+        console.print(f"evolved recipe ({e['trials']} trials, {e['best_recipe']}): held-out "
+                      f"mean {e['best_heldout']:.3f}", highlight=False)
+    if "breed" in s:
+        b = s["breed"]
+        console.print(f"breeding: best {b['best_model']} (search fitness {b['best_score']:.3f}) "
+                      f"after {b['evaluations']} evaluations, stopped: {b['stop_reason']}",
+                      highlight=False)
+    console.print(f"wrote {out}/summary.json, scores.png, kinship.png, recipes/, evolve/, "
+                  f"breed/, report.html in {time.perf_counter() - t0:.0f}s", highlight=False)
 
 
 def kinship_table(m) -> Table:
