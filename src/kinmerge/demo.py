@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from kinmerge.evaluate import ExactMatch, evaluate_model
+from kinmerge.figures import pyplot, save
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,7 @@ def measure_kinship(root: Path, experts: list[str], out: Path):
 def plot_scores(scores: dict[str, dict[str, float]], skills: list[str], path: Path,
                 title: str) -> Path:
     """Grouped bars: each model's score on the two skills and their mean."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     names = list(scores)
     keys = [*skills, "mean"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4))
@@ -192,10 +191,7 @@ def plot_scores(scores: dict[str, dict[str, float]], skills: list[str], path: Pa
     ax.set_ylabel("exact match (held-out)")
     ax.set_title(title)
     ax.legend(ncols=len(keys), fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _fmt(s: dict[str, float]) -> str:

@@ -11,6 +11,8 @@ from typing import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from kinmerge.figures import pyplot, save
+
 COLUMNS = ["phase", "trial", "generation", "state", "fitness", "seed", "merge_seconds",
            "load_seconds", "eval_seconds", "worker", "scores", "genome", "recipe"]
 
@@ -46,10 +48,7 @@ def _round(x: float | None) -> float | str:
 
 def plot_fitness(path: Path, studies: Sequence[tuple[str, optuna.Study]]) -> None:
     """Best-so-far, generation mean and every trial's fitness against the generation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     offset = 0
@@ -74,9 +73,7 @@ def plot_fitness(path: Path, studies: Sequence[tuple[str, optuna.Study]]) -> Non
     ax.set_ylabel("fitness (search split)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
 
 
 def timing(study: optuna.Study) -> dict[str, float]:

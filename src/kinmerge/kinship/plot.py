@@ -11,16 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from kinmerge.kinship.metrics import METRICS, SIMILARITIES
+from kinmerge.figures import pyplot, save
 from kinmerge.kinship.report import OUTSIDE
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def short_label(ref: str) -> str:
@@ -32,7 +24,7 @@ def short_label(ref: str) -> str:
 def heatmap(values: np.ndarray, labels: Sequence[str], metric: str, out: str | Path,
             title: str | None = None) -> Path:
     """An annotated heatmap of one metric over N models."""
-    plt = _plt()
+    plt = pyplot()
     n = len(labels)
     size = max(4.0, 0.9 * n + 2.5)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
@@ -51,17 +43,12 @@ def heatmap(values: np.ndarray, labels: Sequence[str], metric: str, out: str | P
                 ax.text(j, i, f"{values[i, j]:.3g}", ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
     ax.set_title(title or f"model kinship ({metric})")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, out)
 
 
 def per_layer(breakdown: dict, out: str | Path, title: str = "kinship per layer") -> Path:
     """Left: each metric by layer index; right: each metric by module kind (bars)."""
-    plt = _plt()
+    plt = pyplot()
     layers = [r for r in breakdown["layers"] if r["group"] != OUTSIDE]
     kinds = breakdown["kinds"]
     metrics = [m for m in METRICS if kinds and m in kinds[0]]
@@ -104,9 +91,4 @@ def per_layer(breakdown: dict, out: str | Path, title: str = "kinship per layer"
     if sims:
         right.legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, out)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from kinmerge.figures import pyplot, save
 from kinmerge.lineage.record import FILE, Lineage, LineageRecord
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,7 @@ def positions(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
 
 def draw(records: dict[str, LineageRecord], out: str | Path, *, title: str | None = None) -> Path:
     """Write the family tree to `out`; the suffix (.svg, .png, .pdf) picks the format."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out)
     g = build(records)
@@ -122,9 +120,6 @@ def draw(records: dict[str, LineageRecord], out: str | Path, *, title: str | Non
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title(title or "family tree (edges: kinship of the parents)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save(fig, out, dpi=110)
     log.info("family tree of %d models written to %s", g.number_of_nodes(), out)
     return out

@@ -15,16 +15,9 @@ from typing import Sequence
 
 from matplotlib.ticker import MaxNLocator
 
+from kinmerge.figures import pyplot, save
+
 log = logging.getLogger(__name__)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
@@ -44,7 +37,7 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
                            out: Path, title: str = "fitness per generation") -> Path:
     """Best fitness so far per generation (line) over every model's fitness (dots)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     if children:
         ax.scatter([g for g, _ in children], [f for _, f in children], s=14, alpha=0.5,
@@ -57,13 +50,13 @@ def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, out, plt)
+    return save(fig, out)
 
 
 def kinship_per_generation(gens: list[dict], out: Path, metric: str = "pcc",
                            threshold: float | None = None) -> Path:
     """Mean pairwise kinship of the top-k after each generation (the saturation signal)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot([g["generation"] for g in gens], [g["top_k_kinship"] for g in gens], "s-",
             color="#d62728", label=f"top-k mean {metric}")
@@ -75,12 +68,12 @@ def kinship_per_generation(gens: list[dict], out: Path, metric: str = "pcc",
     ax.set_title("top-k kinship per generation")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, out, plt)
+    return save(fig, out)
 
 
 def kinship_vs_gain(points: list[tuple[float, float]], out: Path, metric: str = "pcc") -> Path:
     """Parent kinship vs |merge gain| of every child, with Pearson r in the title."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     xs = [k for k, _ in points]
     ys = [abs(g) for _, g in points]
@@ -97,15 +90,9 @@ def kinship_vs_gain(points: list[tuple[float, float]], out: Path, metric: str = 
     ax.set_xlabel(f"kinship of the parents ({metric})")
     ax.set_ylabel("|merge gain|")
     ax.grid(alpha=0.3)
-    return _save(fig, out, plt)
+    return save(fig, out)
 
 
-def _save(fig, out: Path, plt) -> Path:
-    out = Path(out)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def read_history(path: Path) -> list[dict]:

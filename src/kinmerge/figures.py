@@ -1,0 +1,28 @@
+"""Figures without a display: matplotlib's headless backend, and writing a finished figure.
+
+Every plot kinmerge draws (kinship, demo, evolve, breed, the family tree) goes through these
+two functions, imported lazily so that commands which draw nothing never load matplotlib.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed: servers, CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, out: str | Path, *, dpi: int = 100) -> Path:
+    """Lay out `fig`, write it to `out` (the suffix picks the format), and free it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
+    pyplot().close(fig)
+    return out
