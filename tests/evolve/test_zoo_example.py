@@ -8,7 +8,7 @@ import yaml
 
 from kinmerge.evolve import evolve, load_evolve_config
 from kinmerge.evolve.candidate import build_candidate
-from kinmerge.evolve.config import TaskSpec
+from kinmerge.evaluate.tasks import TaskSpec
 from kinmerge.evolve.scoring import builtin_scorer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -42,14 +42,14 @@ def test_builtin_task_scores_the_candidate_module(tiny_zoo):
 
     task = TaskSpec(name="add", search=str(tiny_zoo / "tasks/add/search.jsonl"),
                     options={"max_examples": 8})
-    score = builtin_scorer(task, lambda t, split: t.search)
+    score = builtin_scorer(task)
     recipe = load_recipe({"merge_method": "passthrough",
                           "models": [{"model": str(tiny_zoo / "add")}]})
     cand = build_candidate(recipe)
     want = ExactMatch(task.search, name="add", max_examples=8)(str(tiny_zoo / "add"))["add"]
     assert score(cand, "search") == want
     with pytest.raises(Exception, match="unknown evaluator 'exact'"):
-        builtin_scorer(task.model_copy(update={"evaluator": "exact"}), lambda t, s: t.search)
+        builtin_scorer(task.model_copy(update={"evaluator": "exact"}))
 
 
 def test_zoo_example_runs(tiny_zoo, tmp_path):

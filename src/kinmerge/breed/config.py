@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from kinmerge.configfile import read_yaml, validate
+from kinmerge.evaluate.tasks import TaskSpec
 
 # The paper's operator (Hu et al. 2024, Algorithm 1): SLERP, first parent as the t=0 end,
 # attention and MLP on opposite gradients over the layers, everything else halfway.
@@ -31,17 +32,6 @@ PARENT_BASED = {"slerp", "nuslerp"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TaskSpec(_Strict):
-    """One built-in task (as in evolve.yml): a kinmerge.evaluate evaluator over a JSONL file."""
-
-    name: str
-    evaluator: str = "exact_match"
-    search: str  # the prompts that steer breeding
-    heldout: str | None = None  # reported, never used for decisions
-    weight: float = 1.0
-    options: dict[str, Any] = {}
 
 
 class FitnessSpec(_Strict):

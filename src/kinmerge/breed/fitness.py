@@ -5,13 +5,12 @@ here call the real thing (`kinmerge.evaluate` tasks or a user's function, `kinme
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Callable, Protocol
 
-from kinmerge.breed.config import FitnessSpec, TaskSpec
-from kinmerge.errors import KinmergeError
+from kinmerge.breed.config import FitnessSpec
+from kinmerge.evaluate.tasks import TaskSpec, import_callable, task_file
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +21,6 @@ class Fitness(Protocol):
 
 
 KinshipFn = Callable[[str, str, str, str], float]  # (model a, model b, base, metric) -> value
-
-
-def weighted_mean(scores: dict[str, float], weights: dict[str, float]) -> float:
-    total = sum(weights.get(k, 1.0) for k in scores)
-    return sum(weights.get(k, 1.0) * v for k, v in scores.items()) / (total or 1.0)
 
 
 def kinmerge_kinship(a: str, b: str, base: str, metric: str) -> float:
@@ -40,7 +34,7 @@ def from_spec(spec: FitnessSpec, split: str = "search") -> tuple[Fitness, dict[s
     """The fitness breed.yml describes, and the weight of each score name."""
     evaluators = [_evaluator(t, split) for t in spec.tasks]
     weights = {t.name: t.weight for t in spec.tasks}
-    function = _import(spec.function) if spec.function else None
+    function = import_callable(spec.function) if spec.function else None
 
     def fitness(model_dir: Path) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -59,22 +53,9 @@ def from_spec(spec: FitnessSpec, split: str = "search") -> tuple[Fitness, dict[s
     return fitness, weights
 
 
-def _import(target: str) -> Callable:
-    mod, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise KinmergeError(f"cannot import fitness function {target!r}: {e}",
-                            where="fitness.function",
-                            fix="give it as package.module:callable, importable here") from e
-
-
 def _evaluator(task: TaskSpec, split: str):
     """A built-in evaluator of kinmerge.evaluate for one task of breed.yml."""
     from kinmerge.evaluate import make_evaluator
 
-    path = task.heldout if split == "heldout" else task.search
-    if path is None:
-        raise KinmergeError(f"task {task.name!r} has no {split} file", where="fitness.tasks",
-                            fix=f"add `{split}:` to the task")
-    return make_evaluator(task.evaluator, path, **{"name": task.name, **task.options})
+    return make_evaluator(task.evaluator, task_file(task, split),
+                          **{"name": task.name, **task.options})

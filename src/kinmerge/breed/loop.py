@@ -18,7 +18,8 @@ from typing import Callable
 
 from kinmerge import lineage
 from kinmerge.breed.config import PARENT_BASED, BreedConfig
-from kinmerge.breed.fitness import Fitness, KinshipFn, weighted_mean
+from kinmerge.breed.fitness import Fitness, KinshipFn
+from kinmerge.evaluate.tasks import weighted_mean
 from kinmerge.breed.state import BreedState
 from kinmerge.merge import merge
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from kinmerge.configfile import read_yaml, validate
+from kinmerge.evaluate.tasks import TaskSpec
 
 Mode = Literal["ps", "dfs", "ps+dfs"]
 
@@ -51,17 +52,6 @@ class DfsSpec(_Strict):
     repeats: int = 3
     scales: Literal["matrix", "none"] = "matrix"
     scale_range: tuple[float, float] = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
-
-
-class TaskSpec(_Strict):
-    """One built-in task: a kinmerge.evaluate evaluator over JSONL prompt/answer files."""
-
-    name: str
-    evaluator: str = "exact_match"
-    search: str  # prompts scored during the search
-    heldout: str | None = None  # prompts never seen by the search; used for the final report
-    weight: float = 1.0
-    options: dict[str, Any] = {}  # passed to the evaluator (max_examples, max_new_tokens, ...)
 
 
 class LmEvalSpec(_Strict):

@@ -6,13 +6,12 @@ over JSONL files (`tasks`), lm-evaluation-harness tasks (`lm_eval`), and a Pytho
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Callable, Literal, Protocol
 
-from kinmerge.errors import KinmergeError
+from kinmerge.evaluate.tasks import TaskSpec, import_callable, weighted_mean
 from kinmerge.evolve.candidate import Candidate
-from kinmerge.evolve.config import FitnessSpec, LmEvalSpec, TaskSpec
+from kinmerge.evolve.config import FitnessSpec, LmEvalSpec
 
 log = logging.getLogger(__name__)
 Split = Literal["search", "heldout"]
@@ -36,7 +35,7 @@ class TaskFitness:
         for t in spec.lm_eval:
             self._add(t.task, t.weight, _lm_eval_scorer(t))
         if spec.function:
-            self._add("function", 1.0, _import(spec.function))
+            self._add("function", 1.0, import_callable(spec.function))
 
     def _add(self, name: str, weight: float, fn: Callable) -> None:
         self.weights[name] = weight
@@ -55,33 +54,13 @@ class TaskFitness:
 
     def combine(self, scores: dict[str, float]) -> float:
         """Weighted mean of the task scores (the value CMA-ES maximises)."""
-        total = sum(self.weights.get(k, 1.0) for k in scores)
-        return sum(self.weights.get(k, 1.0) * v for k, v in scores.items()) / (total or 1.0)
-
-
-def _import(target: str) -> Callable:
-    mod, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise KinmergeError(f"cannot import fitness function {target!r}: {e}",
-                            where="fitness.function",
-                            fix="give it as package.module:callable, importable here") from e
-
-
-def _split_file(task: TaskSpec, split: Split) -> str:
-    if split == "heldout":
-        if task.heldout is None:
-            raise KinmergeError(f"task {task.name!r} has no held-out file",
-                                where="fitness.tasks", fix="add `heldout:` to the task")
-        return task.heldout
-    return task.search
+        return weighted_mean(scores, self.weights)
 
 
 def _builtin_scorer(task: TaskSpec) -> Callable[[Candidate, Split], float]:
     from kinmerge.evolve import scoring
 
-    return scoring.builtin_scorer(task, _split_file)
+    return scoring.builtin_scorer(task)
 
 
 def _lm_eval_scorer(task: LmEvalSpec) -> Callable[[Candidate, Split], float]:

@@ -16,7 +16,6 @@ from typing import Callable
 import optuna
 import yaml
 
-from kinmerge.errors import KinmergeError
 from kinmerge.evolve import report
 from kinmerge.evolve.config import EvolveConfig, load_evolve_config
 from kinmerge.evolve.dfs import DfsSpace, write_dfs_config

@@ -11,19 +11,20 @@ from typing import Callable
 from kinmerge.errors import KinmergeError
 from kinmerge.evaluate import LoadedModel, make_evaluator
 from kinmerge.evaluate.model import tokenizer
-from kinmerge.evolve.config import LmEvalSpec, TaskSpec
+from kinmerge.evaluate.tasks import TaskSpec, task_file
+from kinmerge.evolve.config import LmEvalSpec
 
 BATCH = 256  # the zoo's prompts are short: larger batches generate faster on a CPU
 
 
-def builtin_scorer(task: TaskSpec, split_file: Callable) -> Callable:
+def builtin_scorer(task: TaskSpec) -> Callable:
     """f(candidate, split) -> score for one `tasks:` entry of evolve.yml."""
     options = {"batch_size": BATCH, **task.options, "name": task.name}
     evaluators: dict[str, object] = {}  # split -> evaluator, its prompt file read once
 
     def evaluator(split: str):
         if split not in evaluators:
-            evaluators[split] = make_evaluator(task.evaluator, split_file(task, split),
+            evaluators[split] = make_evaluator(task.evaluator, task_file(task, split),
                                                **options)
         return evaluators[split]
 

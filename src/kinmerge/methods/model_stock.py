@@ -5,7 +5,7 @@ import itertools
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
+from kinmerge.methods.registry import Method, register
 
 
 def model_stock(tensors: list[torch.Tensor], base: torch.Tensor, *,
