@@ -98,15 +98,19 @@ def tokenizer(path: str | os.PathLike) -> Any:
     return _TOKENIZERS[key]
 
 
+def new_module(config: dict, dtype: torch.dtype) -> Any:
+    """A freshly initialised causal LM of the architecture config.json describes."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    cfg = {k: v for k, v in config.items() if k not in ("model_type", "transformers_version")}
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(config["model_type"], **cfg),
+                                            dtype=dtype)
+
+
 def _skeleton(config: dict, device: str) -> Any:
     """A module of this architecture, built once per (config, device) and reused."""
     key = (json.dumps(config, sort_keys=True, default=str), device)
     if key not in _SKELETONS:
-        from transformers import AutoConfig, AutoModelForCausalLM
-        cfg = {k: v for k, v in config.items() if k not in ("model_type", "transformers_version")}
-        hf_config = AutoConfig.for_model(config["model_type"], **cfg)
-        dtype = _dtype(config)
-        module = AutoModelForCausalLM.from_config(hf_config, dtype=dtype).to(device).eval()
+        module = new_module(config, _dtype(config)).to(device).eval()
         _SKELETONS[key] = module
         log.debug("built a %s skeleton for %s", config["model_type"], device)
     return _SKELETONS[key]

@@ -46,18 +46,19 @@ def build_candidate(recipe: Recipe, *, seed: int | None = None,
 
 def causal_lm(config: dict, tensors: dict[str, torch.Tensor], *,
               device: str = "cpu") -> torch.nn.Module:
-    """A transformers causal LM whose parameters *are* `tensors` (assigned, not copied)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """A transformers causal LM whose parameters *are* `tensors` (assigned, not copied).
 
-    cfg = dict(config)
-    model_type = cfg.pop("model_type")
-    hf_config = AutoConfig.for_model(model_type, **cfg)
+    A fresh module each time, not evaluate's cached skeleton: DFS hooks on one candidate
+    must not follow the next.
+    """
+    from kinmerge.evaluate.model import new_module
+
     dtype = next(iter(tensors.values())).dtype if tensors else torch.float32
-    model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
+    model = new_module(config, dtype)
     missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
     if unexpected:
         raise ValueError(f"merged tensors the model does not have: {unexpected[:5]}")
-    if hf_config.tie_word_embeddings:
+    if model.config.tie_word_embeddings:
         model.tie_weights()
         missing = [m for m in missing if m != "lm_head.weight"]
     if missing:
