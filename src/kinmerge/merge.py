@@ -21,6 +21,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
@@ -93,10 +94,11 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
     """
     out = Path(out)
-    if out.exists() and not overwrite:
+    r = load_recipe(recipe)
+    check_out(out, input_roots(r.model_refs()))
+    if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
-    r = load_recipe(recipe)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:

@@ -6,7 +6,9 @@ Commands live in one module per area (merge.py, kinship.py, ...) and register th
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 import click
 from rich.console import Console
@@ -14,6 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import ENVIRONMENT, write_error
 
 console = Console(stderr=True)
 
@@ -22,6 +25,7 @@ class KinmergeGroup(click.Group):
     """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
+        install_signal_handlers()
         try:
             return super().invoke(ctx)
         except KinmergeError as e:
@@ -29,6 +33,28 @@ class KinmergeGroup(click.Group):
                 console.print_exception()
             report_error(e)
             sys.exit(2)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT:
+                raise  # anything but the environment is a bug: keep its traceback
+            report_error(write_error(e, e.filename or "the output"))
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("interrupted: partial outputs removed", highlight=False)
+            sys.exit(130)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM cleans up as Ctrl-C does: it unwinds the stack (temporary folders removed,
+    locks released) and exits 143. A second SIGTERM during that cleanup is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (e.g. CliRunner in a thread)
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        logging.getLogger("kinmerge").warning("terminated: removing partial outputs")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def report_error(e: KinmergeError) -> None:
