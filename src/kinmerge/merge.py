@@ -107,10 +107,13 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
-            with _progress(p, progress) as tick:
-                execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick)
-            writer.close()
+            try:
+                with _progress(p, progress) as tick:
+                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                            work_dtype=dtype_of(work_dtype), on_tensor=tick)
+                writer.close()
+            finally:
+                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
             lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,

@@ -74,12 +74,12 @@ def check_out(out: str | os.PathLike, inputs: Iterable[tuple[str, Path]] = (), *
     >>> check_out("runs/merged", [("base", Path("models/base"))])   # doctest: +SKIP
     """
     out = Path(out)
+    _check_name(out, option)
     if out.is_symlink():
         raise KinmergeError(f"{option} {out} is a symbolic link (to {os.readlink(out)})",
                             where=str(out),
                             fix="give the real path, or remove the link: kinmerge never writes "
                                 "through a link, so replacing OUT cannot reach what it points to")
-    _check_name(out, option)
     if folder and out.exists() and not out.is_dir():
         raise KinmergeError(f"{option} {out} is a file, not a folder", where=str(out),
                             fix=f"choose another {option}, or remove that file")
