@@ -21,7 +21,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
-from kinmerge.io.outpath import check_out, input_roots
+from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
@@ -99,6 +99,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
+    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:

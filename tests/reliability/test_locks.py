@@ -47,7 +47,7 @@ def evolve_cfg(fam: Path, trials: int = 6) -> dict:
             "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
             "search": {"params": {"weight": [0, 1]}},
             "fitness": {"function": "evo_fitness:closeness"},
-            "budget": {"trials": trials, "popsize": 3}, "baselines": {"weights": [0.5]},
+            "budget": {"trials": trials}, "baselines": {"weights": [0.5]},
             "seed": 0}
 
 

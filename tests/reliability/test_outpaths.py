@@ -294,3 +294,30 @@ def test_write_error_paths_of_plots_and_csv(models, tmp_path):
     r = run(["kinship", models / "ft1", models / "ft2", "--base", models / "base",
              "--plot", tmp_path / "fig.png"])
     assert r.exit_code == 2 and "is a symbolic link" in r.output
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_model(models, tmp_path):
+    """kinmerge-yaml replaces OUT by default; a project folder is not a merge to replace."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "notes.txt").write_text("mine")
+    r = run([recipe(tmp_path, models), project], cli=kinmerge_yaml)
+    assert r.exit_code == 2, r.output
+    assert (f"OUT {project} exists and is not a model folder (2 entries: notes.txt, src); "
+            "--overwrite would delete all of it") in r.output
+    assert (project / "notes.txt").read_text() == "mine"
+
+
+def test_database_disk_full_is_one_error():
+    import sqlite3
+
+    from kinmerge.io.outpath import environment_error
+
+    class Wrapped(Exception):  # as SQLAlchemy wraps the driver's error
+        orig = sqlite3.OperationalError("database or disk is full")
+
+    e = environment_error(Wrapped())
+    assert e.message.startswith("cannot write the run's database: database or disk is full")
+    assert environment_error(sqlite3.OperationalError("no such table: x")) is None
+    assert environment_error(OSError(errno.EFBIG, "File too large", "/o/x")).message.startswith(
+        "cannot write /o/x: File too large (EFBIG)")

@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from kinmerge.errors import KinmergeError
-from kinmerge.io.outpath import ENVIRONMENT, write_error
+from kinmerge.io.outpath import environment_error
 
 console = Console(stderr=True)
 
@@ -33,10 +33,11 @@ class KinmergeGroup(click.Group):
                 console.print_exception()
             report_error(e)
             sys.exit(2)
-        except OSError as e:
-            if e.errno not in ENVIRONMENT:
+        except Exception as e:
+            env = environment_error(e)
+            if env is None:
                 raise  # anything but the environment is a bug: keep its traceback
-            report_error(write_error(e, e.filename or "the output"))
+            report_error(env)
             sys.exit(2)
         except KeyboardInterrupt:
             console.print("interrupted: partial outputs removed", highlight=False)

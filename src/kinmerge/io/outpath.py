@@ -155,3 +155,37 @@ def make_dir(out: Path) -> Path:
     except OSError as e:
         raise write_error(e, out) from e
     return out
+
+
+MODEL_MARKERS = ("config.json", "mergekit_config.yml", "model.safetensors",
+                 "model.safetensors.index.json", "pytorch_model.bin", "lineage.json")
+
+
+def check_replaceable(out: Path) -> None:
+    """`--overwrite` replaces OUT whole: allowed for an empty folder or a model folder (a
+    previous merge), refused for anything else (a home folder, a project, a run folder)."""
+    if not out.is_dir():
+        return
+    entries = sorted(os.listdir(out))
+    subdirs = [e for e in entries if not e.startswith(".") and (out / e).is_dir()]
+    if not entries or (not subdirs and any(m in entries for m in MODEL_MARKERS)):
+        return
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    raise KinmergeError(f"OUT {out} exists and is not a model folder ({len(entries)} "
+                        f"entries: {shown}); --overwrite would delete all of it",
+                        where=str(out), fix="choose a new or empty OUT, or a previous merge's "
+                                            "folder, or remove this one yourself")
+
+
+def environment_error(e: BaseException) -> KinmergeError | None:
+    """A KinmergeError for a failure only the environment causes (disk full, file too large,
+    read-only disk), whether raised as an OSError or by SQLite (directly or via SQLAlchemy)."""
+    if isinstance(e, OSError) and e.errno in ENVIRONMENT:
+        return write_error(e, e.filename or "the output")
+    import sqlite3
+
+    orig = getattr(e, "orig", None) or e.__cause__ or e
+    if isinstance(orig, sqlite3.OperationalError) and "disk is full" in str(orig):
+        return KinmergeError(f"cannot write the run's database: {orig}",
+                             fix=FIXES[errno.ENOSPC])
+    return None
