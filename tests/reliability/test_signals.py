@@ -64,7 +64,8 @@ def leftovers(parent: Path) -> list[str]:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_mid_merge_cleans_up_and_keeps_the_old_out(job, tmp_path, sig, code):
     out = tmp_path / "merged"
-    out.mkdir()
+    out.mkdir()  # a previous merge, as --overwrite replaces only model folders
+    (out / "config.json").write_text("{}")
     (out / "previous.txt").write_text("the OUT of an earlier run")
     p, _ = start(tmp_path, job, out, "--overwrite")
     p.send_signal(sig)
@@ -74,7 +75,7 @@ def test_signal_mid_merge_cleans_up_and_keeps_the_old_out(job, tmp_path, sig, co
     assert ("terminated: removing partial outputs" if sig == signal.SIGTERM
             else "interrupted: partial outputs removed") in err
     assert (out / "previous.txt").read_text() == "the OUT of an earlier run"
-    assert sorted(os.listdir(out)) == ["previous.txt"] and not leftovers(tmp_path)
+    assert sorted(os.listdir(out)) == ["config.json", "previous.txt"] and not leftovers(tmp_path)
 
 
 def test_kill_9_leftover_is_removed_by_the_next_run(job, tmp_path):

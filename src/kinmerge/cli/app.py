@@ -25,7 +25,7 @@ class KinmergeGroup(click.Group):
     """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
-        install_signal_handlers()
+        previous = install_signal_handlers()
         try:
             return super().invoke(ctx)
         except KinmergeError as e:
@@ -42,20 +42,24 @@ class KinmergeGroup(click.Group):
         except KeyboardInterrupt:
             console.print("interrupted: partial outputs removed", highlight=False)
             sys.exit(130)
+        finally:
+            if previous is not None:  # a host process (tests, notebooks) keeps its own
+                signal.signal(signal.SIGTERM, previous)
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers():
     """SIGTERM cleans up as Ctrl-C does: it unwinds the stack (temporary folders removed,
-    locks released) and exits 143. A second SIGTERM during that cleanup is ignored."""
+    locks released) and exits 143. A second SIGTERM during that cleanup is ignored.
+    Returns the handler it replaced (None off the main thread, where none can be set)."""
     if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread (e.g. CliRunner in a thread)
+        return None
 
     def terminate(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logging.getLogger("kinmerge").warning("terminated: removing partial outputs")
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, terminate)
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def report_error(e: KinmergeError) -> None:
