@@ -321,3 +321,24 @@ def test_database_disk_full_is_one_error():
     assert environment_error(sqlite3.OperationalError("no such table: x")) is None
     assert environment_error(OSError(errno.EFBIG, "File too large", "/o/x")).message.startswith(
         "cannot write /o/x: File too large (EFBIG)")
+
+
+def test_out_in_a_folder_without_write_permission(models, tmp_path, monkeypatch):
+    """As root no folder is unwritable, so the permission answer is simulated."""
+    import kinmerge.io.outpath as op
+
+    monkeypatch.setattr(op.os, "access", lambda p, mode: Path(p) != tmp_path)
+    r = run(["merge", recipe(tmp_path, models), tmp_path / "merged"])
+    assert r.exit_code == 2, r.output
+    assert f"cannot be created: no permission to write in {tmp_path}" in r.output
+
+
+def test_demo_and_zoo_build_keep_their_inputs(tmp_path):
+    zoo = tmp_path / "zoo"
+    (zoo / "base").mkdir(parents=True)
+    r = run(["demo", "--out", zoo / "base", "--zoo", zoo, "--quiet"])
+    assert r.exit_code == 2 and f"OUT {zoo / 'base'} is inside input model --zoo" in r.output
+    (tmp_path / "project" / "src").mkdir(parents=True)
+    r = run(["zoo", "build", tmp_path / "project", "--tiny"])
+    assert r.exit_code == 2, r.output
+    assert f"{tmp_path / 'project'} exists and is not a zoo: building would replace it" in r.output

@@ -174,7 +174,10 @@ def remove_leftovers(out: str | Path) -> int:
             freed += size
             log.info("removed %s (%s) left by an interrupted run (pid %s)", p,
                      _human(size), pid)
-        elif host is None or host != host_tag():
+        elif host == host_tag() and int(pid) != os.getpid():
+            log.info("kept %s (%s): process %s, which made it, is still running; if that is "
+                     "not a kinmerge run, remove it: rm -rf '%s'", p, _human(size), pid, p)
+        elif host != host_tag():
             log.warning("%s (%s) may be left by an interrupted run on another host or by an "
                         "older kinmerge; if no run is writing %s, remove it: rm -rf '%s'",
                         p, _human(size), out, p)
