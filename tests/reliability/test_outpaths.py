@@ -342,3 +342,23 @@ def test_demo_and_zoo_build_keep_their_inputs(tmp_path):
     r = run(["zoo", "build", tmp_path / "project", "--tiny"])
     assert r.exit_code == 2, r.output
     assert f"{tmp_path / 'project'} exists and is not a zoo: building would replace it" in r.output
+
+
+def test_overwrite_of_the_current_folder_is_refused(models, tmp_path, monkeypatch):
+    prev = tmp_path / "prev"
+    kinmerge.merge(recipe(tmp_path, models), prev)
+    monkeypatch.chdir(prev)
+    r = run(["merge", recipe(tmp_path, models), ".", "--overwrite"])
+    assert r.exit_code == 2, r.output
+    assert "OUT . is the current folder or holds it" in r.output
+    assert (prev / "model.safetensors").exists() and not leftovers(prev)
+
+
+def test_file_outputs_refuse_a_fifo_or_a_folder(tmp_path):
+    from kinmerge.errors import KinmergeError
+    from kinmerge.io.outpath import check_out
+
+    os.mkfifo(tmp_path / "pipe.png")  # writing a plot into it would block forever
+    for p in (tmp_path / "pipe.png", tmp_path):
+        with pytest.raises(KinmergeError, match="exists and is not a regular file"):
+            check_out(p, option="figure", folder=False)

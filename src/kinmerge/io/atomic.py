@@ -60,7 +60,7 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     finds a half-written directory (a merge, a zoo) under the final name. An OSError from
     writing (disk full, file too large, no permission) becomes one KinmergeError.
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # `.` has no name to put a temp folder beside
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(out)

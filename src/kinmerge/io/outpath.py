@@ -28,6 +28,9 @@ FIXES = {
     errno.EPERM: "choose an OUT in a folder you may write to, or fix its permissions",
     errno.ENAMETOOLONG: "choose a shorter OUT name",
     errno.ENOTDIR: "a part of OUT's path is a file, not a folder: choose another OUT",
+    errno.EEXIST: "a part of OUT's path is a file or a broken symbolic link: choose another OUT",
+    errno.EBUSY: "OUT is in use (a mount point, or a process's current folder): choose "
+                 "another OUT",
 }
 
 
@@ -83,6 +86,9 @@ def check_out(out: str | os.PathLike, inputs: Iterable[tuple[str, Path]] = (), *
     if folder and out.exists() and not out.is_dir():
         raise KinmergeError(f"{option} {out} is a file, not a folder", where=str(out),
                             fix=f"choose another {option}, or remove that file")
+    if not folder and out.exists() and not out.is_file():  # a folder, a FIFO (would hang)
+        raise KinmergeError(f"{option} {out} exists and is not a regular file", where=str(out),
+                            fix=f"choose another {option}")
     real = out.resolve()
     _check_parent(real, out, option)
     for ref, root in inputs:
@@ -166,6 +172,11 @@ def check_replaceable(out: Path) -> None:
     previous merge), refused for anything else (a home folder, a project, a run folder)."""
     if not out.is_dir():
         return
+    real, cwd = out.resolve(), Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise KinmergeError(f"OUT {out} is the current folder or holds it: replacing it would "
+                            "pull the folder from under this shell", where=str(out),
+                            fix="name another OUT, or run from outside it")
     entries = sorted(os.listdir(out))
     subdirs = [e for e in entries if not e.startswith(".") and (out / e).is_dir()]
     if not entries or (not subdirs and any(m in entries for m in MODEL_MARKERS)):
