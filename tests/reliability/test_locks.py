@@ -169,3 +169,14 @@ def test_corrupt_breed_db_is_one_clear_error(fam, tmp_path):
         breed(breed_cfg(fam), out, fitness=lambda d: {"x": 1.0}, plots=False)
     assert f"the breed database {out / 'breed.db'} is corrupt: " in str(e.value)
     assert "move breed.db away" in str(e.value)
+
+
+def test_evolve_and_breed_out_may_not_be_an_input(fam, tmp_path):
+    (tmp_path / "evolve.yml").write_text(__import__("yaml").safe_dump(evolve_cfg(fam)))
+    r = CliRunner().invoke(main, ["evolve", str(tmp_path / "evolve.yml"), "--out",
+                                  str(fam / "ft1")])
+    assert r.exit_code == 2, r.output
+    assert f"OUT {fam / 'ft1'} is input model {fam / 'ft1'}" in r.output
+    with pytest.raises(KinmergeError, match=f"OUT {fam} holds input model"):
+        breed(breed_cfg(fam), fam, fitness=lambda d: {"x": 1.0}, plots=False)
+    assert not (fam / "ft1" / "study.db").exists() and not (fam / "breed.db").exists()

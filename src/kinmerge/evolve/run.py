@@ -82,10 +82,10 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     make_dir(out)
     with run_lock(out, "evolve"):
-        if storage is None:
-            check_database(out / "study.db", "the study database")
         default = storage is None
         storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        if storage.startswith("sqlite:///"):
+            check_database(storage.removeprefix("sqlite:///"), "the study database")
         run = _Run(cfg, out, None, storage, resume, trials, on_generation,
                    study_prefix(out, storage, default))
         return _evolve(run, workers, backend, ray_address, save_best)
