@@ -22,6 +22,7 @@ from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
@@ -145,18 +146,27 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
                       copy_tokenizer: bool, card: bool, name: str) -> None:
     (tmp / "config.json").write_text(json.dumps(p.config, indent=2) + "\n")
     ref_dir = readers[p.reference].path
-    if (ref_dir / "generation_config.json").exists():
-        shutil.copy2(ref_dir / "generation_config.json", tmp)
+    _copy_side_file(ref_dir, "generation_config.json", tmp)
     if copy_tokenizer:
         tok_dir = readers[tokenizer_source(p)].path
         for f in TOKENIZER_FILES:
-            if (tok_dir / f).exists():
-                shutil.copy2(tok_dir / f, tmp / f)
+            _copy_side_file(tok_dir, f, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
+    """Copy `name` if the model has it; a link leading out of the model folder is refused
+    (its target could be any local file, published with the merge)."""
+    src = model_dir / name
+    if not (src.exists() or src.is_symlink()):
+        return
+    inside(model_dir, name, what=name)
+    regular_file(src, what=name)
+    shutil.copyfile(src, tmp / name)  # the content; a link inside the folder is followed
 
 
 @contextlib.contextmanager
