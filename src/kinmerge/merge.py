@@ -69,15 +69,18 @@ def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
-                    dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
-    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
+                    dtype: str | None = None, work_dtype: str | None = None,
+                    allow_nonfinite: bool = False) -> MergedModel:
+    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
+
+    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                work_dtype=dtype_of(work_dtype))
+                work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -85,13 +88,16 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False, lineage: dict | None = None) -> Path:
+          progress: bool = False, lineage: dict | None = None,
+          allow_nonfinite: bool = False) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
+    the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -108,7 +114,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             writer = ShardedWriter(tmp, p.entries, max_shard)
             with _progress(p, progress) as tick:
                 execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick)
+                        work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                        allow_nonfinite=allow_nonfinite)
             writer.close()
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
