@@ -30,7 +30,7 @@ def culprits(readers: list[ModelReader], jobs: Iterable[TensorJob]) -> list[tupl
 
 def refuse(found: list[tuple[str, str]], base: str) -> KinmergeError:
     """One error listing, per model, the tensors holding NaN/Inf."""
-    by_model: dict[str, list[str]] = {}
+    by_model: dict[str, list[str]] = {base: []} if any(m == base for m, _ in found) else {}
     for model, name in found:
         by_model.setdefault(model, []).append(name)
     lines = []
