@@ -409,3 +409,16 @@ def test_kinmerge_yaml_and_kinship_report_bad_models_cleanly(tiny):
                          "config.json holds a JSON list, not an object")
     assert_clean_failure(cli("kinship", tiny["ft"], tiny["ft"], "--base", tiny["base"]),
                          "config.json holds a JSON list, not an object")
+
+
+def test_index_shard_that_is_a_folder_and_config_less_eval(tiny):
+    d = shard_model(tiny["root"] / "m", {"x": "model-00001-of-00002.safetensors",
+                                         "y": "model-00002-of-00002.safetensors"})
+    (d / "model-00002-of-00002.safetensors").mkdir()
+    with pytest.raises(ModelLoadError, match="weight file model-00002-of-00002.safetensors is "
+                                             "a directory, not a regular file"):
+        ModelReader(d)
+    from kinmerge.evaluate.model import load_model
+    (tiny["ft"] / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="config.json is missing or names no model_type"):
+        load_model(tiny["ft"])

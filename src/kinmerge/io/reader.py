@@ -150,7 +150,10 @@ class ModelReader:
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            except OSError as e:  # the file changed since its header was read
+                raise unreadable(path, e, what="weight file") from e
         return fd
 
     def _bin_file(self, name: str) -> Path:
@@ -226,13 +229,15 @@ def weight_map(model_dir: Path, index_name: str) -> dict[str, Path]:
     wm = raw.get("weight_map") if isinstance(raw, dict) else None
     if not isinstance(wm, dict):
         raise bad
-    out = {}
+    out, checked = {}, {}  # thousands of tensors name a handful of shards: check each once
     for name, file in wm.items():
         if not isinstance(file, str):
             raise ModelLoadError(f"{index_name} maps tensor {name[:200]!r} to "
                                  f"{str(file)[:80]}, not a file name", where=str(index),
                                  fix="re-download the model")
-        out[name] = inside(model_dir, file, what="shard")
+        if file not in checked:
+            checked[file] = inside(model_dir, file, what="shard")
+        out[name] = checked[file]
     return out
 
 
@@ -261,6 +266,7 @@ def _listed_file(p: Path, f: Path) -> None:
     if not f.exists():
         raise ModelLoadError(f"shard {f.name} is listed in the index but missing",
                              where=str(p), fix="re-download the model")
+    regular_file(f, what="weight file")
 
 
 def _present(f: Path) -> bool:

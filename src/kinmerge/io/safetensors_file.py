@@ -200,7 +200,10 @@ def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
 def _pread_exactly(fd: int, view: memoryview, offset: int, path: Path) -> None:
     done = 0
     while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
+        try:
+            got = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as e:  # EIO on a failing disk, a file truncated under us
+            raise unreadable(path, e, what="weight file") from e
         if got <= 0:
             raise _corrupt(path, "file ended while reading tensor data")
         done += got
