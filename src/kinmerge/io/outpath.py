@@ -62,7 +62,10 @@ def input_roots(refs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
         if ref is None:
             continue
         p = Path(ref).expanduser()
-        root = model_root(p) if p.exists() else hub_cache_root(str(ref))
+        try:
+            root = model_root(p) if p.exists() else hub_cache_root(str(ref))
+        except OSError:  # a name too long to look up: no folder there to protect, and
+            continue     # opening the model reports the error with its fix
         if root is not None:
             roots.append((str(ref), root))
     return roots
