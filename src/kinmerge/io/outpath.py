@@ -16,6 +16,7 @@ from typing import Iterable
 from kinmerge.errors import KinmergeError
 
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+PATH_MAX = 4096  # bytes in a whole path on Linux, the final NUL included
 # errnos that only the environment causes: never a bug, always one clear message
 ENVIRONMENT = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 FIXES = {
@@ -48,7 +49,7 @@ def hub_cache_root(ref: str) -> Path | None:
     from kinmerge.io.hub import HUB_ID, split_revision
 
     repo, _ = split_revision(ref)
-    if not HUB_ID.match(repo) or Path(repo).expanduser().exists():
+    if not HUB_ID.match(repo) or os.path.exists(os.path.expanduser(repo)):
         return None
     from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -61,8 +62,8 @@ def input_roots(refs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
     for ref in refs:
         if ref is None:
             continue
-        p = Path(ref).expanduser()
-        root = model_root(p) if p.exists() else hub_cache_root(str(ref))
+        p = Path(ref).expanduser()  # os.path.exists: False, not an error, for a bad path
+        root = model_root(p) if os.path.exists(p) else hub_cache_root(str(ref))
         if root is not None:
             roots.append((str(ref), root))
     return roots
@@ -112,6 +113,11 @@ def _relation(real: Path, root: Path, folder: bool) -> str | None:
 
 
 def _check_name(out: Path, option: str) -> None:
+    n = len(os.fsencode(os.path.abspath(out)))
+    if n >= PATH_MAX - 64:  # room for the temporary folder's suffix and the files inside
+        raise KinmergeError(f"{option} is a path of {n} bytes, over the system's limit of "
+                            f"{PATH_MAX - 64} (leaving room for the files inside)",
+                            where=str(out)[:300] + "...", fix="choose a shorter OUT path")
     for part in out.parts:
         if len(os.fsencode(part)) > NAME_MAX:
             raise KinmergeError(f"{option} has a name of {len(os.fsencode(part))} bytes, over "
