@@ -90,16 +90,25 @@ def check_out(out: str | os.PathLike, inputs: Iterable[tuple[str, Path]] = (), *
     if not folder and out.exists() and not out.is_file():  # a folder, a FIFO (would hang)
         raise KinmergeError(f"{option} {out} exists and is not a regular file", where=str(out),
                             fix=f"choose another {option}")
-    real = out.resolve()
+    real = _resolve(out, option)
     _check_parent(real, out, option)
     for ref, root in inputs:
-        rel = _relation(real, Path(root).resolve(), folder)
+        rel = _relation(real, _resolve(Path(root), "input model"), folder)
         if rel:
             raise KinmergeError(
                 f"{option} {out} {rel} input model {ref} ({root}); writing there could "
                 "overwrite or delete it", where=str(out),
                 fix=f"choose an {option} outside every input model folder")
     return out
+
+
+def _resolve(p: Path, option: str) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError) as e:  # Python 3.11 raises RuntimeError on a link loop
+        raise KinmergeError(f"{option} {p} cannot be resolved: {e}", where=str(p),
+                            fix="a symbolic link in the path loops or is unreadable: "
+                                "fix it, or choose another path") from e
 
 
 def _relation(real: Path, root: Path, folder: bool) -> str | None:
