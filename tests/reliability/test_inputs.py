@@ -422,3 +422,27 @@ def test_index_shard_that_is_a_folder_and_config_less_eval(tiny):
     (tiny["ft"] / "config.json").unlink()
     with pytest.raises(ModelLoadError, match="config.json is missing or names no model_type"):
         load_model(tiny["ft"])
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "dare_ties", "della", "linear"])
+def test_integer_and_bool_buffers_are_copied_not_merged(tmp_path, method):
+    """A valid checkpoint may store masks and position ids: no traceback, no float mask."""
+    for name, seed in (("b1", 0), ("b2", 1)):
+        (tmp_path / name).mkdir()
+        g = torch.Generator().manual_seed(seed)
+        save_file({"model.layers.0.w": torch.randn(4, generator=g),
+                   "model.layers.0.mask": torch.tensor([True, False]),
+                   "model.pos": torch.arange(4) + seed}, tmp_path / name / "model.safetensors")
+        (tmp_path / name / "config.json").write_text('{"num_hidden_layers": 1}')
+    from kinmerge.methods import get_method
+    per = {p.name: 0.5 for p in get_method(method).params if p.required and p.scope == "model"}
+    r = {"merge_method": method, "base_model": str(tmp_path / "b1"), "dtype": "bfloat16",
+         "models": [{"model": str(tmp_path / "b2"), "parameters": per}]}
+    if method == "linear":
+        r["models"].append({"model": str(tmp_path / "b1"), "parameters": per})
+        del r["base_model"]
+    m = kinmerge.merge_to_memory(r, seed=0).tensors
+    assert torch.equal(m["model.layers.0.mask"], torch.tensor([True, False]))
+    assert m["model.pos"].dtype == torch.int64 and m["model.layers.0.w"].dtype == torch.bfloat16
+    want = torch.arange(4) + (1 if method == "linear" else 0)  # the reference's own values
+    assert torch.equal(m["model.pos"], want)
