@@ -199,6 +199,12 @@ def test_lineage_tokenizer_dir_and_push_refuse_links_leaving_the_folder(tiny):
     (b'{"a": "\xff\xfe"}', "config.json is not UTF-8 text (byte 7)"),
     (b"{nope", "config.json is not valid JSON: Expecting property name"),
     (b"[" * 100000 + b"]" * 100000, "config.json is not valid JSON"),
+    (b'{"num_hidden_layers": "2"}', "config.json key 'num_hidden_layers' is a JSON string, "
+                                   "expected a non-negative integer"),
+    (b'{"architectures": {"a": 1}}', "config.json key 'architectures' is a JSON object, "
+                                    "expected a list of strings"),
+    (b'{"tie_word_embeddings": "yes"}', "config.json key 'tie_word_embeddings' is a JSON "
+                                       "string, expected true or false"),
 ])
 def test_bad_config_json(tiny, content, why):
     (tiny["ft"] / "config.json").write_bytes(content)
@@ -446,3 +452,12 @@ def test_integer_and_bool_buffers_are_copied_not_merged(tmp_path, method):
     assert m["model.pos"].dtype == torch.int64 and m["model.layers.0.w"].dtype == torch.bfloat16
     want = torch.arange(4) + (1 if method == "linear" else 0)  # the reference's own values
     assert torch.equal(m["model.pos"], want)
+
+
+def test_weight_file_without_tensors_is_refused(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    save_file({}, d / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"the weight files hold no tensors "
+                                             r"\(model.safetensors\)"):
+        ModelReader(d)

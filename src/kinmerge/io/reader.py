@@ -28,6 +28,23 @@ BIN_GLOB = "pytorch_model*.bin"
 MAX_JSON = 64 * 2**20  # an index of a million tensors is ~60 MB
 
 
+def _count(v: object) -> bool:
+    return type(v) is int and v >= 0
+
+
+# the keys kinmerge itself reads from config.json, with the type it relies on
+CONFIG_TYPES = {
+    **{k: (_count, "a non-negative integer") for k in (
+        "num_hidden_layers", "n_layer", "num_layers", "n_layers", "vocab_size")},
+    "tie_word_embeddings": (lambda v: isinstance(v, bool), "true or false"),
+    "model_type": (lambda v: isinstance(v, str), "a string"),
+    "torch_dtype": (lambda v: isinstance(v, str), "a string"),
+    "dtype": (lambda v: isinstance(v, str), "a string"),
+    "architectures": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                      "a list of strings"),
+}
+
+
 class ModelReader:
     """A model directory opened lazily: headers are read up front, tensors on demand.
 
@@ -56,6 +73,10 @@ class ModelReader:
             inside(p, f.name, what="weight file") for f in sorted(p.glob("*.safetensors"))]
         if files:
             self._st = _safetensors_index(p, files, wanted)
+            if not self._st:
+                raise ModelLoadError(f"the weight files hold no tensors ({files[0].name}"
+                                     f"{' and others' if len(files) > 1 else ''})",
+                                     where=str(p), fix="re-download the model")
             return
         if _present(p / BIN_INDEX):
             self._bin = weight_map(p, BIN_INDEX)
@@ -208,6 +229,11 @@ def read_config(model_dir: Path) -> dict:
     if not isinstance(config, dict):
         raise ModelLoadError(f"config.json holds a JSON {_json_kind(config)}, not an object",
                              where=str(f), fix=fix)
+    for key, (ok, want) in CONFIG_TYPES.items():
+        if key in config and config[key] is not None and not ok(config[key]):
+            raise ModelLoadError(f"config.json key {key!r} is a JSON "
+                                 f"{_json_kind(config[key])}, expected {want}", where=str(f),
+                                 fix=fix)
     return config
 
 
@@ -291,5 +317,5 @@ def _refused(f: Path, e: Exception) -> UnsafeCheckpointError:
 
 
 def _json_kind(v: object) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+    return {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
             type(None): "null"}.get(type(v), type(v).__name__)
