@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import threading
 from pathlib import Path
 
@@ -461,3 +462,18 @@ def test_weight_file_without_tensors_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match=r"the weight files hold no tensors "
                                              r"\(model.safetensors\)"):
         ModelReader(d)
+
+
+def test_fifo_or_device_in_a_folder_handed_to_a_library(tiny):
+    """The tokenizer load and push read whatever the folder holds: a FIFO would block them."""
+    os.mkfifo(tiny["base"] / "special_tokens_map.json")
+    assert ("special_tokens_map.json special_tokens_map.json is a FIFO (named pipe), not a "
+            "regular file") in _no_hang(tokenizer, tiny["base"])
+    assert "is a FIFO (named pipe)" in _no_hang(prepare, tiny["base"])
+    os.unlink(tiny["base"] / "special_tokens_map.json")
+    try:
+        os.mknod(tiny["base"] / "vocab.json", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    except (PermissionError, OSError):
+        pytest.skip("cannot create a device node here")
+    with pytest.raises(ModelLoadError, match="vocab.json vocab.json is a character device"):
+        kinmerge.merge(recipe(tiny["root"], tiny["base"], tiny["ft"]), tiny["root"] / "out")

@@ -61,15 +61,18 @@ def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str =
     return path
 
 
-def no_links_out(folder: str | os.PathLike, *, recursive: bool = False) -> None:
-    """Refuse `folder` if any entry in it (below it, with `recursive`) is a symlink leading
-    outside: for code that hands a whole folder to a library (a tokenizer load, an upload)."""
+def check_folder(folder: str | os.PathLike, *, recursive: bool = False) -> None:
+    """Refuse `folder` if an entry in it (below it, with `recursive`) is a symlink leading
+    outside, or a FIFO, device or socket: for code that hands a whole folder to a library that
+    reads what it finds (a tokenizer load, an upload)."""
     folder = Path(folder)
     for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into dir links
         for entry in dirnames + filenames:
             p = Path(dirpath) / entry
             if p.is_symlink():
                 inside(folder, p.relative_to(folder), what=entry)
+            if entry in filenames and p.exists():  # (a dangling link reads as nothing)
+                regular_file(p, what=entry)
         if not recursive:
             break
 
