@@ -477,3 +477,16 @@ def test_fifo_or_device_in_a_folder_handed_to_a_library(tiny):
         pytest.skip("cannot create a device node here")
     with pytest.raises(ModelLoadError, match="vocab.json vocab.json is a character device"):
         kinmerge.merge(recipe(tiny["root"], tiny["base"], tiny["ft"]), tiny["root"] / "out")
+
+
+def test_corrupt_lineage_files_in_a_run_folder(tiny):
+    run = tiny["root"] / "run"
+    (run / "m1").mkdir(parents=True)
+    (run / "m1" / "lineage.json").write_text('{"model": {"id": 3}}')
+    assert_clean_failure(cli("lineage", "graph", run, "--out", tiny["root"] / "f.svg"),
+                         "lineage.json is not a kinmerge lineage record")
+    (run / "m1" / "lineage.json").unlink()
+    (run / "family.json").write_text('{"not": "a list"}')
+    assert_clean_failure(cli("lineage", "graph", run, "--out", tiny["root"] / "f.svg"),
+                         "family.json is not a kinmerge lineage record")
+    assert_clean_failure(cli("lineage", "show", tiny["base"]), "has no lineage.json")

@@ -82,15 +82,20 @@ def read(model_dir: str | os.PathLike) -> Lineage | None:
     if not (f.exists() or f.is_symlink()):
         return None
     inside(model_dir, FILE, what=FILE)
-    regular_file(f, what=FILE)
+    return read_file(f)
+
+
+def read_file(f: Path, model: type[BaseModel] | None = None):
+    """`f` parsed as a Lineage (or `model`); one ModelLoadError whatever is wrong with it."""
+    regular_file(f, what=f.name)
     try:
-        return Lineage.model_validate_json(f.read_bytes())
+        return (model or Lineage).model_validate_json(f.read_bytes())
     except OSError as e:
-        raise unreadable(f, e, what=FILE) from e
+        raise unreadable(f, e, what=f.name) from e
     except ValueError as e:  # pydantic's ValidationError: bad JSON or not a lineage record
-        raise ModelLoadError(f"{FILE} is not a kinmerge lineage record "
+        raise ModelLoadError(f"{f.name} is not a kinmerge lineage record "
                              f"({str(e).splitlines()[0][:200]})", where=str(f),
-                             fix=f"repair it, or delete it to treat the model as a root") from None
+                             fix="repair it, or delete it to treat the model as a root") from None
 
 
 def write(model_dir: str | os.PathLike, lineage: Lineage) -> Path:
