@@ -143,7 +143,7 @@ def load_dfs_model(model_dir: str | Path, **kwargs) -> torch.nn.Module:
     """
     from transformers import AutoModelForCausalLM
 
-    from kinmerge.io.reader import read_config
+    from kinmerge.io.model_json import read_config
     config = read_config(Path(model_dir))  # checked before transformers reads the folder
     check_folder(model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)

@@ -6,7 +6,6 @@ unpickling: a file that holds anything but tensors is refused, never executed).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
@@ -18,31 +17,14 @@ import torch
 
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
 from kinmerge.io.hub import resolve_model
-from kinmerge.io.safe_path import inside, regular_file, unreadable
+from kinmerge.io.model_json import read_config, weight_map
+from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
 
 
 ST_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 BIN_GLOB = "pytorch_model*.bin"
-MAX_JSON = 64 * 2**20  # an index of a million tensors is ~60 MB
-
-
-def _count(v: object) -> bool:
-    return type(v) is int and v >= 0
-
-
-# the keys kinmerge itself reads from config.json, with the type it relies on
-CONFIG_TYPES = {
-    **{k: (_count, "a non-negative integer") for k in (
-        "num_hidden_layers", "n_layer", "num_layers", "n_layers", "vocab_size")},
-    "tie_word_embeddings": (lambda v: isinstance(v, bool), "true or false"),
-    "model_type": (lambda v: isinstance(v, str), "a string"),
-    "torch_dtype": (lambda v: isinstance(v, str), "a string"),
-    "dtype": (lambda v: isinstance(v, str), "a string"),
-    "architectures": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                      "a list of strings"),
-}
 
 
 class ModelReader:
@@ -68,7 +50,7 @@ class ModelReader:
     # --- discovery -------------------------------------------------------------------------
     def _index(self) -> None:
         p = self.path
-        wanted = weight_map(p, ST_INDEX) if _present(p / ST_INDEX) else {}
+        wanted = weight_map(p, ST_INDEX) if present(p / ST_INDEX) else {}
         files = sorted(set(wanted.values())) or [
             inside(p, f.name, what="weight file") for f in sorted(p.glob("*.safetensors"))]
         if files:
@@ -78,7 +60,7 @@ class ModelReader:
                                      f"{' and others' if len(files) > 1 else ''})",
                                      where=str(p), fix="re-download the model")
             return
-        if _present(p / BIN_INDEX):
+        if present(p / BIN_INDEX):
             self._bin = weight_map(p, BIN_INDEX)
             for f in sorted(set(self._bin.values())):
                 _listed_file(p, f)
@@ -204,69 +186,6 @@ def open_model(ref: str | os.PathLike) -> ModelReader:
     return ModelReader(ref)
 
 
-def read_config(model_dir: Path) -> dict:
-    """The model's config.json as a dict; {} when there is none. Anything else that is not a
-    readable UTF-8 JSON object (a list, a folder, binary) is a ModelLoadError."""
-    f = model_dir / "config.json"
-    if not _present(f):
-        return {}
-    inside(model_dir, "config.json", what="config.json")
-    size = regular_file(f, what="config.json").st_size
-    fix = "repair or re-download config.json"
-    if size > MAX_JSON:
-        raise ModelLoadError(f"config.json is {size} bytes, more than a config holds",
-                             where=str(f), fix=fix)
-    try:
-        config = json.loads(f.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise unreadable(f, e, what="config.json") from e
-    except UnicodeDecodeError as e:
-        raise ModelLoadError(f"config.json is not UTF-8 text (byte {e.start})", where=str(f),
-                             fix=fix) from None
-    except (ValueError, RecursionError) as e:
-        raise ModelLoadError(f"config.json is not valid JSON: {str(e)[:200]}", where=str(f),
-                             fix=fix) from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"config.json holds a JSON {_json_kind(config)}, not an object",
-                             where=str(f), fix=fix)
-    for key, (ok, want) in CONFIG_TYPES.items():
-        if key in config and config[key] is not None and not ok(config[key]):
-            raise ModelLoadError(f"config.json key {key!r} is a JSON "
-                                 f"{_json_kind(config[key])}, expected {want}", where=str(f),
-                                 fix=fix)
-    return config
-
-
-def weight_map(model_dir: Path, index_name: str) -> dict[str, Path]:
-    """An index file's `weight_map`, every entry checked: tensor name -> a file inside the
-    folder. Refused whole, before any tensor is read, if one entry is malformed or escapes."""
-    index = inside(model_dir, index_name, what="index file")
-    regular_file(index, what="index file")
-    bad = ModelLoadError(f"{index_name} has no valid weight_map (an object of tensor name -> "
-                         "file name)", where=str(index), fix="re-download the model")
-    try:
-        if index.stat().st_size > MAX_JSON:
-            raise bad
-        raw = json.loads(index.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise unreadable(index, e, what="index file") from e
-    except (ValueError, RecursionError):  # not UTF-8, not JSON
-        raise bad from None
-    wm = raw.get("weight_map") if isinstance(raw, dict) else None
-    if not isinstance(wm, dict):
-        raise bad
-    out, checked = {}, {}  # thousands of tensors name a handful of shards: check each once
-    for name, file in wm.items():
-        if not isinstance(file, str):
-            raise ModelLoadError(f"{index_name} maps tensor {name[:200]!r} to "
-                                 f"{str(file)[:80]}, not a file name", where=str(index),
-                                 fix="re-download the model")
-        if file not in checked:
-            checked[file] = inside(model_dir, file, what="shard")
-        out[name] = checked[file]
-    return out
-
-
 def _safetensors_index(p: Path, files: list[Path],
                        wanted: dict[str, Path]) -> dict[str, TensorInfo]:
     """Headers of every shard; with an index, each tensor from the shard the index names."""
@@ -295,10 +214,6 @@ def _listed_file(p: Path, f: Path) -> None:
     regular_file(f, what="weight file")
 
 
-def _present(f: Path) -> bool:
-    return f.exists() or f.is_symlink()  # a dangling link is there, and refused later
-
-
 def _twice(name: str, a: Path, b: Path) -> ModelLoadError:
     return ModelLoadError(f"tensor {name[:200]!r} is stored twice, in {a.name} and {b.name}",
                           where=str(b.parent),
@@ -314,8 +229,3 @@ def _refused(f: Path, e: Exception) -> UnsafeCheckpointError:
         "refused to unpickle a checkpoint that holds more than plain tensors: loading it "
         f"could run code{what}", where=str(f),
         fix="convert it to safetensors where you trust its source, or get a safetensors copy")
-
-
-def _json_kind(v: object) -> str:
-    return {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)

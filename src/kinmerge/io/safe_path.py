@@ -77,6 +77,11 @@ def check_folder(folder: str | os.PathLike, *, recursive: bool = False) -> None:
             break
 
 
+def present(path: Path) -> bool:
+    """Whether `path` is there at all: a dangling link is (and is refused when read)."""
+    return path.exists() or path.is_symlink()
+
+
 def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_result:
     """The stat of `path`, refused unless it is a regular file (following links)."""
     path = Path(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from kinmerge.errors import ModelLoadError
-from kinmerge.io.safe_path import inside, regular_file, unreadable
+from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 
 log = logging.getLogger(__name__)
 FILE = "lineage.json"
@@ -79,7 +79,7 @@ def merge_id(recipe_yaml: str, seed: int, parents: list[str]) -> str:
 def read(model_dir: str | os.PathLike) -> Lineage | None:
     """The lineage stored beside a model, or None; a ModelLoadError if it is not one."""
     f = Path(model_dir) / FILE
-    if not (f.exists() or f.is_symlink()):
+    if not present(f):
         return None
     inside(model_dir, FILE, what=FILE)
     return read_file(f)
