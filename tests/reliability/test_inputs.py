@@ -490,3 +490,18 @@ def test_corrupt_lineage_files_in_a_run_folder(tiny):
     assert_clean_failure(cli("lineage", "graph", run, "--out", tiny["root"] / "f.svg"),
                          "family.json is not a kinmerge lineage record")
     assert_clean_failure(cli("lineage", "show", tiny["base"]), "has no lineage.json")
+
+
+def test_bin_index_naming_the_wrong_file(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    torch.save({"x": torch.ones(1)}, d / "pytorch_model-00001-of-00002.bin")
+    torch.save({"y": torch.ones(1)}, d / "pytorch_model-00002-of-00002.bin")
+    (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {
+        "x": "pytorch_model-00002-of-00002.bin", "y": "pytorch_model-00002-of-00002.bin"}}))
+    r = ModelReader(d)
+    assert torch.equal(r.get("y"), torch.ones(1))
+    with pytest.raises(ModelLoadError, match="tensor 'x' is listed in pytorch_model.bin.index.json "
+                                             "under pytorch_model-00002-of-00002.bin, which "
+                                             "does not hold it"):
+        r.shape("x")

@@ -112,12 +112,12 @@ class ModelReader:
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self._st:
             return self._st[name].shape
-        return tuple(self._load_bin(self._bin_file(name))[name].shape)
+        return tuple(self._bin_tensor(name).shape)
 
     def dtype(self, name: str) -> torch.dtype:
         if name in self._st:
             return self._st[name].dtype
-        return self._load_bin(self._bin_file(name))[name].dtype
+        return self._bin_tensor(name).dtype
 
     def shard(self, name: str) -> str:
         """The file holding `name` (used to order reads shard by shard)."""
@@ -136,7 +136,7 @@ class ModelReader:
         if name in self._st:
             info = self._st[name]
             return read_tensor(info, self._fd(info.path))
-        return self._load_bin(self._bin_file(name))[name].clone()
+        return self._bin_tensor(name).clone()
 
     def read_flat(self, name: str, lo: int, hi: int,
                   into: bytearray | None = None) -> torch.Tensor:
@@ -148,7 +148,7 @@ class ModelReader:
         if name in self._st:
             info = self._st[name]
             return read_range(info, lo, hi, self._fd(info.path), into)
-        return self._load_bin(self._bin_file(name))[name].reshape(-1)[lo:hi]
+        return self._bin_tensor(name).reshape(-1)[lo:hi]
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
@@ -164,6 +164,15 @@ class ModelReader:
             raise ModelLoadError(f"tensor {name!r} not found", where=str(self.path),
                                  fix="check that all models share one architecture")
         return self._bin[name]
+
+    def _bin_tensor(self, name: str) -> torch.Tensor:
+        f = self._bin_file(name)
+        sd = self._load_bin(f)
+        if name not in sd:
+            raise ModelLoadError(f"tensor {name[:200]!r} is listed in {BIN_INDEX} under {f.name}, "
+                                 "which does not hold it", where=str(f),
+                                 fix="re-download the model")
+        return sd[name]
 
     def close(self) -> None:
         for fd in self._fds.values():
