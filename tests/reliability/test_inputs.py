@@ -132,6 +132,10 @@ def test_hub_cache_snapshot_links_into_blobs_still_work(tmp_path, monkeypatch):
     (repo / "refs" / "main").write_text("c" * 40)
     r = ModelReader("org/tiny")
     assert r.config["num_hidden_layers"] == 2 and len(r.names()) == 21
+    (snap / "sub").mkdir()  # a model in a subfolder of a snapshot, opened by its path
+    for i, f in enumerate(sorted(src.iterdir())):
+        (snap / "sub" / f.name).symlink_to(f"../../../blobs/blob{i}")
+    assert ModelReader(snap / "sub").names() == r.names()
     out = kinmerge.merge({"merge_method": "linear", "models": [
         {"model": "org/tiny", "parameters": {"weight": 1.0}}]}, tmp_path / "out")
     assert (out / "tokenizer.json").read_text() == '{"tok": "cached"}'

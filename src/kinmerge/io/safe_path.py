@@ -28,8 +28,9 @@ def model_root(model_dir: str | os.PathLike) -> Path:
     """The resolved folder the model's files must stay under (the hub cache entry for a
     cache snapshot)."""
     d = _resolve(Path(model_dir), Path(model_dir))
-    if d.parent.name == "snapshots" and d.parent.parent.name.startswith(HUB_KINDS):
-        return d.parent.parent
+    for snap in (d, *d.parents):  # the model may sit in a subfolder of a snapshot
+        if snap.parent.name == "snapshots" and snap.parent.parent.name.startswith(HUB_KINDS):
+            return snap.parent.parent
     return d
 
 
