@@ -97,5 +97,5 @@ def weight_map(model_dir: Path, index_name: str) -> dict[str, Path]:
 
 
 def _json_kind(v: object) -> str:
-    return {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {dict: "object", list: "list", str: "string", int: "number", float: "number",
+            bool: "boolean", type(None): "null"}.get(type(v), type(v).__name__)

@@ -49,7 +49,8 @@ def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str =
                              where=str(model_dir), fix="re-download the model")
     raw = os.fspath(name)
     if not raw or "\x00" in raw or Path(raw).is_absolute():
-        raise ModelLoadError(f"{what} {raw!r} is not a file name inside the model folder",
+        raise ModelLoadError(f"{_label(what, raw, repr(raw))} is not a file name inside the "
+                             "model folder",
                              where=str(model_dir),
                              fix="a model folder may only name its own files; re-download it")
     path = model_dir / raw
@@ -57,7 +58,8 @@ def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str =
     if real != root and root not in real.parents:
         kind = "a link" if _has_link(model_dir, raw) else "a path"
         raise ModelLoadError(
-            f"{what} {raw!r} is {kind} leading outside the model folder (to {real}); "
+            f"{_label(what, raw, repr(raw))} is {kind} leading outside the model folder "
+            f"(to {real}); "
             "kinmerge reads nothing outside a model's folder", where=str(path), fix=FIX_LINK)
     return path
 
@@ -91,7 +93,8 @@ def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_resu
     except OSError as e:
         raise unreadable(path, e, what=what) from e
     if not stat.S_ISREG(st.st_mode):
-        raise ModelLoadError(f"{what} {path.name} is {_kind(st.st_mode)}, not a regular file",
+        raise ModelLoadError(f"{_label(what, path.name)} is {_kind(st.st_mode)}, not a "
+                             "regular file",
                              where=str(path),
                              fix="replace it by the real file (re-download the model)")
     return st
@@ -106,8 +109,14 @@ def unreadable(path: Path, e: OSError, *, what: str = "file") -> ModelLoadError:
              errno.ENOENT: "check the path", errno.ELOOP: "fix the symlink loop",
              errno.EISDIR: "replace the folder by the file"}
     why = e.strerror or type(e).__name__
-    return ModelLoadError(f"cannot read {what} {path.name[:80]}: {why}", where=str(path)[:400],
+    return ModelLoadError(f"cannot read {_label(what, path.name[:80])}: {why}",
+                          where=str(path)[:400],
                           fix=fixes.get(e.errno, "check the path and its permissions"))
+
+
+def _label(what: str, name: str, shown: str | None = None) -> str:
+    """`weight file model.safetensors`, but `config.json` alone when the kind is the name."""
+    return shown or name if what == name else f"{what} {shown or name}"
 
 
 def _resolve(path: Path, model_dir: Path) -> Path:
