@@ -507,3 +507,11 @@ def test_bin_index_naming_the_wrong_file(tmp_path):
                                              ".json under pytorch_model-00002-of-00002.bin, "
                                              "which does not hold it"):
         r.shape("x")
+
+
+def test_corrupt_zoo_manifest_for_eval(tiny):
+    zoo = tiny["root"] / "zoo"
+    zoo.mkdir()
+    (zoo / "zoo.json").write_text('{"skills": [1, 2]}')
+    assert_clean_failure(cli("eval", tiny["base"], "--zoo", zoo),
+                         "zoo.json is not a zoo manifest (AttributeError")
