@@ -274,7 +274,7 @@ def _out_layers(r: Recipe) -> int | None:
 def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
                 jobs: list[TensorJob]) -> dict:
     config = dict(ctx.readers[reference].config)
-    dtypes = {j.out_dtype for j in jobs}
+    dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
         name = str(next(iter(dtypes))).removeprefix("torch.")
         config["torch_dtype"] = name

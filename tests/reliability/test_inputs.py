@@ -450,7 +450,9 @@ def test_integer_and_bool_buffers_are_copied_not_merged(tmp_path, method):
     if method == "linear":
         r["models"].append({"model": str(tmp_path / "b1"), "parameters": per})
         del r["base_model"]
-    m = kinmerge.merge_to_memory(r, seed=0).tensors
+    merged = kinmerge.merge_to_memory(r, seed=0)
+    assert merged.config["torch_dtype"] == "bfloat16"  # the buffers do not hide the dtype
+    m = merged.tensors
     assert torch.equal(m["model.layers.0.mask"], torch.tensor([True, False]))
     assert m["model.pos"].dtype == torch.int64 and m["model.layers.0.w"].dtype == torch.bfloat16
     want = torch.arange(4) + (1 if method == "linear" else 0)  # the reference's own values
