@@ -38,6 +38,7 @@ def test_nan_input_fails_the_merge_naming_tensor_and_model(tiny):
     assert e.value.fix.endswith("to write the model anyway, pass --allow-nonfinite "
                                 "(allow_nonfinite=True)")
     assert not (tiny["root"] / "out").exists()
+    assert not list(tiny["root"].glob(".out*"))  # no temp folder left behind
     with pytest.raises(NonFiniteError):
         kinmerge.merge_to_memory(rec)
     r = cli("merge", rec, tiny["root"] / "out")
