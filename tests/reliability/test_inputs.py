@@ -517,3 +517,20 @@ def test_corrupt_zoo_manifest_for_eval(tiny):
     (zoo / "zoo.json").write_text('{"skills": [1, 2]}')
     assert_clean_failure(cli("eval", tiny["base"], "--zoo", zoo),
                          "zoo.json is not a zoo manifest (AttributeError")
+
+
+def test_model_safetensors_beside_adapter_and_consolidated_files(tmp_path):
+    """transformers loads model.safetensors alone; the other files must not join in."""
+    d = tmp_path / "m"
+    d.mkdir()
+    save_file({"w": torch.ones(2)}, d / "model.safetensors")
+    save_file({"w": torch.zeros(2)}, d / "consolidated.safetensors")
+    save_file({"base_model.model.w.lora_A.weight": torch.ones(1)},
+              d / "adapter_model.safetensors")
+    r = ModelReader(d)
+    assert r.names() == ["w"] and torch.equal(r.get("w"), torch.ones(2))
+    (d / "model.safetensors").unlink()  # other names are still found, and clashes named
+    save_file({"w": torch.zeros(2)}, d / "weights.safetensors")
+    with pytest.raises(ModelLoadError, match="tensor 'w' is stored twice, in "
+                                             "consolidated.safetensors and weights.safetensors"):
+        ModelReader(d)

@@ -22,6 +22,7 @@ from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
 
 
+ST_SINGLE = "model.safetensors"
 ST_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 BIN_GLOB = "pytorch_model*.bin"
@@ -51,8 +52,11 @@ class ModelReader:
     def _index(self) -> None:
         p = self.path
         wanted = weight_map(p, ST_INDEX) if present(p / ST_INDEX) else {}
-        files = sorted(set(wanted.values())) or [
-            inside(p, f.name, what="weight file") for f in sorted(p.glob("*.safetensors"))]
+        # as transformers does: the index, else model.safetensors (beside it may lie an
+        # adapter_model.safetensors or a consolidated.safetensors); other names are globbed
+        single = [p / ST_SINGLE] if present(p / ST_SINGLE) else sorted(p.glob("*.safetensors"))
+        files = sorted(set(wanted.values())) or [inside(p, f.name, what="weight file")
+                                                 for f in single]
         if files:
             self._st = _safetensors_index(p, files, wanted)
             if not self._st:
