@@ -60,20 +60,22 @@ def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
             r.close()
 
 
-def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
+              ties_topk: str | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
     with open_models(r) as readers:
-        return plan(r, readers, dtype=dtype)
+        return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
-                    dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
+                    dtype: str | None = None, work_dtype: str | None = None,
+                    ties_topk: str | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
                 work_dtype=dtype_of(work_dtype))
@@ -84,13 +86,17 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False, lineage: dict | None = None) -> Path:
+          progress: bool = False, lineage: dict | None = None,
+          ties_topk: str | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    `ties_topk="mergekit"` ranks equal magnitudes in TIES/breadcrumbs trims as stock
+    mergekit does (its bytes reproduced); default: the recipe's `kinmerge: {topk: ...}`, else
+    "stable" (earliest first, faster).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -100,7 +106,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:

@@ -13,8 +13,9 @@ Value = Any  # float | bool | list[float] | list[dict]
 
 def check_value(value: Value, *, boolean: bool = False) -> str | None:
     """Why `value` is not a valid parameter value, or None when it is."""
-    if boolean:
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if boolean:  # mergekit (pydantic) also reads 0 and 1 as false and true
+        ok = isinstance(value, bool) or _is_number(value) and value in (0, 1)
+        return None if ok else f"expected true or false, got {value!r}"
     if _is_number(value):
         return None
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
@@ -32,6 +33,22 @@ def check_value(value: Value, *, boolean: bool = False) -> str | None:
         return None
     return ("expected a number, a gradient (list of numbers) or a filter list "
             f"([{{filter: ..., value: ...}}]), got {value!r}")
+
+
+def numbers_in(value: Value) -> list[tuple[str, float]]:
+    """(location suffix, number) for every number in a checked value: `""` for a plain
+    number, `[i]` for a gradient anchor, `[i].value` / `[i].value[j]` inside a filter list."""
+    if _is_number(value):
+        return [("", value)]
+    if not isinstance(value, list):
+        return []
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, dict):
+            out += [(f"[{i}].value{s}", x) for s, x in numbers_in(v.get("value"))]
+        elif _is_number(v):
+            out.append((f"[{i}]", v))
+    return out
 
 
 def _is_number(v: Any) -> bool:

@@ -42,8 +42,16 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
     return out.reshape(tensors[0].shape)
 
 
+def _weights_sum_to_zero(params: dict) -> str | None:
+    """normalize divides by the weights' sum: a zero sum would write inf/NaN."""
+    if params["normalize"] and abs(sum(params["weight"])) < 1e-8:
+        return (f"the weights {params['weight']} sum to 0 and normalize divides by their sum; "
+                "change a weight or set normalize: false")
+    return None
+
+
 register(Method(
-    name="linear", fn=linear, needs_base=False,
+    name="linear", fn=linear, needs_base=False, check=_weights_sum_to_zero,
     params=(Param("weight", "model"), Param("normalize", "global", True, bool)),
     paper="Wortsman et al. 2022, Model soups (arXiv:2203.05482)",
     summary="Weighted average of the models (a uniform soup with equal weights)."))

@@ -11,13 +11,24 @@ _F32_HIGH = 16  # radix-select on the upper 16 bits of a float32's bit pattern
 BLOCK = 1 << 22  # positions per block of the model-wise sums in `combine`
 
 
-def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
+TOPK_MODES = ("stable", "mergekit")
+
+
+def topk_mask(x: torch.Tensor, density: float, topk: str = "stable") -> torch.Tensor:
     """Bool mask keeping k = int(density * numel) entries of largest |x| (TIES trim).
 
     A positive density keeps at least one entry, as mergekit does: on a small tensor (a
     norm vector) int(density * numel) can be 0 where the recipe asked for some.
+    topk="stable": among equal magnitudes at the threshold the earliest survive (fast radix
+    select); "mergekit": those torch's unstable descending argsort of the float32 magnitudes
+    puts first, which is how stock mergekit picks them, so its bytes are reproduced.
     """
     k = max(1, int(density * x.numel())) if density > 0 else 0
+    if topk == "mergekit" and 0 < k < x.numel():
+        order = torch.argsort(x.detach().abs().reshape(-1).float(), descending=True)
+        mask = torch.zeros(x.numel(), dtype=torch.bool, device=x.device)
+        mask[order[:k]] = True
+        return mask.reshape(x.shape)
     return topk_count_mask(x, k)
 
 
