@@ -151,7 +151,7 @@ def _param_problems(r: Recipe, m: Method) -> tuple[list[str], list[str]]:
                 ignored.setdefault(key, []).append(where)
                 continue
             if p is None:
-                close = difflib.get_close_matches(key, known, n=1)
+                close = difflib.get_close_matches(key, known + sorted(MERGEKIT_PARAMETERS), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 out.append(f"{where}: unknown parameter {key!r} for {m.name} ({hint}"
                            f"{m.name} takes: {', '.join(known) or 'no parameters'})")
@@ -178,8 +178,11 @@ def _check_range(where: str, p: Param, value, errors: list[str], warnings: list[
             continue
         want = ("a finite number" if p.range.low == -math.inf and p.range.high == math.inf
                 else f"in {p.range}")
-        to = warnings if p.range.warn and finite else errors
-        to.append(f"{where}{suffix}: {p.name} must be {want}, got {x!r}")
+        if p.range.warn and finite:
+            warnings.append(f"{where}{suffix}: {p.name} = {x!r} lies outside {p.range}; kept, "
+                            "as mergekit runs it (it extrapolates): check it is meant")
+        else:
+            errors.append(f"{where}{suffix}: {p.name} must be {want}, got {x!r}")
 
 
 def _ignored_warning(m: Method, ignored: dict[str, list[str]], known: list[str]) -> str:
