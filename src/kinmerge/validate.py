@@ -75,6 +75,13 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
     out = []
     if (r.models is None) == (r.slices is None):
         return ["give exactly one of `models` or `slices`"]
+    for key in ("models", "slices"):
+        if getattr(r, key) == []:
+            return [f"`{key}` is empty: list at least one"]
+    out += [f"slices[{i}].sources is empty: list at least one source"
+            for i, sl in enumerate(r.slices or []) if not sl.sources]
+    if out:
+        return out
     if m.needs_base and not r.base_model:
         out.append(f"{m.name} needs base_model (the model the task vectors are taken from)")
     if r.models is not None:
