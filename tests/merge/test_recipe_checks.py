@@ -191,3 +191,48 @@ def test_model_stock_filter_wise_rows(family):
     cos = torch.nn.functional.cosine_similarity(d1, d2, dim=-1).unsqueeze(-1)  # per row
     t = 2 * cos / (1 + cos)
     torch.testing.assert_close(merged.tensors[name], t * (w1 + w2) / 2 + (1 - t) * w0)
+
+
+# --- from the command line ------------------------------------------------------------------
+def test_cli_validate_prints_warnings_and_errors(family, tmp_path):
+    from click.testing import CliRunner
+
+    from kinmerge.cli import main
+    f = tmp_path / "r.yml"
+    f.write_text(f"merge_method: task_arithmetic\nbase_model: {family['base']}\n"
+                 "parameters:\n  int8_mask: true\nmodels:\n"
+                 f"  - model: {family['base']}\n    parameters:\n"
+                 f"  - model: {family['ft'][0]}\n    parameters: {{weight: 1, density: 0.5}}\n")
+    for args in (["validate", f], ["validate", f, "--no-models"]):
+        r = CliRunner().invoke(main, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        assert ("warning: task_arithmetic does not use these parameters of other mergekit "
+                "methods; ignored, as mergekit ignores them: density (at "
+                "models[1].parameters)") in " ".join(r.output.split())
+    f.write_text(f.read_text().replace("density: 0.5", "density: .nan"))
+    r = CliRunner().invoke(main, ["validate", str(f)])
+    assert r.exit_code == 0  # task_arithmetic ignores density: its value is not checked
+    f.write_text(f.read_text().replace("task_arithmetic", "ties"))
+    r = CliRunner().invoke(main, ["validate", str(f)])
+    assert r.exit_code == 2
+    assert "models[1].parameters.density: density must be in [0, 1], got nan" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_cli_ties_topk_flag(family_bf16, tmp_path):
+    from click.testing import CliRunner
+
+    from kinmerge.cli import main
+    from kinmerge.io.reader import ModelReader
+    f = tmp_path / "r.yml"
+    f.write_text(f"merge_method: ties\nbase_model: {family_bf16['base']}\ndtype: bfloat16\n"
+                 "models:\n" + "".join(f"  - model: {m}\n    parameters: {{weight: 1, "
+                                       "density: 0.3}\n" for m in family_bf16["ft"]))
+    for mode in ("stable", "mergekit"):
+        r = CliRunner().invoke(main, ["merge", str(f), str(tmp_path / mode), "--ties-topk",
+                                      mode, "--no-progress"])
+        assert r.exit_code == 0, r.output
+    want = kinmerge.merge_to_memory(str(f), ties_topk="mergekit").tensors
+    with ModelReader(tmp_path / "mergekit") as a, ModelReader(tmp_path / "stable") as b:
+        assert all(torch.equal(a.get(n), want[n]) for n in a.names())
+        assert any(not torch.equal(a.get(n), b.get(n)) for n in a.names())

@@ -106,6 +106,17 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _describe(p) -> str:
+    """One parameter for `kinmerge methods`: scope, default, range."""
+    text = f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
+    text += " required" if p.required else ""
+    if not p.effect:
+        return text + ", no effect (accepted for mergekit)"
+    if p.kind is not bool and str(p.range) != "any finite number":
+        text += f" in {p.range}" + (" (outside: a warning)" if p.range.warn else "")
+    return text
+
+
 @main.command("methods")
 @click.argument("name", required=False)
 def methods_cmd(name):
@@ -116,7 +127,6 @@ def methods_cmd(name):
         t.add_column(col, overflow="fold")
     for n in names:
         m = REGISTRY[n]
-        params = "\n".join(f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
-                           + (" required" if p.required else "") for p in m.params)
+        params = "\n".join(_describe(p) for p in m.params)
         t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
     out.print(t)
