@@ -3,7 +3,6 @@ reported at once, a mistyped key with the key that was probably meant."""
 from __future__ import annotations
 
 import difflib
-import reprlib
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,9 +10,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from kinmerge import yamlload
-from kinmerge.errors import ConfigError
+from kinmerge.errors import ConfigError, short_repr
 
 M = TypeVar("M", bound=BaseModel)
+MAX_LISTED = 50  # problems listed in one error; the rest are counted
 
 
 def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
@@ -68,8 +68,11 @@ def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise error([describe(err, model) for err in e.errors()], subject=subject,
-                    where=where, fix=fix) from None
+        errs = e.errors()
+        lines = [describe(err, model) for err in errs[:MAX_LISTED]]
+        if len(errs) > MAX_LISTED:
+            lines.append(f"... and {len(errs) - MAX_LISTED} more")
+        raise error(lines, subject=subject, where=where, fix=fix) from None
 
 
 def describe(err: dict, root: type[BaseModel]) -> str:
@@ -80,23 +83,11 @@ def describe(err: dict, root: type[BaseModel]) -> str:
         known = list(_model_at(root, err["loc"][:-1]).model_fields)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-        return f"unknown key {loc!r} ({hint})"
+        return f"unknown key {short_repr(loc)} ({hint})"
     if err["type"] == "missing":
         return f"missing required key {loc}"
     got = short_repr(err.get("input"))
     return f"{loc}: {err['msg']} (got {got})" if loc else err["msg"]
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
-
-
-def short_repr(value: Any) -> str:
-    """repr of `value` cut to about 80 characters, walking a bounded part of it (a recipe
-    value can be large, or shared many times over by YAML aliases)."""
-    text = _REPR.repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kinmerge.errors import short_repr
+
 Value = Any  # float | bool | list[float] | list[dict]
 
 
@@ -15,7 +17,7 @@ def check_value(value: Value, *, boolean: bool = False) -> str | None:
     """Why `value` is not a valid parameter value, or None when it is."""
     if boolean:  # mergekit (pydantic) also reads 0 and 1 as false and true
         ok = isinstance(value, bool) or _is_number(value) and value in (0, 1)
-        return None if ok else f"expected true or false, got {value!r}"
+        return None if ok else f"expected true or false, got {short_repr(value)}"
     if _is_number(value):
         return None
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
@@ -24,15 +26,16 @@ def check_value(value: Value, *, boolean: bool = False) -> str | None:
         for e in value:
             extra = set(e) - {"filter", "value"}
             if extra or "value" not in e:
-                return (f"filter entries take keys `filter` and `value`, got {sorted(e)}")
+                keys = short_repr(sorted(e, key=str))
+                return f"filter entries take keys `filter` and `value`, got {keys}"
             if not (e.get("filter") is None or isinstance(e["filter"], str)):
-                return f"a filter must be a string, got {e['filter']!r}"
+                return f"a filter must be a string, got {short_repr(e['filter'])}"
             why = check_value(e["value"])
             if why or isinstance(e["value"], list) and isinstance(e["value"][0], dict):
                 return why or "a filter entry's value cannot itself be a filter list"
         return None
     return ("expected a number, a gradient (list of numbers) or a filter list "
-            f"([{{filter: ..., value: ...}}]), got {value!r}")
+            f"([{{filter: ..., value: ...}}]), got {short_repr(value)}")
 
 
 def numbers_in(value: Value) -> list[tuple[str, float]]:

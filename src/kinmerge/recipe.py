@@ -22,6 +22,9 @@ from kinmerge.validate import recipe_problems
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
+MAX_PROBLEMS = 50  # problems listed in one error; the rest are counted
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,6 +136,8 @@ def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
         recipe = validate(Recipe, data, subject="recipe", where=where, error=RecipeError,
                           fix="correct the keys shown; see examples/ for the format")
     problems = recipe_problems(recipe)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more"]
     if problems:
         raise RecipeError(problems, where=where, fix="correct the recipe; "
                           "`kinmerge methods` lists each method's parameters")

@@ -13,6 +13,7 @@ from kinmerge.methods import REGISTRY, Method
 from kinmerge.methods.registry import MERGEKIT_PARAMETERS, Param
 from kinmerge.params import check_value, numbers_in
 from kinmerge.dtypes import DTYPES
+from kinmerge.errors import short_repr
 
 if TYPE_CHECKING:
     from kinmerge.recipe import Recipe
@@ -33,7 +34,7 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
     if r.merge_method not in REGISTRY:
         close = difflib.get_close_matches(r.merge_method, REGISTRY, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return [f"unknown merge_method {r.merge_method!r}: {hint}"
+        return [f"unknown merge_method {short_repr(r.merge_method)}: {hint}"
                 f"known methods are {', '.join(sorted(REGISTRY))}"], []
     m = REGISTRY[r.merge_method]
     problems = _shape_problems(r, m) + _duplicate_models(r)
@@ -42,12 +43,12 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
     for key in ("dtype", "out_dtype"):
         v = getattr(r, key)
         if v is not None and v not in DTYPES:
-            problems.append(f"{key}: unknown dtype {v!r} (use one of {', '.join(DTYPES)})")
+            problems.append(f"{key}: unknown dtype {short_repr(v)} (use one of {', '.join(DTYPES)})")
     ts = r.tokenizer_source
     if ts == "union":
         problems.append("tokenizer_source: 'union' is not supported yet; use 'base' or a model")
     elif ts not in (None, "base") and ts not in r.model_refs():
-        problems.append(f"tokenizer_source {ts!r} is neither 'base' nor a model of the recipe")
+        problems.append(f"tokenizer_source {short_repr(ts)} is neither 'base' nor a model of the recipe")
     if ts == "base" and not r.base_model:
         problems.append("tokenizer_source: 'base' needs base_model")
     return problems, warnings
@@ -141,7 +142,7 @@ def _duplicate_models(r: Recipe) -> list[str]:
         for j, ref in enumerate(refs):
             first = refs.index(ref)
             if first != j:
-                out.append(f"{where}[{j}]: model {ref!r} is listed twice (also {where}"
+                out.append(f"{where}[{j}]: model {short_repr(ref)} is listed twice (also {where}"
                            f"[{first}]); list each model once and give it the combined weight")
     return out
 
@@ -160,7 +161,7 @@ def _param_problems(r: Recipe, m: Method) -> tuple[list[str], list[str]]:
             if p is None:
                 close = difflib.get_close_matches(key, known + sorted(MERGEKIT_PARAMETERS), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                out.append(f"{where}: unknown parameter {key!r} for {m.name} ({hint}"
+                out.append(f"{where}: unknown parameter {short_repr(key)} for {m.name} ({hint}"
                            f"{m.name} takes: {', '.join(known) or 'no parameters'})")
                 continue
             if p.scope == "global" and model is not None:

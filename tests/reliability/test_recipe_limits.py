@@ -177,3 +177,13 @@ def test_a_2_8_mb_recipe_parses_fast():
     took = time.perf_counter() - t
     assert len(data["slices"]) > 25_000
     assert took < max(2.0, 4 * events), (took, events)
+
+
+def test_long_values_and_many_problems_are_cut_short():
+    (p,) = problems({"merge_method": "x" * 100_000, "models": []})
+    assert p.startswith("unknown merge_method 'xxxx") and len(p) < 600
+    ps = problems({"merge_method": "linear", "models": [
+        {"model": f"m{i}", "parameters": {"weight": 1, f"bogus{i}": 1}} for i in range(500)]})
+    assert len(ps) == 51 and ps[-1] == "... and 450 more"
+    ps = problems({"merge_method": "linear", "models": [{"modle": i} for i in range(500)]})
+    assert len(ps) == 51 and ps[-1].startswith("... and ")
