@@ -187,3 +187,13 @@ def test_long_values_and_many_problems_are_cut_short():
     assert len(ps) == 51 and ps[-1] == "... and 450 more"
     ps = problems({"merge_method": "linear", "models": [{"modle": i} for i in range(500)]})
     assert len(ps) == 51 and ps[-1].startswith("... and ")
+
+
+def test_pure_python_fallback_gives_the_same_values(monkeypatch):
+    """Where PyYAML was built without libyaml, the same loop runs on its Python parser."""
+    text = "a: &g [0.1, 0.5]\nb: *g\nc: {x: 1e-5, y: ~}\n"
+    want = yamlload.load(text)
+    monkeypatch.setattr(yamlload, "_Loader", yaml.SafeLoader)
+    assert yamlload.load(text) == want
+    with pytest.raises(yamlload.YamlError, match="billion laughs"):
+        yamlload.load(LAUGHS)
