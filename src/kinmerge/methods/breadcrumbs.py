@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
-from kinmerge.methods.sparsify import combine, rescale_l1, topk_count_mask
+from kinmerge.methods.sparsify import combine, mergekit_sort_key, rescale_l1, topk_count_mask
 from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
 
 
@@ -22,8 +22,8 @@ def breadcrumb_mask(x: torch.Tensor, density: float, gamma: float,
 
 def mergekit_band_mask(x: torch.Tensor, start: int, count: int) -> torch.Tensor:
     """Entries at ranks [start, start + count) of |x| in ascending order, ranked by torch's
-    (unstable) sort of the float32 magnitudes: mergekit's choice among equal magnitudes."""
-    order = torch.sort(x.detach().abs().reshape(-1).float(), descending=False).indices
+    (unstable) sort of the magnitudes: mergekit's choice among equal magnitudes."""
+    order = torch.sort(mergekit_sort_key(x), descending=False).indices
     mask = torch.zeros(x.numel(), dtype=torch.bool, device=x.device)
     mask[order[start:start + count]] = True
     return mask.reshape(x.shape)
