@@ -139,8 +139,9 @@ def _duplicate_models(r: Recipe) -> list[str]:
                 for i, sl in enumerate(r.slices or [])]
     out = []
     for where, refs in groups:
+        seen: dict[str, int] = {}
         for j, ref in enumerate(refs):
-            first = refs.index(ref)
+            first = seen.setdefault(ref, j)
             if first != j:
                 out.append(f"{where}[{j}]: model {short_repr(ref)} is listed twice (also {where}"
                            f"[{first}]); list each model once and give it the combined weight")
