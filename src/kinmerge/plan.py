@@ -16,7 +16,7 @@ from kinmerge.layers import LayerScheme, detect, is_embedding, layer_count_probl
 from kinmerge.methods import Method, get_method
 from kinmerge.params import value_at
 from kinmerge.recipe import Recipe, dtype_of
-from kinmerge.validate import inputs_of, recipe_warnings
+from kinmerge.validate import check_values, checked_report, inputs_of, recipe_warnings
 
 MAX_SHOWN = 25
 
@@ -95,7 +95,9 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
     compute = dtype_of(dtype or recipe.dtype)
     out_dtype = dtype_of(recipe.out_dtype) or compute
     jobs = [j for j in (_job(ctx, u, out_dtype) for u in units) if j is not None]
-    _report_checks(ctx)
+    errors, warnings = checked_report(ctx.checked)
+    ctx.problems += errors
+    ctx.warnings += warnings
     if ctx.problems:
         shown = ctx.problems[:MAX_SHOWN]
         if len(ctx.problems) > MAX_SHOWN:
@@ -273,27 +275,10 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
             v = p.default if v is None else v
             values.append(bool(v) if p.kind is bool else v)
         out[p.arg] = values if p.scope == "model" else values[0]
-    if ok:
-        _run_checks(ctx, u.name, out)
+    if ok:  # a gradient or filter can make the values, hence the verdict, differ per tensor
+        check_values(ctx.method, u.name, out, ctx.checked)
     out.update({k: ctx.options[k] for k in ctx.method.options})
     return out if ok else None
-
-
-def _run_checks(ctx: _Ctx, tensor: str, params: dict[str, Any]) -> None:
-    """The method's checks over the values one tensor gets (a gradient or filter can make
-    them differ per tensor), before any tensor is read."""
-    for is_error, check in ((True, ctx.method.check), (False, ctx.method.caution)):
-        why = check(params) if check else None
-        if why:
-            ctx.checked.setdefault((is_error, why), []).append(tensor)
-
-
-def _report_checks(ctx: _Ctx) -> None:
-    """One line per distinct message, naming the first tensors it holds for."""
-    for (is_error, why), tensors in ctx.checked.items():
-        names = ", ".join(tensors[:3]) + (f" and {len(tensors) - 3} more"
-                                          if len(tensors) > 3 else "")
-        (ctx.problems if is_error else ctx.warnings).append(f"{why} (tensors: {names})")
 
 
 def _out_layers(r: Recipe) -> int | None:

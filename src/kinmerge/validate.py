@@ -233,3 +233,22 @@ def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
                 out.append((f"slices[{i}].sources[{j}] ({s.model})", {**sl.parameters,
                                                                       **s.parameters}))
     return out
+
+
+def check_values(m: Method, tensor: str, params: dict, checked: dict) -> None:
+    """Run the method's `check` and `caution` over the values one output tensor gets (its
+    function's keyword arguments); collect (is an error, message) -> tensors in `checked`."""
+    for is_error, check in ((True, m.check), (False, m.caution)):
+        why = check(params) if check else None
+        if why:
+            checked.setdefault((is_error, why), []).append(tensor)
+
+
+def checked_report(checked: dict) -> tuple[list[str], list[str]]:
+    """(errors, warnings): one line per distinct message, naming the first tensors."""
+    out: tuple[list[str], list[str]] = ([], [])
+    for (is_error, why), tensors in checked.items():
+        names = ", ".join(tensors[:3]) + (f" and {len(tensors) - 3} more"
+                                          if len(tensors) > 3 else "")
+        out[0 if is_error else 1].append(f"{why} (tensors: {names})")
+    return out
