@@ -100,7 +100,8 @@ class _Builder:
             return "<<", tag
         make = self.constructor.yaml_constructors.get(tag)
         if make is None:
-            raise YamlError(f"unsupported YAML tag {tag!r} at line {ev.start_mark.line + 1}")
+            raise YamlError(f"unsupported YAML tag {_short(tag)} at line "
+                            f"{ev.start_mark.line + 1}")
         node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
         try:
             value = make(self.constructor, node)
@@ -113,7 +114,7 @@ class _Builder:
     def open(self, ev, is_map: bool) -> None:
         line = ev.start_mark.line + 1
         if ev.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
-            raise YamlError(f"unsupported YAML tag {ev.tag!r} at line {line}")
+            raise YamlError(f"unsupported YAML tag {_short(ev.tag)} at line {line}")
         if len(self.stack) >= MAX_DEPTH:
             raise YamlError(f"YAML nested more than {MAX_DEPTH} levels deep at line {line}")
         self.count(1, line)
