@@ -43,12 +43,14 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
     for key in ("dtype", "out_dtype"):
         v = getattr(r, key)
         if v is not None and v not in DTYPES:
-            problems.append(f"{key}: unknown dtype {short_repr(v)} (use one of {', '.join(DTYPES)})")
+            problems.append(f"{key}: unknown dtype {short_repr(v)} "
+                            f"(use one of {', '.join(DTYPES)})")
     ts = r.tokenizer_source
     if ts == "union":
         problems.append("tokenizer_source: 'union' is not supported yet; use 'base' or a model")
     elif ts not in (None, "base") and ts not in r.model_refs():
-        problems.append(f"tokenizer_source {short_repr(ts)} is neither 'base' nor a model of the recipe")
+        problems.append(f"tokenizer_source {short_repr(ts)} is neither 'base' nor a model of "
+                        "the recipe")
     if ts == "base" and not r.base_model:
         problems.append("tokenizer_source: 'base' needs base_model")
     return problems, warnings

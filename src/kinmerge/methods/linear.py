@@ -46,7 +46,8 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
 def _weights_sum_to_zero(params: dict) -> str | None:
     """normalize divides by the weights' sum: a zero sum would write inf/NaN."""
     if params["normalize"] and abs(sum(params["weight"])) < 1e-8:
-        return (f"the weights {short_repr(params['weight'])} sum to 0 and normalize divides by their sum; "
+        weights = short_repr(params["weight"])
+        return (f"the weights {weights} sum to 0 and normalize divides by their sum; "
                 "change a weight or set normalize: false")
     return None
 

@@ -32,7 +32,8 @@ def zero_weight_sum(params: dict) -> str | None:
     """A warning: with normalize, weights summing to 0 leave the sum undivided (mergekit
     divides by 1 then too), which is rarely what normalize was written for."""
     if params.get("normalize") and abs(sum(params["weight"])) < 1e-8:
-        return (f"the weights {short_repr(params['weight'])} sum to 0, so normalize cannot divide by "
+        weights = short_repr(params["weight"])
+        return (f"the weights {weights} sum to 0, so normalize cannot divide by "
                 "their sum: the weighted task vectors are added undivided (as in mergekit)")
     return None
 
