@@ -26,6 +26,7 @@ from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
 from kinmerge.recipe import Recipe, dtype_of, load_recipe
+from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -135,6 +136,8 @@ def _seed(r: Recipe, seed: int | None) -> int:
 
 
 def tokenizer_source(p: Plan) -> str:
+    if p.vocab is not None:
+        return p.vocab.out.source
     ts = p.recipe.tokenizer_source
     if ts == "base":
         return p.recipe.base_model
@@ -152,6 +155,8 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
         for f in TOKENIZER_FILES:
             if (tok_dir / f).exists():
                 shutil.copy2(tok_dir / f, tmp / f)
+        if p.vocab is not None:  # tokens the union (or the tokenizer: block) adds
+            write_appended(p.vocab, tok_dir, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from kinmerge.configfile import read_yaml, validate
 from kinmerge.errors import RecipeError
+from kinmerge.tokenizer.spec import TokenizerBlock
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -64,6 +65,7 @@ class Recipe(_Strict):
     dtype: str | None = None
     out_dtype: str | None = None
     tokenizer_source: str | None = None
+    tokenizer: TokenizerBlock | None = None  # mergekit's block: source, tokens, pad_to_multiple_of
     chat_template: str | None = None
     seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
 

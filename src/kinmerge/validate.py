@@ -10,6 +10,7 @@ import difflib
 from kinmerge.methods import REGISTRY, Method
 from kinmerge.params import check_value
 from kinmerge.recipe import DTYPES, Recipe
+from kinmerge.tokenizer.spec import problems as tokenizer_problems
 
 
 def recipe_problems(r: Recipe) -> list[str]:
@@ -26,13 +27,8 @@ def recipe_problems(r: Recipe) -> list[str]:
         v = getattr(r, key)
         if v is not None and v not in DTYPES:
             problems.append(f"{key}: unknown dtype {v!r} (use one of {', '.join(DTYPES)})")
-    ts = r.tokenizer_source
-    if ts == "union":
-        problems.append("tokenizer_source: 'union' is not supported yet; use 'base' or a model")
-    elif ts not in (None, "base") and ts not in r.model_refs():
-        problems.append(f"tokenizer_source {ts!r} is neither 'base' nor a model of the recipe")
-    if ts == "base" and not r.base_model:
-        problems.append("tokenizer_source: 'base' needs base_model")
+    problems += tokenizer_problems(r.tokenizer, r.tokenizer_source, r.base_model,
+                                   r.model_refs())
     return problems
 
 
