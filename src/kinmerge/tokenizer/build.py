@@ -42,14 +42,14 @@ class VocabPlan:
     out: OutVocab
     perms: dict[str, torch.Tensor]
     vocabs: dict[str, Vocab]
-    base: str
+    base: str | None  # the recipe's base_model: its row wins for tokens several inputs lack
     by_index: bool = False  # no tokenizer files: rows matched by index, not by token
 
 
 def plan_vocab(spec: TokenizerBlock, refs: list[str], base_model: str | None,
                readers: dict[str, ModelReader], rows: dict[str, int]) -> VocabPlan:
     """Read every model's vocabulary and decide the output's; `rows[m]`: m's embedding rows."""
-    base = base_model or refs[0]
+    base = base_model or refs[0]  # the tokenizer the others are measured against
     if not has_tokenizer(readers[base].path):
         return _by_index(spec, refs, base, readers, rows)
     vocabs = {base: read_vocab(readers[base].path, rows[base])}
@@ -65,7 +65,7 @@ def plan_vocab(spec: TokenizerBlock, refs: list[str], base_model: str | None,
                               tuple(a for a in b.added if a[0] < rows[m]), rows[m], b.total)
     out = _out_vocab(spec, base, [base] + [m for m in refs if m != base], vocabs)
     perms = {m: _perm(out.tokens, out.n_tokens, v) for m, v in vocabs.items()}
-    return VocabPlan(spec, out, perms, vocabs, base)
+    return VocabPlan(spec, out, perms, vocabs, base_model)
 
 
 def _out_vocab(spec: TokenizerBlock, base: str, order: list[str],
