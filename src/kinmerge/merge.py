@@ -21,6 +21,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.lora import open_reader
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
@@ -54,7 +55,7 @@ def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
-            readers[ref] = ModelReader(ref)
+            readers[ref] = open_reader(ref)  # `base+lora`: the adapter applied on the fly
         yield readers
     finally:
         for r in readers.values():

@@ -49,6 +49,24 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
     out.print(f"merged model written to {path}", highlight=False)
 
 
+@main.command("lora-merge")
+@click.argument("model", metavar="BASE+LORA")
+@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
+@merge_options
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default=None,
+              help="Store the merged weights in this dtype (default: the base's).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card, dtype,
+                   overwrite, progress):
+    """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
+    path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
+                               copy_tokenizer=copy_tokenizer,
+                               write_model_card=write_model_card, overwrite=overwrite,
+                               progress=progress)
+    out.print(f"merged model written to {path}", highlight=False)
+
+
 @main.command("validate")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
