@@ -77,11 +77,29 @@ CASES = {
 }
 
 
+# several documents: run by mergekit-multi, later stages naming earlier ones
+MULTI = {
+    "multi_union_slerp_linear_f32": [
+        {"name": "stage-a", **CASES["union_task_arithmetic_f32"]},
+        {"name": "stage-b", "merge_method": "slerp", "base_model": "ft1", "dtype": "float32",
+         "tokenizer_source": "base", "parameters": {"t": 0.3},
+         "models": _m(("ft1", None), ("ft2", None))},
+        {"merge_method": "linear", "dtype": "float32", "tokenizer_source": "stage-a",
+         "models": _m(("stage-a", {"weight": 0.5}), ("stage-b", {"weight": 0.5}))}],
+}
+
+
+def _is_ref(key, value, paths) -> bool:
+    """A model name to replace by its path (`tokenizer_source: base` is the keyword)."""
+    keyword = key in ("tokenizer_source", "source") and value in ("base", "union")
+    return key in REF_KEYS and isinstance(value, str) and value in paths and not keyword
+
+
 def resolve(obj, paths: dict[str, str]):
     """The recipe with model names replaced by paths (`source` keys included)."""
     if isinstance(obj, dict):
-        return {k: (paths[v] if k in REF_KEYS and isinstance(v, str) and v in paths
-                    else resolve(v, paths)) for k, v in obj.items()}
+        return {k: (paths[v] if _is_ref(k, v, paths) else resolve(v, paths))
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [resolve(v, paths) for v in obj]
     return obj
@@ -102,10 +120,15 @@ def build_inputs(root: Path) -> dict[str, str]:
     return paths
 
 
-def run_mergekit(bin_: str, recipe: Path, out: Path) -> None:
+def run_mergekit(bin_: str, recipe: Path, out: Path, multi: bool = False) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([bin_, str(recipe), str(out), "--no-write-model-card", "--quiet",
-                           "--random-seed", "0"], capture_output=True, text=True, env=env)
+    if multi:  # mergekit-multi takes OUT and the intermediate folder as options
+        cmd = [str(Path(bin_).parent / "mergekit-multi"), str(recipe), "--out-path", str(out),
+               "-I", str(out.parent / f"{out.name}-stages")]
+    else:
+        cmd = [bin_, str(recipe), str(out)]
+    proc = subprocess.run(cmd + ["--no-write-model-card", "--quiet", "--random-seed", "0"],
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"mergekit-yaml failed on {recipe}:\n{proc.stderr[-3000:]}")
 
@@ -126,10 +149,12 @@ def main() -> int:
             with ModelReader(p) as r:
                 tensors.update({f"in/{m}/{n}": r.get(n) for n in r.names()})
             meta["models"][m] = {f: (Path(p) / f).read_text() for f in MODEL_FILES}
-        for name, recipe in CASES.items():
+        for name, recipe in {**CASES, **MULTI}.items():
             rf = root / f"{name}.yml"
-            rf.write_text(yaml.safe_dump(resolve(recipe, paths), sort_keys=False))
-            run_mergekit(args.mergekit_bin, rf, root / name)
+            multi = isinstance(recipe, list)
+            docs = [resolve(d, paths) for d in recipe] if multi else [resolve(recipe, paths)]
+            rf.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+            run_mergekit(args.mergekit_bin, rf, root / name, multi)
             with ModelReader(root / name) as r:
                 tensors.update({f"out/{name}/{n}": r.get(n) for n in r.names()})
             vocab = AutoTokenizer.from_pretrained(str(root / name)).get_vocab()
@@ -137,7 +162,7 @@ def main() -> int:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in tensors.items()}, OUT,
                   metadata={"kinmerge_tokenizer_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(CASES)} cases)")
+        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(CASES) + len(MULTI)} cases)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

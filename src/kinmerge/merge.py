@@ -50,22 +50,25 @@ class MergedModel:
 
 
 @contextlib.contextmanager
-def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
-    """Every model of `recipe`, opened lazily (headers only), closed on exit."""
+def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[str, ModelReader]]:
+    """Every model of `recipe`, opened lazily (headers only), closed on exit. `planned`:
+    stand-ins for models not written yet (a multi-stage recipe's earlier stages)."""
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
-            readers[ref] = open_reader(ref)  # `base+lora`: the adapter applied on the fly
+            # `base+lora`: the adapter applied on the fly by the reader
+            readers[ref] = planned[ref] if planned and ref in planned else open_reader(ref)
         yield readers
     finally:
         for r in readers.values():
             r.close()
 
 
-def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
+              planned: dict | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
-    with open_models(r) as readers:
+    with open_models(r, planned) as readers:
         return plan(r, readers, dtype=dtype)
 
 
