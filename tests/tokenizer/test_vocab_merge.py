@@ -131,3 +131,16 @@ def test_no_tokenizer_anywhere_union_says_what_to_do(family):
         kinmerge.make_plan(r)
     assert f"tokenizer source 'union' needs the models' tokenizers, and {family['base']} has " \
            "no tokenizer files" in str(e.value)
+
+
+def test_plan_shows_the_vocabulary(added, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from kinmerge.cli import main
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump(ta(added, tokenizer_source="union")))
+    res = CliRunner().invoke(main, ["plan", str(f)])
+    assert res.exit_code == 0, res.output
+    assert (f"vocabulary: 75 tokens from union ({added['base']}'s tokenizer + 4 added), 75 "
+            "embedding rows") in " ".join(res.output.split())
