@@ -26,22 +26,25 @@ def is_vocab_tensor(name: str) -> bool:
     return name.startswith("lm_head.") or name.endswith(VOCAB_SUFFIXES)
 
 
-@dataclass(frozen=True)
-class Fill:
-    """A default row: the mean of `parts` (input position, input row), or the one part."""
-
-    row: int
-    parts: tuple[tuple[int, int], ...]  # () = zeros
-    mean: bool
-    force: bool = False  # replace the row in every input, not only where it is missing
+ZERO, MEAN = -1, -2  # fill sources that are not one input's row
 
 
 @dataclass(frozen=True, eq=False)
 class VocabRows:
+    """How to lay each input's rows out in the output vocabulary.
+
+    Output row i of input k is input k's row take[k, i] when that is >= 0 and the row is not
+    forced; otherwise, for the rows listed in `fill_rows`, the fill value: input
+    `fill_src[j]`'s row `fill_src_row[j]`, zeros (ZERO), or the mean over the inputs that
+    have the token (MEAN), summed in input order as mergekit does."""
+
     rows: int  # output rows
-    n_tokens: int  # rows past this are padding
+    n_tokens: int  # rows past this are padding (the mean row)
     take: torch.Tensor  # (n_inputs, n_tokens) long: the input's own row, or -1
-    fills: tuple[Fill, ...]
+    fill_rows: torch.Tensor  # (n_fills,) long
+    fill_src: torch.Tensor  # (n_fills,) long: an input position, ZERO or MEAN
+    fill_src_row: torch.Tensor  # (n_fills,) long
+    fill_force: torch.Tensor  # (n_fills,) bool: replace the row even where an input has it
 
 
 def plan_rows(vp: VocabPlan, models: list[str], name: str,
@@ -51,41 +54,50 @@ def plan_rows(vp: VocabPlan, models: list[str], name: str,
     take = torch.stack([vp.perms[m] for m in models])
     problems = [f"{name}: model {m} has {r} rows, but its tokenizer uses row {int(t.max())}"
                 for m, r, t in zip(models, in_rows, take) if int(t.max()) >= r]
-    present = take >= 0
-    cfgs = {vp.out.tokens[t]: (t, c) for t, c in (vp.spec.tokens or {}).items()
-            if c.source is not None}
-    need = sorted(set(torch.nonzero(~present.all(0)).flatten().tolist()) | set(cfgs))
-    base = models.index(vp.base) if vp.base in models else None
-    fills = []
-    for i in need:
-        if i in cfgs:
-            fill, why = _configured(vp, models, i, *cfgs[i])
+    rows, src, src_row = _default_fills(take, models.index(vp.base) if vp.base in models
+                                        else None)
+    force = torch.zeros_like(rows, dtype=torch.bool)
+    configured = []
+    for token, cfg in (vp.spec.tokens or {}).items():
+        if cfg.source is not None:
+            fill, why = _configured(vp, models, vp.out.tokens[token], token, cfg)
             problems += [f"{name}: {why}"] if why else []
-        else:
-            fill = _default(i, present[:, i].tolist(), take[:, i].tolist(), base)
-        if fill is not None:
-            fills.append(fill)
+            configured += [fill] if fill else []
+    if configured:  # a configured token replaces its default fill
+        keep = ~torch.isin(rows, torch.tensor([f[0] for f in configured]))
+        extra = torch.tensor(configured, dtype=torch.long).T
+        rows, src = torch.cat([rows[keep], extra[0]]), torch.cat([src[keep], extra[1]])
+        src_row = torch.cat([src_row[keep], extra[2]])
+        force = torch.cat([force[keep], extra[3].bool()])
     n = vp.out.n_tokens
-    identity = (not fills and vp.out.rows == n and all(r == n for r in in_rows)
+    identity = (rows.numel() == 0 and vp.out.rows == n and all(r == n for r in in_rows)
                 and bool((take == torch.arange(n)).all()))
-    return (None if identity else VocabRows(vp.out.rows, n, take, tuple(fills))), problems
+    vr = VocabRows(vp.out.rows, n, take, rows, src, src_row, force)
+    return (None if identity else vr), problems
 
 
-def _default(i: int, present: list[bool], take: list[int], base: int | None) -> Fill:
-    have = [k for k, p in enumerate(present) if p]
-    if len(have) == 1:
-        return Fill(i, ((have[0], take[have[0]]),), mean=False)
-    if not have:
-        return Fill(i, (), mean=False)
-    if base is not None and present[base]:
-        return Fill(i, ((base, take[base]),), mean=False)
-    return Fill(i, tuple((k, take[k]) for k in have), mean=True)
+def _default_fills(take: torch.Tensor, base: int | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mergekit's rule for each row some input lacks: the one input that has it, else the
+    base when it has it, else the mean of those that have it; zeros when none has it."""
+    present = take >= 0
+    count = present.sum(0)
+    rows = torch.nonzero(count < take.shape[0]).flatten()
+    have, cnt = present[:, rows], count[rows]
+    first = have.int().argmax(0)  # the lone donor where cnt == 1
+    src = torch.where(cnt == 1, first, torch.full_like(first, MEAN))
+    if base is not None:
+        src = torch.where((cnt > 1) & have[base], torch.full_like(src, base), src)
+    src = torch.where(cnt == 0, torch.full_like(src, ZERO), src)
+    src_row = torch.where(src >= 0, take[src.clamp(min=0), rows], torch.zeros_like(src))
+    return rows, src, src_row
 
 
 def _configured(vp: VocabPlan, models: list[str], i: int, token: str,
-                cfg: TokenEmbedding) -> tuple[Fill | None, str | None]:
+                cfg: TokenEmbedding) -> tuple[tuple[int, int, int, int] | None, str | None]:
+    """(output row, source input or ZERO, source row, force) of a token the block sets."""
     if isinstance(cfg.source, ZeroEmbedding):
-        return Fill(i, (), mean=False, force=cfg.force), None
+        return (i, ZERO, 0, int(cfg.force)), None
     m = source_model(cfg)
     if m not in models:
         return None, (f"token {token!r} takes its row from {m}, which is not an input "
@@ -102,35 +114,43 @@ def _configured(vp: VocabPlan, models: list[str], i: int, token: str,
         row = int(vp.perms[m][i])
         if row < 0:
             return None, f"token {token!r} takes its row from {m}, whose vocabulary lacks it"
-    return Fill(i, ((k, row),), mean=False, force=cfg.force), None
+    return (i, k, row, int(cfg.force)), None
 
 
 def apply_rows(vr: VocabRows, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """Each input laid out in the output vocabulary (same dtype, new tensors)."""
-    defaults = {f.row: _fill_value(f, inputs) for f in vr.fills}
+    defaults = _fill_values(vr, inputs)  # (n_fills, *row shape)
     out = []
     for k, t in enumerate(inputs):
         new = t.new_zeros((vr.rows, *t.shape[1:]))
         take = vr.take[k]
         have = torch.nonzero(take >= 0).flatten()
         new[have] = t[take[have]]
-        for f in vr.fills:
-            if f.force or take[f.row] < 0:
-                new[f.row] = defaults[f.row]
+        if vr.fill_rows.numel():
+            use = vr.fill_force | (take[vr.fill_rows] < 0)
+            new[vr.fill_rows[use]] = defaults[use]
         if vr.rows > vr.n_tokens:  # padding rows: the mean embedding
             new[vr.n_tokens:] = torch.mean(new[:vr.n_tokens], dim=0)
         out.append(new)
     return out
 
 
-def _fill_value(f: Fill, inputs: list[torch.Tensor]) -> torch.Tensor:
+def _fill_values(vr: VocabRows, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """The default row of every fill, one gather per input."""
     like = inputs[0]
-    if not f.parts:
-        return like.new_zeros(like.shape[1:])
-    if not f.mean:
-        k, r = f.parts[0]
-        return inputs[k][r]
-    acc = like.new_zeros(like.shape[1:])
-    for k, r in f.parts:  # summed in input order, in the working dtype, as mergekit does
-        acc = acc + inputs[k][r]
-    return acc / len(f.parts)
+    values = like.new_zeros((vr.fill_rows.numel(), *like.shape[1:]))
+    for k, t in enumerate(inputs):
+        j = torch.nonzero(vr.fill_src == k).flatten()
+        values[j] = t[vr.fill_src_row[j]]
+    mean = torch.nonzero(vr.fill_src == MEAN).flatten()
+    if mean.numel():
+        rows = vr.fill_rows[mean]
+        acc = like.new_zeros((mean.numel(), *like.shape[1:]))
+        count = torch.zeros(mean.numel(), dtype=torch.long)
+        for k, t in enumerate(inputs):  # zero + row + row ..., in input order, as mergekit
+            at = vr.take[k, rows]
+            has = torch.nonzero(at >= 0).flatten()
+            acc[has] = acc[has] + t[at[has]]
+            count += (at >= 0).long()
+        values[mean] = acc / count.to(acc.dtype).view(-1, *[1] * (acc.dim() - 1))
+    return values
