@@ -24,6 +24,9 @@ def merge_options(f):
                      help="Copy tokenizer files from the tokenizer source (default: base).")(f)
     f = click.option("--write-model-card/--no-write-model-card", default=True,
                      show_default=True, help="Write README.md with the recipe.")(f)
+    f = click.option("--allow-nonfinite", is_flag=True,
+                     help="Write the model even if a merged tensor holds NaN/Inf (warns, "
+                          "naming them); by default that fails the merge.")(f)
     return f
 
 
@@ -45,14 +48,16 @@ def merge_options(f):
 @click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
               help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
               "their recipe is unchanged); default: a folder beside OUT, removed after.")
-def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card, device, seed,
-              dtype, work_dtype, overwrite, progress, stage, intermediate_dir):
+def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
+              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, stage,
+              intermediate_dir):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
 
     A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
     options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
                    out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                   write_model_card=write_model_card, overwrite=overwrite, progress=progress)
+                   write_model_card=write_model_card, overwrite=overwrite, progress=progress,
+                   allow_nonfinite=allow_nonfinite)
     if multistage.is_multistage(recipe):
         path = multistage.merge_stages(recipe, out_path, stage=stage,
                                        intermediate_dir=intermediate_dir, **options)
@@ -69,13 +74,13 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
               help="Store the merged weights in this dtype (default: the base's).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card, dtype,
-                   overwrite, progress):
+def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card,
+                   allow_nonfinite, dtype, overwrite, progress):
     """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
     path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
                                copy_tokenizer=copy_tokenizer,
                                write_model_card=write_model_card, overwrite=overwrite,
-                               progress=progress)
+                               progress=progress, allow_nonfinite=allow_nonfinite)
     out.print(f"merged model written to {path}", highlight=False)
 
 

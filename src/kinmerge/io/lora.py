@@ -31,6 +31,7 @@ from safetensors import safe_open
 from kinmerge.errors import ModelLoadError
 from kinmerge.io.hub import resolve_model
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.safe_path import inside, regular_file
 
 PREFIX = "base_model.model."
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -77,16 +78,17 @@ class Adapter:
 def read_adapter(ref: str) -> Adapter:
     """Parse a PEFT LoRA adapter directory (local or a hub id)."""
     path = resolve_model(ref)
-    cfg_file = path / "adapter_config.json"
-    if not cfg_file.is_file():
+    if not (path / "adapter_config.json").is_file():
         raise ModelLoadError("no adapter_config.json: not a PEFT adapter", where=str(path),
                              fix="point after the `+` at a directory saved by peft")
-    cfg = json.loads(cfg_file.read_text())
+    cfg = _read_config(inside(path, "adapter_config.json", what="adapter_config.json"))
     _check_supported(cfg, path)
-    file = next((path / f for f in ADAPTER_FILES if (path / f).is_file()), None)
-    if file is None:
+    name = next((f for f in ADAPTER_FILES if (path / f).is_file()), None)
+    if name is None:
         raise ModelLoadError("no adapter_model.safetensors in the adapter", where=str(path),
                              fix="save the adapter with peft's save_pretrained")
+    file = inside(path, name, what="adapter weights")  # no link out of the adapter folder
+    regular_file(file, what="adapter weights")
     keys = _adapter_keys(file)
     pairs, whole = {}, {}
     for key in keys:
@@ -101,6 +103,19 @@ def read_adapter(ref: str) -> Adapter:
             whole[name.replace(".base_layer.", ".").replace(".modules_to_save.", ".")] = key
     return Adapter(path, file, bool(cfg.get("fan_in_fan_out")),
                    {f"{mod}.weight": p for mod, p in pairs.items()}, whole)
+
+
+def _read_config(f: Path) -> dict:
+    regular_file(f, what="adapter_config.json")
+    try:
+        cfg = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"adapter_config.json is not valid JSON: {e}", where=str(f),
+                             fix="repair or re-download the adapter") from e
+    if not isinstance(cfg, dict):
+        raise ModelLoadError("adapter_config.json is not a JSON object", where=str(f),
+                             fix="repair or re-download the adapter")
+    return cfg
 
 
 def _check_supported(cfg: dict, path: Path) -> None:

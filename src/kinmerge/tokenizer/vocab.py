@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kinmerge.errors import ModelLoadError
+from kinmerge.io.safe_path import inside, no_links_out, regular_file
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,14 @@ def load_backend(path: Path):
     from tokenizers import Tokenizer
 
     if (path / "tokenizer.json").is_file():
+        f = inside(path, "tokenizer.json", what="tokenizer.json")  # no link out of the folder
+        regular_file(f, what="tokenizer.json")
         try:
-            return Tokenizer.from_file(str(path / "tokenizer.json"))
+            return Tokenizer.from_file(str(f))
         except Exception as e:
             raise ModelLoadError(f"cannot read tokenizer.json: {e}", where=str(path),
                                  fix="repair or re-download the tokenizer files") from e
+    no_links_out(path)  # transformers reads whatever the folder holds
     try:
         from transformers import AutoTokenizer
 
