@@ -21,7 +21,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
-from kinmerge.io.lora import open_reader
+from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
@@ -57,8 +57,10 @@ def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[st
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
-            # `base+lora`: the adapter applied on the fly by the reader
-            readers[ref] = planned[ref] if planned and ref in planned else open_reader(ref)
+            # `base+lora`: the adapter applied on the fly by the reader; a planned stage
+            # stands in for itself with or without an adapter (names and shapes are its own)
+            stand_in = (planned or {}).get(split_lora(ref)[0])
+            readers[ref] = stand_in if stand_in is not None else open_reader(ref)
         yield readers
     finally:
         for r in readers.values():

@@ -215,11 +215,11 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None) -> TensorJob | None
         return None
     ref_model, ref_name = u.ref
     dt = out_dtype or ctx.readers[ref_model].dtype(ref_name)
-    inputs = [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else [])
     vocab = None
-    if ctx.vocab is not None and is_vocab_tensor(u.name):
-        in_rows = [ctx.readers[m].shape(n)[0] for m, n in inputs]
-        vocab, problems = plan_rows(ctx.vocab, [m for m, _ in inputs], u.name, in_rows)
+    if ctx.vocab is not None and is_vocab_tensor(u.name):  # rows follow the output vocabulary
+        inputs = [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else [])
+        vocab, problems = plan_rows(ctx.vocab, [m for m, _ in inputs], u.name,
+                                    [ctx.readers[m].shape(n)[0] for m, n in inputs])
         ctx.problems += problems
         shape = (ctx.vocab.out.rows, *shape[1:])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,

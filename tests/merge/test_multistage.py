@@ -116,3 +116,27 @@ def test_plan_and_validate_every_stage_without_merging(family, tmp_path):
     assert final[0]["base"] == "planned-stage:soup:model.norm.weight"
     assert final[0]["inputs"] == ["planned-stage:ta:model.norm.weight"]
     assert not (tmp_path / ".out.stages").exists()
+
+
+def test_a_stage_with_a_lora_adapter(family, tmp_path):
+    from safetensors.torch import save_file
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 1,
+                                                          "lora_alpha": 2}))
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 24, generator=g), torch.randn(16, 1, generator=g)
+    key = "base_model.model.model.layers.1.mlp.down_proj"
+    save_file({f"{key}.lora_A.weight": a, f"{key}.lora_B.weight": b},
+              lora / "adapter_model.safetensors")
+    docs = stages(family)[:1] + [{"merge_method": "passthrough",
+                                  "models": [{"model": f"soup+{lora}"}]}]
+    f = write(tmp_path, docs)
+    assert [s.needs for s in read_stages(f)[0]] == [(), ("soup",)]
+    res = CliRunner().invoke(main, ["validate", str(f)])
+    assert res.exit_code == 0 and "stage final OK: passthrough" in res.output, res.output
+    out = kinmerge.merge_stages(f, tmp_path / "out")
+    soup = kinmerge.merge_to_memory({k: v for k, v in docs[0].items() if k != "name"})
+    n = "model.layers.1.mlp.down_proj.weight"
+    got = load_file(out / "model.safetensors")[n]
+    assert torch.equal(got, soup.tensors[n] + (b @ a) * 2.0)
