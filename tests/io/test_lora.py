@@ -148,3 +148,19 @@ def test_matches_mergekit_and_peft(golden, name):
     assert sorted(got) == sorted(want)
     for n, w in want.items():
         assert got[n].dtype == w.dtype and torch.equal(got[n], w), n
+
+
+def test_kinship_of_a_lora_fine_tune(family, tmp_path, ab):
+    """A `base+lora` reference works wherever a model goes; kinship streams its merged
+    tensors in chunks (the reader keeps the last merged tensor, not one merge per chunk)."""
+    from kinmerge.kinship.measure import kinship
+    a, b = ab
+    lora = write_adapter(tmp_path / "lora", {"model.layers.0.self_attn.q_proj.lora_A.weight": a,
+                                             "model.layers.0.self_attn.q_proj.lora_B.weight": b})
+    base, ft = ModelReader(family["base"]), ModelReader(family["ft"][0])
+    d_lora = ((b @ a) * 2.0).double().flatten()
+    d_ft = (ft.get(Q) - base.get(Q)).double().flatten()
+    ft_norm2 = sum(float(((ft.get(n) - base.get(n)).double() ** 2).sum()) for n in base.names())
+    want = float(d_lora @ d_ft) / math.sqrt(float(d_lora @ d_lora) * ft_norm2)
+    k = kinship(f"{family['base']}+{lora}", family["ft"][0], base=family["base"], metrics="cs")
+    assert k["cs"] == pytest.approx(want, rel=1e-6)

@@ -160,6 +160,7 @@ class LoraModelReader(ModelReader):
         super().__init__(base)
         self.ref = str(ref)
         self.adapter = read_adapter(lora)
+        self._flat: tuple[str, torch.Tensor] | None = None
         missing = sorted(n for n in self.adapter.pairs if not ModelReader.__contains__(self, n))
         if missing:
             raise ModelLoadError(f"the adapter targets {len(missing)} tensor(s) the model "
@@ -210,7 +211,16 @@ class LoraModelReader(ModelReader):
 
     def read_flat(self, name: str, lo: int, hi: int,
                   into: bytearray | None = None) -> torch.Tensor:
-        return self.get(name).reshape(-1)[lo:hi]
+        """Elements [lo, hi) of the merged tensor; the last tensor is kept, so streaming one
+        tensor in chunks (kinship) merges it once, not once per chunk."""
+        if self._flat is None or self._flat[0] != name:
+            self._flat = None  # free the previous tensor first
+            self._flat = (name, self.get(name).reshape(-1))
+        return self._flat[1][lo:hi]
+
+    def close(self) -> None:
+        self._flat = None
+        super().close()
 
     def __repr__(self) -> str:
         return f"LoraModelReader({self.ref!r})"
