@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -47,7 +49,11 @@ class MergedModel:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return ModelReader(tokenizer_source(self.plan)).path
+        """The merge's tokenizer: the source model's folder, or, when the merge appends
+        tokens (union, the tokenizer: block), a cached folder holding them too."""
+        src = open_reader(tokenizer_source(self.plan)).path
+        vp = self.plan.vocab
+        return src if vp is None or not vp.out.appended else _appended_tokenizer(vp, src)
 
 
 @contextlib.contextmanager
@@ -174,6 +180,25 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+def _appended_tokenizer(vp, src: Path) -> Path:
+    """A folder (under the temp dir, keyed by source and tokens) with `src`'s tokenizer files
+    plus the plan's appended tokens; written once, atomically."""
+    key = json.dumps([str(src.resolve()), [vars(a) for a in vp.out.appended]])
+    d = Path(tempfile.gettempdir()) / "kinmerge-tokenizers" / hashlib.sha256(
+        key.encode()).hexdigest()[:16]
+    if not (d / "tokenizer.json").is_file():
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent))
+        for f in TOKENIZER_FILES:
+            _copy_side_file(src, f, tmp)
+        write_appended(vp, src, tmp)
+        try:
+            tmp.rename(d)
+        except OSError:  # another process wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return d
 
 
 def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:

@@ -144,3 +144,11 @@ def test_plan_shows_the_vocabulary(added, tmp_path):
     assert res.exit_code == 0, res.output
     assert (f"vocabulary: 75 tokens from union ({added['base']}'s tokenizer + 4 added), 75 "
             "embedding rows") in " ".join(res.output.split())
+
+
+def test_in_memory_merge_has_a_tokenizer_with_the_new_tokens(added):
+    merged = kinmerge.merge_to_memory(ta(added, tokenizer_source="union"))
+    vocab = AutoTokenizer.from_pretrained(str(merged.tokenizer_dir)).get_vocab()
+    assert vocab["<code>"] == 74 and merged.tensors[E].shape == (75, 8)
+    assert kinmerge.merge_to_memory(ta(added, tokenizer_source="union")).tokenizer_dir \
+        == merged.tokenizer_dir  # cached, written once
