@@ -71,7 +71,7 @@ def read_stages(source: RecipeSource) -> tuple[list[Stage], str]:
     """The stages of a multi-document recipe, with every structural problem at once."""
     docs, where = read_documents(source)
     problems, stages, seen = [], [], set()
-    names = {d.get("name") for d in docs if isinstance(d, dict)} - {None}
+    names = {d["name"] for d in docs if isinstance(d, dict) and isinstance(d.get("name"), str)}
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict):
             problems.append(f"document {i + 1} is not a mapping of recipe keys")
