@@ -83,6 +83,7 @@ def test_order_follows_dependencies_not_documents(family, tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d[1].update(name="soup"), "document 2: duplicate stage name 'soup'"),
     (lambda d: d[0].pop("name"), "document 3: a second document without `name`"),
+    (lambda d: d[0].update(name=["x"]), "document 1: name must be a string, got ['x']"),
     (lambda d: d[0]["models"][0].update(model="ta") or d[1].update(base_model="soup"),
      "stage 'soup' depends on itself"),
 ])
