@@ -24,6 +24,7 @@ from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.lora import open_reader, split_lora
+from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
@@ -113,10 +114,13 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
+    r = load_recipe(recipe)
+    # a `base+lora` reference protects both folders
+    check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
+    if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
-    r = load_recipe(recipe)
+    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
@@ -125,11 +129,14 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
-            with _progress(p, progress) as tick:
-                execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick,
-                        allow_nonfinite=allow_nonfinite)
-            writer.close()
+            try:
+                with _progress(p, progress) as tick:
+                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                            work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                            allow_nonfinite=allow_nonfinite)
+                writer.close()
+            finally:
+                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
             lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,

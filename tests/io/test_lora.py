@@ -164,3 +164,12 @@ def test_kinship_of_a_lora_fine_tune(family, tmp_path, ab):
     want = float(d_lora @ d_ft) / math.sqrt(float(d_lora @ d_lora) * ft_norm2)
     k = kinship(f"{family['base']}+{lora}", family["ft"][0], base=family["base"], metrics="cs")
     assert k["cs"] == pytest.approx(want, rel=1e-6)
+
+
+def test_out_may_not_be_the_adapter_folder(family, tmp_path, ab):
+    a, b = ab
+    lora = write_adapter(tmp_path / "lora", {"model.layers.0.self_attn.q_proj.lora_A.weight": a,
+                                             "model.layers.0.self_attn.q_proj.lora_B.weight": b})
+    with pytest.raises(kinmerge.KinmergeError, match="writing there could overwrite or delete"):
+        kinmerge.lora_merge(f"{family['base']}+{lora}", lora, overwrite=True)
+    assert (lora / "adapter_model.safetensors").is_file()
