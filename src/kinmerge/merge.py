@@ -21,6 +21,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
@@ -100,10 +101,12 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
+    r = load_recipe(recipe)
+    check_out(out, input_roots(r.model_refs()))
+    if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
-    r = load_recipe(recipe)
+    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
@@ -112,11 +115,14 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
-            with _progress(p, progress) as tick:
-                execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick,
-                        allow_nonfinite=allow_nonfinite)
-            writer.close()
+            try:
+                with _progress(p, progress) as tick:
+                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                            work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                            allow_nonfinite=allow_nonfinite)
+                writer.close()
+            finally:
+                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
             lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,
