@@ -62,23 +62,25 @@ def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
             r.close()
 
 
-def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
+              ties_topk: str | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
     with open_models(r) as readers:
-        return plan(r, readers, dtype=dtype)
+        return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
-                    allow_nonfinite: bool = False) -> MergedModel:
+                    allow_nonfinite: bool = False,
+                    ties_topk: str | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
                 work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
@@ -90,13 +92,16 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
           progress: bool = False, lineage: dict | None = None,
-          allow_nonfinite: bool = False) -> Path:
+          allow_nonfinite: bool = False, ties_topk: str | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    `ties_topk="mergekit"` ranks equal magnitudes in TIES/breadcrumbs trims as stock
+    mergekit does (its bytes reproduced); default: the recipe's `kinmerge: {topk: ...}`, else
+    "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
@@ -110,7 +115,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
