@@ -23,7 +23,7 @@ from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
-from kinmerge.io.safe_path import inside, regular_file
+from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
@@ -180,7 +180,7 @@ def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
     """Copy `name` if the model has it; a link leading out of the model folder is refused
     (its target could be any local file, published with the merge)."""
     src = model_dir / name
-    if not (src.exists() or src.is_symlink()):
+    if not present(src):
         return
     inside(model_dir, name, what=name)
     regular_file(src, what=name)

@@ -220,7 +220,9 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None) -> TensorJob | None
     if shape is None or params is None:
         return None
     ref_model, ref_name = u.ref
-    dt = out_dtype or ctx.readers[ref_model].dtype(ref_name)
+    dt = ctx.readers[ref_model].dtype(ref_name)
+    if dt.is_floating_point:  # integer and bool buffers (position ids, masks) keep theirs
+        dt = out_dtype or dt
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
                      u.layer, rows)
 
@@ -290,7 +292,7 @@ def _out_layers(r: Recipe) -> int | None:
 def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
                 jobs: list[TensorJob]) -> dict:
     config = dict(ctx.readers[reference].config)
-    dtypes = {j.out_dtype for j in jobs}
+    dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
         name = str(next(iter(dtypes))).removeprefix("torch.")
         config["torch_dtype"] = name

@@ -362,3 +362,18 @@ def test_file_outputs_refuse_a_fifo_or_a_folder(tmp_path):
     for p in (tmp_path / "pipe.png", tmp_path):
         with pytest.raises(KinmergeError, match="exists and is not a regular file"):
             check_out(p, option="figure", folder=False)
+
+
+def test_out_path_over_the_path_limit_is_one_clear_error(models, tmp_path):
+    deep = tmp_path.joinpath(*["d" * 200] * 21)  # each name legal, the whole path not
+    r = run(["merge", recipe(tmp_path, models), deep])
+    assert r.exit_code == 2, r.output
+    assert "over the system's limit of 4032" in r.output and "Traceback" not in r.output
+
+
+def test_out_through_a_symlink_loop_is_one_clear_error(models, tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    r = run(["merge", recipe(tmp_path, models), tmp_path / "loop" / "out"])
+    assert r.exit_code == 2, r.output
+    assert f"OUT {tmp_path / 'loop' / 'out'} cannot be resolved" in r.output
+    assert "Traceback" not in r.output

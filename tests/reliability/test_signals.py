@@ -95,3 +95,56 @@ def test_kill_9_leftover_is_removed_by_the_next_run(job, tmp_path):
     human = f"{size} bytes" if size < 1000 else f"{size / 1000:.1f} KB"
     assert f"removed {left} ({human}) left by an interrupted run (pid {p.pid})" in done.stderr
     assert not leftovers(tmp_path) and (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow  # two CLI processes and a search: ~15 s idle, over a minute on a busy box
+def test_sigterm_mid_evolve_exits_cleanly_and_resumes(tmp_path):
+    """SIGTERM in the middle of a search: exit 143, no traceback, the lock released, and
+    `--resume` finishes the budget."""
+    import sqlite3
+
+    from kinmerge.io.rundir import run_lock
+
+    here = Path(__file__).parents[1] / "evolve"
+    root = tmp_path / "fam"
+    kw = dict(layers=2, hidden=16, intermediate=24, vocab=40)
+    base = synthetic_llama(root / "base", seed=0, **kw)
+    for i in (1, 2):
+        synthetic_llama(root / f"ft{i}", base=base, seed=i, delta=0.05, **kw)
+    cfg = {"mode": "ps", "base_model": str(base), "models": [str(root / "ft1"), str(root / "ft2")],
+           "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
+           "search": {"params": {"weight": [0, 1]}},
+           "fitness": {"function": "evo_fitness:slow_closeness"}, "budget": {"trials": 7},
+           "baselines": {"weights": [0.5]}, "seed": 0}
+    (tmp_path / "evolve.yml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "evo"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get(
+        "PYTHONPATH", "")]), "COLUMNS": "1000"}
+    cmd = [sys.executable, "-c", "from kinmerge.cli import main; main()", "evolve",
+           str(tmp_path / "evolve.yml"), "--out", str(out)]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def complete() -> int:
+        try:
+            con = sqlite3.connect(out / "study.db")
+            try:
+                return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'"
+                                   ).fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 90
+    while complete() < 2 and p.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "Traceback" not in err
+    with run_lock(out, "evolve"):  # released by the terminated run
+        pass
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "\"trials\": 7" in done.stdout

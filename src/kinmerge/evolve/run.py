@@ -199,7 +199,7 @@ def _header(cfg: EvolveConfig, p: Phase) -> str:
 
 def _save_model(p: Phase, out: Path) -> None:
     """Merge the winner into `out` (with its DFS scales), replacing it in one swap."""
-    with atomic_dir(out) as tmp:
+    with atomic_dir(check_out(out, option="the exported model")) as tmp:
         model = merge(p.recipe_yaml, tmp / "model")  # inside tmp: a kill leaves one leftover
         if p.scales is not None:
             write_dfs_config(model, p.path, p.scales)

@@ -16,6 +16,7 @@ from typing import Iterable
 from kinmerge.errors import KinmergeError
 
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+PATH_MAX = 4096  # bytes in a whole path on Linux, the final NUL included
 # errnos that only the environment causes: never a bug, always one clear message
 ENVIRONMENT = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 FIXES = {
@@ -48,7 +49,7 @@ def hub_cache_root(ref: str) -> Path | None:
     from kinmerge.io.hub import HUB_ID, split_revision
 
     repo, _ = split_revision(ref)
-    if not HUB_ID.match(repo) or Path(repo).expanduser().exists():
+    if not HUB_ID.match(repo) or os.path.exists(os.path.expanduser(repo)):
         return None
     from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -61,11 +62,8 @@ def input_roots(refs: Iterable[str | os.PathLike]) -> list[tuple[str, Path]]:
     for ref in refs:
         if ref is None:
             continue
-        p = Path(ref).expanduser()
-        try:
-            root = model_root(p) if p.exists() else hub_cache_root(str(ref))
-        except OSError:  # a name too long to look up: no folder there to protect, and
-            continue     # opening the model reports the error with its fix
+        p = Path(ref).expanduser()  # os.path.exists: False, not an error, for a bad path
+        root = model_root(p) if os.path.exists(p) else hub_cache_root(str(ref))
         if root is not None:
             roots.append((str(ref), root))
     return roots
@@ -92,16 +90,25 @@ def check_out(out: str | os.PathLike, inputs: Iterable[tuple[str, Path]] = (), *
     if not folder and out.exists() and not out.is_file():  # a folder, a FIFO (would hang)
         raise KinmergeError(f"{option} {out} exists and is not a regular file", where=str(out),
                             fix=f"choose another {option}")
-    real = out.resolve()
+    real = _resolve(out, option)
     _check_parent(real, out, option)
     for ref, root in inputs:
-        rel = _relation(real, Path(root).resolve(), folder)
+        rel = _relation(real, _resolve(Path(root), "input model"), folder)
         if rel:
             raise KinmergeError(
                 f"{option} {out} {rel} input model {ref} ({root}); writing there could "
                 "overwrite or delete it", where=str(out),
                 fix=f"choose an {option} outside every input model folder")
     return out
+
+
+def _resolve(p: Path, option: str) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError) as e:  # Python 3.11 raises RuntimeError on a link loop
+        raise KinmergeError(f"{option} {p} cannot be resolved: {e}", where=str(p),
+                            fix="a symbolic link in the path loops or is unreadable: "
+                                "fix it, or choose another path") from e
 
 
 def _relation(real: Path, root: Path, folder: bool) -> str | None:
@@ -115,6 +122,11 @@ def _relation(real: Path, root: Path, folder: bool) -> str | None:
 
 
 def _check_name(out: Path, option: str) -> None:
+    n = len(os.fsencode(os.path.abspath(out)))
+    if n >= PATH_MAX - 64:  # room for the temporary folder's suffix and the files inside
+        raise KinmergeError(f"{option} is a path of {n} bytes, over the system's limit of "
+                            f"{PATH_MAX - 64} (leaving room for the files inside)",
+                            where=str(out)[:300] + "...", fix="choose a shorter OUT path")
     for part in out.parts:
         if len(os.fsencode(part)) > NAME_MAX:
             raise KinmergeError(f"{option} has a name of {len(os.fsencode(part))} bytes, over "
