@@ -51,6 +51,12 @@ class Method:
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
     min_models: int = 1
     extra: dict = field(default_factory=dict)
+    optional_base: bool = False  # base_model, when the recipe names one, is the base (nuslerp)
+
+    @property
+    def takes_base(self) -> bool:
+        """Whether a recipe's base_model is passed as `base` rather than as an input."""
+        return self.needs_base or self.optional_base
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
