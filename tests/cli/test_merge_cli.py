@@ -43,6 +43,8 @@ def test_merge_validate_plan_methods(family, tmp_path):
     r = run(["methods"])
     assert r.exit_code == 0 and all(m in r.output for m in ("ties", "slerp", "dare_ties"))
     assert "Yadav" in run(["methods", "ties"]).output
+    r = run(["methods", "nuslerp"])
+    assert "optional" in r.output and "nuslerp_flatten" in r.output
 
 
 def test_kinmerge_yaml_accepts_mergekit_flags(family, tmp_path):

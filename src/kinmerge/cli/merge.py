@@ -112,5 +112,6 @@ def methods_cmd(name):
         m = REGISTRY[n]
         params = "\n".join(f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
                            + (" required" if p.required else "") for p in m.params)
-        t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
+        base = "needed" if m.needs_base else "optional" if m.optional_base else "—"
+        t.add_row(n, base, params or "—", m.summary, m.paper)
     out.print(t)
