@@ -87,8 +87,9 @@ def torch_threads(n: int | None):
 @click.option("-v", "--verbose", count=True,
               help="Debug logging and tracebacks (mergekit's -v, repeatable).")
 @_no_ops
-def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card, cuda,
-         device, gpu_rich, num_threads, random_seed, quiet, overwrite, verbose):
+def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
+         allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
+         verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(bool(verbose))
     try:
@@ -97,7 +98,7 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
                            device=device or ("cuda" if cuda or gpu_rich else "cpu"),
                            out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                            write_model_card=write_model_card, overwrite=overwrite,
-                           progress=not quiet)
+                           progress=not quiet, allow_nonfinite=allow_nonfinite)
     except KinmergeError as e:
         if verbose:
             raise
