@@ -16,7 +16,7 @@ import click
 import torch
 
 import kinmerge
-from kinmerge.cli.app import report_error, setup_logging
+from kinmerge.cli.app import install_signal_handlers, report_error, setup_logging
 from kinmerge.cli.merge import merge_options
 from kinmerge.errors import KinmergeError
 
@@ -92,6 +92,7 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
          verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(bool(verbose))
+    install_signal_handlers()
     try:
         with torch_threads(num_threads):
             kinmerge.merge(config_file, out_path, seed=random_seed,
@@ -104,3 +105,5 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
             raise
         report_error(e)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
