@@ -39,8 +39,10 @@ NO_OPS = {
 NO_OP_VALUES = {
     "transformers-cache": (str, "models are found through the Hugging Face cache "
                                 "(HF_HOME / HF_HUB_CACHE)"),
-    "lora-merge-cache": (str, "kinmerge keeps no cache of LoRA-merged models"),
-    "lora-merge-dtype": (str, "kinmerge takes no separate dtype for applying LoRA adapters"),
+    "lora-merge-cache": (str, "LoRA adapters are applied while reading; no merged copy is "
+                              "cached"),
+    "lora-merge-dtype": (str, "LoRA adapters are applied in peft's arithmetic (float32 "
+                              "product, one rounding to the weight's dtype)"),
     "write-threads": (int, "writes are sequential; see --async-write"),
 }
 
