@@ -176,7 +176,8 @@ def merge_cal(model_1, model_2, model_base, metric, split_calculation, signed_co
     """Model kinship of MODEL_1 and MODEL_2 from MODEL_BASE, as ModelKinship's merge_cal.
 
     METRIC: "cs pcc ed" or "cs,pcc,ed". Exact float64 arithmetic, |cos| as ModelKinship
-    reports, and its output lines: `Model Kinship based on Cosine Similarity: 0.123...`.
+    reports, and its output: one line per metric, in the order asked, the metric's key, a
+    colon, then ModelKinship's sentence: `cs: Model Kinship based on Cosine Similarity: 0.12`.
     """
     setup_logging(verbose)
     try:
@@ -190,10 +191,14 @@ def merge_cal(model_1, model_2, model_base, metric, split_calculation, signed_co
         report_error(e)
         sys.exit(2)
     for m, v in r.items():
-        if split_calculation:  # ModelKinship rounds its split results to 4 places
-            click.echo(f"Model Kinship based on {METRICS[m]} (weighted average): {v:.4f}")
-        else:
-            click.echo(f"Model Kinship based on {METRICS[m]}: {v!r}")
+        click.echo(f"{m}: {modelkinship_sentence(m, v, split_calculation)}")
+
+
+def modelkinship_sentence(metric: str, value: float, split: bool) -> str:
+    """ModelKinship's result sentence for one metric (its split mode rounds to 4 places)."""
+    if split:
+        return f"Model Kinship based on {METRICS[metric]} (weighted average): {value:.4f}"
+    return f"Model Kinship based on {METRICS[metric]}: {value!r}"
 
 
 def merge_cal_main() -> None:

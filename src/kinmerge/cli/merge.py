@@ -197,5 +197,6 @@ def methods_cmd(name):
     for n in names:
         m = REGISTRY[n]
         params = "\n".join(_describe(p) for p in m.params)
-        t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
+        base = "needed" if m.needs_base else "optional" if m.optional_base else "—"
+        t.add_row(n, base, params or "—", m.summary, m.paper)
     out.print(t)

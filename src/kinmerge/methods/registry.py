@@ -118,6 +118,12 @@ class Method:
     # run by `plan` before any tensor is read: a message when the values do not go together
     check: Callable[[dict[str, Any]], str | None] | None = None  # -> an error
     caution: Callable[[dict[str, Any]], str | None] | None = None  # -> a warning
+    optional_base: bool = False  # base_model, when the recipe names one, is the base (nuslerp)
+
+    @property
+    def takes_base(self) -> bool:
+        """Whether a recipe's base_model is passed as `base` rather than as an input."""
+        return self.needs_base or self.optional_base
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
