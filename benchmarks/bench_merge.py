@@ -50,22 +50,24 @@ def llama_shape(n_params: float) -> dict:
                 heads=hidden // 64, kv_heads=max(1, hidden // 512))
 
 
-def build_models(d: Path, shape: dict) -> dict[str, str]:
+def build_models(d: Path, shape: dict, shard_bytes: int = 2 * 1024**3) -> dict[str, str]:
     import torch
 
     from kinmerge.zoo.synthetic import synthetic_llama
 
     paths = {m: d / m for m in ("base", "ft1", "ft2", "ft3")}
     stamp = d / "shape.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == shape:
+    want = {**shape, "shard_bytes": shard_bytes}
+    if stamp.exists() and json.loads(stamp.read_text()) in (want, shape if shard_bytes ==
+                                                             2 * 1024**3 else None):
         return {k: str(v) for k, v in paths.items()}
     shutil.rmtree(d, ignore_errors=True)
     t0 = time.perf_counter()
-    kw = dict(dtype=torch.bfloat16, max_shard_bytes=2 * 1024**3, **shape)
+    kw = dict(dtype=torch.bfloat16, max_shard_bytes=shard_bytes, **shape)
     synthetic_llama(paths["base"], seed=0, **kw)
     for i, delta in ((1, 0.01), (2, 0.02), (3, 0.015)):
         synthetic_llama(paths[f"ft{i}"], seed=i, base=paths["base"], delta=delta, **kw)
-    stamp.write_text(json.dumps(shape))
+    stamp.write_text(json.dumps(want))
     print(f"built 4 models in {d} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return {k: str(v) for k, v in paths.items()}
 

@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -24,14 +24,16 @@ from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
-from kinmerge.plan import Plan, plan
+from kinmerge.plan import Plan, TensorJob, plan
 from kinmerge.recipe import Recipe, dtype_of, load_recipe
+from kinmerge.threads import using
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
                    "vocab.txt", "spiece.model", "chat_template.jinja", "chat_template.json")
 RecipeLike = "str | os.PathLike | dict | Recipe"
+OnTensor = Callable[[Plan, TensorJob], None]  # progress: called after each output tensor
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,17 @@ def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
-                    dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
+                    dtype: str | None = None, work_dtype: str | None = None,
+                    threads: int | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype)
         sink = InMemorySink()
-        execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                work_dtype=dtype_of(work_dtype))
+        with using(p.method.work, threads, read_ahead=True):
+            execute(p, readers, sink, seed=_seed(r, seed), device=device,
+                    work_dtype=dtype_of(work_dtype))
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -84,13 +88,17 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False, lineage: dict | None = None) -> Path:
+          progress: OnTensor | None = None, lineage: dict | None = None,
+          threads: int | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
+    `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
+    setting is restored when the call returns.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -105,7 +113,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
-            with _progress(p, progress) as tick:
+            tick = (lambda job: progress(p, job)) if progress else None
+            with using(p.method.work, threads, read_ahead=True):
                 execute(p, readers, writer, seed=_seed(r, seed), device=device,
                         work_dtype=dtype_of(work_dtype), on_tensor=tick)
             writer.close()
@@ -157,18 +166,3 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
-
-
-@contextlib.contextmanager
-def _progress(p: Plan, show: bool):
-    if not show:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from kinmerge.cli.app import console
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(f"{p.method.name} merge", total=len(p.jobs))
-        yield lambda job: bar.advance(task)

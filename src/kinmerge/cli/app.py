@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import click
 from rich.console import Console
@@ -22,13 +24,21 @@ class KinmergeGroup(click.Group):
     """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with exit_on_error(lambda: bool(ctx.obj and ctx.obj.get("verbose"))):
             return super().invoke(ctx)
-        except KinmergeError as e:
-            if ctx.obj and ctx.obj.get("verbose"):
-                console.print_exception()
-            report_error(e)
-            sys.exit(2)
+
+
+@contextmanager
+def exit_on_error(verbose: bool | Callable[[], bool] = False) -> Iterator[None]:
+    """The one way a command fails on a KinmergeError: its message on stderr, exit status 2
+    (with `verbose`, the traceback first). Every command and entry point goes through it."""
+    try:
+        yield
+    except KinmergeError as e:
+        if verbose() if callable(verbose) else verbose:
+            console.print_exception()
+        report_error(e)
+        sys.exit(2)
 
 
 def report_error(e: KinmergeError) -> None:

@@ -9,8 +9,10 @@ from rich.table import Table
 
 import kinmerge
 from kinmerge.cli.app import main
+from kinmerge.cli.progress import merge_bar
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
+from kinmerge.threads import HELP as THREADS_HELP
 
 out = Console()
 
@@ -39,13 +41,16 @@ def merge_options(f):
               help="Compute in this dtype whatever the recipe says (accuracy over parity).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card, device, seed,
-              dtype, work_dtype, overwrite, progress):
+              dtype, work_dtype, overwrite, progress, threads):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
-    path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
-                          work_dtype=work_dtype, out_shard_size=out_shard_size,
-                          copy_tokenizer=copy_tokenizer, write_model_card=write_model_card,
-                          overwrite=overwrite, progress=progress)
+    with merge_bar(progress) as bar:
+        path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
+                              work_dtype=work_dtype, out_shard_size=out_shard_size,
+                              copy_tokenizer=copy_tokenizer,
+                              write_model_card=write_model_card, overwrite=overwrite,
+                              progress=bar, threads=threads)
     out.print(f"merged model written to {path}", highlight=False)
 
 

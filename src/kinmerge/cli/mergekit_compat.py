@@ -8,14 +8,13 @@ merges read weights only), --transformers-cache, --lora-merge-cache.
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
 import kinmerge
-from kinmerge.cli.app import report_error, setup_logging
+from kinmerge.cli.app import exit_on_error, setup_logging
 from kinmerge.cli.merge import merge_options
-from kinmerge.errors import KinmergeError
+from kinmerge.cli.progress import merge_bar
+from kinmerge.threads import HELP as THREADS_HELP
 
 NO_OPS = ("allow-crimes", "lazy-unpickle", "low-cpu-memory", "clone-tensors", "read-to-gpu",
           "multi-gpu", "safe-serialization", "trust-remote-code", "quiet")
@@ -40,19 +39,16 @@ def _no_ops(f):
 @click.option("--random-seed", type=int, default=None, help="Seed of stochastic methods.")
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="mergekit-yaml replaces OUT by default.")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("-v", "--verbose", is_flag=True)
 @_no_ops
 def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card, cuda,
-         device, random_seed, overwrite, verbose):
+         device, random_seed, overwrite, threads, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(verbose)
-    try:
+    with exit_on_error(verbose), merge_bar(True) as bar:
         kinmerge.merge(config_file, out_path, seed=random_seed,
                        device=device or ("cuda" if cuda else "cpu"),
                        out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                       write_model_card=write_model_card, overwrite=overwrite, progress=True)
-    except KinmergeError as e:
-        if verbose:
-            raise
-        report_error(e)
-        sys.exit(2)
+                       write_model_card=write_model_card, overwrite=overwrite, progress=bar,
+                       threads=threads)

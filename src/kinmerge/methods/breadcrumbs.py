@@ -48,12 +48,12 @@ def breadcrumbs_ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight:
 
 _PAPER = "Davari & Belilovsky 2024, Model Breadcrumbs (arXiv:2312.06795)"
 _P = (Param("weight", "model"), Param("density", "model", 0.9), Param("gamma", "model", 0.01))
-register(Method(name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
+register(Method(work="select", name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
                 params=_P + (Param("normalize", "global", False, bool),
                              Param("lambda", "global", 1.0)),
                 summary="Drop each task vector's largest (gamma) and smallest entries, "
                         "then task arithmetic."))
-register(Method(name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
+register(Method(work="select", name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
                 paper=_PAPER + "; with TIES sign election",
                 params=_P + (Param("normalize", "global", True, bool),
                              Param("lambda", "global", 1.0)),

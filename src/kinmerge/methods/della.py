@@ -55,12 +55,14 @@ def della_linear(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: lis
 
 _PAPER = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
 _P = (Param("weight", "model"), Param("density", "model", 1.0), Param("epsilon", "model", 0.1))
-register(Method(name="della", fn=della, needs_base=True, stochastic=True, paper=_PAPER,
+register(Method(work="select", name="della", fn=della, needs_base=True, stochastic=True,
+                paper=_PAPER,
                 params=_P + (Param("normalize", "global", True, bool),
                              Param("rescale", "global", True, bool),
                              Param("lambda", "global", 1.0)),
                 summary="Magnitude-ranked random drop, rescale, then TIES election."))
-register(Method(name="della_linear", fn=della_linear, needs_base=True, stochastic=True,
+register(Method(work="select", name="della_linear", fn=della_linear, needs_base=True,
+                stochastic=True,
                 paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),
                                            Param("rescale", "global", True, bool),
                                            Param("lambda", "global", 1.0)),

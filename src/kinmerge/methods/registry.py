@@ -51,6 +51,9 @@ class Method:
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
     min_models: int = 1
     extra: dict = field(default_factory=dict)
+    # what the thread policy (kinmerge.threads) sizes for: streaming elementwise arithmetic,
+    # or per-tensor top-k / random masks over whole task vectors
+    work: Literal["elementwise", "select"] = "elementwise"
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
