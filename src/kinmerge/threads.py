@@ -130,8 +130,7 @@ def apply(work: Work, threads: int | None = None, *, read_ahead: bool = False) -
     import torch
 
     c = choose(work, threads, read_ahead=read_ahead)
-    if c.source not in USER_ENV:  # torch already follows the user's variable
-        torch.set_num_threads(c.threads)
+    torch.set_num_threads(c.threads)
     log.debug("torch threads: %d (%s; %d usable CPUs)", c.threads, c.source, c.cpus)
     return c
 
@@ -147,8 +146,7 @@ def using(work: Work, threads: int | None = None, *, read_ahead: bool = False
 
     before = torch.get_num_threads()
     c = choose(work, threads, read_ahead=read_ahead)
-    if c.source not in USER_ENV:
-        torch.set_num_threads(c.threads)
+    torch.set_num_threads(c.threads)
     log.debug("torch threads: %d (%s; %d usable CPUs)", c.threads, c.source, c.cpus)
     try:
         yield c
