@@ -24,6 +24,7 @@ from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
+from kinmerge.peak import PeakEstimate, expected_peak
 from kinmerge.plan import Plan, TensorJob, plan
 from kinmerge.recipe import Recipe, dtype_of, load_recipe
 from kinmerge.threads import using
@@ -67,6 +68,14 @@ def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
     r = load_recipe(recipe)
     with open_models(r) as readers:
         return plan(r, readers, dtype=dtype)
+
+
+def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, PeakEstimate]:
+    """The plan of `recipe` and the peak memory merging it is expected to take."""
+    r = load_recipe(recipe)
+    with open_models(r) as readers:
+        p = plan(r, readers, dtype=dtype)
+        return p, expected_peak(p, readers)
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",

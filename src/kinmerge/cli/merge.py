@@ -10,6 +10,7 @@ from rich.table import Table
 import kinmerge
 from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
+from kinmerge.merge import plan_peak
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
@@ -76,7 +77,7 @@ def validate_cmd(recipe, no_models):
 @click.option("--limit", type=int, default=None, help="Show at most this many tensors.")
 def plan_cmd(recipe, as_json, limit):
     """Dry run: which output tensor comes from what, with which parameters."""
-    p = kinmerge.make_plan(recipe)
+    p, peak = plan_peak(recipe)
     jobs = p.jobs[:limit] if limit else p.jobs
     if as_json:
         for j in jobs:
@@ -95,6 +96,7 @@ def plan_cmd(recipe, as_json, limit):
                   f"{j.base[0]}:{j.base[1]}" if j.base else "—",
                   ", ".join(f"{k}={_fmt(v)}" for k, v in j.params.items()))
     out.print(t)
+    out.print(str(peak), highlight=False)
     for w in p.warnings:
         out.print(f"warning: {w}", highlight=False)
 
