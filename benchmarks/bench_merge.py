@@ -7,7 +7,7 @@ first, --runs times. No thread variable is exported unless a setting says so:
 
   default   neither tool's environment touched (what a user gets)
   1, 2      OMP_NUM_THREADS=N for both tools
-  busy      default settings, one CPU-bound process running beside both tools
+  busy      default settings, one CPU-bound process running beside both tools (busy2: two)
   gpu       kinmerge --device cuda vs mergekit --cuda (only where torch sees a GPU)
 
 Each row reports the medians of wall time and peak RSS (GNU time's %M, so this script's own
@@ -124,7 +124,7 @@ w.close()
 
 
 
-SETTINGS = ("default", "1", "2", "busy", "gpu")
+SETTINGS = ("default", "1", "2", "busy", "busy2", "gpu")
 TIME = "/usr/bin/time"
 
 
@@ -202,7 +202,7 @@ def measure_row(setting: str, rf: Path, out: Path, kinds: list[Tool], runs: int,
     """`runs` rounds of every tool, the order rotating each round; medians and pair ratios."""
     times: dict[str, list] = {t.name: [] for t in kinds}
     loads = []
-    with busy(1 if setting == "busy" else 0):
+    with busy({"busy": 1, "busy2": 2}.get(setting, 0)):
         for i in range(runs):
             order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
             for tool in order:
@@ -256,7 +256,8 @@ def bench_size(size: str, args, kinds: list[Tool], settings: list[str]) -> list[
         rf.write_text(json.dumps(recipe(method, paths, args.density)))  # JSON is YAML
         for setting in settings:
             label = f"{size} {method} {setting}"
-            row = measure_row(setting, rf, out, kinds, args.runs, label)
+            these = [t for t in kinds if t.name != "before" or setting in args.before_settings]
+            row = measure_row(setting, rf, out, these, args.runs, label)
             rows.append({"size": size, "method": method, **row})
     return rows
 
@@ -301,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-mergekit", action="store_true")
     ap.add_argument("--before", default=None, metavar="SRC",
                     help="also run kinmerge from this source dir (its `src/`), e.g. main's")
+    ap.add_argument("--before-settings", default="default",
+                    help="the rows that also run --before (default: the default row only)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    args.before_settings = args.before_settings.split(",")
     settings = [s for s in args.settings.split(",") if s != "gpu" or has_gpu()]
     if "gpu" in args.settings.split(",") and "gpu" not in settings:
         print("gpu row skipped: torch sees no GPU here", flush=True)
