@@ -35,7 +35,8 @@ def test_overrides_in_order():
     assert threads.choose("elementwise", env=env, cpus=4) == \
         threads.ThreadChoice(5, "OMP_NUM_THREADS", 4)
     del env["OMP_NUM_THREADS"]
-    assert threads.choose("matmul", env=env, cpus=4) == threads.ThreadChoice(7, "MKL_NUM_THREADS", 4)
+    assert threads.choose("matmul", env=env, cpus=4) == \
+        threads.ThreadChoice(7, "MKL_NUM_THREADS", 4)
 
 
 @pytest.mark.parametrize("bad", ["0", "two", "-1", ""])
@@ -50,18 +51,24 @@ def test_bad_counts(bad):
 
 
 def test_cgroup_quota(tmp_path):
+    mine = tmp_path / "proc-self-cgroup"
+    mine.write_text("0::/\n")
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert threads.cgroup_quota(tmp_path) is None
+    assert threads.cgroup_quota(tmp_path, mine) is None
     (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert threads.cgroup_quota(tmp_path) == 1.5
+    assert threads.cgroup_quota(tmp_path, mine) == 1.5
+    (tmp_path / "user.slice" / "job").mkdir(parents=True)
+    (tmp_path / "user.slice" / "job" / "cpu.max").write_text("50000 100000\n")
+    mine.write_text("0::/user.slice/job\n")
+    assert threads.cgroup_quota(tmp_path, mine) == 0.5  # the process's own group first
     v1 = tmp_path / "v1"
     (v1 / "cpu").mkdir(parents=True)
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert threads.cgroup_quota(v1) is None
+    assert threads.cgroup_quota(v1, mine) is None
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
-    assert threads.cgroup_quota(v1) == 2.0
-    assert threads.cgroup_quota(tmp_path / "none") is None
+    assert threads.cgroup_quota(v1, mine) == 2.0
+    assert threads.cgroup_quota(tmp_path / "none", mine) is None
 
 
 def test_usable_cpus_follow_affinity_and_quota(monkeypatch):
@@ -134,4 +141,5 @@ def test_help_says_the_default(cmd):
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "--threads INTEGER" in text
-    assert "1 for merges and kinship" in text and "KINMERGE_THREADS" in text
+    assert "Default: kinmerge's policy: 1 for linear-like merges and kinship" in text
+    assert "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it." in text

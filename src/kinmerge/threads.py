@@ -42,9 +42,9 @@ F = TypeVar("F", bound=Callable)
 ENV = "KINMERGE_THREADS"
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SELECT_MAX = 4
-HELP = ("Torch threads (default: kinmerge's policy: 1 for merges and kinship, which are "
-        "memory-bound; the free CPUs for evaluation; KINMERGE_THREADS or an OMP_NUM_THREADS "
-        "you set win over it).")
+HELP = ("Torch threads. Default: kinmerge's policy: 1 for linear-like merges and kinship "
+        "(memory-bound), the free CPUs less one (at most 4) for ties/dare/della, the free "
+        "CPUs for evaluation. KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it.")
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,15 @@ def usable_cpus() -> int:
     return max(1, min(n, math.ceil(quota))) if quota else max(1, n)
 
 
-def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The CPU quota in CPUs (cgroup v2 `cpu.max`, else v1 `cfs_quota_us`), None if unlimited."""
+def cgroup_quota(root: Path = Path("/sys/fs/cgroup"),
+                 self_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota in CPUs (cgroup v2 `cpu.max` of this process's group or the root, else
+    v1 `cfs_quota_us`), None if unlimited."""
     try:
-        v2 = root / "cpu.max"
-        if v2.is_file():
-            quota, period = v2.read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
+        for v2 in (root / _v2_group(self_cgroup) / "cpu.max", root / "cpu.max"):
+            if v2.is_file():
+                quota, period = v2.read_text().split()[:2]
+                return None if quota == "max" else int(quota) / int(period)
         for d in (root / "cpu,cpuacct", root / "cpu"):
             q = d / "cpu.cfs_quota_us"
             if q.is_file():
@@ -82,6 +84,17 @@ def cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def _v2_group(self_cgroup: Path) -> str:
+    """This process's cgroup v2 path, relative ("" where unknown)."""
+    try:
+        for line in self_cgroup.read_text().splitlines():
+            if line.startswith("0::"):
+                return line[3:].strip().lstrip("/")
+    except OSError:
+        pass
+    return ""
 
 
 def others_running(loadavg: Path = Path("/proc/loadavg")) -> int:
