@@ -21,7 +21,9 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.peak import PeakEstimate, expected_peak
@@ -80,8 +82,11 @@ def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, Pe
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
+                    allow_nonfinite: bool = False,
                     threads: int | None = None) -> MergedModel:
-    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
+    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
+
+    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
@@ -89,7 +94,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                    work_dtype=dtype_of(work_dtype))
+                    work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -98,22 +103,26 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
-          threads: int | None = None) -> Path:
+          allow_nonfinite: bool = False, threads: int | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
+    the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
     setting is restored when the call returns.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
+    r = load_recipe(recipe)
+    check_out(out, input_roots(r.model_refs()))
+    if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
-    r = load_recipe(recipe)
+    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
@@ -123,10 +132,14 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
             tick = (lambda job: progress(p, job)) if progress else None
-            with using(p.method.work, threads, read_ahead=True):
-                execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick)
-            writer.close()
+            try:
+                with using(p.method.work, threads, read_ahead=True):
+                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                            work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                            allow_nonfinite=allow_nonfinite)
+                writer.close()
+            finally:
+                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
             lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,
@@ -163,15 +176,24 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
                       copy_tokenizer: bool, card: bool, name: str) -> None:
     (tmp / "config.json").write_text(json.dumps(p.config, indent=2) + "\n")
     ref_dir = readers[p.reference].path
-    if (ref_dir / "generation_config.json").exists():
-        shutil.copy2(ref_dir / "generation_config.json", tmp)
+    _copy_side_file(ref_dir, "generation_config.json", tmp)
     if copy_tokenizer:
         tok_dir = readers[tokenizer_source(p)].path
         for f in TOKENIZER_FILES:
-            if (tok_dir / f).exists():
-                shutil.copy2(tok_dir / f, tmp / f)
+            _copy_side_file(tok_dir, f, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
+    """Copy `name` if the model has it; a link leading out of the model folder is refused
+    (its target could be any local file, published with the merge)."""
+    src = model_dir / name
+    if not (src.exists() or src.is_symlink()):
+        return
+    inside(model_dir, name, what=name)
+    regular_file(src, what=name)
+    shutil.copyfile(src, tmp / name)  # the content; a link inside the folder is followed

@@ -6,7 +6,9 @@ Commands live in one module per area (merge.py, kinship.py, ...) and register th
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -16,6 +18,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import environment_error
 
 console = Console(stderr=True)
 
@@ -24,14 +27,23 @@ class KinmergeGroup(click.Group):
     """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
-        with exit_on_error(lambda: bool(ctx.obj and ctx.obj.get("verbose"))):
-            return super().invoke(ctx)
+        previous = install_signal_handlers()
+        try:
+            with exit_on_error(lambda: bool(ctx.obj and ctx.obj.get("verbose"))):
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            console.print("interrupted: partial outputs removed", highlight=False)
+            sys.exit(130)
+        finally:
+            if previous is not None:  # a host process (tests, notebooks) keeps its own
+                signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
 def exit_on_error(verbose: bool | Callable[[], bool] = False) -> Iterator[None]:
-    """The one way a command fails on a KinmergeError: its message on stderr, exit status 2
-    (with `verbose`, the traceback first). Every command and entry point goes through it."""
+    """The one way a command fails: a KinmergeError, or an error of the environment (disk
+    full, permissions), is one message on stderr and exit status 2 (with `verbose`, the
+    traceback first); anything else is a bug and keeps its traceback."""
     try:
         yield
     except KinmergeError as e:
@@ -39,6 +51,27 @@ def exit_on_error(verbose: bool | Callable[[], bool] = False) -> Iterator[None]:
             console.print_exception()
         report_error(e)
         sys.exit(2)
+    except Exception as e:
+        env = environment_error(e)
+        if env is None:
+            raise
+        report_error(env)
+        sys.exit(2)
+
+
+def install_signal_handlers():
+    """SIGTERM cleans up as Ctrl-C does: it unwinds the stack (temporary folders removed,
+    locks released) and exits 143. A second SIGTERM during that cleanup is ignored.
+    Returns the handler it replaced (None off the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        logging.getLogger("kinmerge").warning("terminated: removing partial outputs")
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def report_error(e: KinmergeError) -> None:

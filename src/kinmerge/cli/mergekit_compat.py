@@ -8,10 +8,12 @@ merges read weights only), --transformers-cache, --lora-merge-cache.
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
 import kinmerge
-from kinmerge.cli.app import exit_on_error, setup_logging
+from kinmerge.cli.app import exit_on_error, install_signal_handlers, setup_logging
 from kinmerge.cli.merge import merge_options
 from kinmerge.cli.progress import merge_bar
 from kinmerge.threads import HELP as THREADS_HELP
@@ -42,13 +44,17 @@ def _no_ops(f):
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("-v", "--verbose", is_flag=True)
 @_no_ops
-def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card, cuda,
-         device, random_seed, overwrite, threads, verbose):
+def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
+         allow_nonfinite, cuda, device, random_seed, overwrite, threads, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(verbose)
-    with exit_on_error(verbose), merge_bar(True) as bar:
-        kinmerge.merge(config_file, out_path, seed=random_seed,
-                       device=device or ("cuda" if cuda else "cpu"),
-                       out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                       write_model_card=write_model_card, overwrite=overwrite, progress=bar,
-                       threads=threads)
+    install_signal_handlers()
+    try:
+        with exit_on_error(verbose), merge_bar(True) as bar:
+            kinmerge.merge(config_file, out_path, seed=random_seed,
+                           device=device or ("cuda" if cuda else "cpu"),
+                           out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                           write_model_card=write_model_card, overwrite=overwrite,
+                           progress=bar, allow_nonfinite=allow_nonfinite, threads=threads)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -9,6 +9,7 @@ import click
 
 from kinmerge import threads
 from kinmerge.cli.app import main
+from kinmerge.errors import KinmergeError
 
 
 @main.group("zoo")
@@ -23,7 +24,11 @@ def zoo_group() -> None:
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
 def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
     """Build the zoo into OUT (or copy it from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge)."""
-    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, zoo
+    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
+    if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
+        raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
+                            where=str(out), fix="choose a new or empty folder, or a zoo to "
+                                                "rebuild")
     # measured: tiny models train fastest single-threaded (also in evolve's scoring jobs)
     os.environ.setdefault("KINMERGE_THREADS", "1")
     threads.apply("elementwise")
