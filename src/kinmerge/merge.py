@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -21,15 +23,17 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
-from kinmerge.io.safe_path import inside, regular_file
+from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.peak import PeakEstimate, expected_peak
 from kinmerge.plan import Plan, TensorJob, plan
 from kinmerge.recipe import Recipe, dtype_of, load_recipe
 from kinmerge.threads import using
+from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -49,27 +53,36 @@ class MergedModel:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return ModelReader(tokenizer_source(self.plan)).path
+        """The merge's tokenizer: the source model's folder, or, when the merge appends
+        tokens (union, the tokenizer: block), a cached folder holding them too."""
+        src = open_reader(tokenizer_source(self.plan)).path
+        vp = self.plan.vocab
+        return src if vp is None or not vp.out.appended else _appended_tokenizer(vp, src)
 
 
 @contextlib.contextmanager
-def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
-    """Every model of `recipe`, opened lazily (headers only), closed on exit."""
+def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[str, ModelReader]]:
+    """Every model of `recipe`, opened lazily (headers only), closed on exit. `planned`:
+    stand-ins for models not written yet (a multi-stage recipe's earlier stages)."""
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
-            readers[ref] = ModelReader(ref)
+            # `base+lora`: the adapter applied on the fly by the reader; a planned stage
+            # stands in for itself with or without an adapter (names and shapes are its own)
+            stand_in = (planned or {}).get(split_lora(ref)[0])
+            readers[ref] = stand_in if stand_in is not None else open_reader(ref)
         yield readers
     finally:
         for r in readers.values():
             r.close()
 
 
-def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
+              ties_topk: str | None = None, planned: dict | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
-    with open_models(r) as readers:
-        return plan(r, readers, dtype=dtype)
+    with open_models(r, planned) as readers:
+        return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
 def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, PeakEstimate]:
@@ -83,6 +96,7 @@ def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, Pe
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False,
+                    ties_topk: str | None = None,
                     threads: int | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
@@ -90,7 +104,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
@@ -103,13 +117,17 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
-          allow_nonfinite: bool = False, threads: int | None = None) -> Path:
+          allow_nonfinite: bool = False, ties_topk: str | None = None,
+          threads: int | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    `ties_topk="mergekit"` ranks equal magnitudes in TIES/breadcrumbs trims as stock
+    mergekit does (its bytes reproduced); default: the recipe's `kinmerge: {topk: ...}`, else
+    "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
@@ -118,7 +136,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     """
     out = Path(out)
     r = load_recipe(recipe)
-    check_out(out, input_roots(r.model_refs()))
+    # a `base+lora` reference protects both folders
+    check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
     if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
@@ -126,7 +145,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, topk=ties_topk)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
@@ -166,6 +185,8 @@ def _seed(r: Recipe, seed: int | None) -> int:
 
 
 def tokenizer_source(p: Plan) -> str:
+    if p.vocab is not None:
+        return p.vocab.out.source
     ts = p.recipe.tokenizer_source
     if ts == "base":
         return p.recipe.base_model
@@ -181,6 +202,8 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
         tok_dir = readers[tokenizer_source(p)].path
         for f in TOKENIZER_FILES:
             _copy_side_file(tok_dir, f, tmp)
+        if p.vocab is not None:  # tokens the union (or the tokenizer: block) adds
+            write_appended(p.vocab, tok_dir, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
@@ -188,11 +211,30 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
         (tmp / "README.md").write_text(model_card(p.recipe, name))
 
 
+def _appended_tokenizer(vp, src: Path) -> Path:
+    """A folder (under the temp dir, keyed by source and tokens) with `src`'s tokenizer files
+    plus the plan's appended tokens; written once, atomically."""
+    key = json.dumps([str(src.resolve()), [vars(a) for a in vp.out.appended]])
+    d = Path(tempfile.gettempdir()) / "kinmerge-tokenizers" / hashlib.sha256(
+        key.encode()).hexdigest()[:16]
+    if not (d / "tokenizer.json").is_file():
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent))
+        for f in TOKENIZER_FILES:
+            _copy_side_file(src, f, tmp)
+        write_appended(vp, src, tmp)
+        try:
+            tmp.rename(d)
+        except OSError:  # another process wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
 def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
     """Copy `name` if the model has it; a link leading out of the model folder is refused
     (its target could be any local file, published with the merge)."""
     src = model_dir / name
-    if not (src.exists() or src.is_symlink()):
+    if not present(src):
         return
     inside(model_dir, name, what=name)
     regular_file(src, what=name)

@@ -8,12 +8,14 @@ from rich.console import Console
 from rich.table import Table
 
 import kinmerge
+from kinmerge import multistage
 from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
 from kinmerge.merge import plan_peak
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
+from kinmerge.validate import recipe_warnings
 
 out = Console()
 
@@ -45,16 +47,53 @@ def merge_options(f):
               help="Compute in this dtype whatever the recipe says (accuracy over parity).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--ties-topk", type=click.Choice(["stable", "mergekit"]), default=None,
+              help="How TIES/breadcrumbs trims rank equal magnitudes: stable (default, "
+                   "fast) or mergekit (stock mergekit's unstable sort: its exact bytes). "
+                   "Overrides the recipe's `kinmerge: {topk: ...}`.")
+@click.option("--stage", default=None, help="Multi-stage recipe: the stage to write to OUT "
+              "(default: the unnamed one, else the last).")
+@click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
+              help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
+              "their recipe is unchanged); default: a folder beside OUT, removed after.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
-              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, threads):
-    """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
+              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,
+              stage, intermediate_dir, threads):
+    """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
+
+    A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
     with merge_bar(progress) as bar:
-        path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
-                              work_dtype=work_dtype, out_shard_size=out_shard_size,
-                              copy_tokenizer=copy_tokenizer,
-                              write_model_card=write_model_card, overwrite=overwrite,
-                              progress=bar, allow_nonfinite=allow_nonfinite, threads=threads)
+        options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
+                       out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                       write_model_card=write_model_card, overwrite=overwrite, progress=bar,
+                       allow_nonfinite=allow_nonfinite, ties_topk=ties_topk, threads=threads)
+        if multistage.is_multistage(recipe):
+            path = multistage.merge_stages(recipe, out_path, stage=stage,
+                                           intermediate_dir=intermediate_dir, **options)
+        else:
+            path = kinmerge.merge(recipe, out_path, **options)
+    out.print(f"merged model written to {path}", highlight=False)
+
+
+@main.command("lora-merge")
+@click.argument("model", metavar="BASE+LORA")
+@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
+@merge_options
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default=None,
+              help="Store the merged weights in this dtype (default: the base's).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
+def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card,
+                   allow_nonfinite, dtype, overwrite, progress, threads):
+    """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
+    with merge_bar(progress) as bar:
+        path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
+                                   copy_tokenizer=copy_tokenizer,
+                                   write_model_card=write_model_card, overwrite=overwrite,
+                                   progress=bar, allow_nonfinite=allow_nonfinite,
+                                   threads=threads)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -63,8 +102,12 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
 @click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
 def validate_cmd(recipe, no_models):
     """List every problem of RECIPE at once; exit non-zero if there is any."""
+    if multistage.is_multistage(recipe):
+        _validate_stages(recipe, no_models)
+        return
     if no_models:
-        kinmerge.load_recipe(recipe)
+        for w in recipe_warnings(kinmerge.load_recipe(recipe)):
+            out.print(f"warning: {w}", highlight=False)
         out.print("recipe OK (models not checked)")
         return
     p = kinmerge.make_plan(recipe)
@@ -74,17 +117,46 @@ def validate_cmd(recipe, no_models):
               f"{len(p.recipe.model_refs())} models", highlight=False)
 
 
+def _validate_stages(recipe, no_models: bool) -> None:
+    stages, _ = multistage.read_stages(recipe)
+    if no_models:
+        for s in stages:
+            kinmerge.load_recipe(multistage.resolve(s, {n: f"stage:{n}" for n in s.needs}))
+        out.print(f"recipe OK: {len(stages)} stages (models not checked)", highlight=False)
+        return
+    for s, p in multistage.plan_stages(recipe):
+        for w in p.warnings:
+            out.print(f"warning: stage {s.name or 'final'}: {w}", highlight=False)
+        out.print(f"stage {s.name or 'final'} OK: {p.method.name}, {len(p.jobs)} output "
+                  f"tensors, {len(p.recipe.model_refs())} models", highlight=False)
+
+
 @main.command("plan")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per output tensor.")
 @click.option("--limit", type=int, default=None, help="Show at most this many tensors.")
 def plan_cmd(recipe, as_json, limit):
-    """Dry run: which output tensor comes from what, with which parameters."""
+    """Dry run: which output tensor comes from what, with which parameters, and the peak
+    memory the merge is expected to take.
+
+    A multi-stage RECIPE shows each stage the last one needs, in run order."""
+    if multistage.is_multistage(recipe):
+        for s, p in multistage.plan_stages(recipe):
+            if not as_json:
+                out.print(f"stage {s.name or 'final'} (document {s.index + 1})",
+                          highlight=False)
+            _show_plan(p, as_json, limit, {"stage": s.name} if as_json else {})
+        return
     p, peak = plan_peak(recipe)
+    _show_plan(p, as_json, limit, peak=peak)
+
+
+def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None,
+               peak=None) -> None:
     jobs = p.jobs[:limit] if limit else p.jobs
     if as_json:
         for j in jobs:
-            click.echo(json.dumps({"tensor": j.name, "shape": list(j.shape),
+            click.echo(json.dumps({**(extra or {}), "tensor": j.name, "shape": list(j.shape),
                                    "dtype": str(j.out_dtype).removeprefix("torch."),
                                    "inputs": [f"{m}:{n}" for m, n in j.sources],
                                    "base": f"{j.base[0]}:{j.base[1]}" if j.base else None,
@@ -99,7 +171,13 @@ def plan_cmd(recipe, as_json, limit):
                   f"{j.base[0]}:{j.base[1]}" if j.base else "—",
                   ", ".join(f"{k}={_fmt(v)}" for k, v in j.params.items()))
     out.print(t)
-    out.print(str(peak), highlight=False)
+    if peak is not None:
+        out.print(str(peak), highlight=False)
+    if p.vocab is not None and not p.vocab.by_index:
+        v = p.vocab.out
+        out.print(f"vocabulary: {v.n_tokens} tokens from {p.vocab.spec.source} ({v.source}'s "
+                  f"tokenizer + {len(v.appended)} added), {v.rows} embedding rows",
+                  highlight=False)
     for w in p.warnings:
         out.print(f"warning: {w}", highlight=False)
 
@@ -108,6 +186,17 @@ def _fmt(v) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _describe(p) -> str:
+    """One parameter for `kinmerge methods`: scope, default, range."""
+    text = f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
+    text += " required" if p.required else ""
+    if not p.effect:
+        return text + ", no effect (accepted for mergekit)"
+    if p.kind is not bool and str(p.range) != "any finite number":
+        text += f" in {p.range}" + (" (outside: a warning)" if p.range.warn else "")
+    return text
 
 
 @main.command("methods")
@@ -120,7 +209,6 @@ def methods_cmd(name):
         t.add_column(col, overflow="fold")
     for n in names:
         m = REGISTRY[n]
-        params = "\n".join(f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
-                           + (" required" if p.required else "") for p in m.params)
+        params = "\n".join(_describe(p) for p in m.params)
         t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
     out.print(t)
