@@ -3,22 +3,20 @@
 Every flag of mergekit-yaml 0.1.5 is accepted, with its `--no-` form, so existing command
 lines work unchanged. What each does here (the README's "mergekit compatibility" table):
 - same meaning: --cuda, --device, --random-seed, --out-shard-size, --copy-tokenizer,
-  --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (torch's CPU threads
+  --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's CPU threads
   for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);
 - no effect, because kinmerge always behaves that way or has nothing to relax (see NO_OPS).
 """
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
-
 import click
-import torch
 
 import kinmerge
-from kinmerge.cli.app import install_signal_handlers, report_error, setup_logging
+from kinmerge.cli.app import exit_on_error, install_signal_handlers, setup_logging
 from kinmerge.cli.merge import merge_options
-from kinmerge.errors import KinmergeError
+from kinmerge.cli.progress import merge_bar
+from kinmerge.threads import HELP as THREADS_HELP
 
 # boolean flags (each with its --no- form) that change nothing here, and why
 NO_OPS = {
@@ -57,20 +55,6 @@ def _no_ops(f):
     return f
 
 
-@contextmanager
-def torch_threads(n: int | None):
-    """torch's intra-op CPU threads set to `n` for the block (None: unchanged)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
@@ -81,31 +65,28 @@ def torch_threads(n: int | None):
               help="mergekit's alias for --cuda --low-cpu-memory --read-to-gpu --multi-gpu: "
                    "here --cuda (the others are no-ops).")
 @click.option("-j", "--num-threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads of torch's arithmetic for this merge (default: torch's).")
+              help="mergekit's name for --threads.")
 @click.option("--random-seed", type=int, default=None, help="Seed of stochastic methods.")
 @click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="mergekit-yaml replaces OUT by default.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
 @click.option("-v", "--verbose", count=True,
               help="Debug logging and tracebacks (mergekit's -v, repeatable).")
 @_no_ops
 def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
          allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
-         verbose):
+         threads, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(bool(verbose))
     install_signal_handlers()
     try:
-        with torch_threads(num_threads):
+        with exit_on_error(bool(verbose)), merge_bar(not quiet) as bar:
             kinmerge.merge(config_file, out_path, seed=random_seed,
                            device=device or ("cuda" if cuda or gpu_rich else "cpu"),
                            out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                            write_model_card=write_model_card, overwrite=overwrite,
-                           progress=not quiet, allow_nonfinite=allow_nonfinite)
-    except KinmergeError as e:
-        if verbose:
-            raise
-        report_error(e)
-        sys.exit(2)
+                           progress=bar, allow_nonfinite=allow_nonfinite,
+                           threads=threads or num_threads)
     except KeyboardInterrupt:
         sys.exit(130)

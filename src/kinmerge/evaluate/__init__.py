@@ -17,6 +17,7 @@ from kinmerge.evaluate.base import Evaluator
 from kinmerge.evaluate.exact_match import ExactMatch
 from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
+from kinmerge.threads import with_threads
 
 EVALUATORS: dict[str, type] = {
     "exact_match": ExactMatch,
@@ -46,6 +47,7 @@ def model_dir_scorer(kind: str, path: str | Path, **options) -> Callable[[ModelL
     return score
 
 
+@with_threads("matmul")
 def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, float]:
     """All scores of `model` (loaded once, then shared by the evaluators)."""
     loaded = load_model(model, getattr(evaluators[0], "device", "cpu")) if evaluators else model

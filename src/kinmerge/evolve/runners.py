@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kinmerge.errors import KinmergeError
+from kinmerge.threads import using
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,17 @@ _FITNESS: dict[str, object] = {}
 
 
 def evaluate_job(job: Job) -> Result:
-    """Merge the job's recipe in memory, build the model, score it (runs in any worker)."""
+    """Merge the job's recipe in memory, build the model, score it (runs in any worker).
+
+    Under kinmerge.threads' policy for evaluation (KINMERGE_EVAL_THREADS, if set, wins);
+    torch's thread count is restored when the job returns.
+    """
+    n = os.environ.get("KINMERGE_EVAL_THREADS", "").strip()
+    with using("matmul", int(n) if n else None):
+        return _evaluate_job(job)
+
+
+def _evaluate_job(job: Job) -> Result:
     import torch
 
     from kinmerge.evolve.candidate import build_candidate, load_candidate
@@ -65,7 +76,6 @@ def evaluate_job(job: Job) -> Result:
     from kinmerge.evolve.fitness import TaskFitness
     from kinmerge.recipe import load_recipe
 
-    torch.set_num_threads(int(os.environ.get("KINMERGE_EVAL_THREADS", "1")))
     fitness = _FITNESS.get(job.config_json)
     if fitness is None:
         cfg = EvolveConfig.model_validate_json(job.config_json)

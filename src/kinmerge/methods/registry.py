@@ -119,6 +119,9 @@ class Method:
     check: Callable[[dict[str, Any]], str | None] | None = None  # -> an error
     caution: Callable[[dict[str, Any]], str | None] | None = None  # -> a warning
     optional_base: bool = False  # base_model, when the recipe names one, is the base (nuslerp)
+    # what the thread policy (kinmerge.threads) sizes for: streaming elementwise arithmetic,
+    # or per-tensor top-k / random masks over whole task vectors
+    work: Literal["elementwise", "select"] = "elementwise"
 
     @property
     def takes_base(self) -> bool:
