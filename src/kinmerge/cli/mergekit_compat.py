@@ -3,8 +3,8 @@
 Every flag of mergekit-yaml 0.1.5 is accepted, with its `--no-` form, so existing command
 lines work unchanged. What each does here (the README's "mergekit compatibility" table):
 - same meaning: --cuda, --device, --random-seed, --out-shard-size, --copy-tokenizer,
-  --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's CPU threads
-  for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);
+  --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's
+  CPU threads for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);
 - no effect, because kinmerge always behaves that way or has nothing to relax (see NO_OPS).
 """
 from __future__ import annotations
