@@ -253,6 +253,9 @@ class Breeder:
                 # replay of earlier generations would overstate)
                 "evaluations": sum(self.state.evaluation(n) is not None for n in self.present)}
         self.state.set_generation(gen, data)
+        log.info("generation %d: best %s = %.4f, top-k %s (kinship %.3f), %d evaluations",
+                 gen, top[0], data["best"], ", ".join(top), data["top_k_kinship"],
+                 data["evaluations"])
         if self.on_generation is not None:
             self.on_generation(data)
         return data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from kinmerge.cli.app import main
 from kinmerge.errors import KinmergeError
 
 out = Console()
+err = Console(stderr=True)
 
 
 def parse_task(spec: str) -> tuple[str, str, str]:
@@ -45,7 +47,9 @@ def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
 @click.option("--max-examples", type=int, default=None, help="Score the first N examples.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object {model: {task: score}}.")
-def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json):
+@click.option("--progress/--no-progress", default=None,
+              help="A bar per model and task (default: only when stderr is a terminal).")
+def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, progress):
     """Score MODELS (directories or hub ids) on tasks (prompt/answer JSONL, text files)."""
     from kinmerge.evaluate import evaluate_model, make_evaluator
 
@@ -53,9 +57,14 @@ def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json):
     if not specs:
         raise KinmergeError("no task to score", where="kinmerge eval",
                             fix="give --task NAME=FILE (repeatable) or --zoo DIR")
-    evaluators = [make_evaluator(kind, path, name=name, device=device,
-                                 max_examples=max_examples) for kind, name, path in specs]
-    scores = {m: evaluate_model(m, evaluators) for m in models}
+    bars = sys.stderr.isatty() if progress is None else progress
+    evaluators = [make_evaluator(kind, path, name=name, device=device, max_examples=max_examples,
+                                 progress=bars) for kind, name, path in specs]
+    scores = {}
+    for i, m in enumerate(models, 1):
+        if bars:
+            err.print(f"[{i}/{len(models)}] {m}", highlight=False)
+        scores[m] = evaluate_model(m, evaluators)
     if as_json:
         click.echo(json.dumps(scores, indent=2))
         return

@@ -16,22 +16,36 @@ def zoo_group() -> None:
 
 @zoo_group.command("build")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--from-scratch", is_flag=True,
+              help="Train the zoo here (minutes; weights depend on the CPU) instead of "
+                   "unpacking the shipped, digest-checked one (seconds).")
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of every random choice (with --from-scratch or --tiny).")
 @click.option("--tiny", is_flag=True, help="The seconds-to-build zoo of the tests (untrained).")
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
-def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
-    """Build the zoo into OUT (or copy it from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge)."""
+def build(out: Path, from_scratch: bool, seed: int, tiny: bool, no_cache: bool) -> None:
+    """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
+    (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     import torch
 
+    from kinmerge.errors import KinmergeError
+    from kinmerge.zoo import artifact
     from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, zoo
     torch.set_num_threads(1)  # measured: tiny models train fastest single-threaded
+    scratch = from_scratch or tiny
+    if seed != 0 and not scratch:
+        raise KinmergeError(f"the shipped zoo is trained with seed 0, not {seed}",
+                            where="kinmerge zoo build --seed", fix=f"add --from-scratch to "
+                            f"train a zoo with seed {seed} here (minutes)")
     cfg = ZooConfig.tiny() if tiny else ZooConfig()
     if no_cache:
-        path = build_zoo(out, cfg, seed)
+        path = build_zoo(out, cfg, seed) if scratch else artifact.materialize(out)
     else:
-        path = copy_zoo(zoo(cfg, seed), out)
+        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch), out)
     manifest = json.loads((path / "zoo.json").read_text())
-    click.echo(f"zoo in {path}")
+    source = manifest.get("source", f"trained here, seed {manifest['seed']}")
+    click.echo(f"zoo in {path} ({source}"
+               + (", sha256 of every model checked)" if "source" in manifest else ")"))
     for name, m in manifest["models"].items():
         click.echo(f"  {name:<10} {m['skill'] or '(base)'}")
     click.echo(f"  tasks: {', '.join(manifest['skills'])} (tasks/<skill>/heldout.jsonl)")

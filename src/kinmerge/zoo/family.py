@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from kinmerge.errors import KinmergeError
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.zoo.cache import cache_root
@@ -81,6 +82,16 @@ class ZooConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ZooConfig":
+        """The inverse of `to_dict` (a manifest's `config`)."""
+        def sched(x: dict | None) -> Schedule | None:
+            return Schedule(**x) if x else None
+        experts = tuple(Expert(**{**e, "schedule": sched(e.get("schedule"))})
+                        for e in d["experts"])
+        return cls(**{**d, "base": sched(d["base"]), "expert": sched(d["expert"]),
+                      "experts": experts, "parents": tuple(d["parents"])})
+
     def digest(self, seed: int) -> str:
         blob = json.dumps({"format": FORMAT, "seed": seed, "config": self.to_dict()},
                           sort_keys=True)
@@ -104,12 +115,18 @@ def save_model(model: torch.nn.Module, out: Path) -> Path:
     """
     from safetensors.torch import save_file
     out.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(str(out))
-    model.generation_config.save_pretrained(str(out))
+    save_config(model.config, out)
     tensors = {k: v.detach().contiguous() for k, v in sorted(model.state_dict().items())}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     save_tokenizer(out)
     return out
+
+
+def save_config(config, out: Path) -> None:
+    """config.json and generation_config.json of a zoo model."""
+    from transformers import GenerationConfig
+    config.save_pretrained(str(out))
+    GenerationConfig.from_model_config(config).save_pretrained(str(out))
 
 
 def write_tasks(root: Path, seed: int, n: int) -> dict[str, dict[str, str]]:
@@ -165,15 +182,32 @@ def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -
     return out
 
 
-def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None) -> Path:
-    """The zoo for (config, seed), built on first use under the cache, reused after."""
+def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None,
+        from_scratch: bool = False) -> Path:
+    """The zoo, cached: the shipped one (the default config, seed 0), unpacked in seconds; any
+    other config or seed, or `from_scratch=True`, trained on first use (minutes)."""
+    from kinmerge.zoo import artifact
     cfg = config or ZooConfig()
-    path = Path(cache) if cache else cache_root() / "zoo" / cfg.digest(seed)
-    if is_zoo(path, cfg.digest(seed)):
+    shipped = not from_scratch and uses_shipped(cfg, seed)
+    digest = artifact.shipped_digest() if shipped else cfg.digest(seed)
+    path = Path(cache) if cache else cache_root() / "zoo" / digest
+    if is_zoo(path, digest):
         log.info("using cached zoo %s", path)
         return path
+    if shipped:
+        return artifact.materialize(path)
     log.info("building the zoo into %s (a few minutes, once)", path)
     return build_zoo(path, cfg, seed)
+
+
+def uses_shipped(cfg: ZooConfig, seed: int) -> bool:
+    """Whether (cfg, seed) is what the shipped artifact was trained with."""
+    from kinmerge.zoo import artifact
+    try:
+        meta = artifact.shipped_manifest()
+    except KinmergeError:
+        return False
+    return meta["seed"] == seed and meta["config"] == json.loads(json.dumps(cfg.to_dict()))
 
 
 def is_zoo(path: Path, digest: str | None = None) -> bool:
