@@ -95,7 +95,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path or pass --overwrite")
+                                fix="choose another path, or pass overwrite=True "
+                                    "(--overwrite on the command line)")
     r = load_recipe(recipe)
     max_shard = parse_size(out_shard_size)
     check_device(device)

@@ -22,6 +22,7 @@ from kinmerge.breed.fitness import Fitness, KinshipFn
 from kinmerge.evaluate.tasks import weighted_mean
 from kinmerge.breed.state import BreedState
 from kinmerge.merge import merge
+from kinmerge.publish import refresh_card
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class Breeder:
             return
         gain = f - sum(self.state.evaluation(p)[0] for p in row.parents) / len(row.parents)
         rec = lineage.update(row.path, scores=scores, merge_gain=gain).model
+        refresh_card(Path(row.path))  # the card shows the scores too
         self.state.put_lineage(rec)
 
     # the loop ---------------------------------------------------------------------------

@@ -49,3 +49,36 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, no_cache: bool) 
     for name, m in manifest["models"].items():
         click.echo(f"  {name:<10} {m['skill'] or '(base)'}")
     click.echo(f"  tasks: {', '.join(manifest['skills'])} (tasks/<skill>/heldout.jsonl)")
+    if from_scratch and not tiny:  # trained here: say whether it came out usable
+        from kinmerge.zoo.properties import measure, problems
+        found = problems(measure(path))
+        click.echo("properties: " + ("ok" if not found else "NOT met on this machine:\n  "
+                                     + "\n  ".join(found) + "\n  (the shipped zoo has them: "
+                                     "build without --from-scratch)"))
+
+
+@zoo_group.command("check")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the measurements to this file.")
+def check(root: Path, json_out: Path | None) -> None:
+    """Measure a zoo's properties: experts good at their skill, base bad, kin by skill."""
+    import torch
+
+    from kinmerge.zoo.properties import BASE_MAX, EXPERT_MIN, measure, problems
+    torch.set_num_threads(1)
+    p = measure(root)
+    skills = list(dict.fromkeys(p["skills"].values()))
+    click.echo(f"{'model':<10} " + " ".join(f"{s:>6}" for s in skills))
+    for name, sc in p["scores"].items():
+        click.echo(f"{name:<10} " + " ".join(f"{sc[s]:6.3f}" for s in skills))
+    click.echo("kinship (pcc): " + ", ".join(f"{k.replace('|', '/')} {v:.3f}"
+                                             for k, v in p["pcc"].items()))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(p, indent=2) + "\n")
+    found = problems(p)
+    if found:
+        raise click.ClickException("the zoo lacks a property:\n  " + "\n  ".join(found))
+    click.echo(f"ok: every expert >= {EXPERT_MIN} on its skill, the base <= {BASE_MAX}, "
+               "same-skill experts the nearest kin")
