@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, progr
         raise KinmergeError("no task to score", where="kinmerge eval",
                             fix="give --task NAME=FILE (repeatable) or --zoo DIR")
     bars = sys.stderr.isatty() if progress is None else progress
+    # the bars (or nothing, off a terminal) replace the library's one log line per model
+    logging.getLogger("kinmerge.evaluate").setLevel(logging.WARNING)
     evaluators = [make_evaluator(kind, path, name=name, device=device, max_examples=max_examples,
                                  progress=bars) for kind, name, path in specs]
     scores = {}
