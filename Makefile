@@ -31,6 +31,7 @@ demo: install
 # Rerun the README's measured experiments on the shipped zoo (~15-30 min on 2 cores) and
 # rewrite its tables and the examples' measured comments from their summary.json files.
 results: install
+	rm -rf runs/results
 	$(BIN)/python -m kinmerge.results run runs/results
 
 bench: install

@@ -60,7 +60,7 @@ def demo_recipes(zoo_dir: Path, a: str, b: str) -> dict[str, dict]:
 
 
 def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
-             zoo_dir: str | Path | None = None, evolve_trials: int = 18,
+             zoo_dir: str | Path | None = None, evolve_trials: int = 36,
              breed_evaluations: int = 20) -> DemoResult:
     """Build (or reuse) the zoo, measure kinship, merge two experts, score everything, then
     evolve a recipe and breed the experts (0 trials / evaluations skips either)."""

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 from pathlib import Path
 
 import yaml
@@ -95,23 +94,28 @@ def run_all(out: Path, seeds: tuple[int, ...] = SEEDS, examples: Path = Path("ex
     from kinmerge.evolve import evolve
     from kinmerge.zoo.family import copy_zoo, zoo
     result = {"meta": meta(seeds)}
-    shutil.rmtree(out, ignore_errors=True)
     root = copy_zoo(zoo(), zoo_dir)
     result["zoo"] = zoo_result(root)
-    demos = []
-    for s in seeds:
-        demos.append(demo_result(run_demo(out / f"demo-{s}", seed=s, zoo_dir=root).summary, s))
-    first = json.loads((out / f"demo-{seeds[0]}" / "summary.json").read_text())
-    result["demo"] = {"parent_skills": first["parent_skills"], "runs": demos}
+    demos = [demo_result(_done(out / f"demo-{s}") or run_demo(
+        out / f"demo-{s}", seed=s, zoo_dir=root).summary, s) for s in seeds]
+    result["demo"] = {"parent_skills": _done(out / f"demo-{seeds[0]}")["parent_skills"],
+                      "runs": demos}
     cfg = yaml.safe_load((examples / "evolve-zoo.yml").read_text())
-    runs = []
-    for s in seeds:
-        d = out / f"evolve-{s}"
-        runs.append(evolve_result(evolve({**cfg, "seed": s}, d).summary, d, s))
-    result["evolve"] = {"runs": runs}
+    result["evolve"] = {"runs": [evolve_result(_done(out / f"evolve-{s}") or evolve(
+        {**cfg, "seed": s}, out / f"evolve-{s}").summary, out / f"evolve-{s}", s)
+        for s in seeds]}
     result["breed"] = {
-        "explore": breed_result(breed(examples / "breed-zoo.yml", out / "breed",
-                                      plots=False).summary),
-        "greedy": breed_result(breed(examples / "breed-zoo.yml", out / "greedy",
-                                     explore=False, plots=False).summary)}
+        "explore": breed_result(_done(out / "breed") or breed(
+            examples / "breed-zoo.yml", out / "breed", plots=False).summary),
+        "greedy": breed_result(_done(out / "greedy") or breed(
+            examples / "breed-zoo.yml", out / "greedy", explore=False, plots=False).summary)}
     return result
+
+
+def _done(run: Path) -> dict | None:
+    """The summary of a finished experiment (an interrupted `make results` picks up there;
+    `make results` starts from an empty folder)."""
+    try:
+        return json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
