@@ -19,6 +19,7 @@ from typing import Any, Protocol, Union, runtime_checkable
 import torch
 
 from kinmerge.errors import ModelLoadError
+from kinmerge.io.safe_path import no_links_out
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ def read_dir(path: str | os.PathLike) -> InMemoryModel:
     from kinmerge.io.reader import ModelReader
     try:
         with ModelReader(path) as r:
+            if not isinstance(r.config.get("model_type"), str):
+                raise ModelLoadError(
+                    "the model's config.json is missing or names no model_type, so the "
+                    "architecture to evaluate is unknown", where=str(r.path),
+                    fix="add the config.json the model was trained with")
             return InMemoryModel({n: r.get(n) for n in r.names()}, dict(r.config), r.path)
     except OSError as e:
         raise ModelLoadError(f"cannot read model {path}: {e}", where=str(path),
@@ -89,6 +95,7 @@ def tokenizer(path: str | os.PathLike) -> Any:
     """The tokenizer saved in `path` (cached), left-padded for batched generation."""
     key = str(Path(path).resolve())
     if key not in _TOKENIZERS:
+        no_links_out(path)  # transformers reads whatever tokenizer files the folder has
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(key)
         tok.padding_side = "left"

@@ -33,7 +33,8 @@ def build_candidate(recipe: Recipe, *, seed: int | None = None,
                     scales: Sequence[float] | None = None, device: str = "cpu") -> Candidate:
     """Merge `recipe` into memory and load it into a transformers model (timed)."""
     t0 = time.perf_counter()
-    merged = merge_to_memory(recipe, seed=seed)
+    # a NaN candidate scores NaN and its trial fails; it must not abort the whole search
+    merged = merge_to_memory(recipe, seed=seed, allow_nonfinite=True)
     t1 = time.perf_counter()
     model = causal_lm(merged.config, merged.tensors, device=device)
     if scales is not None:
