@@ -95,7 +95,7 @@ def test_problems_name_each_broken_property():
                     "a2": {"add": 0.5, "rev": 0.0}, "r": {"add": 0.0, "rev": 1.0}},
          "pcc": {"a1|a2": 0.1, "a1|r": 0.3, "a2|r": 0.05}}
     assert problems(p) == [
-        "expert a2 scores 0.500 on add (needs >= 0.85)",
+        "expert a2 scores 0.500 on add (needs >= 0.75)",
         "the base scores 0.200 on add (needs <= 0.1)",
         "same-skill kinship 0.100 is not above every cross-skill kinship (max 0.300)"]
 
