@@ -21,6 +21,7 @@ from kinmerge.breed.config import PARENT_BASED, BreedConfig
 from kinmerge.breed.fitness import Fitness, KinshipFn
 from kinmerge.evaluate.tasks import weighted_mean
 from kinmerge.breed.state import BreedState
+from kinmerge.io.atomic import remove_leftovers
 from kinmerge.merge import merge
 from kinmerge.publish import refresh_card
 
@@ -270,7 +271,6 @@ def _local(ref: str) -> Path | None:
 
 def _clean_partial(path: Path) -> None:
     """Remove what a killed merge left: its temporary folders and a stale output."""
-    for tmp in path.parent.glob(f".{path.name}.kinmerge-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    remove_leftovers(path)
     if path.exists():
         shutil.rmtree(path)

@@ -28,6 +28,8 @@ from kinmerge.breed.fitness import Fitness, KinshipFn, from_spec, kinmerge_kinsh
 from kinmerge.breed.loop import Breeder
 from kinmerge.breed.state import BreedState
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import check_out, input_roots, make_dir
+from kinmerge.io.rundir import check_database, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,22 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     custom scoring); `overrides` are k, explore, seed, generations, evaluations.
     """
     cfg = load_breed_config(config, **overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
     weights: dict[str, float] = {}
     if fitness is None:
         fitness, weights = from_spec(cfg.fitness)
+    with run_lock(out, "breed"):
+        check_database(out / "breed.db", "the breed database")
+        summary = _breed(cfg, out, fitness, kinship_fn, weights, on_generation)
+        if plots:
+            from kinmerge.report.plots import write_run_plots
+
+            write_run_plots(out)
+    return BreedResult(out, summary)
+
+
+def _breed(cfg: BreedConfig, out: Path, fitness: Fitness, kinship_fn: KinshipFn | None,
+           weights: dict[str, float], on_generation: Callable[[dict], None] | None) -> dict:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
@@ -70,11 +83,7 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
     finally:
         state.close()
-    if plots:
-        from kinmerge.report.plots import write_run_plots
-
-        write_run_plots(out)
-    return BreedResult(out, summary)
+    return summary
 
 
 def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:

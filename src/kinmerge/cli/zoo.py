@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kinmerge.cli.app import main
+from kinmerge.errors import KinmergeError
 
 
 @main.group("zoo")
@@ -28,9 +29,12 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, no_cache: bool) 
     (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     import torch
 
-    from kinmerge.errors import KinmergeError
     from kinmerge.zoo import artifact
-    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, zoo
+    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
+    if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
+        raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
+                            where=str(out), fix="choose a new or empty folder, or a zoo to "
+                                                "rebuild")
     torch.set_num_threads(1)  # measured: tiny models train fastest single-threaded
     scratch = from_scratch or tiny
     if seed != 0 and not scratch:

@@ -19,7 +19,7 @@ from typing import Any, Protocol, Union, runtime_checkable
 import torch
 
 from kinmerge.errors import ModelLoadError
-from kinmerge.io.safe_path import no_links_out
+from kinmerge.io.safe_path import check_folder
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def tokenizer(path: str | os.PathLike) -> Any:
     """The tokenizer saved in `path` (cached), left-padded for batched generation."""
     key = str(Path(path).resolve())
     if key not in _TOKENIZERS:
-        no_links_out(path)  # transformers reads whatever tokenizer files the folder has
+        check_folder(path)  # transformers reads whatever tokenizer files the folder has
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(key)
         tok.padding_side = "left"
