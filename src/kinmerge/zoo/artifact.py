@@ -22,6 +22,7 @@ import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out
 
 log = logging.getLogger(__name__)
 VERSION = "v1"
@@ -94,7 +95,7 @@ def materialize(out: str | Path, version: str = VERSION, where: Path | None = No
         raise KinmergeError(f"the shipped zoo {blob.name} does not match its sha256",
                             where=str(blob), fix="reinstall kinmerge (the file is damaged)")
     tensors = load_file(str(blob))
-    out = Path(out)
+    out = check_out(out)
     with atomic_dir(out) as tmp:
         skills = write_tasks(tmp, meta["seed"], meta["config"]["eval_examples"])
         models = {}
