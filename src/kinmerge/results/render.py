@@ -61,7 +61,7 @@ def demo_block(r: dict) -> str:
         label = f"**{name}**" if name in (first["best_hand"], "evolved") else name
         lines.append(_row([label, *(_f(sc.get(k)) for k in keys)]))
     lines += ["", f"`mean` averages the parents' skills ({' and '.join(d['parent_skills'])}). "
-              f"Seed {first['seed']} above; every seed:", "",
+              f"Seed {first['seed']} above; each seed `make results` ran:", "",
               _row(["seed", "best hand merge", "mean", "evolved (trials)", "mean",
                     "evolved beats it", "breeding best (evaluations)"]),
               _row(["---"] * 7)]
