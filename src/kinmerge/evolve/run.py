@@ -110,7 +110,7 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     studies = [(p.name, p.study) for p in phases]
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
-    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, resume), 2)
+    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
     report.write_summary(out / "summary.json", summary)
     return EvolveResult(out, best, summary, phases)
 
