@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
 from kinmerge.threads import with_threads
 
+log = logging.getLogger(__name__)
 EVALUATORS: dict[str, type] = {
     "exact_match": ExactMatch,
     "multiple_choice": MultipleChoice,
@@ -54,7 +56,12 @@ def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, f
     scores: dict[str, float] = {}
     for ev in evaluators:
         scores.update(ev(loaded))
+    log.info("scored %s: %s", _label(model), " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return scores
+
+
+def _label(model: ModelLike) -> str:
+    return str(model) if isinstance(model, (str, Path)) else type(model).__name__
 
 
 __all__ = ["EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
