@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from click.testing import CliRunner
+
+from kinmerge.cli import main
 from kinmerge.io.reader import ModelReader
 from kinmerge.kinship import kinship
 from kinmerge.kinship.report import module_kind
@@ -163,6 +166,26 @@ def test_compat_mode_reproduces_modelkinship_float32_and_quirks(tied):
     for m in ("cs", "pcc", "ed"):
         assert compat[m] == pytest.approx(want[m], rel=1e-6)
         assert compat[m] != pytest.approx(abs(exact[m]) if m == "cs" else exact[m], rel=1e-9)
+
+
+def test_compat_warns_in_one_line_with_a_count(tied, caplog):
+    """The quirk cuts most matrices of a small model: one line counts them (issue 12), `-v`
+    lists them; the CLI's stderr holds that one line and nothing else."""
+    base, a, b = tied
+    with caplog.at_level(logging.DEBUG, logger="kinmerge"):
+        r = kinship(a, b, base=base, compat="modelkinship")
+    want = "--compat modelkinship: 4 tensors cut to the base's 40 vocabulary rows"
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert warnings == [want] and r.notes[0] == want  # gate_proj and up_proj (48 rows) x 2
+    detail = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.DEBUG
+              and rec.getMessage().startswith("compared rows per tensor: ")]
+    assert len(detail) == 1 and detail[0].count("mlp.") == 4
+    assert f"model.layers.1.mlp.up_proj.weight (base 48, {a} 48, {b} 48)" in detail[0]
+    res = CliRunner().invoke(main, ["kinship", a, b, "--base", base, "--compat",
+                                    "modelkinship", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert [ln.strip() for ln in res.stderr.splitlines() if ln.strip()] == ["WARNING  " + want]
+    assert "modelkinship, |cos|" in res.stdout
 
 
 def test_compat_float32_drifts_from_exact_on_millions_of_parameters(tmp_path):

@@ -101,7 +101,7 @@ def plan_kinship(readers: list[ModelReader], labels: list[str],
             jobs.append(job)
             if job.rows is not None:
                 rows = ", ".join(f"{lab} {s[0]}" for lab, s in zip(labels, shapes))
-                shared.append(f"{name} ({rows})")
+                shared.append((name, rows))
     for lab, gone in missing.items():
         if gone:
             more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
@@ -116,15 +116,30 @@ def plan_kinship(readers: list[ModelReader], labels: list[str],
                 "and the base they were all fine-tuned from")
     notes = []
     if shared:
-        why = (f"ModelKinship compatibility: truncated to the base's {vocab} vocabulary rows"
-               if compat else "vocabulary sizes differ; compared the shared leading rows of")
-        notes.append(f"{why}: " + "; ".join(shared))
+        notes.append(_shared_rows_note(shared, vocab if compat else None))
         log.warning("%s", notes[-1])
+        log.debug("compared rows per tensor: %s",
+                  "; ".join(f"{name} ({rows})" for name, rows in shared))
     extra = _extra_tensors(readers, labels, set(names))
     if extra:
         notes.append(extra)
         log.info("%s", extra)
     return KinshipPlan(tuple(jobs), tuple(notes))
+
+
+def _shared_rows_note(shared: list[tuple[str, str]], vocab: int | None) -> str:
+    """One line on the tensors compared on part of their rows (`-v` logs each one's rows).
+
+    In compat mode the cut is ModelKinship's quirk, applied by request, often to every
+    matrix of a small model: a count says it; the per-tensor list would bury the result."""
+    if vocab is not None:
+        n = len(shared)
+        return f"--compat modelkinship: {n} tensor{'s' if n > 1 else ''} cut to the base's " \
+               f"{vocab} vocabulary rows"
+    names = [name for name, _ in shared]
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ("vocabulary sizes differ; compared the shared leading rows of "
+            + ", ".join(names[:3]) + more)
 
 
 def _architecture_problems(readers: list[ModelReader], labels: list[str]) -> list[str]:
