@@ -64,6 +64,21 @@ def rewrite(line: str) -> str:
     return line
 
 
+def in_folder(line: str, work: Path) -> tuple[str, Path]:
+    """`(cd DIR && kinmerge ...)  # ...` -> the kinmerge line and work/DIR; else as is."""
+    m = re.match(r"^\(cd (\S+) && (kinmerge [^)]*)\)", line)
+    return (m.group(2), work / m.group(1)) if m else (line, work)
+
+
+def test_a_line_run_inside_a_folder():
+    line = "(cd runs/demo && kinmerge merge recipes/ties.yml merged/)   # writes x"
+    assert in_folder(line, Path("/w")) == ("kinmerge merge recipes/ties.yml merged/",
+                                           Path("/w/runs/demo"))
+    assert in_folder("kinmerge demo", Path("/w")) == ("kinmerge demo", Path("/w"))
+    assert any(in_folder(ln, Path("/w"))[1] == Path("/w/runs/demo")
+               for lang, code in blocks() if lang == "bash" for ln in shell_lines(code))
+
+
 def test_python_snippets_write_their_own_folders():
     """A Python snippet never reuses an --out folder of the shell lines above it."""
     shell_outs, py_outs = set(), []
@@ -131,11 +146,12 @@ def test_walkthrough_runs_top_to_bottom(walk_zoo, tmp_path):
             line = rewrite(line).replace("{zoo}", str(walk_zoo))
             if skipped(line):
                 continue
+            line, cwd = in_folder(line, work)
             if line.startswith("kinmerge zoo build zoo/"):
                 shutil.copytree(walk_zoo, work / "zoo", dirs_exist_ok=True)
             else:
                 assert line.startswith("kinmerge "), line
                 fails = next((m for k, m in EXPECT_FAIL.items() if line.startswith(k)), None)
-                _run(kinmerge + [*line.split("#")[0].split()[1:]], work, env, fails)
+                _run(kinmerge + [*line.split("#")[0].split()[1:]], cwd, env, fails)
             ran += 1
     assert ran >= 15

@@ -6,8 +6,9 @@ breeding run, in a few minutes on a laptop.
 'task_arithmetic_0.8'
 
 Writes into `out`: summary.json (scores of every model, parents, best merge, kinship),
-scores.png, kinship.png, kinship.csv and the recipes/ of every merge (mergekit YAML, so
-`kinmerge merge runs/demo/recipes/ties.yml OUT` reproduces one on disk); evolve/ (a short
+scores.png, kinship.png, kinship.csv, the recipes/ of every merge (mergekit YAML naming
+./zoo/NAME, so `cd runs/demo && kinmerge merge recipes/ties.yml merged/` reproduces one on disk)
+and zoo/ (the merged models, linked or copied from the zoo); evolve/ (a short
 CMA-ES search over the two parents' task-arithmetic weights) and breed/ (kinship-guided
 breeding of the experts), each with its own summary; report.html over all of it.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +39,10 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def demo_recipes(zoo_dir: Path, a: str, b: str) -> dict[str, dict]:
-    """Merges of experts a and b, by several methods (names are the table's rows)."""
-    base, pa, pb = (str(zoo_dir / n) for n in ("base", a, b))
+def demo_recipes(zoo_dir: str | Path, a: str, b: str) -> dict[str, dict]:
+    """Merges of experts a and b, by several methods (names are the table's rows); models are
+    named `zoo_dir/NAME`, joined as text (so `./zoo` stays `./zoo/NAME`)."""
+    base, pa, pb = (os.path.join(str(zoo_dir), n) for n in ("base", a, b))
 
     def with_base(method: str, wa: float, wb: float, **params) -> dict:
         models = [{"model": pa, "parameters": {"weight": wa, **params}},
@@ -91,10 +95,9 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     t["evaluate_zoo"] = time.perf_counter() - t0
 
     recipes = demo_recipes(root, a, b)
-    (out / "recipes").mkdir(exist_ok=True)
     t0 = time.perf_counter()
+    write_recipes(out, root, a, b)
     for name, recipe in recipes.items():
-        (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         merged = merge_to_memory(recipe, seed=seed)  # scored in memory, never written
         scores[name] = evaluate_model(merged, evaluators)
         log.info("%s: %s", name, _fmt(scores[name]))
@@ -123,6 +126,40 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     from kinmerge.report.html import write_report
     write_report(out)
     return DemoResult(out, summary, matrix, t)
+
+
+ZOO_IN_OUT = "./zoo"  # how the written recipes name the zoo: relative to the demo's folder
+
+
+def write_recipes(out: Path, root: Path, a: str, b: str) -> Path:
+    """OUT/recipes/*.yml naming the models as ./zoo/NAME, and OUT/zoo holding those models
+    (hard links into the zoo where the file system allows, else copies), so the recipes merge
+    from OUT (`cd OUT && kinmerge merge recipes/ties.yml merged/`) after the zoo's cache
+    moves or OUT is copied elsewhere. `./` keeps them from reading as hub ids elsewhere."""
+    local = out / "zoo"
+    if local.resolve() != root.resolve():
+        for name in ("base", a, b):
+            _link_tree(root / name, local / name)
+    (out / "recipes").mkdir(exist_ok=True)
+    for name, recipe in demo_recipes(ZOO_IN_OUT, a, b).items():
+        (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return out / "recipes"
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    """Replace `dest` with a hard-linked (or copied) tree of `src`, via a temporary name."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dest)
 
 
 def _add_means(scores: dict, recipes: dict, skill_a: str, skill_b: str) -> str:

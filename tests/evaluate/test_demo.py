@@ -53,3 +53,40 @@ def test_evolve_verdict_says_which_won():
         "beat the best hand merge task_arithmetic_0.8 (0.940)")
     assert " beats the best hand merge" in evolve_verdict(
         {**e, "heldout_mean": 0.955, "beats_best_hand_merge": True})
+
+
+def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_path,
+                                                                   monkeypatch):
+    """recipes/*.yml name ./zoo/NAME, which the demo fills: move the zoo and copy OUT
+    elsewhere, and `cd OUT && kinmerge merge recipes/ties.yml merged/` still merges."""
+    import shutil
+
+    import yaml
+
+    from kinmerge import merge_to_memory
+    from kinmerge.cli import main
+    from kinmerge.demo import demo_recipes
+    from kinmerge.io.reader import ModelReader
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_zoo, cache)
+    run_demo(tmp_path / "demo", zoo_dir=cache, evolve_trials=0, breed_evaluations=0)
+    recipe = yaml.safe_load((tmp_path / "demo/recipes/ties.yml").read_text())
+    assert recipe["base_model"] == "./zoo/base"
+    assert [m["model"] for m in recipe["models"]] == ["./zoo/add", "./zoo/rev"]
+    assert sorted(p.name for p in (tmp_path / "demo/zoo").iterdir()) == ["add", "base", "rev"]
+    want = merge_to_memory(demo_recipes(cache, "add", "rev")["ties"], seed=0)
+
+    cache.rename(tmp_path / "moved")  # the cache moves ...
+    shutil.copytree(tmp_path / "demo", tmp_path / "elsewhere")  # ... and OUT is copied
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = CliRunner().invoke(main, ["merge", "recipes/ties.yml", "merged", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    got = ModelReader(tmp_path / "elsewhere/merged")
+    assert set(got.names()) == set(want.tensors)
+    for name, t in want.tensors.items():
+        assert got.get(name).equal(t), name
+
+    monkeypatch.chdir(tmp_path)  # from another folder: a clear error, not a hub download
+    r = CliRunner().invoke(main, ["merge", "elsewhere/recipes/ties.yml", "m2"])
+    assert r.exit_code == 2 and "model './zoo/base' not found: no such directory" in r.output
