@@ -95,3 +95,62 @@ def test_report_renders_in_headless_chromium(breed_run, tmp_path):
     variance = sum((s - mean) ** 2 for s in sample) / len(sample)
     dark = sum(s < 128 for s in sample) / len(sample)
     assert variance > 200 and 0.005 < dark < 0.9, (mean, variance, dark)
+
+
+LONG = "task_arithmetic_rev_sort_with_a_name_that_no_line_break_can_split_0.8"
+
+
+def demo_like(root, breed_run):
+    """A demo folder in miniature: many merges with long names, a wide kinship CSV, the
+    demo's score figure, and evolve/ and breed/ runs with their own figures."""
+    from kinmerge.demo import plot_scores
+    from kinmerge.report.plots import write_run_plots
+
+    run = root / "demo"
+    shutil.copytree(breed_run, run / "breed")
+    write_run_plots(run / "breed")
+    (run / "evolve").mkdir()
+    (run / "evolve" / "summary.json").write_text('{"mode": "ps", "trials": 3}')
+    models = ["base", "add", "rev", "sort", "linear", "slerp", "ties", "dare_ties", LONG]
+    scores = {m: {"rev": i / 10, "sort": 1 - i / 10, "mean": 0.5 + i / 1000}
+              for i, m in enumerate(models)}
+    plot_scores(scores, ["rev", "sort"], run / "scores.png", title="merging rev + sort")
+    zoo = "/root/.cache/kinmerge/zoo/" + "v1-" + "0123456789abcdef" * 6
+    summary = {"scores": scores, "parents": ["rev", "sort"], "best_merge": LONG,
+               "merges": models[4:], "zoo": zoo, "recipe": "merge_method: ties\n" * 30,
+               "evolve": {"heldout_mean": 0.955, "best_hand_merge": LONG,
+                          "best_recipe": f"{root}/demo/evolve/" + "x" * 150 + ".yml"}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    names = [f"{zoo}/{m}" for m in models]
+    rows = [",".join(["", *names])] + [",".join([a, *(f"{0.1 * j:.6f}" for j in range(9))])
+                                         for a in names]
+    (run / "kinship.csv").write_text("\n".join(rows) + "\n")
+    return run
+
+
+def test_demo_like_report_fits_the_window_and_is_not_blank(breed_run, tmp_path):
+    """At a fixed 600 px window (where tables without their own scroll box overflowed the
+    page by 204 px) the page records that nothing overflows its width (wide tables scroll
+    inside their own box, long names wrap), and the screenshot has content."""
+    page = write_report(demo_like(tmp_path, breed_run))
+    url = page.resolve().as_uri()
+    size = "--window-size=600,1600"
+    dom = chromium(tmp_path, "--dump-dom", size, "--virtual-time-budget=5000", url, name="dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    m = re.search(r"id=\"render-check\" data-status=\"(\w+)\">([^<]*)<", dom.stdout)
+    assert m, dom.stdout[-2000:]
+    check = json.loads(m.group(2).replace("&quot;", '"'))
+    assert check["width"] == 600 and check["overflow"] <= 0, check
+    assert m.group(1) == "ok" and check["images"] == check["loaded"] >= 5, check
+
+    shot = tmp_path / "demo.png"
+    run = chromium(tmp_path, f"--screenshot={shot}", size, "--virtual-time-budget=5000", url,
+                   name="shot")
+    assert run.returncode == 0, run.stderr[-2000:]
+    width, height, rows, bpp = png_pixels(shot)
+    assert (width, height) == (600, 1600)
+    sample = [sum(r[i:i + 3]) / 3 for r in rows[::16] for i in range(0, len(r), bpp * 16)]
+    mean = sum(sample) / len(sample)
+    variance = sum((s - mean) ** 2 for s in sample) / len(sample)
+    dark = sum(s < 128 for s in sample) / len(sample)
+    assert variance > 200 and 0.005 < dark < 0.9, (mean, variance, dark)

@@ -3,8 +3,9 @@
 Images are embedded as base64 data URIs, so the page can be mailed or archived alone. What is
 shown is what the folder holds: summary.json as a table (its `generations` as a second one),
 every CSV as a table, every PNG/SVG/JPEG as a figure, other JSON files folded away. A tiny
-inline script records, once the page has loaded, how many images decoded and any script
-error, in #render-check, so a headless browser can check the page really rendered.
+inline script records, once the page has loaded, how many images decoded, any script error
+and how far the page overflows the window's width (wide tables scroll inside their own box
+instead), in #render-check, so a headless browser can check the page really rendered.
 
 >>> write_report("runs/breed")              # doctest: +SKIP
 PosixPath('runs/breed/report.html')
@@ -30,10 +31,13 @@ STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
 max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto;
+max-width:100%}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere;min-width:4em}th{overflow-wrap:break-word}
+h1,p,figcaption,summary{overflow-wrap:anywhere}
 th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
-figure{display:inline-block;margin:.5em;vertical-align:top}
+figure{display:inline-block;margin:.5em;vertical-align:top;max-width:calc(100% - 1em)}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.8em;color:#666}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
 .scroll{max-height:32em;overflow:auto}#render-check{display:none}
@@ -48,8 +52,11 @@ window.addEventListener('load',function(){
   var imgs=document.images,ok=0;
   for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
   var el=document.getElementById('render-check');
-  el.textContent=JSON.stringify({images:imgs.length,loaded:ok,errors:window.__errors});
-  el.setAttribute('data-status',ok===imgs.length&&window.__errors.length===0?'ok':'bad');
+  var over=document.documentElement.scrollWidth-window.innerWidth;
+  el.textContent=JSON.stringify({images:imgs.length,loaded:ok,errors:window.__errors,
+    overflow:over,width:window.innerWidth});
+  el.setAttribute('data-status',
+    ok===imgs.length&&window.__errors.length===0&&over<=0?'ok':'bad');
 });
 """
 
