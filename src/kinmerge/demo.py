@@ -235,6 +235,9 @@ def measure_kinship(root: Path, experts: list[str], out: Path):
     return m
 
 
+LABEL_CHARS = 24
+
+
 def plot_scores(scores: dict[str, dict[str, float]], skills: list[str], path: Path,
                 title: str) -> Path:
     """Grouped bars: each model's score on the two skills and their mean."""
@@ -246,7 +249,9 @@ def plot_scores(scores: dict[str, dict[str, float]], skills: list[str], path: Pa
     for k, key in enumerate(keys):
         xs = [i + (k - (len(keys) - 1) / 2) * width for i in range(len(names))]
         ax.bar(xs, [scores[n][key] for n in names], width, label=key)
-    ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+    # a long name would take the figure's height from the bars: cut it, the tables keep it
+    labels = [n if len(n) <= LABEL_CHARS else n[:LABEL_CHARS - 1] + "…" for n in names]
+    ax.set_xticks(range(len(names)), labels, rotation=35, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("exact match (held-out)")
     ax.set_title(title)

@@ -90,3 +90,16 @@ def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_
     monkeypatch.chdir(tmp_path)  # from another folder: a clear error, not a hub download
     r = CliRunner().invoke(main, ["merge", "elsewhere/recipes/ties.yml", "m2"])
     assert r.exit_code == 2 and "model './zoo/base' not found: no such directory" in r.output
+
+
+def test_score_plot_cuts_long_names(tmp_path, monkeypatch):
+    """A 70-character merge name would squash the bars into a sliver: labels stop at 24."""
+    from kinmerge import demo
+
+    figs = []
+    monkeypatch.setattr(demo, "save", lambda fig, path: figs.append(fig) or path)
+    long = "task_arithmetic_rev_sort_with_a_name_that_no_line_break_can_split"
+    scores = {n: {"rev": 0.5, "sort": 0.5, "mean": 0.5} for n in ("base", long)}
+    demo.plot_scores(scores, ["rev", "sort"], tmp_path / "s.png", title="t")
+    labels = [t.get_text() for t in figs[0].axes[0].get_xticklabels()]
+    assert labels == ["base", "task_arithmetic_rev_sor…"]
