@@ -142,6 +142,9 @@ def test_demo_like_report_fits_the_window_and_is_not_blank(breed_run, tmp_path):
     check = json.loads(m.group(2).replace("&quot;", '"'))
     assert check["width"] == 600 and check["overflow"] <= 0, check
     assert m.group(1) == "ok" and check["images"] == check["loaded"] >= 5, check
+    # the family tree once: the demo's own, drawn from every lineage below it
+    assert dom.stdout.count("family.png</figcaption>") == 1
+    assert (tmp_path / "demo/breed/family.png").is_file()
 
     shot = tmp_path / "demo.png"
     run = chromium(tmp_path, f"--screenshot={shot}", size, "--virtual-time-budget=5000", url,

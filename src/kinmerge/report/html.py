@@ -98,8 +98,11 @@ def render(run: Path) -> str:
             parts.append("<h2>Generations</h2>" + _rows_table(_generation_rows(gens)))
     images = sorted(p for p in run.iterdir() if p.suffix.lower() in IMAGE_TYPES)
     # a demo folder holds its evolve/ and breed/ runs: their figures belong on the page too
+    # (but not breed/family.png when the folder's own family tree, drawn from every lineage
+    # below it, is already there)
     images += sorted(p for d in sorted(run.iterdir()) if d.is_dir() and (d / "summary.json")
-                     .is_file() for p in d.iterdir() if p.suffix.lower() in IMAGE_TYPES)
+                     .is_file() for p in d.iterdir() if p.suffix.lower() in IMAGE_TYPES
+                     and not (p.name == "family.png" and (run / p.name).is_file()))
     if images:
         parts.append("<h2>Figures</h2>" + "".join(_figure(p, run) for p in images))
     for f in sorted(run.glob("*.csv")):
