@@ -24,10 +24,13 @@ import yaml
 
 from kinmerge import lineage
 from kinmerge.breed.config import BreedConfig, load_breed_config
-from kinmerge.breed.fitness import Fitness, KinshipFn, from_spec, kinmerge_kinship
+from kinmerge.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
 from kinmerge.breed.loop import Breeder
 from kinmerge.breed.state import BreedState
+from kinmerge.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
+from kinmerge.merge import check_device
+from kinmerge.runners import Runner, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +42,50 @@ class BreedResult:
 
 
 def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
-          fitness: Fitness | None = None, kinship_fn: KinshipFn | None = None,
+          fitness: "Fitness | Callable | None" = None, kinship_fn: KinshipFn | None = None,
           on_generation: Callable[[dict], None] | None = None, plots: bool = True,
+          workers: int = 1, backend: str = "local", ray_address: str | None = None,
           **overrides: Any) -> BreedResult:
     """Breed the pool of `config` into `out`; rerunning on the same `out` resumes.
 
-    `fitness` and `kinship_fn` replace the configured fitness and kinmerge.kinship (tests,
-    custom scoring); `overrides` are k, explore, seed, generations, evaluations.
+    `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
+    configured fitness and kinmerge.kinship (tests, custom scoring); `overrides` are k,
+    explore, seed, generations, evaluations. A generation's merges and evaluations run
+    `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
+    at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
+    object must be picklable (a configured fitness always is).
     """
     cfg = load_breed_config(config, **overrides)
+    check_device(cfg.device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    weights: dict[str, float] = {}
-    if fitness is None:
-        fitness, weights = from_spec(cfg.fitness)
+    if fitness is None:  # built here once: bad tasks fail before any model is scored
+        ref: Any = cfg.fitness.model_dump_json()
+        prime_fitness(ref, from_spec(cfg.fitness))
+    else:
+        ref = as_fitness(fitness)
+    runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+    try:
+        summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+    finally:
+        runner.close()
+    if plots:
+        from kinmerge.report.plots import write_run_plots
+
+        write_run_plots(out)
+    return BreedResult(out, summary)
+
+
+def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
+           on_generation: Callable[[dict], None] | None, runner: Runner) -> dict:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
         (out / "breed.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"),
                                                       sort_keys=False))
         _register_pool(state, cfg)
-        breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship, weights,
-                          on_generation)
+        breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship,
+                          on_generation, runner=runner)
         stop, gens = breeder.run()
         log.info("stopped: %s", stop)
         summary = _summary(cfg, state, breeder, stop, gens)
@@ -70,11 +95,7 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
     finally:
         state.close()
-    if plots:
-        from kinmerge.report.plots import write_run_plots
-
-        write_run_plots(out)
-    return BreedResult(out, summary)
+    return summary
 
 
 def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:

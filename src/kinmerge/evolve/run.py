@@ -19,13 +19,13 @@ import yaml
 from kinmerge.evolve import report
 from kinmerge.evolve.config import EvolveConfig, load_evolve_config
 from kinmerge.evolve.dfs import DfsSpace, write_dfs_config
-from kinmerge.evolve.runners import Job, Runner, make_runner
+from kinmerge.evolve.runners import Job, Runner, evaluate_job, make_runner
 from kinmerge.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
 from kinmerge.evolve.space import ParamSpace
 from kinmerge.io.reader import ModelReader
 from kinmerge.layers import detect
-from kinmerge.merge import merge
+from kinmerge.merge import check_device, merge
 from kinmerge.seeds import tensor_seed
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,13 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     """Search merge recipes as `config` says; write best.yml, history.csv, fitness.png,
     summary.json (and best-model/ with `save_best`, always for DFS) into `out`."""
     cfg = load_evolve_config(config)
+    check_device(cfg.device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     t0 = time.perf_counter()
-    runner = make_runner(backend, workers, ray_address=ray_address)
+    runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
     try:
         run = _Run(cfg, out, runner, storage, resume, trials, on_generation)
         phases = _phases(run)
@@ -131,8 +132,7 @@ def _ps_phase(run: _Run) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
         text = space.decode(genome, seed=seed).to_yaml()
-        return Job(f"ps/{number}", text, None, "search", cfg_json), {"recipe": text,
-                                                                      "seed": seed}
+        return Job(f"ps/{number}", text, "search", cfg_json), {"recipe": text, "seed": seed}
 
     log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
     run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
@@ -152,7 +152,7 @@ def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         path, scales = space.decode(genome)
         text = space.recipe(path).to_yaml()
-        job = Job(f"dfs/{number}", text, None, "search", cfg_json, tuple(scales))
+        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales))
         return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
 
     log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
@@ -204,16 +204,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
         log.warning("no held-out split in the fitness: held-out scores not reported")
         return summary
     last = phases[-1]
-    jobs = {"best": Job("best", last.recipe_yaml, None, "heldout", cfg_json,
+    jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
                         tuple(last.scales) if last.scales is not None else None)}
     for name, text in baseline_recipes(cfg).items():
-        jobs[f"baseline/{name}"] = Job(name, text, None, "heldout", cfg_json)
+        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json)
     for name, text in source_recipes(cfg).items():
-        jobs[f"source/{name}"] = Job(name, text, None, "heldout", cfg_json)
+        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json)
     saved = run.out / "best-model"
     if saved.exists():  # score the export too: it must be the model that was evaluated
-        jobs["saved"] = Job("saved", "", None, "heldout", cfg_json, model_dir=str(saved))
-    futures = {k: run.runner.submit(j) for k, j in jobs.items()}
+        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
+    futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
     summary["best_heldout"] = results["best"].fitness
     summary["best_heldout_scores"] = results["best"].scores
