@@ -122,12 +122,18 @@ def _call_old_form(fn: Callable, candidate: Candidate, split: str) -> Any:
 
 
 def _takes_one_argument(fn: Callable) -> bool:
+    """True for the old form: callable with one positional argument but not with two."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        sig = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature: assume the new form
         return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
+    try:
+        sig.bind(None, None)
         return False
-    return len(positional) == 1 or (len(positional) > 1 and all(
-        p.default is not p.empty for p in positional[1:]))
+    except TypeError:
+        pass
+    try:
+        sig.bind(None)
+        return True
+    except TypeError:
+        return False

@@ -32,7 +32,7 @@ from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.zoo.cache import cache_root
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
-from kinmerge.zoo.train import Schedule, train
+from kinmerge.zoo.train import Schedule, isolated_torch, train
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when the layout or the training code changes what a config builds
@@ -136,7 +136,15 @@ def held_out_prompts(seed: int, n: int) -> frozenset[str]:
 
 
 def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
-    """Train the base and every expert of `config` into `out` (built aside, then renamed)."""
+    """Train the base and every expert of `config` into `out` (built aside, then renamed).
+
+    torch runs deterministic algorithms from a seeded generator meanwhile; both settings are
+    restored on return (nothing process-wide is left changed)."""
+    with isolated_torch():
+        return _build_zoo(out, config, seed)
+
+
+def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
     from transformers import LlamaForCausalLM
     cfg = config or ZooConfig()
     out = Path(out)
