@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from kinmerge import nonfinite
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import Sink
 from kinmerge.plan import Plan, TensorJob
@@ -25,16 +26,20 @@ PREFETCH_BYTES = 256 * 2**20  # largest job whose inputs are read while the prev
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
             device: str | torch.device = "cpu", work_dtype: torch.dtype | None = None,
-            on_tensor: Callable[[TensorJob], None] | None = None) -> None:
+            on_tensor: Callable[[TensorJob], None] | None = None,
+            allow_nonfinite: bool = False) -> None:
     """Compute every tensor of `plan` in order and `sink.add` it.
 
     work_dtype: the arithmetic's dtype; default the recipe's `dtype` (mergekit's behaviour),
     else each tensor's own. The stochastic methods draw from a generator seeded by
     (seed, output tensor name), so results do not depend on order, threads or device.
+    An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
+    (then every such tensor is named in one warning at the end).
     """
     device = torch.device(device)
     compute = work_dtype or plan.compute_dtype
     jobs = plan.jobs
+    bad: list[nonfinite.NonFinite] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
         for i, job in enumerate(jobs):
@@ -45,10 +50,23 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
             small = nxt is not None and _input_bytes(nxt, readers) <= PREFETCH_BYTES
             ahead = pool.submit(_load, nxt, readers) if small else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device, compute=compute)
+            if not nonfinite.all_finite(out):
+                bad.append(_nonfinite(job, out, tensors, base))
+                if not allow_nonfinite:
+                    raise nonfinite.refuse(bad[-1])
             sink.add(job.name, out)
             del tensors, base, out
             if on_tensor:
                 on_tensor(job)
+    nonfinite.warn(bad)
+
+
+def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
+               base: torch.Tensor | None) -> nonfinite.NonFinite:
+    inputs = [(m, t) for (m, _), t in zip(job.sources, tensors)]
+    if base is not None:
+        inputs.insert(0, (job.base[0], base))
+    return nonfinite.inspect(job.name, out, inputs)
 
 
 def _input_bytes(job: TensorJob, readers: dict[str, ModelReader]) -> int:

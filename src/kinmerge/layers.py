@@ -66,6 +66,35 @@ def detect(names: list[str], config: dict | None = None) -> LayerScheme:
     return LayerScheme(prefix, count, key)
 
 
+def layer_count_problem(names: list[str], config: dict) -> str | None:
+    """Why config.json's layer count disagrees with the layers the tensors hold, or None."""
+    key = config_layer_key(config)
+    scheme = detect(names, config)
+    if key is None or scheme.prefix is None:
+        return None
+    present = {scheme.index(n) for n in names} - {None}
+    want = config[key]
+    if want == scheme.num_layers == len(present):
+        return None
+    gaps = sorted(set(range(scheme.num_layers)) - present)
+    held = (f"layers {_ranges(sorted(present))} (missing: {_ranges(gaps)})" if gaps
+            else f"{scheme.num_layers} layers ({scheme.prefix}0 to "
+                 f"{scheme.prefix}{scheme.num_layers - 1})")
+    return f"config.json says {key} = {want}, its tensors hold {held}"
+
+
+def _ranges(xs: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5' (at most 8 runs shown)."""
+    runs: list[list[int]] = []
+    for x in xs:
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in runs[:8]]
+    return ", ".join(shown) + (", ..." if len(runs) > 8 else "")
+
+
 def is_embedding(name: str) -> bool:
     """Input-side tensors outside the layer stack (they go with the first slice)."""
     return any(h in name for h in EMBED_HINTS)

@@ -22,6 +22,7 @@ from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
@@ -68,15 +69,18 @@ def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
-                    dtype: str | None = None, work_dtype: str | None = None) -> MergedModel:
-    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes)."""
+                    dtype: str | None = None, work_dtype: str | None = None,
+                    allow_nonfinite: bool = False) -> MergedModel:
+    """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
+
+    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                work_dtype=dtype_of(work_dtype))
+                work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -84,13 +88,16 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False, lineage: dict | None = None) -> Path:
+          progress: bool = False, lineage: dict | None = None,
+          allow_nonfinite: bool = False) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
+    the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -107,7 +114,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             writer = ShardedWriter(tmp, p.entries, max_shard)
             with _progress(p, progress) as tick:
                 execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick)
+                        work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                        allow_nonfinite=allow_nonfinite)
             writer.close()
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
@@ -145,18 +153,27 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
                       copy_tokenizer: bool, card: bool, name: str) -> None:
     (tmp / "config.json").write_text(json.dumps(p.config, indent=2) + "\n")
     ref_dir = readers[p.reference].path
-    if (ref_dir / "generation_config.json").exists():
-        shutil.copy2(ref_dir / "generation_config.json", tmp)
+    _copy_side_file(ref_dir, "generation_config.json", tmp)
     if copy_tokenizer:
         tok_dir = readers[tokenizer_source(p)].path
         for f in TOKENIZER_FILES:
-            if (tok_dir / f).exists():
-                shutil.copy2(tok_dir / f, tmp / f)
+            _copy_side_file(tok_dir, f, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
+    """Copy `name` if the model has it; a link leading out of the model folder is refused
+    (its target could be any local file, published with the merge)."""
+    src = model_dir / name
+    if not (src.exists() or src.is_symlink()):
+        return
+    inside(model_dir, name, what=name)
+    regular_file(src, what=name)
+    shutil.copyfile(src, tmp / name)  # the content; a link inside the folder is followed
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 
 from kinmerge.errors import PlanError
 from kinmerge.io.reader import ModelReader
-from kinmerge.layers import LayerScheme, detect, is_embedding
+from kinmerge.layers import LayerScheme, detect, is_embedding, layer_count_problem
 from kinmerge.methods import Method, get_method
 from kinmerge.params import value_at
 from kinmerge.recipe import Recipe, dtype_of
@@ -98,6 +98,15 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
 
 
 def _check_architectures(ctx: _Ctx, refs: list[str]) -> None:
+    if not ctx.readers[refs[0]].config:
+        ctx.problems.append(
+            f"model {refs[0]} has no config.json, and the merged model takes its config from "
+            "it (the base_model, else the first model listed): add the model's config.json "
+            "to its folder")
+    for ref in dict.fromkeys(refs):
+        why = layer_count_problem(ctx.readers[ref].names(), ctx.readers[ref].config)
+        if why:
+            ctx.problems.append(f"model {ref}: {why}; fix its config.json or re-download it")
     for ref in refs[1:]:
         r = ctx.readers[ref]
         other = detect(r.names(), r.config)

@@ -23,6 +23,9 @@ def merge_options(f):
                      help="Copy tokenizer files from the tokenizer source (default: base).")(f)
     f = click.option("--write-model-card/--no-write-model-card", default=True,
                      show_default=True, help="Write README.md with the recipe.")(f)
+    f = click.option("--allow-nonfinite", is_flag=True,
+                     help="Write the model even if a merged tensor holds NaN/Inf (warns, "
+                          "naming them); by default that fails the merge.")(f)
     return f
 
 
@@ -39,13 +42,14 @@ def merge_options(f):
               help="Compute in this dtype whatever the recipe says (accuracy over parity).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card, device, seed,
-              dtype, work_dtype, overwrite, progress):
+def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
+              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
     path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
                           work_dtype=work_dtype, out_shard_size=out_shard_size,
                           copy_tokenizer=copy_tokenizer, write_model_card=write_model_card,
-                          overwrite=overwrite, progress=progress)
+                          overwrite=overwrite, progress=progress,
+                          allow_nonfinite=allow_nonfinite)
     out.print(f"merged model written to {path}", highlight=False)
 
 

@@ -42,15 +42,16 @@ def _no_ops(f):
               help="mergekit-yaml replaces OUT by default.")
 @click.option("-v", "--verbose", is_flag=True)
 @_no_ops
-def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card, cuda,
-         device, random_seed, overwrite, verbose):
+def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
+         allow_nonfinite, cuda, device, random_seed, overwrite, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(verbose)
     try:
         kinmerge.merge(config_file, out_path, seed=random_seed,
                        device=device or ("cuda" if cuda else "cpu"),
                        out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                       write_model_card=write_model_card, overwrite=overwrite, progress=True)
+                       write_model_card=write_model_card, overwrite=overwrite, progress=True,
+                       allow_nonfinite=allow_nonfinite)
     except KinmergeError as e:
         if verbose:
             raise

@@ -105,6 +105,9 @@ def _scale_hook(s: float):
 def tokenizer(path: str | os.PathLike) -> Any:
     """The tokenizer saved in `path`, left-padded for batched generation (a bounded cache:
     the last TOKENIZER_CACHE folders). Treat it as read-only: it is shared."""
+    from kinmerge.io.safe_path import no_links_out
+
+    no_links_out(path)  # transformers reads whatever tokenizer files the folder has
     return _tokenizer(str(Path(path).resolve()))
 
 

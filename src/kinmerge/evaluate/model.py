@@ -76,6 +76,11 @@ def read_dir(path: str | os.PathLike) -> InMemoryModel:
     from kinmerge.io.reader import ModelReader
     try:
         with ModelReader(path) as r:
+            if not isinstance(r.config.get("model_type"), str):
+                raise ModelLoadError(
+                    "the model's config.json is missing or names no model_type, so the "
+                    "architecture to evaluate is unknown", where=str(r.path),
+                    fix="add the config.json the model was trained with")
             return InMemoryModel({n: r.get(n) for n in r.names()}, dict(r.config), r.path)
     except OSError as e:
         raise ModelLoadError(f"cannot read model {path}: {e}", where=str(path),

@@ -24,7 +24,8 @@ def build_candidate(recipe: Recipe, *, seed: int | None = None,
                     dtype: torch.dtype | None = None) -> Candidate:
     """Merge `recipe` into memory on `device` (timed); the module is built on first use."""
     t0 = time.perf_counter()
-    merged = merge_to_memory(recipe, seed=seed, device=device)
+    # a NaN candidate scores NaN and its trial fails; it must not abort the whole search
+    merged = merge_to_memory(recipe, seed=seed, device=device, allow_nonfinite=True)
     return Candidate.from_merge(merged, scales=scales, device=device, dtype=dtype,
                                 merge_seconds=time.perf_counter() - t0)
 

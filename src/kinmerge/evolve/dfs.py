@@ -25,6 +25,7 @@ import torch
 
 from kinmerge.evaluate.build import apply_scales
 from kinmerge.evolve.config import DfsSpec
+from kinmerge.io.safe_path import no_links_out
 from kinmerge.recipe import Recipe, load_recipe
 
 ON, OFF = 0.75, 0.25  # initial indicator genes: 1.5 sigma0 from the threshold
@@ -124,8 +125,10 @@ def load_dfs_model(model_dir: str | Path, **kwargs) -> torch.nn.Module:
     """
     from transformers import AutoModelForCausalLM
 
+    from kinmerge.io.reader import read_config
+    config = read_config(Path(model_dir))  # checked before transformers reads the folder
+    no_links_out(model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
-    config = json.loads((Path(model_dir) / "config.json").read_text())
     if CONFIG_KEY in config:
         apply_scales(model, config[CONFIG_KEY]["scales"])
     return model.eval()

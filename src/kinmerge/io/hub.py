@@ -30,10 +30,15 @@ def split_revision(ref: str) -> tuple[str, str | None]:
 def resolve_model(ref: str | os.PathLike) -> Path:
     """The local directory holding model `ref`, from the filesystem or the hub cache."""
     path = Path(ref).expanduser()
-    if path.is_dir():
-        return path
-    repo, revision = split_revision(str(ref))
-    if not HUB_ID.match(repo) or Path(repo).expanduser().exists():
+    try:
+        if path.is_dir():
+            return path
+        repo, revision = split_revision(str(ref))
+        local = Path(repo).expanduser().exists()
+    except OSError as e:  # a name too long for the file system; a folder we may not enter
+        from kinmerge.io.safe_path import unreadable
+        raise unreadable(path, e, what="model") from e
+    if not HUB_ID.match(repo) or local:
         raise ModelLoadError(
             f"model {str(ref)!r} not found: no such directory",
             where=str(ref), fix="give a model directory, a hub id `org/name`, or `org/name@revision`")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,14 @@ import torch
 
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
 from kinmerge.io.hub import resolve_model
+from kinmerge.io.safe_path import inside, regular_file, unreadable
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
+
+
+ST_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+BIN_GLOB = "pytorch_model*.bin"
+MAX_JSON = 64 * 2**20  # an index of a million tensors is ~60 MB
 
 
 class ModelReader:
@@ -30,38 +38,34 @@ class ModelReader:
     def __init__(self, ref: str | os.PathLike):
         self.ref = str(ref)
         self.path = resolve_model(ref)
-        self.config: dict = _read_config(self.path)
         self._st: dict[str, TensorInfo] = {}
         self._bin: dict[str, Path] = {}
         self._fds: dict[Path, int] = {}
         self._bin_cache: tuple[Path, dict] | None = None
-        self._index()
+        try:
+            self.config: dict = read_config(self.path)
+            self._index()
+        except OSError as e:  # EACCES, ENAMETOOLONG, ... on a path no check above caught
+            raise unreadable(Path(e.filename or self.path), e, what="model file") from e
 
     # --- discovery -------------------------------------------------------------------------
     def _index(self) -> None:
         p = self.path
-        st_index = p / "model.safetensors.index.json"
-        wanted = _weight_map(st_index) if st_index.exists() else {}
-        files = sorted({p / s for s in wanted.values()}) or sorted(p.glob("*.safetensors"))
+        wanted = weight_map(p, ST_INDEX) if _present(p / ST_INDEX) else {}
+        files = sorted(set(wanted.values())) or [
+            inside(p, f.name, what="weight file") for f in sorted(p.glob("*.safetensors"))]
         if files:
-            for f in files:
-                if not f.exists():
-                    raise ModelLoadError(f"shard {f.name} is listed in the index but missing",
-                                         where=str(p), fix="re-download the model")
-                self._st.update(read_header(f)[0])
-            missing = sorted(set(wanted) - set(self._st))
-            if missing:
-                raise ModelLoadError(f"{len(missing)} tensors of the index are in no shard "
-                                     f"(first: {missing[0]})", where=str(st_index),
-                                     fix="re-download the model")
+            self._st = _safetensors_index(p, files, wanted)
             return
-        bins = sorted(p.glob("*.bin"))
-        bin_index = p / "pytorch_model.bin.index.json"
-        if bin_index.exists():
-            self._bin = {n: p / s for n, s in _weight_map(bin_index).items()}
-        else:
-            for f in bins:
-                for name in self._load_bin(f):
+        if _present(p / BIN_INDEX):
+            self._bin = weight_map(p, BIN_INDEX)
+            for f in sorted(set(self._bin.values())):
+                _listed_file(p, f)
+        else:  # only the weights: training_args.bin, optimizer.bin, rng_state.pth are not
+            for f in sorted(p.glob(BIN_GLOB)):
+                for name in self._load_bin(inside(p, f.name, what="weight file")):
+                    if name in self._bin:
+                        raise _twice(name, self._bin[name], f)
                     self._bin[name] = f
         if not self._bin:
             raise ModelLoadError(
@@ -73,20 +77,23 @@ class ModelReader:
         if self._bin_cache and self._bin_cache[0] == f:
             return self._bin_cache[1]
         self._bin_cache = None  # free the previous shard before loading the next
+        regular_file(f, what="weight file")  # is_zipfile and torch.load would block on a FIFO
         try:
             # weights_only: the unpickler builds tensors and containers, nothing else
             sd = torch.load(f, map_location="cpu", weights_only=True,
                             mmap=zipfile.is_zipfile(f))  # legacy pickles cannot be mapped
         except pickle.UnpicklingError as e:
-            raise UnsafeCheckpointError(
-                "refused to unpickle a checkpoint that holds more than plain tensors "
-                f"(it may run code when loaded): {str(e).splitlines()[0]}",
-                where=str(f),
-                fix="convert it to safetensors where you trust it, or get a safetensors copy")
+            raise _refused(f, e) from None  # torch's text advises disabling the protection
+        except OSError as e:
+            raise unreadable(f, e, what="weight file") from e
         except Exception as e:
-            raise ModelLoadError(f"cannot read pickled checkpoint: {type(e).__name__}: {e}",
-                                 where=str(f), fix="re-download or re-save the checkpoint") from e
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            why = str(e).splitlines()[0][:200] if str(e) else ""
+            why = "" if "weights_only" in why else f": {why}"
+            raise ModelLoadError(f"cannot read pickled checkpoint ({type(e).__name__}{why})",
+                                 where=str(f), fix="re-download or re-save the checkpoint"
+                                 ) from None
+        if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in sd.items()):
             raise UnsafeCheckpointError("checkpoint is not a flat dict of tensors", where=str(f),
                                         fix="save the model's state_dict, or use safetensors")
         self._bin_cache = (f, sd)
@@ -143,7 +150,10 @@ class ModelReader:
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            except OSError as e:  # the file changed since its header was read
+                raise unreadable(path, e, what="weight file") from e
         return fd
 
     def _bin_file(self, name: str) -> Path:
@@ -173,20 +183,113 @@ def open_model(ref: str | os.PathLike) -> ModelReader:
     return ModelReader(ref)
 
 
-def _read_config(path: Path) -> dict:
-    f = path / "config.json"
-    if not f.exists():
+def read_config(model_dir: Path) -> dict:
+    """The model's config.json as a dict; {} when there is none. Anything else that is not a
+    readable UTF-8 JSON object (a list, a folder, binary) is a ModelLoadError."""
+    f = model_dir / "config.json"
+    if not _present(f):
         return {}
+    inside(model_dir, "config.json", what="config.json")
+    size = regular_file(f, what="config.json").st_size
+    fix = "repair or re-download config.json"
+    if size > MAX_JSON:
+        raise ModelLoadError(f"config.json is {size} bytes, more than a config holds",
+                             where=str(f), fix=fix)
     try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ModelLoadError(f"config.json is not valid JSON: {e}", where=str(f),
-                             fix="repair or re-download config.json") from e
+        config = json.loads(f.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise unreadable(f, e, what="config.json") from e
+    except UnicodeDecodeError as e:
+        raise ModelLoadError(f"config.json is not UTF-8 text (byte {e.start})", where=str(f),
+                             fix=fix) from None
+    except (ValueError, RecursionError) as e:
+        raise ModelLoadError(f"config.json is not valid JSON: {str(e)[:200]}", where=str(f),
+                             fix=fix) from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"config.json holds a JSON {_json_kind(config)}, not an object",
+                             where=str(f), fix=fix)
+    return config
 
 
-def _weight_map(index: Path) -> dict[str, str]:
+def weight_map(model_dir: Path, index_name: str) -> dict[str, Path]:
+    """An index file's `weight_map`, every entry checked: tensor name -> a file inside the
+    folder. Refused whole, before any tensor is read, if one entry is malformed or escapes."""
+    index = inside(model_dir, index_name, what="index file")
+    regular_file(index, what="index file")
+    bad = ModelLoadError(f"{index_name} has no valid weight_map (an object of tensor name -> "
+                         "file name)", where=str(index), fix="re-download the model")
     try:
-        return dict(json.loads(index.read_text())["weight_map"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ModelLoadError(f"index file has no valid weight_map: {e!r}", where=str(index),
-                             fix="re-download the model") from e
+        if index.stat().st_size > MAX_JSON:
+            raise bad
+        raw = json.loads(index.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise unreadable(index, e, what="index file") from e
+    except (ValueError, RecursionError):  # not UTF-8, not JSON
+        raise bad from None
+    wm = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(wm, dict):
+        raise bad
+    out, checked = {}, {}  # thousands of tensors name a handful of shards: check each once
+    for name, file in wm.items():
+        if not isinstance(file, str):
+            raise ModelLoadError(f"{index_name} maps tensor {name[:200]!r} to "
+                                 f"{str(file)[:80]}, not a file name", where=str(index),
+                                 fix="re-download the model")
+        if file not in checked:
+            checked[file] = inside(model_dir, file, what="shard")
+        out[name] = checked[file]
+    return out
+
+
+def _safetensors_index(p: Path, files: list[Path],
+                       wanted: dict[str, Path]) -> dict[str, TensorInfo]:
+    """Headers of every shard; with an index, each tensor from the shard the index names."""
+    out: dict[str, TensorInfo] = {}
+    for f in files:
+        if wanted:
+            _listed_file(p, f)
+        for name, info in read_header(f)[0].items():
+            if wanted.get(name, f) != f:
+                continue
+            if name in out:
+                raise _twice(name, out[name].path, f)
+            out[name] = info
+    missing = sorted(set(wanted) - set(out))
+    if missing:
+        raise ModelLoadError(f"{len(missing)} tensors of the index are in no shard "
+                             f"(first: {missing[0][:200]})", where=str(p / ST_INDEX),
+                             fix="re-download the model")
+    return out
+
+
+def _listed_file(p: Path, f: Path) -> None:
+    if not f.exists():
+        raise ModelLoadError(f"shard {f.name} is listed in the index but missing",
+                             where=str(p), fix="re-download the model")
+    regular_file(f, what="weight file")
+
+
+def _present(f: Path) -> bool:
+    return f.exists() or f.is_symlink()  # a dangling link is there, and refused later
+
+
+def _twice(name: str, a: Path, b: Path) -> ModelLoadError:
+    return ModelLoadError(f"tensor {name[:200]!r} is stored twice, in {a.name} and {b.name}",
+                          where=str(b.parent),
+                          fix="keep one copy of the weights in the folder (or add an index "
+                              "that names the shard to use)")
+
+
+def _refused(f: Path, e: Exception) -> UnsafeCheckpointError:
+    """kinmerge's own refusal: torch's message suggests turning the protection off."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    what = f" (it references {found[1]})" if found else ""
+    return UnsafeCheckpointError(
+        "refused to unpickle a checkpoint that holds more than plain tensors: loading it "
+        f"could run code{what}", where=str(f),
+        fix="convert it to safetensors where you trust its source, or get a safetensors copy")
+
+
+def _json_kind(v: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(v), type(v).__name__)

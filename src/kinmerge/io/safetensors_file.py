@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from kinmerge.errors import ModelLoadError
+from kinmerge.io.safe_path import regular_file, unreadable
 
 DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -28,7 +29,11 @@ DTYPES: dict[str, torch.dtype] = {
     "U8": torch.uint8, "BOOL": torch.bool,
 }
 CODES = {v: k for k, v in DTYPES.items()}
+# legal in the safetensors format, but no merge method here computes on them
+KNOWN_UNSUPPORTED = ("F8_E4M3", "F8_E4M3FNUZ", "F8_E5M2", "F8_E5M2FNUZ", "F8_E8M0", "F6_E2M3",
+                     "F6_E3M2", "F4", "U16", "U32", "U64", "C64")
 MAX_HEADER = 100 * 1024 * 1024
+MAX_DIMS = 64  # torch's own limit on a tensor's dimensions
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,15 @@ def _corrupt(path: Path, why: str) -> ModelLoadError:
 
 
 def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """Parse and validate the header; returns (tensors by name, metadata)."""
+    """Parse and validate the header; returns (tensors by name, metadata).
+
+    Whatever the bytes, the only exception is a ModelLoadError: entries must be objects with
+    a dtype kinmerge supports, a shape of non-negative integers, and data offsets that match
+    the shape, lie inside the file and overlap no other tensor's.
+    """
     path = Path(path)
+    size = regular_file(path, what="weight file").st_size  # a FIFO would block open() forever
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
@@ -68,35 +78,87 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
                 raise _corrupt(path, f"header length {n} does not fit a file of {size} bytes")
             raw = f.read(n)
     except OSError as e:
-        raise ModelLoadError(f"cannot read {path.name}: {e.strerror}", where=str(path),
-                             fix="check the path and its permissions") from e
+        raise unreadable(path, e, what="weight file") from e
+    header = _parse_json(path, raw)
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise _corrupt(path, "__metadata__ is not a JSON object")
+    data_start = 8 + n
+    tensors = {name: _entry(path, name, spec, data_start) for name, spec in header.items()}
+    _check_layout(path, tensors, data_start, size)
+    return tensors, meta
+
+
+def _parse_json(path: Path, raw: bytes) -> dict:
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for k, v in pairs:
+            if k in out:
+                raise _corrupt(path, f"name {k[:200]!r} appears twice in one header object")
+            out[k] = v
+        return out
+
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _corrupt(path, f"header is not valid JSON ({e})") from e
+        header = json.loads(raw, object_pairs_hook=no_duplicates)
+    except ValueError as e:  # bad UTF-8, bad JSON, an integer of over 4300 digits
+        raise _corrupt(path, f"header is not valid JSON ({str(e)[:200]})") from e
+    except RecursionError as e:
+        raise _corrupt(path, "header JSON is nested too deeply") from e
     if not isinstance(header, dict):
         raise _corrupt(path, "header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    data_start = 8 + n
-    tensors: dict[str, TensorInfo] = {}
-    end_max = 0
-    for name, spec in header.items():
-        try:
-            dtype = DTYPES[spec["dtype"]]
-            shape = tuple(int(d) for d in spec["shape"])
-            begin, end = (int(x) for x in spec["data_offsets"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _corrupt(path, f"tensor {name!r} has a malformed entry ({e!r})") from e
-        expected = math.prod(shape) * dtype.itemsize
-        if end - begin != expected or begin < 0:
-            raise _corrupt(path, f"tensor {name!r}: {end - begin} bytes for shape {list(shape)} "
-                                 f"of {spec['dtype']} (expected {expected})")
-        tensors[name] = TensorInfo(path, dtype, shape, data_start + begin, expected)
-        end_max = max(end_max, end)
-    if data_start + end_max > size:
-        raise _corrupt(path, f"header promises {end_max} bytes of data, the file holds "
-                             f"{size - data_start}")
-    return tensors, meta
+    return header
+
+
+def _entry(path: Path, name: str, spec: object, data_start: int) -> TensorInfo:
+    """One header entry checked: every field with the type and range the format demands."""
+    what = f"tensor {name[:200]!r}"
+    if not isinstance(spec, dict):
+        raise _corrupt(path, f"{what} has a malformed entry (a {type(spec).__name__}, "
+                             "not an object)")
+    code, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    if not isinstance(code, str) or code not in DTYPES:
+        if isinstance(code, str) and code in KNOWN_UNSUPPORTED:
+            raise ModelLoadError(
+                f"{what} has dtype {code}, which is not supported by kinmerge "
+                f"(supported: {', '.join(DTYPES)})", where=str(path),
+                fix="convert the model to bfloat16, float16 or float32 first (e.g. load it in "
+                    "transformers and save_pretrained with that torch_dtype)")
+        raise _corrupt(path, f"{what} has an unknown dtype {str(code)[:40]!r}")
+    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
+            or not all(_is_count(d) for d in shape)):
+        raise _corrupt(path, f"{what} has shape {str(shape)[:80]}, not a list of "
+                             "non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+            and offsets[0] <= offsets[1]):
+        raise _corrupt(path, f"{what} has data_offsets {str(offsets)[:80]}, not "
+                             "[begin, end] with 0 <= begin <= end")
+    dtype, (begin, end) = DTYPES[code], offsets
+    expected = math.prod(shape) * dtype.itemsize
+    if end - begin != expected:
+        raise _corrupt(path, f"{what}: {end - begin} bytes for shape {shape} of {code} "
+                             f"(expected {expected})")
+    return TensorInfo(path, dtype, tuple(shape), data_start + begin, expected)
+
+
+def _is_count(x: object) -> bool:
+    return type(x) is int and x >= 0  # bool is an int subclass: `true` is not a dimension
+
+
+def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_start: int,
+                  size: int) -> None:
+    """Every tensor's bytes inside the file, no two tensors sharing a byte."""
+    end_max = max((i.begin + i.nbytes for i in tensors.values()), default=data_start)
+    if end_max > size:
+        raise _corrupt(path, f"header promises {end_max - data_start} bytes of data, the file "
+                             f"holds {size - data_start}")
+    prev: tuple[str, int] | None = None
+    for name, info in sorted(tensors.items(), key=lambda kv: kv[1].begin):
+        if not info.nbytes:
+            continue
+        if prev is not None and info.begin < prev[1]:
+            raise _corrupt(path, f"tensors {prev[0][:200]!r} and {name[:200]!r} overlap in "
+                                 "the file's data")
+        prev = (name, info.begin + info.nbytes)
 
 
 def read_tensor(info: TensorInfo, fd: int | None = None) -> torch.Tensor:
@@ -138,7 +200,10 @@ def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
 def _pread_exactly(fd: int, view: memoryview, offset: int, path: Path) -> None:
     done = 0
     while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
+        try:
+            got = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as e:  # EIO on a failing disk, a file truncated under us
+            raise unreadable(path, e, what="weight file") from e
         if got <= 0:
             raise _corrupt(path, "file ended while reading tensor data")
         done += got

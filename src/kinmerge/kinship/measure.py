@@ -13,6 +13,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from kinmerge.errors import KinmergeError
 from kinmerge.kinship import compat as mk
+from kinmerge.kinship import nonfinite
 from kinmerge.kinship.metrics import norms, pair_metrics, parse_metrics, per_tensor_average
 from kinmerge.kinship.plan import plan_kinship
 from kinmerge.kinship.report import breakdown
@@ -126,5 +127,9 @@ def _compat(readers, plan, names, per_tensor, progress, common) -> KinshipResult
         values = mk.per_tensor_values(readers, plan, names, progress)
     else:
         values = mk.pair_values(mk.whole_vectors(readers, plan, progress), names)
+    if not all(math.isfinite(v) for v in values.values()):  # NaN weights, or a zero delta
+        found = nonfinite.culprits(readers, plan.jobs)
+        if found:
+            raise nonfinite.refuse(found, readers[0].ref)
     mode = mk.MODE + ("-per-tensor" if per_tensor else "")
     return KinshipResult(values, mode=mode, absolute_cosine=True, **common)

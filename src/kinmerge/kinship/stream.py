@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.io.reader import ModelReader
+from kinmerge.kinship import nonfinite
 from kinmerge.kinship.plan import KinshipPlan, TensorJob, plan_kinship
 from kinmerge.kinship.stats import Moments, chunk_moments
 
@@ -74,6 +76,7 @@ def collect(readers: list[ModelReader], plan: KinshipPlan,
     chunk, done, total = chunk_size(k), 0, plan.numel
     scratch = Scratch(k, min(chunk, max((j.numel for j in plan.jobs), default=1)))
     out: list[tuple[str, Moments]] = []
+    bad: list[TensorJob] = []
     for job in ordered(plan, readers[0]):
         acc = Moments.zeros(k)
         for x in deltas(readers, job, chunk, scratch):
@@ -82,7 +85,12 @@ def collect(readers: list[ModelReader], plan: KinshipPlan,
             if progress:
                 progress(done, total)
         out.append((job.name, acc))
+        if not (np.isfinite(acc.mean).all() and np.isfinite(acc.sqdist).all()):
+            bad.append(job)
         log.debug("%s: %d elements", job.name, acc.n)
+    found = nonfinite.culprits(readers, bad)
+    if found:  # (none found: finite weights whose squares overflowed float64; NaN stands)
+        raise nonfinite.refuse(found, readers[0].ref)
     return out
 
 

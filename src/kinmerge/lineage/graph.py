@@ -13,6 +13,7 @@ from pathlib import Path
 import networkx as nx
 
 from kinmerge.figures import pyplot, save
+from kinmerge.io.safe_path import inside
 from kinmerge.lineage.record import FILE, Lineage, LineageRecord
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ def collect(path: str | Path) -> dict[str, LineageRecord]:
     for f in files:
         if f.name == RUN_FILE:
             continue
+        if f != path:
+            inside(path, f.relative_to(path), what=FILE)
         lin = Lineage.model_validate_json(f.read_text())
         for rid, rec in lin.all().items():
             records[rid] = _richer(records.get(rid), rec)

@@ -11,11 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from kinmerge.errors import ModelLoadError
+from kinmerge.io.safe_path import inside, regular_file, unreadable
+
+log = logging.getLogger(__name__)
 FILE = "lineage.json"
 
 
@@ -72,11 +77,20 @@ def merge_id(recipe_yaml: str, seed: int, parents: list[str]) -> str:
 
 
 def read(model_dir: str | os.PathLike) -> Lineage | None:
-    """The lineage stored beside a model, or None."""
+    """The lineage stored beside a model, or None; a ModelLoadError if it is not one."""
     f = Path(model_dir) / FILE
-    if not f.is_file():
+    if not (f.exists() or f.is_symlink()):
         return None
-    return Lineage.model_validate_json(f.read_text())
+    inside(model_dir, FILE, what=FILE)
+    regular_file(f, what=FILE)
+    try:
+        return Lineage.model_validate_json(f.read_bytes())
+    except OSError as e:
+        raise unreadable(f, e, what=FILE) from e
+    except ValueError as e:  # pydantic's ValidationError: bad JSON or not a lineage record
+        raise ModelLoadError(f"{FILE} is not a kinmerge lineage record "
+                             f"({str(e).splitlines()[0][:200]})", where=str(f),
+                             fix=f"repair it, or delete it to treat the model as a root") from None
 
 
 def write(model_dir: str | os.PathLike, lineage: Lineage) -> Path:
@@ -89,7 +103,11 @@ def write(model_dir: str | os.PathLike, lineage: Lineage) -> Path:
 
 def of_parent(ref: str, model_dir: Path | None) -> Lineage:
     """A parent's lineage: its own lineage.json, or a fresh root record."""
-    found = read(model_dir) if model_dir is not None else None
+    try:
+        found = read(model_dir) if model_dir is not None else None
+    except ModelLoadError as e:  # a stranger's bad lineage.json must not block a merge
+        log.warning("ignoring the lineage of %s: %s", ref, e.what)
+        found = None
     if found is not None:
         return found
     return Lineage(model=LineageRecord(id=root_id(ref), name=Path(ref).name or ref, ref=ref))

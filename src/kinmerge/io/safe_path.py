@@ -1,0 +1,127 @@
+"""The one rule for every file kinmerge reads from a model folder: it stays inside the folder.
+
+Model folders come from strangers. A shard index may name `../x` or `/etc/passwd`, and a
+`tokenizer.json` may be a symlink to any local file, which a merge would copy into its output
+and `push` would upload. So every path taken from a model folder goes through `inside`: after
+following links it must lie under the model folder. A Hugging Face cache snapshot
+(`models--org--name/snapshots/<rev>/`) links each file to `../../blobs/<hash>`; there the
+allowed root is the cache entry `models--org--name`, so cached models keep working.
+
+`regular_file` refuses what is not a plain file (a FIFO would block `open` forever, a device
+would stream without end, a directory fails late and obscurely) before anything opens it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from kinmerge.errors import ModelLoadError
+
+HUB_KINDS = ("models--", "datasets--", "spaces--")
+FIX_LINK = ("replace the link by a copy of the file inside the model folder (`cp -L`), "
+            "or remove it")
+
+
+def model_root(model_dir: str | os.PathLike) -> Path:
+    """The resolved folder the model's files must stay under (the hub cache entry for a
+    cache snapshot)."""
+    d = _resolve(Path(model_dir), Path(model_dir))
+    if d.parent.name == "snapshots" and d.parent.parent.name.startswith(HUB_KINDS):
+        return d.parent.parent
+    return d
+
+
+def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str = "file") -> Path:
+    """`model_dir / name`, refused with a ModelLoadError unless it stays inside the folder.
+
+    `name` is a path relative to the folder (as an index or a config names it); absolute
+    names, `..` escapes and links leading out are refused. The path is returned as joined
+    (not resolved), so messages and shard names read as the user wrote them.
+
+    >>> inside("models/ft1", "model-00001-of-00002.safetensors")      # doctest: +SKIP
+    """
+    model_dir = Path(model_dir)
+    if not isinstance(name, (str, os.PathLike)):
+        raise ModelLoadError(f"{what} is named by a {type(name).__name__}, not a file name",
+                             where=str(model_dir), fix="re-download the model")
+    raw = os.fspath(name)
+    if not raw or "\x00" in raw or Path(raw).is_absolute():
+        raise ModelLoadError(f"{what} {raw!r} is not a file name inside the model folder",
+                             where=str(model_dir),
+                             fix="a model folder may only name its own files; re-download it")
+    path = model_dir / raw
+    real, root = _resolve(path, model_dir), model_root(model_dir)
+    if real != root and root not in real.parents:
+        kind = "a link" if _has_link(model_dir, raw) else "a path"
+        raise ModelLoadError(
+            f"{what} {raw!r} is {kind} leading outside the model folder (to {real}); "
+            "kinmerge reads nothing outside a model's folder", where=str(path), fix=FIX_LINK)
+    return path
+
+
+def no_links_out(folder: str | os.PathLike, *, recursive: bool = False) -> None:
+    """Refuse `folder` if any entry in it (below it, with `recursive`) is a symlink leading
+    outside: for code that hands a whole folder to a library (a tokenizer load, an upload)."""
+    folder = Path(folder)
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into dir links
+        for entry in dirnames + filenames:
+            p = Path(dirpath) / entry
+            if p.is_symlink():
+                inside(folder, p.relative_to(folder), what=entry)
+        if not recursive:
+            break
+
+
+def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_result:
+    """The stat of `path`, refused unless it is a regular file (following links)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise unreadable(path, e, what=what) from e
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelLoadError(f"{what} {path.name} is {_kind(st.st_mode)}, not a regular file",
+                             where=str(path),
+                             fix="replace it by the real file (re-download the model)")
+    return st
+
+
+def unreadable(path: Path, e: OSError, *, what: str = "file") -> ModelLoadError:
+    """A ModelLoadError saying why the OS refused `path`, with the fix for that reason."""
+    fixes = {errno.EACCES: "make it readable (`chmod u+r`) or run as its owner",
+             errno.EPERM: "make it readable (`chmod u+r`) or run as its owner",
+             errno.ENAMETOOLONG: "shorten the path: one of its names is longer than the "
+                                 "file system allows (255 bytes on most)",
+             errno.ENOENT: "check the path", errno.ELOOP: "fix the symlink loop",
+             errno.EISDIR: "replace the folder by the file"}
+    why = e.strerror or type(e).__name__
+    return ModelLoadError(f"cannot read {what} {path.name[:80]}: {why}", where=str(path)[:400],
+                          fix=fixes.get(e.errno, "check the path and its permissions"))
+
+
+def _resolve(path: Path, model_dir: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop; a name too long to resolve
+        err = e if isinstance(e, OSError) else OSError(errno.ELOOP, "symlink loop")
+        raise unreadable(path, err) from e
+
+
+def _has_link(model_dir: Path, raw: str) -> bool:
+    p = model_dir
+    for part in Path(raw).parts:
+        p = p / part
+        if p.is_symlink():
+            return True
+    return False
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
