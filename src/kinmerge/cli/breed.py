@@ -21,8 +21,15 @@ out = Console()
 @click.option("--budget", "evaluations", type=int, default=None,
               help="Most evaluations in all (the pool's included).")
 @click.option("--seed", type=int, default=None, help="Merge seed.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Merges and evaluations of a generation run at once (processes, or Ray tasks).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True)
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (default: start a local one).")
 @click.option("--report/--no-report", default=True, help="Write report.html at the end.")
-def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, report):
+def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, workers, backend,
+              ray_address, report):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
     from kinmerge.breed import breed
 
@@ -33,7 +40,8 @@ def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, repor
                   f"{extra}", highlight=False)
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
-                   evaluations=evaluations, seed=seed, on_generation=show)
+                   evaluations=evaluations, seed=seed, on_generation=show, workers=workers,
+                   backend=backend, ray_address=ray_address)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
     for g in s["generations"]:
