@@ -25,19 +25,17 @@ PREFETCH_BYTES = 256 * 2**20  # largest job whose inputs are read while the prev
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
-            device: str | torch.device = "cpu", work_dtype: torch.dtype | None = None,
+            device: str | torch.device = "cpu",
             on_tensor: Callable[[TensorJob], None] | None = None,
             allow_nonfinite: bool = False) -> None:
     """Compute every tensor of `plan` in order and `sink.add` it.
 
-    work_dtype: the arithmetic's dtype; default the recipe's `dtype` (mergekit's behaviour),
-    else each tensor's own. The stochastic methods draw from a generator seeded by
+    Each job's working, accumulation and output dtypes are the plan's. The stochastic methods draw from a generator seeded by
     (seed, output tensor name), so results do not depend on order, threads or device.
     An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
     (then every such tensor is named in one warning at the end).
     """
     device = torch.device(device)
-    compute = work_dtype or plan.compute_dtype
     jobs = plan.jobs
     bad: list[nonfinite.NonFinite] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
@@ -49,7 +47,7 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
             # parameters, and holding them beside the current job's doubles the peak memory
             small = nxt is not None and _input_bytes(nxt, readers) <= PREFETCH_BYTES
             ahead = pool.submit(_load, nxt, readers) if small else None
-            out = run_job(plan, job, tensors, base, seed=seed, device=device, compute=compute)
+            out = run_job(plan, job, tensors, base, seed=seed, device=device)
             if not nonfinite.all_finite(out):
                 bad.append(_nonfinite(job, out, tensors, base))
                 if not allow_nonfinite:
@@ -92,10 +90,9 @@ def _align_rows(t: torch.Tensor, rows: int, fill: torch.Tensor) -> torch.Tensor:
 
 
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
-            base: torch.Tensor | None, *, seed: int, device: torch.device,
-            compute: torch.dtype | None) -> torch.Tensor:
+            base: torch.Tensor | None, *, seed: int, device: torch.device) -> torch.Tensor:
     """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
-    dt = compute or (base.dtype if base is not None else tensors[0].dtype)
+    dt = job.work_dtype or (base.dtype if base is not None else tensors[0].dtype)
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)
@@ -103,8 +100,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     if plan.method.stochastic:
         gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
     with torch.no_grad():
-        out = plan.method.fn(tensors, base, generator=gen, **job.params)
-    # a method may compute wider than `dt` (slerp, linear); the result is rounded to the
+        accum = {"accum": job.accum_dtype} if job.accum_dtype is not None else {}
+        out = plan.method.fn(tensors, base, generator=gen, **job.params, **accum)
+    # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
     return out.to(dtype=dt).to(dtype=job.out_dtype).cpu()

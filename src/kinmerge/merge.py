@@ -26,7 +26,7 @@ from kinmerge.io.safe_path import inside, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
-from kinmerge.recipe import Recipe, dtype_of, load_recipe
+from kinmerge.recipe import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -77,10 +77,10 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
+                allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -107,14 +107,13 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
             with _progress(p, progress) as tick:
-                execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                        work_dtype=dtype_of(work_dtype), on_tensor=tick,
+                execute(p, readers, writer, seed=_seed(r, seed), device=device, on_tensor=tick,
                         allow_nonfinite=allow_nonfinite)
             writer.close()
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)

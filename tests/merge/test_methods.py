@@ -23,7 +23,8 @@ def test_registry_declarations_match_functions():
         sig = inspect.signature(m.fn)
         kw = {p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
         assert "generator" in kw, name
-        assert {p.arg for p in m.params} == kw - {"generator"}, name
+        assert {p.arg for p in m.params} == kw - {"generator", "accum"}, name
+        assert ("accum" in kw) == (m.accumulate is not None), name  # declared where used
         for p in m.params:
             default = sig.parameters[p.arg].default
             if not p.required and default not in (inspect.Parameter.empty, None):

@@ -51,6 +51,16 @@ class Method:
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
     min_models: int = 1
     extra: dict = field(default_factory=dict)
+    # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
+    # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
+    # executor passes it to the function as `accum=`
+    accumulate: torch.dtype | None = None
+
+    def accumulation(self, work: torch.dtype) -> torch.dtype | None:
+        """The accumulation dtype of a job whose working dtype is `work`."""
+        if self.accumulate is None:
+            return None
+        return work if work == torch.float64 else self.accumulate
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
