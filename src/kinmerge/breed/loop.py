@@ -18,6 +18,7 @@ from kinmerge import lineage
 from kinmerge.breed.config import PARENT_BASED, BreedConfig
 from kinmerge.breed.fitness import KinshipFn
 from kinmerge.breed.state import BreedState
+from kinmerge.breed.summary import Generation, Merge
 from kinmerge.breed.work import BreedJob, FitnessRef, Outcome, run_all
 from kinmerge.runners import InlineRunner, Runner
 
@@ -227,7 +228,7 @@ class Breeder:
                 return "budget", gens
             if set(new_top) == set(top):
                 return "top-k unchanged", gens
-            if self.converged(gens[-1]["top_k_kinship"]):
+            if self.converged(gens[-1].top_k_kinship):
                 return "kinship threshold", gens
             top, gen = new_top, gen + 1
 
@@ -256,16 +257,15 @@ class Breeder:
         return kin <= thr if self.cfg.kinship.metric == "ed" else kin >= thr
 
     def record(self, gen: int, top: list[str], merged: list[tuple],
-               explore: tuple | None) -> dict:
-        data = {"generation": gen, "top_k": top, "top_k_kinship": self.top_k_kinship(top),
-                "best": self.state.evaluation(top[0])[0], "best_model": top[0],
-                "merged": [{"parents": [a, b], "child": c, "origin": o}
-                           for a, b, c, o in merged],
-                "explored": list(explore) if explore else None,
-                # models scored up to here (not the database total, which a resumed run's
-                # replay of earlier generations would overstate)
-                "evaluations": sum(self.state.evaluation(n) is not None for n in self.present)}
-        self.state.set_generation(gen, data)
+               explore: tuple | None) -> Generation:
+        data = Generation(
+            gen, tuple(top), self.top_k_kinship(top), self.state.evaluation(top[0])[0], top[0],
+            tuple(Merge((a, b), c, o) for a, b, c, o in merged),
+            tuple(explore) if explore else None,  # type: ignore[arg-type]
+            # models scored up to here (not the database total, which a resumed run's
+            # replay of earlier generations would overstate)
+            sum(self.state.evaluation(n) is not None for n in self.present))
+        self.state.set_generation(gen, data.to_dict())
         if self.on_generation is not None:
             self.on_generation(data)
         return data

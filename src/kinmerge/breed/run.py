@@ -27,6 +27,7 @@ from kinmerge.breed.config import BreedConfig, load_breed_config
 from kinmerge.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
 from kinmerge.breed.loop import Breeder
 from kinmerge.breed.state import BreedState
+from kinmerge.breed.summary import BreedSummary, Generation
 from kinmerge.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
 from kinmerge.merge import check_device
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BreedResult:
     out: Path
-    summary: dict
+    summary: BreedSummary  # typed; also readable as the dict summary.json holds
 
 
 def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
@@ -77,7 +78,7 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
 
 
 def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
-           on_generation: Callable[[dict], None] | None, runner: Runner) -> dict:
+           on_generation: Callable[[dict], None] | None, runner: Runner) -> BreedSummary:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
@@ -89,7 +90,7 @@ def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | No
         stop, gens = breeder.run()
         log.info("stopped: %s", stop)
         summary = _summary(cfg, state, breeder, stop, gens)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         _write_history(out / "history.csv", state)
         records = [r.model_dump(mode="json", exclude_none=True) for r in state.lineage().values()]
         (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
@@ -127,14 +128,12 @@ def _register_pool(state: BreedState, cfg: BreedConfig) -> None:
 
 
 def _summary(cfg: BreedConfig, state: BreedState, breeder: Breeder, stop: str,
-             gens: list[dict]) -> dict:
+             gens: list[Generation]) -> BreedSummary:
     ranked = breeder.ranked()
     best = ranked[0] if ranked else None
-    return {"explore": cfg.explore, "k": cfg.k, "metric": cfg.kinship.metric,
-            "evaluations": state.evaluation_count(), "budget": cfg.budget.evaluations,
-            "best_score": state.evaluation(best)[0] if best else None, "best_model": best,
-            "best_path": state.models()[best].path if best else None,
-            "stop_reason": stop, "generations": gens}
+    return BreedSummary(cfg.explore, cfg.k, cfg.kinship.metric, state.evaluation_count(),
+                        cfg.budget.evaluations, state.evaluation(best)[0] if best else None,
+                        best, state.models()[best].path if best else None, stop, tuple(gens))
 
 
 HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship",

@@ -23,6 +23,7 @@ from kinmerge.evolve.runners import Job, Runner, evaluate_job, make_runner
 from kinmerge.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
 from kinmerge.evolve.space import ParamSpace
+from kinmerge.evolve.summary import EvolveSummary
 from kinmerge.io.reader import ModelReader
 from kinmerge.layers import detect
 from kinmerge.merge import check_device, merge
@@ -46,7 +47,7 @@ class Phase:
 class EvolveResult:
     out: Path
     best_recipe: Path
-    summary: dict
+    summary: EvolveSummary  # typed; also readable as the dict summary.json holds
     phases: list[Phase] = field(default_factory=list)
 
 
@@ -93,8 +94,9 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    report.write_summary(out / "summary.json", summary)
-    return EvolveResult(out, best, summary, phases)
+    typed = EvolveSummary.from_dict(summary)
+    report.write_summary(out / "summary.json", typed.to_dict())
+    return EvolveResult(out, best, typed, phases)
 
 
 def _phases(run: _Run) -> list[Phase]:
