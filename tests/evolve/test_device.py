@@ -52,3 +52,14 @@ def test_the_candidate_is_merged_and_built_on_its_device(evofam, monkeypatch):
     assert cand.device == "meta"
     cpu = build_candidate(recipe, device="cpu", dtype=torch.float64)
     assert {p.dtype for p in cpu.model.parameters()} == {torch.float64}
+
+
+def test_evolve_inline_leaves_torch_threads_as_they_were(ps_config, tmp_path):
+    before = torch.get_num_threads()
+    target = 3 if before != 3 else 2
+    torch.set_num_threads(target)
+    try:
+        evolve(ps_config(budget={"trials": 2}, baselines={"grid": False}), tmp_path / "r")
+        assert torch.get_num_threads() == target  # jobs ran on 1 thread, then restored
+    finally:
+        torch.set_num_threads(before)
