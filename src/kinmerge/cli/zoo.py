@@ -1,7 +1,6 @@
 """`kinmerge zoo build OUT/`: the trained tiny model family, built once and cached."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -30,7 +29,9 @@ def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
         path = build_zoo(out, cfg, seed)
     else:
         path = copy_zoo(zoo(cfg, seed), out)
-    manifest = json.loads((path / "zoo.json").read_text())
+    from kinmerge.zoo.manifest import read_manifest
+
+    manifest = read_manifest(path)
     click.echo(f"zoo in {path}")
     for name, m in manifest["models"].items():
         click.echo(f"  {name:<10} {m['skill'] or '(base)'}")

@@ -31,6 +31,7 @@ import torch
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.zoo.cache import cache_root
+from kinmerge.zoo.manifest import ZooManifest
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
 from kinmerge.zoo.train import Schedule, isolated_torch, train
 
@@ -168,7 +169,8 @@ def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) 
         manifest = {"format": FORMAT, "seed": seed, "digest": cfg.digest(seed),
                     "config": cfg.to_dict(), "models": models, "skills": skills,
                     "parents": list(cfg.parents), "text": "tasks/text.txt"}
-        (tmp / "zoo.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        typed = ZooManifest.from_dict(manifest)  # the typed record writes the JSON
+        (tmp / "zoo.json").write_text(json.dumps(typed.to_dict(), indent=2) + "\n")
     log.info("zoo built in %.0fs: %s", time.perf_counter() - t0, out)
     return out
 
