@@ -1,10 +1,12 @@
 """A generation's merges and evaluations on parallel workers give the sequential run's
 results, and a failed worker's job is redone once on resume, nothing finished again."""
 import csv
+import json
 import os
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from breed_standins import FailOnce, TargetScore, mean_target
@@ -75,3 +77,26 @@ def test_ray_breed_equals_sequential(sequential, config, pool, kin, tmp_path, mo
     fit = TargetScore(pool["base"], mean_target(pool))
     par = run(config, fit, kin, tmp_path / "ray", workers=2, backend="ray")
     same_run(seq_out, seq, tmp_path / "ray", par)
+
+
+def test_configured_fitness_is_rebuilt_in_each_worker(pool, config, kin, tmp_path, monkeypatch):
+    """breed.yml's fitness travels to the workers as its spec and is built there."""
+    from click.testing import CliRunner
+
+    from kinmerge.cli import main
+
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.setenv("BREED_TEST_BASE", pool["base"])
+    cfg = config(fitness={"function": "breed_standins:delta_size"},
+                 budget={"generations": 2})
+    (tmp_path / "breed.yml").write_text(yaml.safe_dump(cfg))
+    runs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        r = CliRunner().invoke(main, ["breed", str(tmp_path / "breed.yml"), "--out", str(out),
+                                      "--workers", workers, "--no-report"])
+        assert r.exit_code == 0, r.output
+        runs[workers] = out
+    one, two = (json.loads((runs[w] / "summary.json").read_text()) for w in ("1", "2"))
+    one.pop("best_path"), two.pop("best_path")
+    assert one == two and one["evaluations"] > 4
