@@ -7,12 +7,13 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from kinmerge.errors import ConfigError
+from kinmerge import yamlload
+from kinmerge.errors import ConfigError, short_repr
 
 M = TypeVar("M", bound=BaseModel)
+MAX_LISTED = 50  # problems listed in one error; the rest are counted
 
 
 def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
@@ -24,20 +25,41 @@ def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
     text, where = str(source), f"{subject} text"
     is_text = allow_text and not isinstance(source, Path) and "\n" in text
     if not is_text:
-        path = Path(source)
-        if not path.is_file():
-            raise error([f"file not found: {path}"], subject=subject, where=str(path),
-                              fix=f"check the path of the {subject}")
-        text, where = path.read_text(), str(path)
+        text, where = read_text(Path(source), subject=subject, error=error)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+        data = yamlload.load(text)
+    except yamlload.YamlError as e:
         raise error([f"not valid YAML: {e}"], subject=subject, where=where,
-                          fix="fix the YAML syntax at the line shown") from e
+                    fix="fix the YAML at the line shown") from None
     if not isinstance(data, dict):
         raise error([f"a {subject} is a YAML mapping of keys, got {type(data).__name__}"],
                           subject=subject, where=where, fix=f"start from {example}")
     return data, where
+
+
+def read_text(path: Path, *, subject: str,
+              error: type[ConfigError] = ConfigError) -> tuple[str, str]:
+    """(text, where) of a UTF-8 file of at most yamlload.MAX_BYTES bytes."""
+    def fail(problem: str, fix: str):
+        return error([problem], subject=subject, where=str(path), fix=fix)
+
+    if not path.is_file():
+        what = "not a regular file" if path.exists() else "file not found"
+        raise fail(f"{what}: {path}", f"check the path of the {subject}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(yamlload.MAX_BYTES + 1)
+    except OSError as e:
+        raise fail(f"cannot read {path}: {e.strerror or e}", "check the file's permissions")
+    if len(data) > yamlload.MAX_BYTES:
+        raise fail(f"the file is larger than {yamlload.MAX_BYTES // 2**20} MiB, the limit "
+                   f"for a {subject}", f"a {subject} is a small text file; check the path")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff"), str(path)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise fail(f"not UTF-8 text: byte 0x{data[e.start]:02x} at line {line} "
+                   f"(offset {e.start})", "save the file as UTF-8") from None
 
 
 def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
@@ -46,8 +68,11 @@ def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise error([describe(err, model) for err in e.errors()], subject=subject,
-                    where=where, fix=fix) from None
+        errs = e.errors()
+        lines = [describe(err, model) for err in errs[:MAX_LISTED]]
+        if len(errs) > MAX_LISTED:
+            lines.append(f"... and {len(errs) - MAX_LISTED} more")
+        raise error(lines, subject=subject, where=where, fix=fix) from None
 
 
 def describe(err: dict, root: type[BaseModel]) -> str:
@@ -58,10 +83,11 @@ def describe(err: dict, root: type[BaseModel]) -> str:
         known = list(_model_at(root, err["loc"][:-1]).model_fields)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-        return f"unknown key {loc!r} ({hint})"
+        return f"unknown key {short_repr(loc)} ({hint})"
     if err["type"] == "missing":
         return f"missing required key {loc}"
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})" if loc else err["msg"]
+    got = short_repr(err.get("input"))
+    return f"{loc}: {err['msg']} (got {got})" if loc else err["msg"]
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:

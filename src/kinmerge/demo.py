@@ -23,6 +23,7 @@ import yaml
 
 from kinmerge.evaluate import ExactMatch, evaluate_model
 from kinmerge.figures import pyplot, save
+from kinmerge.io.outpath import check_out, make_dir
 from kinmerge.zoo.manifest import read_manifest
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
     from kinmerge import merge_to_memory
     from kinmerge.zoo.family import zoo
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else []))
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     root = Path(zoo_dir) if zoo_dir else zoo(config, seed)

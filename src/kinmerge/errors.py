@@ -6,6 +6,9 @@ other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class KinmergeError(Exception):
     """Root of every error caused by the user's input rather than by a bug."""
@@ -61,3 +64,15 @@ class UnsafeCheckpointError(ModelLoadError):
 
 class OutputExistsError(KinmergeError):
     """The output path exists and overwriting was not asked for."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def short_repr(value: Any) -> str:
+    """repr of `value` cut to about 80 characters, walking a bounded part of it (a recipe
+    value can be large, or shared many times over by YAML aliases)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."

@@ -92,7 +92,10 @@ def _align_rows(t: torch.Tensor, rows: int, fill: torch.Tensor) -> torch.Tensor:
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
             base: torch.Tensor | None, *, seed: int, device: torch.device) -> torch.Tensor:
     """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
-    dt = job.work_dtype or (base.dtype if base is not None else tensors[0].dtype)
+    ref = base if base is not None else tensors[0]
+    if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
+        return ref.to(dtype=job.out_dtype)  # no weight arithmetic means anything on them
+    dt = job.work_dtype or ref.dtype
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)

@@ -20,9 +20,15 @@ def pyplot():
 
 def save(fig, out: str | Path, *, dpi: int = 100) -> Path:
     """Lay out `fig`, write it to `out` (the suffix picks the format), and free it."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=dpi)
-    pyplot().close(fig)
+    from kinmerge.io.outpath import check_out, write_error
+
+    out = check_out(out, option="figure", folder=False)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out, dpi=dpi)
+    except OSError as e:
+        raise write_error(e, out) from e
+    finally:
+        pyplot().close(fig)
     return out

@@ -21,8 +21,9 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
-from kinmerge.io.safe_path import inside, regular_file
+from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
@@ -61,23 +62,25 @@ def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
             r.close()
 
 
-def make_plan(recipe: RecipeLike, *, dtype: str | None = None) -> Plan:
+def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
+              ties_topk: str | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
     with open_models(r) as readers:
-        return plan(r, readers, dtype=dtype)
+        return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
-                    allow_nonfinite: bool = False) -> MergedModel:
+                    allow_nonfinite: bool = False,
+                    ties_topk: str | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         sink = InMemorySink()
         execute(p, readers, sink, seed=_seed(r, seed), device=device,
                 allow_nonfinite=allow_nonfinite)
@@ -89,33 +92,41 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
           progress: bool = False, lineage: dict | None = None,
-          allow_nonfinite: bool = False) -> Path:
+          allow_nonfinite: bool = False, ties_topk: str | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
     when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
+    `ties_topk="mergekit"` ranks equal magnitudes in TIES/breadcrumbs trims as stock
+    mergekit does (its bytes reproduced); default: the recipe's `kinmerge: {topk: ...}`, else
+    "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
+    r = load_recipe(recipe)
+    check_out(out, input_roots(r.model_refs()))
+    if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
-    r = load_recipe(recipe)
+    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
-            with _progress(p, progress) as tick:
-                execute(p, readers, writer, seed=_seed(r, seed), device=device, on_tensor=tick,
-                        allow_nonfinite=allow_nonfinite)
-            writer.close()
+            try:
+                with _progress(p, progress) as tick:
+                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                            on_tensor=tick, allow_nonfinite=allow_nonfinite)
+                writer.close()
+            finally:
+                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
             _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
             parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
             lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,
@@ -168,7 +179,7 @@ def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
     """Copy `name` if the model has it; a link leading out of the model folder is refused
     (its target could be any local file, published with the merge)."""
     src = model_dir / name
-    if not (src.exists() or src.is_symlink()):
+    if not present(src):
         return
     inside(model_dir, name, what=name)
     regular_file(src, what=name)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from kinmerge.errors import short_repr
+
 Value = Any  # float | bool | list[float] | list[dict]
 
 
 def check_value(value: Value, *, boolean: bool = False) -> str | None:
     """Why `value` is not a valid parameter value, or None when it is."""
-    if boolean:
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if boolean:  # mergekit (pydantic) also reads 0 and 1 as false and true
+        ok = isinstance(value, bool) or _is_number(value) and value in (0, 1)
+        return None if ok else f"expected true or false, got {short_repr(value)}"
     if _is_number(value):
         return None
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
@@ -23,15 +26,32 @@ def check_value(value: Value, *, boolean: bool = False) -> str | None:
         for e in value:
             extra = set(e) - {"filter", "value"}
             if extra or "value" not in e:
-                return (f"filter entries take keys `filter` and `value`, got {sorted(e)}")
+                keys = short_repr(sorted(e, key=str))
+                return f"filter entries take keys `filter` and `value`, got {keys}"
             if not (e.get("filter") is None or isinstance(e["filter"], str)):
-                return f"a filter must be a string, got {e['filter']!r}"
+                return f"a filter must be a string, got {short_repr(e['filter'])}"
             why = check_value(e["value"])
             if why or isinstance(e["value"], list) and isinstance(e["value"][0], dict):
                 return why or "a filter entry's value cannot itself be a filter list"
         return None
     return ("expected a number, a gradient (list of numbers) or a filter list "
-            f"([{{filter: ..., value: ...}}]), got {value!r}")
+            f"([{{filter: ..., value: ...}}]), got {short_repr(value)}")
+
+
+def numbers_in(value: Value) -> list[tuple[str, float]]:
+    """(location suffix, number) for every number in a checked value: `""` for a plain
+    number, `[i]` for a gradient anchor, `[i].value` / `[i].value[j]` inside a filter list."""
+    if _is_number(value):
+        return [("", value)]
+    if not isinstance(value, list):
+        return []
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, dict):
+            out += [(f"[{i}].value{s}", x) for s, x in numbers_in(v.get("value"))]
+        elif _is_number(v):
+            out.append((f"[{i}]", v))
+    return out
 
 
 def _is_number(v: Any) -> bool:

@@ -16,7 +16,7 @@ from kinmerge.layers import LayerScheme, detect, is_embedding, layer_count_probl
 from kinmerge.methods import Method, get_method
 from kinmerge.params import value_at
 from kinmerge.recipe import Recipe, dtype_of
-from kinmerge.validate import inputs_of
+from kinmerge.validate import check_values, checked_report, inputs_of, recipe_warnings
 
 MAX_SHOWN = 25
 
@@ -73,26 +73,38 @@ class _Ctx:
     scheme: LayerScheme
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    # (is an error, message) of the method's check/caution -> output tensors it holds for
+    checked: dict[tuple[bool, str], list[str]] = field(default_factory=dict)
 
 
 def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
-         dtype: str | None = None, work_dtype: str | None = None) -> Plan:
+         dtype: str | None = None, work_dtype: str | None = None,
+         topk: str | None = None) -> Plan:
     """Check `recipe` against its models and list what to compute; raises PlanError.
 
     Each job's dtypes are settled here: the working dtype is `work_dtype`, else `dtype` /
     the recipe's `dtype` (mergekit's behaviour), else the dtype of the job's base tensor (its
     first input without a base); the output dtype is the recipe's `out_dtype`, else `dtype`,
-    else the reference tensor's; methods declaring wider accumulation get it per job."""
+    else the reference tensor's; methods declaring wider accumulation get it per job.
+    topk: how TIES/breadcrumbs rank equal magnitudes ("stable" or "mergekit"); default the
+    recipe's `kinmerge: {topk: ...}`, else "stable".
+    """
     m = get_method(recipe.merge_method)
     refs = recipe.model_refs()
     reference = refs[0]
     ref_reader = readers[reference]
-    ctx = _Ctx(recipe, m, readers, detect(ref_reader.names(), ref_reader.config))
+    ctx = _Ctx(recipe, m, readers, detect(ref_reader.names(), ref_reader.config),
+               warnings=recipe_warnings(recipe),
+               options={"topk": topk or (recipe.kinmerge.topk if recipe.kinmerge else "stable")})
     _check_architectures(ctx, refs)
     units = _models_units(ctx) if recipe.models is not None else _slices_units(ctx)
     compute = dtype_of(work_dtype) or dtype_of(dtype or recipe.dtype)
     out_dtype = dtype_of(recipe.out_dtype) or dtype_of(dtype or recipe.dtype)
     jobs = [j for j in (_job(ctx, u, out_dtype, compute) for u in units) if j is not None]
+    errors, warnings = checked_report(ctx.checked)
+    ctx.problems += errors
+    ctx.warnings += warnings
     if ctx.problems:
         shown = ctx.problems[:MAX_SHOWN]
         if len(ctx.problems) > MAX_SHOWN:
@@ -216,7 +228,9 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
     if shape is None or params is None:
         return None
     ref_model, ref_name = u.ref
-    dt = out_dtype or ctx.readers[ref_model].dtype(ref_name)
+    dt = ctx.readers[ref_model].dtype(ref_name)
+    if dt.is_floating_point:  # integer and bool buffers (position ids, masks) keep theirs
+        dt = out_dtype or dt
     first = u.base or (u.sources[0][0], u.sources[0][1])
     work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
@@ -257,6 +271,8 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     ok = True
     for p in ctx.method.params:
+        if not p.effect:
+            continue
         chains = [c for _, _, c in u.sources] if p.scope == "model" else [u.global_chain]
         values = []
         for chain in chains:
@@ -268,8 +284,12 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
                 ok = False
                 ctx.problems.append(f"no value of {p.name!r} applies to tensor {u.name} "
                                     "(a filter list without a catch-all entry?)")
-            values.append(p.default if v is None else v)
+            v = p.default if v is None else v
+            values.append(bool(v) if p.kind is bool else v)
         out[p.arg] = values if p.scope == "model" else values[0]
+    if ok:  # a gradient or filter can make the values, hence the verdict, differ per tensor
+        check_values(ctx.method, u.name, out, ctx.checked)
+    out.update({k: ctx.options[k] for k in ctx.method.options})
     return out if ok else None
 
 
@@ -282,7 +302,7 @@ def _out_layers(r: Recipe) -> int | None:
 def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
                 jobs: list[TensorJob]) -> dict:
     config = dict(ctx.readers[reference].config)
-    dtypes = {j.out_dtype for j in jobs}
+    dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
         name = str(next(iter(dtypes))).removeprefix("torch.")
         config["torch_dtype"] = name

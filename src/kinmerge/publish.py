@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kinmerge import lineage as lin
 from kinmerge.errors import KinmergeError
-from kinmerge.io.safe_path import no_links_out
+from kinmerge.io.safe_path import check_folder
 
 log = logging.getLogger(__name__)
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
@@ -47,7 +47,7 @@ def prepare(model_dir: Path) -> None:
             any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))):
         raise KinmergeError(f"{model_dir} is not a model directory (no config.json and "
                             "weights)", where=str(model_dir), fix="push a merged model's folder")
-    no_links_out(model_dir, recursive=True)  # upload_folder would publish a link's target
+    check_folder(model_dir, recursive=True)  # upload_folder would publish a link's target
     found = lin.read(model_dir)
     card = model_dir / "README.md"
     if found is None or not card.exists():

@@ -5,19 +5,24 @@ into one RecipeError (typos come with a suggestion) before any model is opened.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from kinmerge.configfile import read_yaml, validate
+from kinmerge.dtypes import DTYPES, dtype_of  # noqa: F401  (re-exported)
 from kinmerge.errors import RecipeError
+from kinmerge.validate import recipe_problems
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+# a number written as a string: mergekit reads these as numbers (YAML 1.1 leaves `1e-5`,
+# without a dot, a string; quoted numbers are strings too)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+MAX_PROBLEMS = 50  # problems listed in one error; the rest are counted
 
 
 class _Strict(BaseModel):
@@ -29,6 +34,24 @@ def _as_str(v: Any) -> Any:
     return str(v) if isinstance(v, Path) else v
 
 
+def _parameters(v: Any) -> Any:
+    """`parameters:` with no value is no parameters (as in mergekit); numbers written as
+    strings become numbers, in gradients and filter lists too."""
+    if v is None:
+        return {}
+    return {k: _numbers(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
+def _numbers(x: Any) -> Any:
+    if isinstance(x, str) and _NUMBER.fullmatch(x.strip()):
+        return float(x)
+    if isinstance(x, list):
+        return [_numbers(e) for e in x]
+    if isinstance(x, dict) and "value" in x:
+        return {**x, "value": _numbers(x["value"])}
+    return x
+
+
 class InputModel(_Strict):
     """One entry of `models:`."""
 
@@ -36,6 +59,7 @@ class InputModel(_Strict):
     parameters: dict[str, Any] = {}
 
     _path = field_validator("model", mode="before")(_as_str)
+    _params = field_validator("parameters", mode="before")(_parameters)
 
 
 class SliceSource(_Strict):
@@ -46,11 +70,22 @@ class SliceSource(_Strict):
     parameters: dict[str, Any] = {}
 
     _path = field_validator("model", mode="before")(_as_str)
+    _params = field_validator("parameters", mode="before")(_parameters)
 
 
 class Slice(_Strict):
     sources: list[SliceSource]
     parameters: dict[str, Any] = {}
+
+    _params = field_validator("parameters", mode="before")(_parameters)
+
+
+class KinmergeOptions(_Strict):
+    """kinmerge's own recipe options, under `kinmerge:` (mergekit ignores the block)."""
+
+    # how TIES/breadcrumbs rank equal magnitudes: "stable" (earliest first, fast) or
+    # "mergekit" (torch's unstable sort, as stock mergekit: reproduces its bytes)
+    topk: Literal["stable", "mergekit"] = "stable"
 
 
 class Recipe(_Strict):
@@ -66,8 +101,10 @@ class Recipe(_Strict):
     tokenizer_source: str | None = None
     chat_template: str | None = None
     seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
+    kinmerge: KinmergeOptions | None = None
 
     _path = field_validator("base_model", mode="before")(_as_str)
+    _params = field_validator("parameters", mode="before")(_parameters)
 
     def model_refs(self) -> list[str]:
         """Every model the recipe names, base first, each once, in recipe order."""
@@ -80,10 +117,6 @@ class Recipe(_Strict):
         data = self.model_dump(exclude_none=True, exclude_defaults=True)
         data["merge_method"] = self.merge_method
         return yaml.safe_dump(data, sort_keys=False)
-
-
-def dtype_of(name: str | None) -> torch.dtype | None:
-    return DTYPES[name] if name else None
 
 
 def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
@@ -102,9 +135,9 @@ def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
                                 allow_text=True, error=RecipeError)
         recipe = validate(Recipe, data, subject="recipe", where=where, error=RecipeError,
                           fix="correct the keys shown; see examples/ for the format")
-    from kinmerge.validate import recipe_problems  # the checks need the method registry
-
     problems = recipe_problems(recipe)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more"]
     if problems:
         raise RecipeError(problems, where=where, fix="correct the recipe; "
                           "`kinmerge methods` lists each method's parameters")

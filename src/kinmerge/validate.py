@@ -6,34 +6,54 @@ happen in `plan`, still before any arithmetic.
 from __future__ import annotations
 
 import difflib
+import math
+from typing import TYPE_CHECKING
 
 from kinmerge.methods import REGISTRY, Method
-from kinmerge.params import check_value
-from kinmerge.recipe import DTYPES, Recipe
+from kinmerge.methods.registry import MERGEKIT_PARAMETERS, Param
+from kinmerge.params import check_value, numbers_in
+from kinmerge.dtypes import DTYPES
+from kinmerge.errors import short_repr
+
+if TYPE_CHECKING:
+    from kinmerge.recipe import Recipe
 
 
 def recipe_problems(r: Recipe) -> list[str]:
     """Everything wrong with `r` that can be seen without opening a model."""
+    return check_recipe(r)[0]
+
+
+def recipe_warnings(r: Recipe) -> list[str]:
+    """What `r` asks that changes nothing or is unusual, though mergekit runs it."""
+    return check_recipe(r)[1]
+
+
+def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of `r` that can be seen without opening a model."""
     if r.merge_method not in REGISTRY:
         close = difflib.get_close_matches(r.merge_method, REGISTRY, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return [f"unknown merge_method {r.merge_method!r}: {hint}"
-                f"known methods are {', '.join(sorted(REGISTRY))}"]
+        return [f"unknown merge_method {short_repr(r.merge_method)}: {hint}"
+                f"known methods are {', '.join(sorted(REGISTRY))}"], []
     m = REGISTRY[r.merge_method]
-    problems = _shape_problems(r, m)
-    problems += _param_problems(r, m)
+    problems = _shape_problems(r, m) + _duplicate_models(r)
+    more, warnings = _param_problems(r, m)
+    problems += more
     for key in ("dtype", "out_dtype"):
         v = getattr(r, key)
         if v is not None and v not in DTYPES:
-            problems.append(f"{key}: unknown dtype {v!r} (use one of {', '.join(DTYPES)})")
+            problems.append(f"{key}: unknown dtype {short_repr(v)} "
+                            f"(use one of {', '.join(DTYPES)})")
     ts = r.tokenizer_source
     if ts == "union":
         problems.append("tokenizer_source: 'union' is not supported yet; use 'base' or a model")
     elif ts not in (None, "base") and ts not in r.model_refs():
-        problems.append(f"tokenizer_source {ts!r} is neither 'base' nor a model of the recipe")
+        problems.append(f"tokenizer_source {short_repr(ts)} is neither 'base' nor a model of "
+                        "the recipe")
     if ts == "base" and not r.base_model:
         problems.append("tokenizer_source: 'base' needs base_model")
-    return problems
+    return problems, warnings
 
 
 def inputs_of(r: Recipe, m: Method) -> list[str]:
@@ -58,12 +78,20 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
     out = []
     if (r.models is None) == (r.slices is None):
         return ["give exactly one of `models` or `slices`"]
+    for key in ("models", "slices"):
+        if getattr(r, key) == []:
+            return [f"`{key}` is empty: list at least one"]
+    out += [f"slices[{i}].sources is empty: list at least one source"
+            for i, sl in enumerate(r.slices or []) if not sl.sources]
+    if out:
+        return out
     if m.needs_base and not r.base_model:
         out.append(f"{m.name} needs base_model (the model the task vectors are taken from)")
     if r.models is not None:
         n = len(inputs_of(r, m))
-        if m.name == "slerp" and (n != 1 or r.base_model not in [e.model for e in r.models]):
-            out.append(f"slerp takes exactly 2 models, one of them the base_model; got "
+        k = m.with_base
+        if k is not None and (n != k - 1 or r.base_model not in [e.model for e in r.models]):
+            out.append(f"{m.name} takes exactly {k} models, one of them the base_model; got "
                        f"{len(r.models)} model(s){'' if r.base_model else ' and no base_model'}")
         elif m.n_models is not None and n != m.n_models:
             out.append(f"{m.name} takes exactly {m.n_models} input model(s), got {n}")
@@ -84,9 +112,10 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
         n = len([x for x in refs if not (m.needs_base and x == r.base_model)])
         if m.needs_base and r.base_model and r.base_model not in refs:
             out.append(f"slices[{i}] has no source from base_model {r.base_model!r}")
-        if m.name == "slerp" and len(refs) != 2:
-            out.append(f"slices[{i}]: slerp takes exactly 2 sources, got {len(refs)}")
-        elif m.n_models is not None and n != m.n_models and m.name != "slerp":
+        if m.with_base is not None and len(refs) != m.with_base:
+            out.append(f"slices[{i}]: {m.name} takes exactly {m.with_base} sources, "
+                       f"got {len(refs)}")
+        elif m.n_models is not None and n != m.n_models and m.with_base is None:
             out.append(f"slices[{i}]: {m.name} takes exactly {m.n_models} source(s), got {n}")
         elif n < m.min_models:
             out.append(f"slices[{i}]: {m.name} needs at least {m.min_models} source(s) "
@@ -105,16 +134,37 @@ def _levels(r: Recipe) -> list[tuple[str, dict, str | None]]:
     return out
 
 
-def _param_problems(r: Recipe, m: Method) -> list[str]:
+def _duplicate_models(r: Recipe) -> list[str]:
+    """A model listed twice: its parameters would be ambiguous, and mergekit refuses it."""
+    groups = [("models", [e.model for e in r.models or []])]
+    groups += [(f"slices[{i}].sources", [s.model for s in sl.sources])
+                for i, sl in enumerate(r.slices or [])]
     out = []
+    for where, refs in groups:
+        seen: dict[str, int] = {}
+        for j, ref in enumerate(refs):
+            first = seen.setdefault(ref, j)
+            if first != j:
+                out.append(f"{where}[{j}]: model {short_repr(ref)} is listed twice (also {where}"
+                           f"[{first}]); list each model once and give it the combined weight")
+    return out
+
+
+def _param_problems(r: Recipe, m: Method) -> tuple[list[str], list[str]]:
+    out: list[str] = []
+    cautions: list[str] = []
+    ignored: dict[str, list[str]] = {}  # mergekit parameters this method does not use
     known = [p.name for p in m.params]
     for where, params, model in _levels(r):
         for key, value in params.items():
             p = m.param(key)
+            if p is None and key in MERGEKIT_PARAMETERS:
+                ignored.setdefault(key, []).append(where)
+                continue
             if p is None:
-                close = difflib.get_close_matches(key, known, n=1)
+                close = difflib.get_close_matches(key, known + sorted(MERGEKIT_PARAMETERS), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                out.append(f"{where}: unknown parameter {key!r} for {m.name} ({hint}"
+                out.append(f"{where}: unknown parameter {short_repr(key)} for {m.name} ({hint}"
                            f"{m.name} takes: {', '.join(known) or 'no parameters'})")
                 continue
             if p.scope == "global" and model is not None:
@@ -123,8 +173,37 @@ def _param_problems(r: Recipe, m: Method) -> list[str]:
             why = check_value(value, boolean=p.kind is bool)
             if why:
                 out.append(f"{where}.{key}: {why}")
+            elif p.kind is not bool:
+                _check_range(f"{where}.{key}", p, value, out, cautions)
     out += _missing_required(r, m)
-    return out
+    warnings = [_ignored_warning(m, ignored, known)] if ignored else []
+    return out, warnings + cautions
+
+
+def _check_range(where: str, p: Param, value, errors: list[str], warnings: list[str]) -> None:
+    """Every number of `value` (gradient anchors and filter values one by one) outside the
+    parameter's range: an error, or a warning for a `warn` range (NaN and inf: errors)."""
+    for suffix, x in numbers_in(value):
+        finite = math.isfinite(x)
+        if finite and p.range.holds(x):
+            continue
+        want = ("a finite number" if p.range.low == -math.inf and p.range.high == math.inf
+                else f"in {p.range}")
+        if p.range.warn and finite:
+            warnings.append(f"{where}{suffix}: {p.name} = {x!r} lies outside {p.range}; kept, "
+                            "as mergekit runs it (it extrapolates): check it is meant")
+        else:
+            errors.append(f"{where}{suffix}: {p.name} must be {want}, got {x!r}")
+
+
+def _ignored_warning(m: Method, ignored: dict[str, list[str]], known: list[str]) -> str:
+    parts = []
+    for key, wheres in ignored.items():
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        parts.append(f"{key} (at {', '.join(wheres)}{hint})")
+    return (f"{m.name} does not use these parameters of other mergekit methods; ignored, as "
+            f"mergekit ignores them: {'; '.join(parts)}")
 
 
 def _missing_required(r: Recipe, m: Method) -> list[str]:
@@ -155,4 +234,23 @@ def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
             if not (m.needs_base and s.model == r.base_model):
                 out.append((f"slices[{i}].sources[{j}] ({s.model})", {**sl.parameters,
                                                                       **s.parameters}))
+    return out
+
+
+def check_values(m: Method, tensor: str, params: dict, checked: dict) -> None:
+    """Run the method's `check` and `caution` over the values one output tensor gets (its
+    function's keyword arguments); collect (is an error, message) -> tensors in `checked`."""
+    for is_error, check in ((True, m.check), (False, m.caution)):
+        why = check(params) if check else None
+        if why:
+            checked.setdefault((is_error, why), []).append(tensor)
+
+
+def checked_report(checked: dict) -> tuple[list[str], list[str]]:
+    """(errors, warnings): one line per distinct message, naming the first tensors."""
+    out: tuple[list[str], list[str]] = ([], [])
+    for (is_error, why), tensors in checked.items():
+        names = ", ".join(tensors[:3]) + (f" and {len(tensors) - 3} more"
+                                          if len(tensors) > 3 else "")
+        out[0 if is_error else 1].append(f"{why} (tensors: {names})")
     return out

@@ -168,6 +168,9 @@ def test_output_exists(family, tmp_path):
     bad(tmp_path, ties(family), "output path")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
     f = write(tmp_path, ties(family), "ok.yml")
+    r = run(["merge", f, tmp_path / "out", "--overwrite"])  # not a model: never replaced
+    assert r.exit_code == 2 and "exists and is not a model folder" in r.output
+    (tmp_path / "out" / "config.json").write_text("{}")  # a previous merge: replaced whole
     assert run(["merge", f, tmp_path / "out", "--overwrite"]).exit_code == 0
     assert not (tmp_path / "out" / "keep.txt").exists()
 

@@ -75,7 +75,8 @@ def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
     cfg = ps_config(budget={"trials": 14}, fitness={"function": "evo_fitness:slow_closeness"})
     (tmp_path / "evolve.yml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", "from kinmerge.cli import main; main()", "evolve", str(tmp_path / "evolve.yml"),
            "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -88,7 +89,7 @@ def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
     assert 4 <= len(before) < 14
     done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name=f"{out.resolve()}:ps",
+    study = optuna.load_study(study_name=(out / 'study-name').read_text().strip() + ':ps',
                               storage=f"sqlite:///{out / 'study.db'}")
     after = {t.number: t.value for t in study.trials if t.state.name == "COMPLETE"}
     assert len(after) == 14

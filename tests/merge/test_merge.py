@@ -228,7 +228,7 @@ def test_linear_takes_an_unlisted_base_model_as_an_input(family):
 
 def test_plan_settles_each_jobs_dtypes(family_bf16):
     """One owner for precision: plan gives every job its working, accumulation and output
-    dtype; accumulation comes from the registry (linear, slerp, model_stock: float32, float64
+    dtype; accumulation comes from the registry (linear and slerp: float32, float64
     work stays float64) and the executor passes it on."""
     from kinmerge.merge import open_models
     from kinmerge.plan import plan

@@ -55,11 +55,11 @@ def test_every_problem_at_once():
     ps = problems({"merge_method": "ties", "models": [
         {"model": "a", "parameters": {"wieght": 1}},
         {"model": "b", "parameters": {"weight": 1, "density": "half"}}],
-        "parameters": {"t": 0.5}, "dtype": "bf17"})
+        "parameters": {"temperature": 0.5}, "dtype": "bf17"})
     text = "\n".join(ps)
     assert len(ps) == 6
     assert "ties needs base_model" in text
-    assert "unknown parameter 't' for ties" in text
+    assert "unknown parameter 'temperature' for ties" in text
     assert "unknown parameter 'wieght' for ties (did you mean 'weight'?" in text
     assert "models[1].parameters.density: expected a number" in text
     assert "models[0] (a): missing required parameter 'weight' of ties" in text

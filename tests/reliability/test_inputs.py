@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import threading
 from pathlib import Path
 
@@ -131,6 +132,10 @@ def test_hub_cache_snapshot_links_into_blobs_still_work(tmp_path, monkeypatch):
     (repo / "refs" / "main").write_text("c" * 40)
     r = ModelReader("org/tiny")
     assert r.config["num_hidden_layers"] == 2 and len(r.names()) == 21
+    (snap / "sub").mkdir()  # a model in a subfolder of a snapshot, opened by its path
+    for i, f in enumerate(sorted(src.iterdir())):
+        (snap / "sub" / f.name).symlink_to(f"../../../blobs/blob{i}")
+    assert ModelReader(snap / "sub").names() == r.names()
     out = kinmerge.merge({"merge_method": "linear", "models": [
         {"model": "org/tiny", "parameters": {"weight": 1.0}}]}, tmp_path / "out")
     assert (out / "tokenizer.json").read_text() == '{"tok": "cached"}'
@@ -138,7 +143,7 @@ def test_hub_cache_snapshot_links_into_blobs_still_work(tmp_path, monkeypatch):
     (snap / "tokenizer.json").unlink()
     (tmp_path / "secret.txt").write_bytes(SECRET)
     (snap / "tokenizer.json").symlink_to(tmp_path / "secret.txt")
-    with pytest.raises(ModelLoadError, match="tokenizer.json 'tokenizer.json' is a link"):
+    with pytest.raises(ModelLoadError, match="'tokenizer.json' is a link"):
         kinmerge.merge({"merge_method": "linear", "models": [
             {"model": "org/tiny", "parameters": {"weight": 1.0}}]}, tmp_path / "out2")
 
@@ -152,7 +157,7 @@ def test_side_file_symlink_leaving_the_folder_is_not_copied(tiny, side):
     f.unlink(missing_ok=True)
     f.symlink_to(root / "secret.txt")
     r = cli("merge", recipe(root, tiny["base"], tiny["ft"]), root / "out")
-    assert_clean_failure(r, f"error: {side} '{side}' is a link leading outside the model folder",
+    assert_clean_failure(r, f"error: '{side}' is a link leading outside the model folder",
                          "fix: replace the link by a copy of the file inside the model folder")
     assert not (root / "out").exists()
     assert not any(SECRET in p.read_bytes() for p in root.rglob("*")
@@ -173,8 +178,8 @@ def test_lineage_tokenizer_dir_and_push_refuse_links_leaving_the_folder(tiny):
     root, base = tiny["root"], tiny["base"]
     (root / "secret.txt").write_bytes(SECRET)
     (base / "lineage.json").symlink_to(root / "secret.txt")
-    with pytest.raises(ModelLoadError, match="lineage.json 'lineage.json' is a link leading "
-                                             "outside the model folder"):
+    with pytest.raises(ModelLoadError, match="'lineage.json' is a link leading outside the "
+                                             "model folder"):
         lin.read(base)
     # a merge treats that parent as a root (its lineage is a stranger's), and goes on
     out = kinmerge.merge(recipe(root, base, tiny["ft"]), root / "out")
@@ -183,7 +188,7 @@ def test_lineage_tokenizer_dir_and_push_refuse_links_leaving_the_folder(tiny):
         prepare(base)  # push would upload the link's target
     (base / "lineage.json").unlink()
     (base / "vocab.json").symlink_to(root / "secret.txt")
-    with pytest.raises(ModelLoadError, match="vocab.json 'vocab.json' is a link"):
+    with pytest.raises(ModelLoadError, match="'vocab.json' is a link"):
         tokenizer(base)
     (base / "vocab.json").unlink()
     (base / "lineage.json").write_text("[1, 2]")
@@ -199,6 +204,12 @@ def test_lineage_tokenizer_dir_and_push_refuse_links_leaving_the_folder(tiny):
     (b'{"a": "\xff\xfe"}', "config.json is not UTF-8 text (byte 7)"),
     (b"{nope", "config.json is not valid JSON: Expecting property name"),
     (b"[" * 100000 + b"]" * 100000, "config.json is not valid JSON"),
+    (b'{"num_hidden_layers": "2"}', "config.json key 'num_hidden_layers' is a JSON string, "
+                                   "expected a non-negative integer"),
+    (b'{"architectures": {"a": 1}}', "config.json key 'architectures' is a JSON object, "
+                                    "expected a list of strings"),
+    (b'{"tie_word_embeddings": "yes"}', "config.json key 'tie_word_embeddings' is a JSON "
+                                       "string, expected true or false"),
 ])
 def test_bad_config_json(tiny, content, why):
     (tiny["ft"] / "config.json").write_bytes(content)
@@ -212,8 +223,7 @@ def test_bad_config_json(tiny, content, why):
 def test_config_json_that_is_a_folder_or_fifo(tiny):
     (tiny["ft"] / "config.json").unlink()
     (tiny["ft"] / "config.json").mkdir()
-    with pytest.raises(ModelLoadError, match="config.json config.json is a directory, not a "
-                                             "regular file"):
+    with pytest.raises(ModelLoadError, match="config.json is a directory, not a regular file"):
         ModelReader(tiny["ft"])
     (tiny["ft"] / "config.json").rmdir()
     os.mkfifo(tiny["ft"] / "config.json")
@@ -260,7 +270,7 @@ def test_fifo_side_file_does_not_hang_the_merge(tiny):
     os.mkfifo(tiny["base"] / "tokenizer.json")
     rec = recipe(tiny["root"], tiny["base"], tiny["ft"])
     msg = _no_hang(kinmerge.merge, rec, tiny["root"] / "out")
-    assert "tokenizer.json tokenizer.json is a FIFO (named pipe), not a regular file" in msg
+    assert "tokenizer.json is a FIFO (named pipe), not a regular file" in msg
 
 
 def test_over_long_path_component(tiny):
@@ -290,8 +300,7 @@ def test_unreadable_files(tiny, monkeypatch):
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda p: denied(p) if p.name == "config.json"
                         else real(p))
-    with pytest.raises(ModelLoadError, match="cannot read config.json config.json: "
-                                             "Permission denied"):
+    with pytest.raises(ModelLoadError, match="cannot read config.json: Permission denied"):
         ModelReader(tiny["ft"])
 
 
@@ -422,3 +431,106 @@ def test_index_shard_that_is_a_folder_and_config_less_eval(tiny):
     (tiny["ft"] / "config.json").unlink()
     with pytest.raises(ModelLoadError, match="config.json is missing or names no model_type"):
         load_model(tiny["ft"])
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "ties", "dare_ties", "della", "linear"])
+def test_integer_and_bool_buffers_are_copied_not_merged(tmp_path, method):
+    """A valid checkpoint may store masks and position ids: no traceback, no float mask."""
+    for name, seed in (("b1", 0), ("b2", 1)):
+        (tmp_path / name).mkdir()
+        g = torch.Generator().manual_seed(seed)
+        save_file({"model.layers.0.w": torch.randn(4, generator=g),
+                   "model.layers.0.mask": torch.tensor([True, False]),
+                   "model.pos": torch.arange(4) + seed}, tmp_path / name / "model.safetensors")
+        (tmp_path / name / "config.json").write_text('{"num_hidden_layers": 1}')
+    from kinmerge.methods import get_method
+    per = {p.name: 0.5 for p in get_method(method).params if p.required and p.scope == "model"}
+    r = {"merge_method": method, "base_model": str(tmp_path / "b1"), "dtype": "bfloat16",
+         "models": [{"model": str(tmp_path / "b2"), "parameters": per}]}
+    if method == "linear":
+        r["models"].append({"model": str(tmp_path / "b1"), "parameters": per})
+        del r["base_model"]
+    merged = kinmerge.merge_to_memory(r, seed=0)
+    assert merged.config["torch_dtype"] == "bfloat16"  # the buffers do not hide the dtype
+    m = merged.tensors
+    assert torch.equal(m["model.layers.0.mask"], torch.tensor([True, False]))
+    assert m["model.pos"].dtype == torch.int64 and m["model.layers.0.w"].dtype == torch.bfloat16
+    want = torch.arange(4) + (1 if method == "linear" else 0)  # the reference's own values
+    assert torch.equal(m["model.pos"], want)
+
+
+def test_weight_file_without_tensors_is_refused(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    save_file({}, d / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"the weight files hold no tensors "
+                                             r"\(model.safetensors\)"):
+        ModelReader(d)
+
+
+def test_fifo_or_device_in_a_folder_handed_to_a_library(tiny):
+    """The tokenizer load and push read whatever the folder holds: a FIFO would block them."""
+    os.mkfifo(tiny["base"] / "special_tokens_map.json")
+    msg = _no_hang(tokenizer, tiny["base"])
+    assert "special_tokens_map.json is a FIFO (named pipe), not a regular file" in msg
+    assert "is a FIFO (named pipe)" in _no_hang(prepare, tiny["base"])
+    os.unlink(tiny["base"] / "special_tokens_map.json")
+    try:
+        os.mknod(tiny["base"] / "vocab.json", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    except (PermissionError, OSError):
+        pytest.skip("cannot create a device node here")
+    with pytest.raises(ModelLoadError, match="vocab.json is a character device"):
+        kinmerge.merge(recipe(tiny["root"], tiny["base"], tiny["ft"]), tiny["root"] / "out")
+
+
+def test_corrupt_lineage_files_in_a_run_folder(tiny):
+    run = tiny["root"] / "run"
+    (run / "m1").mkdir(parents=True)
+    (run / "m1" / "lineage.json").write_text('{"model": {"id": 3}}')
+    assert_clean_failure(cli("lineage", "graph", run, "--out", tiny["root"] / "f.svg"),
+                         "lineage.json is not a kinmerge lineage record")
+    (run / "m1" / "lineage.json").unlink()
+    (run / "family.json").write_text('{"not": "a list"}')
+    assert_clean_failure(cli("lineage", "graph", run, "--out", tiny["root"] / "f.svg"),
+                         "family.json is not a kinmerge lineage record")
+    assert_clean_failure(cli("lineage", "show", tiny["base"]), "has no lineage.json")
+
+
+def test_bin_index_naming_the_wrong_file(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    torch.save({"x": torch.ones(1)}, d / "pytorch_model-00001-of-00002.bin")
+    torch.save({"y": torch.ones(1)}, d / "pytorch_model-00002-of-00002.bin")
+    (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": {
+        "x": "pytorch_model-00002-of-00002.bin", "y": "pytorch_model-00002-of-00002.bin"}}))
+    r = ModelReader(d)
+    assert torch.equal(r.get("y"), torch.ones(1))
+    with pytest.raises(ModelLoadError, match="tensor 'x' is listed in pytorch_model.bin.index"
+                                             ".json under pytorch_model-00002-of-00002.bin, "
+                                             "which does not hold it"):
+        r.shape("x")
+
+
+def test_corrupt_zoo_manifest_for_eval(tiny):
+    zoo = tiny["root"] / "zoo"
+    zoo.mkdir()
+    (zoo / "zoo.json").write_text('{"skills": [1, 2]}')
+    assert_clean_failure(cli("eval", tiny["base"], "--zoo", zoo),
+                         "zoo.json is not a zoo manifest (AttributeError")
+
+
+def test_model_safetensors_beside_adapter_and_consolidated_files(tmp_path):
+    """transformers loads model.safetensors alone; the other files must not join in."""
+    d = tmp_path / "m"
+    d.mkdir()
+    save_file({"w": torch.ones(2)}, d / "model.safetensors")
+    save_file({"w": torch.zeros(2)}, d / "consolidated.safetensors")
+    save_file({"base_model.model.w.lora_A.weight": torch.ones(1)},
+              d / "adapter_model.safetensors")
+    r = ModelReader(d)
+    assert r.names() == ["w"] and torch.equal(r.get("w"), torch.ones(2))
+    (d / "model.safetensors").unlink()  # other names are still found, and clashes named
+    save_file({"w": torch.zeros(2)}, d / "weights.safetensors")
+    with pytest.raises(ModelLoadError, match="tensor 'w' is stored twice, in "
+                                             "consolidated.safetensors and weights.safetensors"):
+        ModelReader(d)

@@ -38,6 +38,7 @@ def test_nan_input_fails_the_merge_naming_tensor_and_model(tiny):
     assert e.value.fix.endswith("to write the model anyway, pass --allow-nonfinite "
                                 "(allow_nonfinite=True)")
     assert not (tiny["root"] / "out").exists()
+    assert not list(tiny["root"].glob(".out*"))  # no temp folder left behind
     with pytest.raises(NonFiniteError):
         kinmerge.merge_to_memory(rec)
     r = cli("merge", rec, tiny["root"] / "out")
@@ -74,12 +75,24 @@ def test_overflow_without_bad_inputs_is_named_as_such(tiny):
     assert e.value.fix.startswith("compute in a wider dtype (--work-dtype float32")
 
 
-def test_chunked_finite_scan_finds_the_last_element():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_finite_scan_finds_any_nan_or_inf(dtype):
+    t = torch.zeros(1000, dtype=dtype)
+    assert all_finite(t) and all_finite(torch.arange(4)) and all_finite(t[:0])
+    assert all_finite(torch.full((4,), 6e4, dtype=dtype))  # large but finite: no overflow
+    for pos in (0, 7, 999):
+        for v in (float("nan"), float("inf"), -float("inf")):
+            u = t.clone()
+            u[pos] = v
+            assert not all_finite(u), (pos, v)
+
+
+def test_nan_and_inf_counts_span_chunks(monkeypatch):
     import kinmerge.nonfinite as nf
-    t = torch.zeros(nf.CHUNK + 5)
-    assert all_finite(t) and all_finite(torch.arange(4))
-    t[-1] = float("inf")
-    assert not all_finite(t) and nf.count(t) == (0, 1)
+    monkeypatch.setattr(nf, "CHUNK", 1000)
+    t = torch.zeros(nf.CHUNK * 2 + 5)
+    t[-1], t[0], t[nf.CHUNK] = float("inf"), float("nan"), float("nan")
+    assert nf.count(t) == (2, 1)
 
 
 def test_kinship_names_the_tensors_holding_nan(tiny):

@@ -32,6 +32,8 @@ from kinmerge.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
 from kinmerge.merge import check_device
 from kinmerge.runners import Runner, make_runner
+from kinmerge.io.outpath import check_out, input_roots, make_dir
+from kinmerge.io.rundir import check_database, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +60,23 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     """
     cfg = load_breed_config(config, **overrides)
     check_device(cfg.device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
     if fitness is None:  # built here once: bad tasks fail before any model is scored
         ref: Any = cfg.fitness.model_dump_json()
         prime_fitness(ref, from_spec(cfg.fitness))
     else:
         ref = as_fitness(fitness)
-    runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
-    try:
-        summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
-    finally:
-        runner.close()
-    if plots:
-        from kinmerge.report.plots import write_run_plots
+    with run_lock(out, "breed"):
+        check_database(out / "breed.db", "the breed database")
+        runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+        try:
+            summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+        finally:
+            runner.close()
+        if plots:
+            from kinmerge.report.plots import write_run_plots
 
-        write_run_plots(out)
+            write_run_plots(out)
     return BreedResult(out, summary)
 
 

@@ -22,6 +22,7 @@ from kinmerge import lineage
 from kinmerge.evaluate.candidate import Candidate
 from kinmerge.evaluate.fitness import Fitness, TaskFitness
 from kinmerge.evaluate.tasks import FitnessSpec
+from kinmerge.io.atomic import remove_leftovers
 from kinmerge.merge import merge
 from kinmerge.runners import Runner
 
@@ -82,8 +83,7 @@ def _merge(job: BreedJob) -> bool:
 
 def _clean_partial(path: Path) -> None:
     """Remove what a killed merge left: its temporary folders and a stale output."""
-    for tmp in path.parent.glob(f".{path.name}.kinmerge-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    remove_leftovers(path)
     if path.exists():
         shutil.rmtree(path)
 

@@ -6,7 +6,9 @@ Commands live in one module per area (merge.py, kinship.py, ...) and register th
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 
 import click
 from rich.console import Console
@@ -14,6 +16,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import environment_error
 
 console = Console(stderr=True)
 
@@ -22,6 +25,7 @@ class KinmergeGroup(click.Group):
     """Prints a KinmergeError as its message and exits 2; -v keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
+        previous = install_signal_handlers()
         try:
             return super().invoke(ctx)
         except KinmergeError as e:
@@ -29,6 +33,33 @@ class KinmergeGroup(click.Group):
                 console.print_exception()
             report_error(e)
             sys.exit(2)
+        except Exception as e:
+            env = environment_error(e)
+            if env is None:
+                raise  # anything but the environment is a bug: keep its traceback
+            report_error(env)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("interrupted: partial outputs removed", highlight=False)
+            sys.exit(130)
+        finally:
+            if previous is not None:  # a host process (tests, notebooks) keeps its own
+                signal.signal(signal.SIGTERM, previous)
+
+
+def install_signal_handlers():
+    """SIGTERM cleans up as Ctrl-C does: it unwinds the stack (temporary folders removed,
+    locks released) and exits 143. A second SIGTERM during that cleanup is ignored.
+    Returns the handler it replaced (None off the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        logging.getLogger("kinmerge").warning("terminated: removing partial outputs")
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def report_error(e: KinmergeError) -> None:

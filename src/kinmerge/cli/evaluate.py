@@ -31,8 +31,14 @@ def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
     if not manifest.is_file():
         raise KinmergeError(f"{zoo_dir} is not a zoo (no zoo.json)", where="--zoo",
                             fix="build one with `kinmerge zoo build DIR`")
-    skills = json.loads(manifest.read_text())["skills"]
-    return [("exact_match", s, str(Path(zoo_dir) / files[split])) for s, files in skills.items()]
+    try:
+        skills = json.loads(manifest.read_text())["skills"]
+        return [("exact_match", s, str(Path(zoo_dir) / files[split]))
+                for s, files in skills.items()]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, wrong shape
+        raise KinmergeError(f"{manifest} is not a zoo manifest ({type(e).__name__}: "
+                            f"{str(e)[:100]})", where="--zoo",
+                            fix="rebuild it with `kinmerge zoo build DIR`") from None
 
 
 @main.command("eval")

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from kinmerge.cli.app import console as err, main, report_error, setup_logging
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import check_out, input_roots
 from kinmerge.kinship import kinship, kinship_matrix
 from kinmerge.kinship import plot
 from kinmerge.kinship.measure import COMPAT_MODES
@@ -74,6 +75,7 @@ def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, metrics, as
     if len(models) < 2:
         raise KinmergeError(f"kinship needs two models, got {len(models)}", where="MODELS",
                             fix="kinmerge kinship A B --base BASE")
+    _check_outputs(models, base, plot_path=plot_path)
     with progress_bar(progress, "kinship") as cb:
         r = kinship(*models, base=base, metrics=metrics, absolute_cosine=absolute_cosine,
                     per_tensor=per_tensor, per_layer=per_layer or bool(plot_path),
@@ -93,6 +95,14 @@ def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, metrics, as
         out.print(f"  {m:<4} {_fmt(v):>16}   {MEANING[m]}")
     if per_layer:
         _print_breakdown(r.per_layer, list(r))
+
+
+def _check_outputs(models, base, **paths) -> None:
+    """Refuse, before any read, a --plot or --csv that would land in an input model."""
+    roots = input_roots([*models, base])
+    for opt, p in paths.items():
+        if p:
+            check_out(p, roots, option="--" + opt.removesuffix("_path"), folder=False)
 
 
 def _title(models) -> str:
@@ -124,6 +134,7 @@ def _print_breakdown(b: dict, metrics: list[str]) -> None:
 def matrix_cmd(models, base, absolute_cosine, per_tensor, progress, metric, csv_path,
                plot_path, as_json):
     """Pairwise kinship of every two MODELS, reading each model once."""
+    _check_outputs(models, base, plot_path=plot_path, csv_path=csv_path)
     with progress_bar(progress, "kinship matrix") as cb:
         m = kinship_matrix(models, base=base, metrics=None if as_json else metric,
                            absolute_cosine=absolute_cosine, per_tensor=per_tensor, progress=cb)

@@ -11,6 +11,7 @@ import kinmerge
 from kinmerge.cli.app import main
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
+from kinmerge.validate import recipe_warnings
 
 out = Console()
 
@@ -42,14 +43,18 @@ def merge_options(f):
               help="Compute in this dtype whatever the recipe says (accuracy over parity).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--ties-topk", type=click.Choice(["stable", "mergekit"]), default=None,
+              help="How TIES/breadcrumbs trims rank equal magnitudes: stable (default, "
+                   "fast) or mergekit (stock mergekit's unstable sort: its exact bytes). "
+                   "Overrides the recipe's `kinmerge: {topk: ...}`.")
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
-              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress):
+              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
     path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
                           work_dtype=work_dtype, out_shard_size=out_shard_size,
                           copy_tokenizer=copy_tokenizer, write_model_card=write_model_card,
                           overwrite=overwrite, progress=progress,
-                          allow_nonfinite=allow_nonfinite)
+                          allow_nonfinite=allow_nonfinite, ties_topk=ties_topk)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -59,7 +64,8 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
 def validate_cmd(recipe, no_models):
     """List every problem of RECIPE at once; exit non-zero if there is any."""
     if no_models:
-        kinmerge.load_recipe(recipe)
+        for w in recipe_warnings(kinmerge.load_recipe(recipe)):
+            out.print(f"warning: {w}", highlight=False)
         out.print("recipe OK (models not checked)")
         return
     p = kinmerge.make_plan(recipe)
@@ -104,6 +110,17 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _describe(p) -> str:
+    """One parameter for `kinmerge methods`: scope, default, range."""
+    text = f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
+    text += " required" if p.required else ""
+    if not p.effect:
+        return text + ", no effect (accepted for mergekit)"
+    if p.kind is not bool and str(p.range) != "any finite number":
+        text += f" in {p.range}" + (" (outside: a warning)" if p.range.warn else "")
+    return text
+
+
 @main.command("methods")
 @click.argument("name", required=False)
 def methods_cmd(name):
@@ -114,7 +131,6 @@ def methods_cmd(name):
         t.add_column(col, overflow="fold")
     for n in names:
         m = REGISTRY[n]
-        params = "\n".join(f"{p.name} ({p.scope}{'' if p.required else '=' + str(p.default)})"
-                           + (" required" if p.required else "") for p in m.params)
+        params = "\n".join(_describe(p) for p in m.params)
         t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
     out.print(t)

@@ -13,7 +13,7 @@ import sys
 import click
 
 import kinmerge
-from kinmerge.cli.app import report_error, setup_logging
+from kinmerge.cli.app import install_signal_handlers, report_error, setup_logging
 from kinmerge.cli.merge import merge_options
 from kinmerge.errors import KinmergeError
 
@@ -46,6 +46,7 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
          allow_nonfinite, cuda, device, random_seed, overwrite, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(verbose)
+    install_signal_handlers()
     try:
         kinmerge.merge(config_file, out_path, seed=random_seed,
                        device=device or ("cuda" if cuda else "cpu"),
@@ -57,3 +58,5 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
             raise
         report_error(e)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

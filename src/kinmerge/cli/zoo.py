@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from kinmerge.cli.app import main
+from kinmerge.errors import KinmergeError
 
 
 @main.group("zoo")
@@ -22,7 +23,11 @@ def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
     """Build the zoo into OUT (or copy it from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge)."""
     import torch
 
-    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, zoo
+    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
+    if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
+        raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
+                            where=str(out), fix="choose a new or empty folder, or a zoo to "
+                                                "rebuild")
     torch.set_num_threads(1)  # measured: tiny models train fastest single-threaded
     cfg = ZooConfig.tiny() if tiny else ZooConfig()
     if no_cache:

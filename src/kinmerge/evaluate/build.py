@@ -56,9 +56,10 @@ def weights_dtype(weights: Mapping[str, torch.Tensor], config: dict) -> torch.dt
     kinds = {t.dtype for t in weights.values() if t.is_floating_point()}
     if len(kinds) == 1:
         return next(iter(kinds))
+    from kinmerge.dtypes import DTYPES
+
     name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
-    found = getattr(torch, name.removeprefix("torch."), None)
-    return found if isinstance(found, torch.dtype) else torch.float32
+    return DTYPES.get(name.removeprefix("torch."), torch.float32)
 
 
 def new_module(config: dict, dtype: torch.dtype) -> Any:
@@ -105,9 +106,9 @@ def _scale_hook(s: float):
 def tokenizer(path: str | os.PathLike) -> Any:
     """The tokenizer saved in `path`, left-padded for batched generation (a bounded cache:
     the last TOKENIZER_CACHE folders). Treat it as read-only: it is shared."""
-    from kinmerge.io.safe_path import no_links_out
+    from kinmerge.io.safe_path import check_folder
 
-    no_links_out(path)  # transformers reads whatever tokenizer files the folder has
+    check_folder(path)  # transformers reads whatever tokenizer files the folder has
     return _tokenizer(str(Path(path).resolve()))
 
 

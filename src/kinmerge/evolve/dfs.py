@@ -25,7 +25,7 @@ import torch
 
 from kinmerge.evaluate.build import apply_scales
 from kinmerge.evolve.config import DfsSpec
-from kinmerge.io.safe_path import no_links_out
+from kinmerge.io.safe_path import check_folder
 from kinmerge.recipe import Recipe, load_recipe
 
 ON, OFF = 0.75, 0.25  # initial indicator genes: 1.5 sigma0 from the threshold
@@ -125,9 +125,9 @@ def load_dfs_model(model_dir: str | Path, **kwargs) -> torch.nn.Module:
     """
     from transformers import AutoModelForCausalLM
 
-    from kinmerge.io.reader import read_config
+    from kinmerge.io.model_json import read_config
     config = read_config(Path(model_dir))  # checked before transformers reads the folder
-    no_links_out(model_dir)
+    check_folder(model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if CONFIG_KEY in config:
         apply_scales(model, config[CONFIG_KEY]["scales"])

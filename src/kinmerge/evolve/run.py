@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,11 @@ from kinmerge.evolve.search import (GenerationStats, default_popsize, open_study
                                     run_search)
 from kinmerge.evolve.space import ParamSpace
 from kinmerge.evolve.summary import EvolveSummary
+from kinmerge.evolve.studyname import study_prefix
+from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.layers import detect
 from kinmerge.merge import check_device, merge
 from kinmerge.seeds import tensor_seed
@@ -60,9 +63,10 @@ class _Run:
     resume: bool
     trials: int | None
     on_generation: Callable[[GenerationStats], None] | None
+    prefix: str = ""
 
     def study_name(self, phase: str) -> str:
-        return f"{self.out.resolve()}:{phase}"
+        return f"{self.prefix}:{phase}"
 
 
 def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
@@ -71,17 +75,31 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
            ray_address: str | None = None,
            on_generation: Callable[[GenerationStats], None] | None = None) -> EvolveResult:
     """Search merge recipes as `config` says; write best.yml, history.csv, fitness.png,
-    summary.json (and best-model/ with `save_best`, always for DFS) into `out`."""
+    summary.json (and best-model/ with `save_best`, always for DFS) into `out`.
+
+    OUT is held by this run (a second run on it is refused) and may not be or hold an input
+    model."""
     cfg = load_evolve_config(config)
     check_device(cfg.device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
+    make_dir(out)
+    with run_lock(out, "evolve"):
+        default = storage is None
+        storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        if storage.startswith("sqlite:///"):
+            check_database(storage.removeprefix("sqlite:///"), "the study database")
+        run = _Run(cfg, out, None, storage, resume, trials, on_generation,
+                   study_prefix(out, storage, default))
+        return _evolve(run, workers, backend, ray_address, save_best)
+
+
+def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
+            save_best: bool) -> EvolveResult:
+    cfg, out = run.cfg, run.out
     (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     t0 = time.perf_counter()
-    runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+    run.runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
     try:
-        run = _Run(cfg, out, runner, storage, resume, trials, on_generation)
         phases = _phases(run)
         best = out / "best.yml"
         best.write_text(_header(cfg, phases[-1]) + phases[-1].recipe_yaml)
@@ -89,7 +107,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
             _save_model(phases[-1], out / "best-model")
         summary = _heldout_report(run, phases)
     finally:
-        runner.close()
+        run.runner.close()
     studies = [(p.name, p.study) for p in phases]
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
@@ -182,14 +200,14 @@ def _header(cfg: EvolveConfig, p: Phase) -> str:
 
 
 def _save_model(p: Phase, out: Path) -> None:
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merge(p.recipe_yaml, tmp, overwrite=True)
-    if p.scales is not None:
-        write_dfs_config(tmp, p.path, p.scales)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    """Merge the winner into `out` (with its DFS scales), replacing it in one swap."""
+    with atomic_dir(check_out(out, option="the exported model")) as tmp:
+        model = merge(p.recipe_yaml, tmp / "model")  # inside tmp: a kill leaves one leftover
+        if p.scales is not None:
+            write_dfs_config(model, p.path, p.scales)
+        for f in model.iterdir():
+            os.rename(f, tmp / f.name)
+        model.rmdir()
 
 
 def _heldout_report(run: _Run, phases: list[Phase]) -> dict:

@@ -6,7 +6,6 @@ unpickling: a file that holds anything but tensors is refused, never executed).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
@@ -18,14 +17,15 @@ import torch
 
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
 from kinmerge.io.hub import resolve_model
-from kinmerge.io.safe_path import inside, regular_file, unreadable
+from kinmerge.io.model_json import read_config, weight_map
+from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
 
 
+ST_SINGLE = "model.safetensors"
 ST_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 BIN_GLOB = "pytorch_model*.bin"
-MAX_JSON = 64 * 2**20  # an index of a million tensors is ~60 MB
 
 
 class ModelReader:
@@ -51,13 +51,20 @@ class ModelReader:
     # --- discovery -------------------------------------------------------------------------
     def _index(self) -> None:
         p = self.path
-        wanted = weight_map(p, ST_INDEX) if _present(p / ST_INDEX) else {}
-        files = sorted(set(wanted.values())) or [
-            inside(p, f.name, what="weight file") for f in sorted(p.glob("*.safetensors"))]
+        wanted = weight_map(p, ST_INDEX) if present(p / ST_INDEX) else {}
+        # as transformers does: the index, else model.safetensors (beside it may lie an
+        # adapter_model.safetensors or a consolidated.safetensors); other names are globbed
+        single = [p / ST_SINGLE] if present(p / ST_SINGLE) else sorted(p.glob("*.safetensors"))
+        files = sorted(set(wanted.values())) or [inside(p, f.name, what="weight file")
+                                                 for f in single]
         if files:
             self._st = _safetensors_index(p, files, wanted)
+            if not self._st:
+                raise ModelLoadError(f"the weight files hold no tensors ({files[0].name}"
+                                     f"{' and others' if len(files) > 1 else ''})",
+                                     where=str(p), fix="re-download the model")
             return
-        if _present(p / BIN_INDEX):
+        if present(p / BIN_INDEX):
             self._bin = weight_map(p, BIN_INDEX)
             for f in sorted(set(self._bin.values())):
                 _listed_file(p, f)
@@ -109,12 +116,12 @@ class ModelReader:
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self._st:
             return self._st[name].shape
-        return tuple(self._load_bin(self._bin_file(name))[name].shape)
+        return tuple(self._bin_tensor(name).shape)
 
     def dtype(self, name: str) -> torch.dtype:
         if name in self._st:
             return self._st[name].dtype
-        return self._load_bin(self._bin_file(name))[name].dtype
+        return self._bin_tensor(name).dtype
 
     def shard(self, name: str) -> str:
         """The file holding `name` (used to order reads shard by shard)."""
@@ -133,7 +140,7 @@ class ModelReader:
         if name in self._st:
             info = self._st[name]
             return read_tensor(info, self._fd(info.path))
-        return self._load_bin(self._bin_file(name))[name].clone()
+        return self._bin_tensor(name).clone()
 
     def read_flat(self, name: str, lo: int, hi: int,
                   into: bytearray | None = None) -> torch.Tensor:
@@ -145,7 +152,7 @@ class ModelReader:
         if name in self._st:
             info = self._st[name]
             return read_range(info, lo, hi, self._fd(info.path), into)
-        return self._load_bin(self._bin_file(name))[name].reshape(-1)[lo:hi]
+        return self._bin_tensor(name).reshape(-1)[lo:hi]
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
@@ -161,6 +168,15 @@ class ModelReader:
             raise ModelLoadError(f"tensor {name!r} not found", where=str(self.path),
                                  fix="check that all models share one architecture")
         return self._bin[name]
+
+    def _bin_tensor(self, name: str) -> torch.Tensor:
+        f = self._bin_file(name)
+        sd = self._load_bin(f)
+        if name not in sd:
+            raise ModelLoadError(f"tensor {name[:200]!r} is listed in {BIN_INDEX} under {f.name}, "
+                                 "which does not hold it", where=str(f),
+                                 fix="re-download the model")
+        return sd[name]
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -181,64 +197,6 @@ class ModelReader:
 def open_model(ref: str | os.PathLike) -> ModelReader:
     """Open a model directory or hub id lazily."""
     return ModelReader(ref)
-
-
-def read_config(model_dir: Path) -> dict:
-    """The model's config.json as a dict; {} when there is none. Anything else that is not a
-    readable UTF-8 JSON object (a list, a folder, binary) is a ModelLoadError."""
-    f = model_dir / "config.json"
-    if not _present(f):
-        return {}
-    inside(model_dir, "config.json", what="config.json")
-    size = regular_file(f, what="config.json").st_size
-    fix = "repair or re-download config.json"
-    if size > MAX_JSON:
-        raise ModelLoadError(f"config.json is {size} bytes, more than a config holds",
-                             where=str(f), fix=fix)
-    try:
-        config = json.loads(f.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise unreadable(f, e, what="config.json") from e
-    except UnicodeDecodeError as e:
-        raise ModelLoadError(f"config.json is not UTF-8 text (byte {e.start})", where=str(f),
-                             fix=fix) from None
-    except (ValueError, RecursionError) as e:
-        raise ModelLoadError(f"config.json is not valid JSON: {str(e)[:200]}", where=str(f),
-                             fix=fix) from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"config.json holds a JSON {_json_kind(config)}, not an object",
-                             where=str(f), fix=fix)
-    return config
-
-
-def weight_map(model_dir: Path, index_name: str) -> dict[str, Path]:
-    """An index file's `weight_map`, every entry checked: tensor name -> a file inside the
-    folder. Refused whole, before any tensor is read, if one entry is malformed or escapes."""
-    index = inside(model_dir, index_name, what="index file")
-    regular_file(index, what="index file")
-    bad = ModelLoadError(f"{index_name} has no valid weight_map (an object of tensor name -> "
-                         "file name)", where=str(index), fix="re-download the model")
-    try:
-        if index.stat().st_size > MAX_JSON:
-            raise bad
-        raw = json.loads(index.read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise unreadable(index, e, what="index file") from e
-    except (ValueError, RecursionError):  # not UTF-8, not JSON
-        raise bad from None
-    wm = raw.get("weight_map") if isinstance(raw, dict) else None
-    if not isinstance(wm, dict):
-        raise bad
-    out, checked = {}, {}  # thousands of tensors name a handful of shards: check each once
-    for name, file in wm.items():
-        if not isinstance(file, str):
-            raise ModelLoadError(f"{index_name} maps tensor {name[:200]!r} to "
-                                 f"{str(file)[:80]}, not a file name", where=str(index),
-                                 fix="re-download the model")
-        if file not in checked:
-            checked[file] = inside(model_dir, file, what="shard")
-        out[name] = checked[file]
-    return out
 
 
 def _safetensors_index(p: Path, files: list[Path],
@@ -269,10 +227,6 @@ def _listed_file(p: Path, f: Path) -> None:
     regular_file(f, what="weight file")
 
 
-def _present(f: Path) -> bool:
-    return f.exists() or f.is_symlink()  # a dangling link is there, and refused later
-
-
 def _twice(name: str, a: Path, b: Path) -> ModelLoadError:
     return ModelLoadError(f"tensor {name[:200]!r} is stored twice, in {a.name} and {b.name}",
                           where=str(b.parent),
@@ -288,8 +242,3 @@ def _refused(f: Path, e: Exception) -> UnsafeCheckpointError:
         "refused to unpickle a checkpoint that holds more than plain tensors: loading it "
         f"could run code{what}", where=str(f),
         fix="convert it to safetensors where you trust its source, or get a safetensors copy")
-
-
-def _json_kind(v: object) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)

@@ -28,8 +28,9 @@ def model_root(model_dir: str | os.PathLike) -> Path:
     """The resolved folder the model's files must stay under (the hub cache entry for a
     cache snapshot)."""
     d = _resolve(Path(model_dir), Path(model_dir))
-    if d.parent.name == "snapshots" and d.parent.parent.name.startswith(HUB_KINDS):
-        return d.parent.parent
+    for snap in (d, *d.parents):  # the model may sit in a subfolder of a snapshot
+        if snap.parent.name == "snapshots" and snap.parent.parent.name.startswith(HUB_KINDS):
+            return snap.parent.parent
     return d
 
 
@@ -48,7 +49,8 @@ def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str =
                              where=str(model_dir), fix="re-download the model")
     raw = os.fspath(name)
     if not raw or "\x00" in raw or Path(raw).is_absolute():
-        raise ModelLoadError(f"{what} {raw!r} is not a file name inside the model folder",
+        raise ModelLoadError(f"{_label(what, raw, repr(raw))} is not a file name inside the "
+                             "model folder",
                              where=str(model_dir),
                              fix="a model folder may only name its own files; re-download it")
     path = model_dir / raw
@@ -56,22 +58,31 @@ def inside(model_dir: str | os.PathLike, name: str | os.PathLike, *, what: str =
     if real != root and root not in real.parents:
         kind = "a link" if _has_link(model_dir, raw) else "a path"
         raise ModelLoadError(
-            f"{what} {raw!r} is {kind} leading outside the model folder (to {real}); "
+            f"{_label(what, raw, repr(raw))} is {kind} leading outside the model folder "
+            f"(to {real}); "
             "kinmerge reads nothing outside a model's folder", where=str(path), fix=FIX_LINK)
     return path
 
 
-def no_links_out(folder: str | os.PathLike, *, recursive: bool = False) -> None:
-    """Refuse `folder` if any entry in it (below it, with `recursive`) is a symlink leading
-    outside: for code that hands a whole folder to a library (a tokenizer load, an upload)."""
+def check_folder(folder: str | os.PathLike, *, recursive: bool = False) -> None:
+    """Refuse `folder` if an entry in it (below it, with `recursive`) is a symlink leading
+    outside, or a FIFO, device or socket: for code that hands a whole folder to a library that
+    reads what it finds (a tokenizer load, an upload)."""
     folder = Path(folder)
     for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into dir links
         for entry in dirnames + filenames:
             p = Path(dirpath) / entry
             if p.is_symlink():
                 inside(folder, p.relative_to(folder), what=entry)
+            if entry in filenames and p.exists():  # (a dangling link reads as nothing)
+                regular_file(p, what=entry)
         if not recursive:
             break
+
+
+def present(path: Path) -> bool:
+    """Whether `path` is there at all: a dangling link is (and is refused when read)."""
+    return path.exists() or path.is_symlink()
 
 
 def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_result:
@@ -82,7 +93,8 @@ def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_resu
     except OSError as e:
         raise unreadable(path, e, what=what) from e
     if not stat.S_ISREG(st.st_mode):
-        raise ModelLoadError(f"{what} {path.name} is {_kind(st.st_mode)}, not a regular file",
+        raise ModelLoadError(f"{_label(what, path.name)} is {_kind(st.st_mode)}, not a "
+                             "regular file",
                              where=str(path),
                              fix="replace it by the real file (re-download the model)")
     return st
@@ -97,8 +109,14 @@ def unreadable(path: Path, e: OSError, *, what: str = "file") -> ModelLoadError:
              errno.ENOENT: "check the path", errno.ELOOP: "fix the symlink loop",
              errno.EISDIR: "replace the folder by the file"}
     why = e.strerror or type(e).__name__
-    return ModelLoadError(f"cannot read {what} {path.name[:80]}: {why}", where=str(path)[:400],
+    return ModelLoadError(f"cannot read {_label(what, path.name[:80])}: {why}",
+                          where=str(path)[:400],
                           fix=fixes.get(e.errno, "check the path and its permissions"))
+
+
+def _label(what: str, name: str, shown: str | None = None) -> str:
+    """`weight file model.safetensors`, but `config.json` alone when the kind is the name."""
+    return shown or name if what == name else f"{what} {shown or name}"
 
 
 def _resolve(path: Path, model_dir: Path) -> Path:

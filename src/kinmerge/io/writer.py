@@ -92,6 +92,10 @@ class ShardedWriter:
         return self.files + ([INDEX] if len(self.files) > 1 else [])
 
     def abort(self) -> None:
+        """Close a shard left open by a failure (a no-op after `close`)."""
         if self._fh:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:
+                pass  # the failure being unwound (disk full) says it better

@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import check_out, input_roots, write_error
 from kinmerge.kinship.metrics import norms, pair_metric, parse_metrics, per_tensor_average
 from kinmerge.kinship.plan import plan_kinship
 from kinmerge.kinship.stats import Moments, total
@@ -49,13 +50,16 @@ class KinshipMatrix:
 
     def write_csv(self, path: str | Path, metric: str) -> Path:
         """One metric as a labelled square table: header `model,<m1>,...,<mN>`."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["model", *self.models])
-            for name, row in zip(self.models, self.values[metric]):
-                w.writerow([name, *(repr(float(v)) for v in row)])
+        path = check_out(path, input_roots(self.models), option="--csv", folder=False)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["model", *self.models])
+                for name, row in zip(self.models, self.values[metric]):
+                    w.writerow([name, *(repr(float(v)) for v in row)])
+        except OSError as e:
+            raise write_error(e, path) from e
         return path
 
     def to_dict(self) -> dict:

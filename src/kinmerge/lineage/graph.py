@@ -6,18 +6,19 @@ edges labelled with the kinship of the parents that made the child.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import networkx as nx
+from pydantic import RootModel
 
 from kinmerge.figures import pyplot, save
 from kinmerge.io.safe_path import inside
-from kinmerge.lineage.record import FILE, Lineage, LineageRecord
+from kinmerge.lineage.record import FILE, LineageRecord, read_file
 
 log = logging.getLogger(__name__)
 RUN_FILE = "family.json"  # a run's records in one list (breed writes it, with pool scores)
+RunRecords = RootModel[list[LineageRecord]]
 
 
 def collect(path: str | Path) -> dict[str, LineageRecord]:
@@ -32,13 +33,12 @@ def collect(path: str | Path) -> dict[str, LineageRecord]:
             continue
         if f != path:
             inside(path, f.relative_to(path), what=FILE)
-        lin = Lineage.model_validate_json(f.read_text())
+        lin = read_file(f)
         for rid, rec in lin.all().items():
             records[rid] = _richer(records.get(rid), rec)
     run = path / RUN_FILE if path.is_dir() else (path if path.name == RUN_FILE else None)
     if run is not None and run.is_file():
-        for raw in json.loads(run.read_text()):
-            rec = LineageRecord.model_validate(raw)
+        for rec in read_file(run, RunRecords).root:
             records[rec.id] = _richer(records.get(rec.id), rec)
     return records
 

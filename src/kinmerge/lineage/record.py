@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from kinmerge.errors import ModelLoadError
-from kinmerge.io.safe_path import inside, regular_file, unreadable
+from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 
 log = logging.getLogger(__name__)
 FILE = "lineage.json"
@@ -79,18 +79,23 @@ def merge_id(recipe_yaml: str, seed: int, parents: list[str]) -> str:
 def read(model_dir: str | os.PathLike) -> Lineage | None:
     """The lineage stored beside a model, or None; a ModelLoadError if it is not one."""
     f = Path(model_dir) / FILE
-    if not (f.exists() or f.is_symlink()):
+    if not present(f):
         return None
     inside(model_dir, FILE, what=FILE)
-    regular_file(f, what=FILE)
+    return read_file(f)
+
+
+def read_file(f: Path, model: type[BaseModel] | None = None):
+    """`f` parsed as a Lineage (or `model`); one ModelLoadError whatever is wrong with it."""
+    regular_file(f, what=f.name)
     try:
-        return Lineage.model_validate_json(f.read_bytes())
+        return (model or Lineage).model_validate_json(f.read_bytes())
     except OSError as e:
-        raise unreadable(f, e, what=FILE) from e
+        raise unreadable(f, e, what=f.name) from e
     except ValueError as e:  # pydantic's ValidationError: bad JSON or not a lineage record
-        raise ModelLoadError(f"{FILE} is not a kinmerge lineage record "
+        raise ModelLoadError(f"{f.name} is not a kinmerge lineage record "
                              f"({str(e).splitlines()[0][:200]})", where=str(f),
-                             fix=f"repair it, or delete it to treat the model as a root") from None
+                             fix="repair it, or delete it to treat the model as a root") from None
 
 
 def write(model_dir: str | os.PathLike, lineage: Lineage) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from kinmerge.errors import KinmergeError
-from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.sparsify import combine
-from kinmerge.methods.task_arithmetic import task_vectors
+from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, Range, register
+from kinmerge.methods.sparsify import combine, rescale_l1
+from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
 
 
 def keep_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
@@ -25,14 +25,30 @@ def keep_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch
 
 def magprune(deltas: torch.Tensor, density: list[float], epsilon: list[float], rescale: bool,
              generator: torch.Generator) -> torch.Tensor:
+    """Drop entries of each task vector at random, keeping with probability rising with
+    magnitude rank; with `rescale`, scale the kept vector back to the task vector's L1 norm
+    (mergekit's rule, as for DARE; the paper divides each kept entry by its own p)."""
     for k, (d, e) in enumerate(zip(density, epsilon)):
         if d >= 1:
+            continue
+        if d <= 0:
+            deltas[k].zero_()
             continue
         p = keep_probabilities(deltas[k], d, e)
         keep = (torch.rand(p.shape, generator=generator) < p).to(deltas.device)
         kept = deltas[k] * keep.to(deltas.dtype)
-        deltas[k] = kept / p.to(deltas) if rescale else kept  # unbiased: E[kept/p] = delta
+        deltas[k] = rescale_l1(deltas[k], kept) if rescale else kept
     return deltas
+
+
+def density_epsilon(params: dict) -> str | None:
+    """MagPrune's keep probabilities run from density − ε to density + ε: inside (0, 1)."""
+    for d, e in zip(params["density"], params["epsilon"]):
+        if 0 < d < 1 and not (0 < d - e and d + e < 1):
+            return (f"della needs 0 < density ± epsilon < 1 (keep probabilities), got "
+                    f"density {d:g}, epsilon {e:g}; lower epsilon or move density away "
+                    "from 0 and 1")
+    return None
 
 
 def della(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
@@ -54,14 +70,15 @@ def della_linear(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: lis
 
 
 _PAPER = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
-_P = (Param("weight", "model"), Param("density", "model", 1.0), Param("epsilon", "model", 0.1))
+# mergekit 0.1.5's defaults (epsilon 0.15)
+_P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
+      Param("epsilon", "model", 0.15, range=Range(0.0, 0.5, high_open=True)),
+      Param("rescale", "global", True, bool), Param("lambda", "global", 1.0), INT8_MASK)
 register(Method(name="della", fn=della, needs_base=True, stochastic=True, paper=_PAPER,
-                params=_P + (Param("normalize", "global", True, bool),
-                             Param("rescale", "global", True, bool),
-                             Param("lambda", "global", 1.0)),
+                params=_P + (Param("normalize", "global", True, bool),),
+                check=density_epsilon,
                 summary="Magnitude-ranked random drop, rescale, then TIES election."))
 register(Method(name="della_linear", fn=della_linear, needs_base=True, stochastic=True,
-                paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),
-                                           Param("rescale", "global", True, bool),
-                                           Param("lambda", "global", 1.0)),
+                paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),),
+                check=density_epsilon, caution=zero_weight_sum,
                 summary="Magnitude-ranked random drop, rescale, then task arithmetic."))

@@ -10,8 +10,9 @@ casts inputs to the working dtype, places them, and casts the result.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -20,14 +21,64 @@ from kinmerge.errors import KinmergeError
 MethodFn = Callable[..., torch.Tensor]
 
 
+# Every parameter name some merge method of mergekit 0.1.5 takes. mergekit ignores a key its
+# method does not declare; kinmerge accepts one of these with a warning that names it, and
+# refuses any other unknown key (a typo).
+MERGEKIT_PARAMETERS = frozenset({
+    "weight", "density", "gamma", "epsilon", "lambda", "normalize", "rescale", "int8_mask",
+    "t", "scale", "filter_wise", "normalize_weights", "eps", "nuslerp_row_wise",
+    "nuslerp_flatten", "max_iter", "tol", "select_topk", "r", "alpha"})
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a parameter takes. A number outside is a `validate`/`plan` error that names
+    the parameter, where it is, its value and this range; with `warn`, only a warning (mergekit
+    runs such values and some users mean them). NaN and ±inf are always errors."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    warn: bool = False
+
+    def holds(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.low == -math.inf and self.high == math.inf:
+            return "any finite number"
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        return f"{lo}{_num(self.low)}, {_num(self.high)}{hi}"
+
+
+def _num(x: float) -> str:
+    return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
+
+
+FINITE = Range()
+UNIT = Range(0.0, 1.0)
+NON_NEGATIVE = Range(0.0)
+
+
 @dataclass(frozen=True)
 class Param:
-    """One parameter a method declares: per model (`weight`) or global (`normalize`)."""
+    """One parameter a method declares: per model (`weight`) or global (`normalize`).
+
+    `range` bounds its numbers (default: any finite number; gradient anchors and filter-list
+    values are checked one by one). `effect=False` marks a parameter mergekit declares that
+    changes no number (`int8_mask`): accepted silently, not passed to the function.
+    """
 
     name: str
     scope: Literal["model", "global"]
     default: float | bool | None = None  # None: required
     kind: type = float  # float or bool
+    range: Range = FINITE
+    effect: bool = True
 
     @property
     def required(self) -> bool:
@@ -37,6 +88,11 @@ class Param:
     def arg(self) -> str:
         """The Python keyword the function takes (`lambda` is a keyword in Python)."""
         return "lambda_" if self.name == "lambda" else self.name
+
+
+# mergekit's task-vector methods all take `int8_mask` (the dtype of their sign mask there);
+# it changes no number, so kinmerge accepts it and does nothing with it
+INT8_MASK = Param("int8_mask", "global", False, bool, effect=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +107,17 @@ class Method:
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
     min_models: int = 1
     extra: dict = field(default_factory=dict)
+    # run options (not recipe parameters) the function takes as keywords: "topk" is how
+    # equal magnitudes are ranked ("stable" or "mergekit"), set by `kinmerge: {topk: ...}`
+    # in the recipe or `--ties-topk`
+    options: tuple[str, ...] = ()
+    # exact number of listed models, base included, when the base must be one of them
+    # (slerp: the base and one other)
+    with_base: int | None = None
+    # checks over one output tensor's resolved parameters (the function's keyword arguments),
+    # run by `plan` before any tensor is read: a message when the values do not go together
+    check: Callable[[dict[str, Any]], str | None] | None = None  # -> an error
+    caution: Callable[[dict[str, Any]], str | None] | None = None  # -> a warning
     # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
     # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
     # executor passes it to the function as `accum=`

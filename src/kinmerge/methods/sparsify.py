@@ -11,14 +11,32 @@ _F32_HIGH = 16  # radix-select on the upper 16 bits of a float32's bit pattern
 BLOCK = 1 << 22  # positions per block of the model-wise sums in `combine`
 
 
-def topk_mask(x: torch.Tensor, density: float) -> torch.Tensor:
+TOPK_MODES = ("stable", "mergekit")
+
+
+def topk_mask(x: torch.Tensor, density: float, topk: str = "stable") -> torch.Tensor:
     """Bool mask keeping k = int(density * numel) entries of largest |x| (TIES trim).
 
     A positive density keeps at least one entry, as mergekit does: on a small tensor (a
     norm vector) int(density * numel) can be 0 where the recipe asked for some.
+    topk="stable": among equal magnitudes at the threshold the earliest survive (fast radix
+    select); "mergekit": those torch's unstable descending argsort of the magnitudes puts
+    first, which is how stock mergekit picks them, so its bytes are reproduced.
     """
     k = max(1, int(density * x.numel())) if density > 0 else 0
+    if topk == "mergekit" and 0 < k < x.numel():
+        order = torch.argsort(mergekit_sort_key(x), descending=True)
+        mask = torch.zeros(x.numel(), dtype=torch.bool, device=x.device)
+        mask[order[:k]] = True
+        return mask.reshape(x.shape)
     return topk_count_mask(x, k)
+
+
+def mergekit_sort_key(x: torch.Tensor) -> torch.Tensor:
+    """The values stock mergekit sorts to rank magnitudes: |x| flattened, as float32 on the
+    CPU and in x's own dtype on an accelerator (its CPU sort lacks half precisions)."""
+    w = x.detach().abs().reshape(-1)
+    return w.float() if w.device.type == "cpu" else w
 
 
 def topk_count_mask(x: torch.Tensor, k: int) -> torch.Tensor:

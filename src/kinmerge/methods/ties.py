@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
+from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
 from kinmerge.methods.sparsify import combine, keep_only, rescale_l1, topk_mask
 from kinmerge.methods.task_arithmetic import task_vectors
 
 
 def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
          density: list[float], normalize: bool = True, rescale: bool = False,
-         lambda_: float = 1.0, generator=None) -> torch.Tensor:
+         lambda_: float = 1.0, topk: str = "stable", generator=None) -> torch.Tensor:
     """theta_0 + lambda * disjoint mean of the trimmed, sign-agreeing weighted task vectors.
 
     With `rescale` (mergekit accepts it; off by default) each trimmed task vector is scaled
@@ -25,16 +25,16 @@ def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float]
     for k, d in enumerate(density):
         if d < 1:  # trim: keep the top-k magnitudes of each task vector
             original = deltas[k].clone() if rescale else None
-            keep_only(deltas[k], topk_mask(deltas[k], d))
+            keep_only(deltas[k], topk_mask(deltas[k], d, topk))
             if rescale:
                 deltas[k] = rescale_l1(original, deltas[k])
     return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
 
 
 register(Method(
-    name="ties", fn=ties, needs_base=True,
-    params=(Param("weight", "model"), Param("density", "model", 1.0),
+    name="ties", fn=ties, needs_base=True, options=("topk",),
+    params=(Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
             Param("normalize", "global", True, bool), Param("rescale", "global", False, bool),
-            Param("lambda", "global", 1.0)),
+            Param("lambda", "global", 1.0), INT8_MASK),
     paper="Yadav et al. 2023, TIES-Merging (arXiv:2306.01708)",
     summary="Trim each task vector to its largest entries, elect a sign, average agreeing ones."))

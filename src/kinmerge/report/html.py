@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kinmerge.io.outpath import check_out, write_error
+
 log = logging.getLogger(__name__)
 IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
                ".jpeg": "image/jpeg"}
@@ -63,12 +65,16 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
 
         raise KinmergeError(f"not a folder: {run}", where=str(run),
                             fix="give the run folder (the --out of breed, evolve or demo)")
+    out = check_out(out if out is not None else run / "report.html", option="--out",
+                    folder=False)
     if plots:
         from kinmerge.report.plots import write_run_plots
 
         write_run_plots(run)
-    out = Path(out) if out is not None else run / "report.html"
-    out.write_text(render(run))
+    try:
+        out.write_text(render(run))
+    except OSError as e:
+        raise write_error(e, out) from e
     log.info("report written to %s", out)
     return out
 

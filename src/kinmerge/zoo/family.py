@@ -30,6 +30,7 @@ import torch
 
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out
 from kinmerge.zoo.cache import cache_root
 from kinmerge.zoo.manifest import ZooManifest
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
@@ -148,7 +149,7 @@ def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -
 def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
     from transformers import LlamaForCausalLM
     cfg = config or ZooConfig()
-    out = Path(out)
+    out = check_out(out)
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
@@ -195,5 +196,8 @@ def is_zoo(path: Path, digest: str | None = None) -> bool:
 
 
 def copy_zoo(src: Path, out: Path) -> Path:
-    shutil.copytree(src, out, dirs_exist_ok=True)
+    """Copy the zoo `src` to `out` (replaced whole, in one swap, if it exists)."""
+    out = check_out(out, [("the cached zoo", src)])
+    with atomic_dir(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
     return out
