@@ -29,6 +29,7 @@ from kinmerge.configfile import read_yaml, validate
 from kinmerge.evaluate.candidate import Candidate
 from kinmerge.evaluate.fitness import Fitness, TaskFitness
 from kinmerge.evaluate.tasks import FitnessSpec
+from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.merge import check_device, merge, merge_to_memory
 from kinmerge.recipe import load_recipe
 
@@ -102,6 +103,7 @@ def soup(config: "str | Path | dict | SoupConfig", out: str | Path, *,
     """Cook the greedy soup of `config` into `out` (see the module docstring)."""
     cfg = load_soup_config(config)
     check_device(cfg.device)
+    out = make_dir(check_out(out, input_roots(cfg.ingredients)))  # never an input's folder
     fit = fitness or TaskFitness(cfg.fitness)
     heldout = all(t.heldout for t in cfg.fitness.tasks)  # every task can report it
     kitchen = _Kitchen(cfg, fit, heldout)
@@ -163,7 +165,6 @@ def recipe(cfg: SoupConfig, members: list[str]) -> dict:
 
 def _write(cfg: SoupConfig, result: SoupResult, fitness: Fitness) -> None:
     out = result.out
-    out.mkdir(parents=True, exist_ok=True)
     text = load_recipe(recipe(cfg, list(result.greedy.members))).to_yaml()
     (out / "soup.yml").write_text(f"# kinmerge greedy soup of {len(result.greedy.members)} "
                                   f"of {len(cfg.ingredients)} ingredients (search fitness "

@@ -87,3 +87,10 @@ def test_the_zoo_example_parses():
 
     cfg = load_soup_config(Path(__file__).parents[2] / "examples" / "soup-zoo.yml")
     assert len(cfg.ingredients) == 4 and all(t.heldout for t in cfg.fitness.tasks)
+
+
+def test_soup_refuses_to_write_into_an_ingredient(family, env):
+    from kinmerge.errors import KinmergeError
+
+    with pytest.raises(KinmergeError, match="input model"):
+        soup(config(family), Path(family["good"][0]) / "soup")
