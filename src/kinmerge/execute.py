@@ -18,6 +18,7 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import Sink
 from kinmerge.plan import Plan, TensorJob
 from kinmerge.seeds import tensor_seed
+from kinmerge.tokenizer.rows import apply_rows
 
 log = logging.getLogger(__name__)
 Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
@@ -75,18 +76,7 @@ def _input_bytes(job: TensorJob, readers: dict[str, ModelReader]) -> int:
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     tensors = [readers[m].get(n) for m, n in job.sources]
     base = readers[job.base[0]].get(job.base[1]) if job.base else None
-    if job.rows is not None:
-        ref = base if base is not None else tensors[0]
-        tensors = [_align_rows(t, job.rows, ref) for t in tensors]
-        base = _align_rows(base, job.rows, ref) if base is not None else None
     return tensors, base
-
-
-def _align_rows(t: torch.Tensor, rows: int, fill: torch.Tensor) -> torch.Tensor:
-    """Cut or extend dim 0 to `rows`; missing rows come from `fill` (so their delta is 0)."""
-    if t.shape[0] >= rows:
-        return t[:rows]
-    return torch.cat([t, fill[t.shape[0]:rows].to(t.dtype)])
 
 
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
@@ -99,6 +89,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)
+    if job.vocab is not None:  # rows laid out in the output vocabulary, in the working dtype
+        laid = apply_rows(job.vocab, tensors + ([base] if base is not None else []))
+        tensors, base = laid[:len(tensors)], (laid[-1] if base is not None else None)
     gen = None
     if plan.method.stochastic:
         gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +23,7 @@ from kinmerge.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, present, regular_file
@@ -28,6 +31,7 @@ from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.plan import Plan, plan
 from kinmerge.recipe import Recipe, load_recipe
+from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -46,16 +50,24 @@ class MergedModel:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return ModelReader(tokenizer_source(self.plan)).path
+        """The merge's tokenizer: the source model's folder, or, when the merge appends
+        tokens (union, the tokenizer: block), a cached folder holding them too."""
+        src = open_reader(tokenizer_source(self.plan)).path
+        vp = self.plan.vocab
+        return src if vp is None or not vp.out.appended else _appended_tokenizer(vp, src)
 
 
 @contextlib.contextmanager
-def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
-    """Every model of `recipe`, opened lazily (headers only), closed on exit."""
+def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[str, ModelReader]]:
+    """Every model of `recipe`, opened lazily (headers only), closed on exit. `planned`:
+    stand-ins for models not written yet (a multi-stage recipe's earlier stages)."""
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
-            readers[ref] = ModelReader(ref)
+            # `base+lora`: the adapter applied on the fly by the reader; a planned stage
+            # stands in for itself with or without an adapter (names and shapes are its own)
+            stand_in = (planned or {}).get(split_lora(ref)[0])
+            readers[ref] = stand_in if stand_in is not None else open_reader(ref)
         yield readers
     finally:
         for r in readers.values():
@@ -63,10 +75,10 @@ def open_models(recipe: Recipe) -> Iterator[dict[str, ModelReader]]:
 
 
 def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
-              ties_topk: str | None = None) -> Plan:
+              ties_topk: str | None = None, planned: dict | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
     r = load_recipe(recipe)
-    with open_models(r) as readers:
+    with open_models(r, planned) as readers:
         return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
@@ -107,7 +119,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     """
     out = Path(out)
     r = load_recipe(recipe)
-    check_out(out, input_roots(r.model_refs()))
+    # a `base+lora` reference protects both folders
+    check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
     if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
                                 fix="choose another path or pass --overwrite")
@@ -153,6 +166,8 @@ def _seed(r: Recipe, seed: int | None) -> int:
 
 
 def tokenizer_source(p: Plan) -> str:
+    if p.vocab is not None:
+        return p.vocab.out.source
     ts = p.recipe.tokenizer_source
     if ts == "base":
         return p.recipe.base_model
@@ -168,11 +183,32 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
         tok_dir = readers[tokenizer_source(p)].path
         for f in TOKENIZER_FILES:
             _copy_side_file(tok_dir, f, tmp)
+        if p.vocab is not None:  # tokens the union (or the tokenizer: block) adds
+            write_appended(p.vocab, tok_dir, tmp)
     if p.recipe.chat_template:
         (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
+
+
+def _appended_tokenizer(vp, src: Path) -> Path:
+    """A folder (under the temp dir, keyed by source and tokens) with `src`'s tokenizer files
+    plus the plan's appended tokens; written once, atomically."""
+    key = json.dumps([str(src.resolve()), [vars(a) for a in vp.out.appended]])
+    d = Path(tempfile.gettempdir()) / "kinmerge-tokenizers" / hashlib.sha256(
+        key.encode()).hexdigest()[:16]
+    if not (d / "tokenizer.json").is_file():
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=d.parent))
+        for f in TOKENIZER_FILES:
+            _copy_side_file(src, f, tmp)
+        write_appended(vp, src, tmp)
+        try:
+            tmp.rename(d)
+        except OSError:  # another process wrote it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return d
 
 
 def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:

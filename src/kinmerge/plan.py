@@ -16,6 +16,8 @@ from kinmerge.layers import LayerScheme, detect, is_embedding, layer_count_probl
 from kinmerge.methods import Method, get_method
 from kinmerge.params import value_at
 from kinmerge.recipe import Recipe, dtype_of
+from kinmerge.tokenizer.build import VocabPlan, vocab_plan
+from kinmerge.tokenizer.rows import VocabRows, is_vocab_tensor, plan_rows
 from kinmerge.validate import check_values, checked_report, inputs_of, recipe_warnings
 
 MAX_SHOWN = 25
@@ -32,7 +34,7 @@ class TensorJob:
     shape: tuple[int, ...]
     out_dtype: torch.dtype
     layer: int | None = None  # output layer index
-    rows: int | None = None  # align inputs' dim 0 to this many rows (differing vocabularies)
+    vocab: VocabRows | None = None  # inputs' rows laid out in the output vocabulary
     work_dtype: torch.dtype | None = None  # inputs are cast to it and the result rounded to it
     accum_dtype: torch.dtype | None = None  # the method accumulates in it (registry-declared)
 
@@ -46,6 +48,7 @@ class Plan:
     reference: str  # the model whose config (and by default tokenizer) the output takes
     config: dict
     warnings: tuple[str, ...] = ()
+    vocab: VocabPlan | None = None  # the output vocabulary (tokenizer_source / tokenizer:)
 
     @property
     def entries(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
@@ -71,6 +74,7 @@ class _Ctx:
     method: Method
     readers: dict[str, ModelReader]
     scheme: LayerScheme
+    vocab: VocabPlan | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +102,7 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
                warnings=recipe_warnings(recipe),
                options={"topk": topk or (recipe.kinmerge.topk if recipe.kinmerge else "stable")})
     _check_architectures(ctx, refs)
+    ctx.vocab = vocab_plan(recipe, readers)
     units = _models_units(ctx) if recipe.models is not None else _slices_units(ctx)
     compute = dtype_of(work_dtype) or dtype_of(dtype or recipe.dtype)
     out_dtype = dtype_of(recipe.out_dtype) or dtype_of(dtype or recipe.dtype)
@@ -113,7 +118,8 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
                         fix="make the recipe fit the models (`kinmerge plan` shows the mapping)")
     jobs.sort(key=lambda j: (readers[j.sources[0][0]].shard(j.sources[0][1]), j.name))
     config = _out_config(ctx, reference, _out_layers(recipe), jobs)
-    return Plan(recipe, m, tuple(jobs), compute, reference, config, tuple(ctx.warnings))
+    return Plan(recipe, m, tuple(jobs), compute, reference, config, tuple(ctx.warnings),
+                ctx.vocab)
 
 
 def _check_architectures(ctx: _Ctx, refs: list[str]) -> None:
@@ -223,7 +229,7 @@ def _names_by_layer(r: ModelReader, s: LayerScheme) -> dict[int, list[str]]:
 
 def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
          compute: torch.dtype | None) -> TensorJob | None:
-    shape, rows = _check_tensors(ctx, u)
+    shape = _check_tensors(ctx, u)
     params = _resolve_params(ctx, u)
     if shape is None or params is None:
         return None
@@ -231,18 +237,25 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
     dt = ctx.readers[ref_model].dtype(ref_name)
     if dt.is_floating_point:  # integer and bool buffers (position ids, masks) keep theirs
         dt = out_dtype or dt
+    vocab = None
+    if ctx.vocab is not None and is_vocab_tensor(u.name):  # rows follow the output vocabulary
+        inputs = [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else [])
+        vocab, problems = plan_rows(ctx.vocab, [m for m, _ in inputs], u.name,
+                                    [ctx.readers[m].shape(n)[0] for m, n in inputs])
+        ctx.problems += problems
+        shape = (ctx.vocab.out.rows, *shape[1:])
     first = u.base or (u.sources[0][0], u.sources[0][1])
     work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
-                     u.layer, rows, work, ctx.method.accumulation(work))
+                     u.layer, vocab, work, ctx.method.accumulation(work))
 
 
-def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[tuple[int, ...] | None, int | None]:
+def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:
     """Every input has the tensor, with the reference's shape (or a vocab-size difference
     that tokenizer_source explicitly resolves)."""
     ref_model, ref_name = u.ref
     want = ctx.readers[ref_model].shape(ref_name)
-    rows, ok = None, True
+    ok = True
     for model, name in [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else []):
         r = ctx.readers[model]
         if name not in r:
@@ -253,18 +266,20 @@ def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[tuple[int, ...] | None, int | N
         got = r.shape(name)
         if got == want:
             continue
-        vocab_like = is_embedding(name) or name.startswith("lm_head")
-        if vocab_like and got[1:] == want[1:] and ctx.recipe.tokenizer_source == "base":
-            rows = want[0]
-            ctx.warnings.append(f"{name}: model {model} has {got[0]} rows, the base {want[0]}; "
-                                "rows aligned to the base vocabulary (tokenizer_source: base)")
+        vocab_like = is_vocab_tensor(name)
+        if vocab_like and got[1:] == want[1:] and ctx.vocab is not None:
+            if ctx.vocab.by_index:
+                ctx.warnings.append(f"{name}: model {model} has {got[0]} rows, the base "
+                                    f"{want[0]}; rows aligned to the base vocabulary by index "
+                                    "(tokenizer_source: base, no tokenizer files)")
             continue
         hint = (" — the vocabularies differ; set `tokenizer_source: base` to keep the base's"
+                " tokens or `tokenizer_source: union` for every model's"
                 if vocab_like and got[1:] == want[1:] else "")
         ctx.problems.append(f"shape mismatch for {name}: {list(got)} in {model}, "
                             f"{list(want)} in {ref_model}{hint}")
         ok = False
-    return (want if ok else None), rows
+    return want if ok else None
 
 
 def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
@@ -302,6 +317,8 @@ def _out_layers(r: Recipe) -> int | None:
 def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
                 jobs: list[TensorJob]) -> dict:
     config = dict(ctx.readers[reference].config)
+    if ctx.vocab is not None and "vocab_size" in config:
+        config["vocab_size"] = ctx.vocab.out.rows
     dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
         name = str(next(iter(dtypes))).removeprefix("torch.")

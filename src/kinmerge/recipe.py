@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from kinmerge.configfile import read_yaml, validate
 from kinmerge.dtypes import DTYPES, dtype_of  # noqa: F401  (re-exported)
 from kinmerge.errors import RecipeError
+from kinmerge.tokenizer.spec import TokenizerBlock
 from kinmerge.validate import recipe_problems
 
 # a number written as a string: mergekit reads these as numbers (YAML 1.1 leaves `1e-5`,
@@ -99,6 +100,7 @@ class Recipe(_Strict):
     dtype: str | None = None
     out_dtype: str | None = None
     tokenizer_source: str | None = None
+    tokenizer: TokenizerBlock | None = None  # mergekit's block: source, tokens, pad_to_multiple_of
     chat_template: str | None = None
     seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
     kinmerge: KinmergeOptions | None = None

@@ -14,6 +14,7 @@ from kinmerge.methods.registry import MERGEKIT_PARAMETERS, Param
 from kinmerge.params import check_value, numbers_in
 from kinmerge.dtypes import DTYPES
 from kinmerge.errors import short_repr
+from kinmerge.tokenizer.spec import problems as tokenizer_problems
 
 if TYPE_CHECKING:
     from kinmerge.recipe import Recipe
@@ -45,14 +46,8 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
         if v is not None and v not in DTYPES:
             problems.append(f"{key}: unknown dtype {short_repr(v)} "
                             f"(use one of {', '.join(DTYPES)})")
-    ts = r.tokenizer_source
-    if ts == "union":
-        problems.append("tokenizer_source: 'union' is not supported yet; use 'base' or a model")
-    elif ts not in (None, "base") and ts not in r.model_refs():
-        problems.append(f"tokenizer_source {short_repr(ts)} is neither 'base' nor a model of "
-                        "the recipe")
-    if ts == "base" and not r.base_model:
-        problems.append("tokenizer_source: 'base' needs base_model")
+    problems += tokenizer_problems(r.tokenizer, r.tokenizer_source, r.base_model,
+                                   r.model_refs())
     return problems, warnings
 
 

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 import kinmerge
+from kinmerge import multistage
 from kinmerge.cli.app import main
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
@@ -47,14 +48,44 @@ def merge_options(f):
               help="How TIES/breadcrumbs trims rank equal magnitudes: stable (default, "
                    "fast) or mergekit (stock mergekit's unstable sort: its exact bytes). "
                    "Overrides the recipe's `kinmerge: {topk: ...}`.")
+@click.option("--stage", default=None, help="Multi-stage recipe: the stage to write to OUT "
+              "(default: the unnamed one, else the last).")
+@click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
+              help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
+              "their recipe is unchanged); default: a folder beside OUT, removed after.")
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
-              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk):
-    """Merge the models of RECIPE (mergekit YAML) into the model directory OUT."""
-    path = kinmerge.merge(recipe, out_path, seed=seed, device=device, dtype=dtype,
-                          work_dtype=work_dtype, out_shard_size=out_shard_size,
-                          copy_tokenizer=copy_tokenizer, write_model_card=write_model_card,
-                          overwrite=overwrite, progress=progress,
-                          allow_nonfinite=allow_nonfinite, ties_topk=ties_topk)
+              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,
+              stage, intermediate_dir):
+    """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
+
+    A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
+    options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
+                   out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                   write_model_card=write_model_card, overwrite=overwrite, progress=progress,
+                   allow_nonfinite=allow_nonfinite, ties_topk=ties_topk)
+    if multistage.is_multistage(recipe):
+        path = multistage.merge_stages(recipe, out_path, stage=stage,
+                                       intermediate_dir=intermediate_dir, **options)
+    else:
+        path = kinmerge.merge(recipe, out_path, **options)
+    out.print(f"merged model written to {path}", highlight=False)
+
+
+@main.command("lora-merge")
+@click.argument("model", metavar="BASE+LORA")
+@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
+@merge_options
+@click.option("--dtype", type=click.Choice(sorted(DTYPES)), default=None,
+              help="Store the merged weights in this dtype (default: the base's).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card,
+                   allow_nonfinite, dtype, overwrite, progress):
+    """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
+    path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
+                               copy_tokenizer=copy_tokenizer,
+                               write_model_card=write_model_card, overwrite=overwrite,
+                               progress=progress, allow_nonfinite=allow_nonfinite)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -63,6 +94,9 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
 @click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
 def validate_cmd(recipe, no_models):
     """List every problem of RECIPE at once; exit non-zero if there is any."""
+    if multistage.is_multistage(recipe):
+        _validate_stages(recipe, no_models)
+        return
     if no_models:
         for w in recipe_warnings(kinmerge.load_recipe(recipe)):
             out.print(f"warning: {w}", highlight=False)
@@ -75,17 +109,43 @@ def validate_cmd(recipe, no_models):
               f"{len(p.recipe.model_refs())} models", highlight=False)
 
 
+def _validate_stages(recipe, no_models: bool) -> None:
+    stages, _ = multistage.read_stages(recipe)
+    if no_models:
+        for s in stages:
+            kinmerge.load_recipe(multistage.resolve(s, {n: f"stage:{n}" for n in s.needs}))
+        out.print(f"recipe OK: {len(stages)} stages (models not checked)", highlight=False)
+        return
+    for s, p in multistage.plan_stages(recipe):
+        for w in p.warnings:
+            out.print(f"warning: stage {s.name or 'final'}: {w}", highlight=False)
+        out.print(f"stage {s.name or 'final'} OK: {p.method.name}, {len(p.jobs)} output "
+                  f"tensors, {len(p.recipe.model_refs())} models", highlight=False)
+
+
 @main.command("plan")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per output tensor.")
 @click.option("--limit", type=int, default=None, help="Show at most this many tensors.")
 def plan_cmd(recipe, as_json, limit):
-    """Dry run: which output tensor comes from what, with which parameters."""
-    p = kinmerge.make_plan(recipe)
+    """Dry run: which output tensor comes from what, with which parameters.
+
+    A multi-stage RECIPE shows each stage the last one needs, in run order."""
+    if multistage.is_multistage(recipe):
+        for s, p in multistage.plan_stages(recipe):
+            if not as_json:
+                out.print(f"stage {s.name or 'final'} (document {s.index + 1})",
+                          highlight=False)
+            _show_plan(p, as_json, limit, {"stage": s.name} if as_json else {})
+        return
+    _show_plan(kinmerge.make_plan(recipe), as_json, limit)
+
+
+def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None) -> None:
     jobs = p.jobs[:limit] if limit else p.jobs
     if as_json:
         for j in jobs:
-            click.echo(json.dumps({"tensor": j.name, "shape": list(j.shape),
+            click.echo(json.dumps({**(extra or {}), "tensor": j.name, "shape": list(j.shape),
                                    "dtype": str(j.out_dtype).removeprefix("torch."),
                                    "inputs": [f"{m}:{n}" for m, n in j.sources],
                                    "base": f"{j.base[0]}:{j.base[1]}" if j.base else None,
@@ -100,6 +160,11 @@ def plan_cmd(recipe, as_json, limit):
                   f"{j.base[0]}:{j.base[1]}" if j.base else "—",
                   ", ".join(f"{k}={_fmt(v)}" for k, v in j.params.items()))
     out.print(t)
+    if p.vocab is not None and not p.vocab.by_index:
+        v = p.vocab.out
+        out.print(f"vocabulary: {v.n_tokens} tokens from {p.vocab.spec.source} ({v.source}'s "
+                  f"tokenizer + {len(v.appended)} added), {v.rows} embedding rows",
+                  highlight=False)
     for w in p.warnings:
         out.print(f"warning: {w}", highlight=False)
 

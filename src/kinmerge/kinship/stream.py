@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.lora import open_reader
 from kinmerge.io.reader import ModelReader
 from kinmerge.kinship import nonfinite
 from kinmerge.kinship.plan import KinshipPlan, TensorJob, plan_kinship
@@ -119,7 +120,7 @@ def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
     readers: list[ModelReader] = []
     try:
         for ref in [base, *models]:
-            readers.append(ModelReader(ref))
+            readers.append(open_reader(ref))  # `base+lora`: a LoRA fine-tune, merged on the fly
     except Exception:
         for r in readers:
             r.close()
