@@ -20,6 +20,8 @@ from kinmerge.evaluate.base import Evaluator
 from kinmerge.evaluate.build import build
 from kinmerge.evaluate.candidate import Candidate
 from kinmerge.evaluate.exact_match import ExactMatch
+from kinmerge.evaluate.fitness import Fitness, TaskFitness, as_fitness
+from kinmerge.evaluate.tasks import FitnessSpec
 from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
 
@@ -73,6 +75,6 @@ def _common_device(evaluators: list[Evaluator]) -> str:
     return devices.pop()
 
 
-__all__ = ["Candidate", "build", "EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
+__all__ = ["Candidate", "Fitness", "FitnessSpec", "TaskFitness", "as_fitness", "build", "EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
            "ModelLike", "MultipleChoice", "Perplexity", "evaluate_model", "load_model",
            "make_evaluator", "model_dir_scorer", "read_dir"]
