@@ -18,8 +18,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
+from kinmerge import yamlload
+from kinmerge.configfile import read_text
 from kinmerge.errors import RecipeError
 from kinmerge.io.lora import split_lora
 
@@ -37,19 +38,16 @@ class Stage:
 
 
 def read_documents(source: RecipeSource) -> tuple[list, str]:
-    """Every YAML document of a recipe file (or YAML text), and where it came from."""
+    """Every YAML document of a recipe file (or YAML text), and where it came from, read
+    with the same limits as a single recipe (size, depth, aliases, UTF-8)."""
     text, where = str(source), "recipe text"
     if isinstance(source, Path) or "\n" not in text:
-        path = Path(source)
-        if not path.is_file():
-            raise RecipeError([f"file not found: {path}"], where=str(path),
-                              fix="check the path of the recipe")
-        text, where = path.read_text(), str(path)
+        text, where = read_text(Path(source), subject="recipe", error=RecipeError)
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None], where
-    except yaml.YAMLError as e:
+        return [d for d in yamlload.load_all(text) if d is not None], where
+    except yamlload.YamlError as e:
         raise RecipeError([f"not valid YAML: {e}"], where=where,
-                          fix="fix the YAML syntax at the line shown") from e
+                          fix="fix the YAML at the line shown") from None
 
 
 def is_multistage(source) -> bool:
@@ -61,7 +59,7 @@ def is_multistage(source) -> bool:
         path = Path(source)
         if not path.is_file():
             return False
-        text = path.read_text()
+        text = read_text(path, subject="recipe", error=RecipeError)[0]
     if "\n---" not in "\n" + text:
         return False
     return len(read_documents(source)[0]) > 1

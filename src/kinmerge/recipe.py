@@ -77,6 +77,12 @@ class SliceSource(_Strict):
 class Slice(_Strict):
     sources: list[SliceSource]
     parameters: dict[str, Any] = {}
+    # mergekit's slice keys: a per-slice base (only the recipe's own is supported) and
+    # `residual_weight`, which mergekit 0.1.5 declares and never reads
+    base_model: str | None = None
+    residual_weight: float | None = None
+
+    _path = field_validator("base_model", mode="before")(_as_str)
 
     _params = field_validator("parameters", mode="before")(_parameters)
 

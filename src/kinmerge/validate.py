@@ -41,6 +41,9 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
     problems = _shape_problems(r, m) + _duplicate_models(r)
     more, warnings = _param_problems(r, m)
     problems += more
+    slice_problems, slice_warnings = _slice_keys(r)
+    problems += slice_problems
+    warnings += slice_warnings
     for key in ("dtype", "out_dtype"):
         v = getattr(r, key)
         if v is not None and v not in DTYPES:
@@ -127,6 +130,20 @@ def _levels(r: Recipe) -> list[tuple[str, dict, str | None]]:
         out += [(f"slices[{i}].sources[{j}].parameters", s.parameters, s.model)
                 for j, s in enumerate(sl.sources)]
     return out
+
+
+def _slice_keys(r: Recipe) -> tuple[list[str], list[str]]:
+    """mergekit's per-slice `base_model` and `residual_weight`."""
+    problems, warnings = [], []
+    for i, sl in enumerate(r.slices or []):
+        if sl.base_model is not None and sl.base_model != r.base_model:
+            problems.append(f"slices[{i}].base_model {short_repr(sl.base_model)}: a slice's own "
+                            "base model differing from the recipe's base_model is not "
+                            "supported; merge that slice in a recipe of its own")
+        if sl.residual_weight is not None:
+            warnings.append(f"slices[{i}].residual_weight changes nothing (mergekit 0.1.5 "
+                            "ignores it too)")
+    return problems, warnings
 
 
 def _duplicate_models(r: Recipe) -> list[str]:

@@ -236,3 +236,15 @@ def test_cli_ties_topk_flag(family_bf16, tmp_path):
     with ModelReader(tmp_path / "mergekit") as a, ModelReader(tmp_path / "stable") as b:
         assert all(torch.equal(a.get(n), want[n]) for n in a.names())
         assert any(not torch.equal(a.get(n), b.get(n)) for n in a.names())
+
+
+def test_mergekit_slice_keys():
+    src = [{"model": "b", "layer_range": [0, 1]}, {"model": "x", "layer_range": [0, 1]}]
+    r = load_recipe({"merge_method": "slerp", "base_model": "b", "parameters": {"t": 0.5},
+                     "slices": [{"sources": src, "base_model": "b", "residual_weight": 0.5}]})
+    assert recipe_warnings(r) == [
+        "slices[0].residual_weight changes nothing (mergekit 0.1.5 ignores it too)"]
+    assert problems({"merge_method": "slerp", "base_model": "b", "parameters": {"t": 0.5},
+                     "slices": [{"sources": src, "base_model": "x"}]}) == [
+        "slices[0].base_model 'x': a slice's own base model differing from the recipe's "
+        "base_model is not supported; merge that slice in a recipe of its own"]
