@@ -28,7 +28,6 @@ from pathlib import Path
 CHILD = r"""
 import json, os, sys, time
 import torch
-torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 from kinmerge.kinship import kinship, kinship_matrix
 job = json.loads(sys.argv[1])
 t0 = time.perf_counter()
@@ -101,8 +100,11 @@ def build(root: Path, params: int, n_models: int) -> tuple[str, list[str]]:
     return str(base), fts
 
 
-def measure(job: dict, threads: int) -> dict:
-    env = {**os.environ, "BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+def measure(job: dict, threads: int | None) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KINMERGE_THREADS")}
+    if threads:  # else kinmerge's own policy, as a user runs it
+        env["KINMERGE_THREADS"] = str(threads)
     code = PEAK + (CHILD if job["what"] != "startup" else (
         "import json, torch, kinmerge.kinship\n"
         "print(json.dumps({'seconds': 0, 'peak_rss_mb': peak_rss_mb()}))"))
@@ -120,9 +122,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="322M", help="model size, e.g. 20M, 322M, 1B")
     ap.add_argument("--dir", default=None, help="where the models are (built if missing)")
-    # one thread: the work is memory-bound, and on a shared 2-core machine a second OpenMP
-    # thread mostly spins (measured: 0.4 s vs 3.6-9.8 s for a 20M pair under load)
-    ap.add_argument("--threads", type=int, default=1)
+    # default: kinmerge's thread policy (one thread for kinship: the work is memory-bound,
+    # and on a shared 2-core machine a second OpenMP thread mostly spins; measured 0.4 s vs
+    # 3.6-9.8 s for a 20M pair under load)
+    ap.add_argument("--threads", type=int, default=None, help="KINMERGE_THREADS for the runs")
     ap.add_argument("--no-compat", action="store_true", help="skip the ModelKinship-compat row")
     ap.add_argument("--no-matrix", action="store_true", help="skip the N=5 matrix rows")
     args = ap.parse_args()
@@ -150,7 +153,7 @@ def main() -> None:
 
     n = ModelReader(base).num_parameters()
     print(f"\nmodel kinship, synthetic bf16 Llama, {n / 1e6:.1f}M parameters per model, "
-          f"{args.threads} torch thread(s), models in page cache")
+          f"{args.threads or 'default'} torch thread(s), models in page cache")
     print(f"{'measurement':<30}{'time (s)':>10}{'peak RSS (MB)':>15}")
     for name, r in rows:
         print(f"{name:<30}{r['seconds']:>10.2f}{r['peak_rss_mb']:>15.0f}")

@@ -7,7 +7,6 @@ the GIL).
 from __future__ import annotations
 
 import logging
-import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
@@ -16,13 +15,13 @@ import torch
 from kinmerge import nonfinite
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import Sink
+from kinmerge.peak import read_ahead
 from kinmerge.plan import Plan, TensorJob
 from kinmerge.seeds import tensor_seed
 from kinmerge.tokenizer.rows import apply_rows
 
 log = logging.getLogger(__name__)
 Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
-PREFETCH_BYTES = 256 * 2**20  # largest job whose inputs are read while the previous computes
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
@@ -38,16 +37,15 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     """
     device = torch.device(device)
     jobs = plan.jobs
+    ahead_ok = read_ahead(plan, readers)  # the plan's working dtypes
     bad: list[nonfinite.NonFinite] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
         for i, job in enumerate(jobs):
             tensors, base = ahead.result() if ahead else _load(job, readers)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
-            # read ahead only what is small: the inputs of an embedding are 0.5 GB at 1B
-            # parameters, and holding them beside the current job's doubles the peak memory
-            small = nxt is not None and _input_bytes(nxt, readers) <= PREFETCH_BYTES
-            ahead = pool.submit(_load, nxt, readers) if small else None
+            # read ahead only where it does not raise the peak memory (kinmerge.peak)
+            ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device)
             if not nonfinite.all_finite(out):
                 bad.append(_nonfinite(job, out, tensors, base))
@@ -66,11 +64,6 @@ def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
     if base is not None:
         inputs.insert(0, (job.base[0], base))
     return nonfinite.inspect(job.name, out, inputs)
-
-
-def _input_bytes(job: TensorJob, readers: dict[str, ModelReader]) -> int:
-    refs = list(job.sources) + ([job.base] if job.base else [])
-    return sum(math.prod(readers[m].shape(n)) * readers[m].dtype(n).itemsize for m, n in refs)
 
 
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -29,8 +29,10 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
-from kinmerge.plan import Plan, plan
+from kinmerge.peak import PeakEstimate, expected_peak
+from kinmerge.plan import Plan, TensorJob, plan
 from kinmerge.recipe import Recipe, load_recipe
+from kinmerge.threads import using
 from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
                    "vocab.txt", "spiece.model", "chat_template.jinja", "chat_template.json")
 RecipeLike = "str | os.PathLike | dict | Recipe"
+OnTensor = Callable[[Plan, TensorJob], None]  # progress: called after each output tensor
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,19 @@ def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
         return plan(r, readers, dtype=dtype, topk=ties_topk)
 
 
+def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, PeakEstimate]:
+    """The plan of `recipe` and the peak memory merging it is expected to take."""
+    r = load_recipe(recipe)
+    with open_models(r) as readers:
+        p = plan(r, readers, dtype=dtype)
+        return p, expected_peak(p, readers)
+
+
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False,
-                    ties_topk: str | None = None) -> MergedModel:
+                    ties_topk: str | None = None,
+                    threads: int | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
@@ -94,8 +106,9 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         sink = InMemorySink()
-        execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                allow_nonfinite=allow_nonfinite)
+        with using(p.method.work, threads, read_ahead=True):
+            execute(p, readers, sink, seed=_seed(r, seed), device=device,
+                    allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -103,8 +116,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
           out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
           write_model_card: bool = True, overwrite: bool = False,
-          progress: bool = False, lineage: dict | None = None,
-          allow_nonfinite: bool = False, ties_topk: str | None = None) -> Path:
+          progress: OnTensor | None = None, lineage: dict | None = None,
+          allow_nonfinite: bool = False, ties_topk: str | None = None,
+          threads: int | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
@@ -116,6 +130,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
+    `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
+    `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
+    setting is restored when the call returns.
     """
     out = Path(out)
     r = load_recipe(recipe)
@@ -133,8 +150,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             log.warning(w)
         with atomic_dir(out) as tmp:
             writer = ShardedWriter(tmp, p.entries, max_shard)
+            tick = (lambda job: progress(p, job)) if progress else None
             try:
-                with _progress(p, progress) as tick:
+                with using(p.method.work, threads, read_ahead=True):
                     execute(p, readers, writer, seed=_seed(r, seed), device=device,
                             on_tensor=tick, allow_nonfinite=allow_nonfinite)
                 writer.close()
@@ -220,18 +238,3 @@ def _copy_side_file(model_dir: Path, name: str, tmp: Path) -> None:
     inside(model_dir, name, what=name)
     regular_file(src, what=name)
     shutil.copyfile(src, tmp / name)  # the content; a link inside the folder is followed
-
-
-@contextlib.contextmanager
-def _progress(p: Plan, show: bool):
-    if not show:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from kinmerge.cli.app import console
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(f"{p.method.name} merge", total=len(p.jobs))
-        yield lambda job: bar.advance(task)

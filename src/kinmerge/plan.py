@@ -151,7 +151,7 @@ def _models_units(ctx: _Ctx) -> list[_Unit]:
         layer = s.index(name)
         u = _position(layer, s.num_layers) if layer is not None else 0.0
         sources = [(x, name, [entries.get(x, {}), r.parameters]) for x in inputs]
-        base = (r.base_model, name) if ctx.method.needs_base else None
+        base = (r.base_model, name) if ctx.method.takes_base and r.base_model else None
         units.append(_Unit(name, sources, base, [r.parameters], u, layer, (reference, name)))
     return units
 
@@ -191,14 +191,14 @@ def _position(j: int, n: int) -> float:
 def _slice_unit(ctx: _Ctx, sl, out_name: str, at: list[str], u: float,
                 layer: int | None, ref: tuple[str, str]) -> _Unit:
     """`at[i]` is the input tensor name that slice source i contributes."""
-    r, needs_base = ctx.recipe, ctx.method.needs_base
+    r, takes_base = ctx.recipe, ctx.method.takes_base
     sources, base = [], None
     for src, name in zip(sl.sources, at):
-        if needs_base and src.model == r.base_model and base is None:
+        if takes_base and src.model == r.base_model and base is None:
             base = (src.model, name)
         else:
             sources.append((src.model, name, [src.parameters, sl.parameters, r.parameters]))
-    if needs_base and base is not None:
+    if takes_base and base is not None:
         ref = base
     return _Unit(out_name, sources, base, [sl.parameters, r.parameters], u, layer, ref)
 

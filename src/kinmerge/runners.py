@@ -12,13 +12,12 @@ them). The caller never knows which runner it has.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 from kinmerge.errors import KinmergeError
 
@@ -31,21 +30,6 @@ class Runner(Protocol):
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> cf.Future: ...
 
     def close(self) -> None: ...
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to `n` inside, restored on exit (process-wide state)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 class InlineRunner:

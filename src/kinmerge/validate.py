@@ -57,18 +57,18 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
 def inputs_of(r: Recipe, m: Method) -> list[str]:
     """Input model refs of a `models:` recipe.
 
-    The base is not an input of a method that needs one. A method that takes no base but any
-    number of models (linear) takes a `base_model` missing from `models:` as its first input,
-    as mergekit does, rather than silently ignoring it.
+    The base is not an input of a method that takes one (needs, or uses when given). A method
+    that takes no base but any number of models (linear, karcher) takes a `base_model` missing
+    from `models:` as its last input, as mergekit does, rather than silently ignoring it.
     """
     refs = [e.model for e in r.models or []]
     if _base_joins(r, m):
-        refs = [r.base_model] + refs
-    return [x for x in refs if not (m.needs_base and x == r.base_model)]
+        refs = refs + [r.base_model]
+    return [x for x in refs if not (m.takes_base and x == r.base_model)]
 
 
 def _base_joins(r: Recipe, m: Method) -> bool:
-    return (not m.needs_base and m.n_models is None and r.base_model is not None
+    return (not m.takes_base and m.n_models is None and r.base_model is not None
             and r.models is not None and r.base_model not in [e.model for e in r.models])
 
 
@@ -107,8 +107,8 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
             out.append(f"slices[{i}]: all sources need layer ranges of one length, got "
                        f"{sorted(lengths)}")
         refs = [s.model for s in sl.sources]
-        n = len([x for x in refs if not (m.needs_base and x == r.base_model)])
-        if m.needs_base and r.base_model and r.base_model not in refs:
+        n = len([x for x in refs if not (m.takes_base and x == r.base_model)])
+        if m.takes_base and r.base_model and r.base_model not in refs:
             out.append(f"slices[{i}] has no source from base_model {r.base_model!r}")
         if m.with_base is not None and len(refs) != m.with_base:
             out.append(f"slices[{i}]: {m.name} takes exactly {m.with_base} sources, "
@@ -237,13 +237,15 @@ def _missing_required(r: Recipe, m: Method) -> list[str]:
 
 def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
     """(where, merged model-level parameters) for every input model or slice source."""
-    out = [(f"base_model ({r.base_model}, an input of {m.name})", {})] if _base_joins(r, m) else []
+    out = []
     for i, e in enumerate(r.models or []):
-        if not (m.needs_base and e.model == r.base_model):
+        if not (m.takes_base and e.model == r.base_model):
             out.append((f"models[{i}] ({e.model})", e.parameters))
+    if _base_joins(r, m):
+        out.append((f"base_model ({r.base_model}, an input of {m.name})", {}))
     for i, sl in enumerate(r.slices or []):
         for j, s in enumerate(sl.sources):
-            if not (m.needs_base and s.model == r.base_model):
+            if not (m.takes_base and s.model == r.base_model):
                 out.append((f"slices[{i}].sources[{j}] ({s.model})", {**sl.parameters,
                                                                       **s.parameters}))
     return out

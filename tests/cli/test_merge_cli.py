@@ -43,6 +43,8 @@ def test_merge_validate_plan_methods(family, tmp_path):
     r = run(["methods"])
     assert r.exit_code == 0 and all(m in r.output for m in ("ties", "slerp", "dare_ties"))
     assert "Yadav" in run(["methods", "ties"]).output
+    r = run(["methods", "nuslerp"])
+    assert "optional" in r.output and "nuslerp_flatten" in r.output
 
 
 def test_kinmerge_yaml_accepts_mergekit_flags(family, tmp_path):
@@ -190,3 +192,51 @@ def test_verbose_shows_traceback(tmp_path):
 @pytest.mark.parametrize("flag", ["--help"])
 def test_help(flag):
     assert run([flag]).exit_code == 0
+
+
+# every option of `mergekit-yaml --help` (0.1.5), with a value where it takes one
+MERGEKIT_YAML_FLAGS = [
+    ["--allow-crimes"], ["--no-allow-crimes"], ["--unsafe-truncate-embeddings"],
+    ["--no-unsafe-truncate-embeddings"], ["--trust-remote-code"], ["--no-trust-remote-code"],
+    ["--transformers-cache", "/tmp/hf"], ["--lora-merge-cache", "/tmp/lora"],
+    ["--lora-merge-dtype", "bfloat16"], ["--random-seed", "7"], ["-v"], ["-vv"], ["--quiet"],
+    ["--no-quiet"], ["--cuda"], ["--no-cuda"], ["--device", "cpu"], ["--low-cpu-memory"],
+    ["--no-low-cpu-memory"], ["--lazy-unpickle"], ["--no-lazy-unpickle"], ["--read-to-gpu"],
+    ["--no-read-to-gpu"], ["--multi-gpu"], ["--no-multi-gpu"], ["-j", "2"],
+    ["--num-threads", "2"], ["--gpu-rich"], ["--async-write"], ["--no-async-write"],
+    ["--write-threads", "4"], ["--out-shard-size", "1B"], ["--copy-tokenizer"],
+    ["--no-copy-tokenizer"], ["--clone-tensors"], ["--no-clone-tensors"],
+    ["--write-model-card"], ["--no-write-model-card"], ["--safe-serialization"],
+    ["--no-safe-serialization"],
+]
+
+
+@pytest.mark.parametrize("flag", MERGEKIT_YAML_FLAGS, ids=lambda f: " ".join(f))
+def test_kinmerge_yaml_parses_every_mergekit_flag(flag):
+    ctx = kinmerge_yaml.make_context("kinmerge-yaml", ["c.yml", "out", *flag])
+    p = ctx.params
+    assert (p["config_file"], p["out_path"]) == ("c.yml", "out")
+    expect = {"--random-seed": ("random_seed", 7), "-v": ("verbose", 1), "-vv": ("verbose", 2),
+              "--quiet": ("quiet", True), "--cuda": ("cuda", True), "-j": ("num_threads", 2),
+              "--num-threads": ("num_threads", 2), "--gpu-rich": ("gpu_rich", True),
+              "--no-copy-tokenizer": ("copy_tokenizer", False),
+              "--no-write-model-card": ("write_model_card", False),
+              "--out-shard-size": ("out_shard_size", "1B"), "--device": ("device", "cpu")}
+    if flag[0] in expect:
+        key, value = expect[flag[0]]
+        assert p[key] == value
+
+
+def test_kinmerge_yaml_threads_quiet_and_no_ops_merge(family, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    f = write(tmp_path, ties(family))
+    r = run([f, tmp_path / "out", "-j", "1", "--quiet", "--async-write", "--write-threads", "3",
+             "--no-lazy-unpickle", "--no-safe-serialization", "--lora-merge-dtype", "float16",
+             "--no-copy-tokenizer"], cli=kinmerge_yaml)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    assert torch.get_num_threads() == before  # -j applies to this merge only
+    r = run([f, tmp_path / "out2", "-j", "0"], cli=kinmerge_yaml)
+    assert r.exit_code == 2 and "Invalid value for '-j' / '--num-threads'" in r.output

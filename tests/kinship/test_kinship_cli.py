@@ -13,8 +13,8 @@ from kinmerge.cli import main
 from kinmerge.cli.kinship import merge_cal
 from kinmerge.kinship import kinship
 
-MK_LINE = re.compile(r"^Model Kinship based on (Cosine Similarity|Pearson Correlation "
-                     r"Coefficient|Euclidean Distance): (-?\d+\.\d+(e-?\d+)?)$")
+MK_LINE = re.compile(r"^(?:cs|pcc|ed): Model Kinship based on (Cosine Similarity|Pearson "
+                     r"Correlation Coefficient|Euclidean Distance): (-?\d+\.\d+(e-?\d+)?)$")
 
 
 def run(args, cli=main):
@@ -86,12 +86,24 @@ def test_merge_cal_accepts_both_list_formats(kin_family):
     assert spaced.stdout == commas.stdout
     lines = spaced.stdout.splitlines()
     assert len(lines) == 3 and all(MK_LINE.match(x) for x in lines), lines
-    assert lines[0].startswith("Model Kinship based on Cosine Similarity: ")
+    assert lines[0].startswith("cs: Model Kinship based on Cosine Similarity: ")
+    assert [x.split(":")[0] for x in lines] == ["cs", "pcc", "ed"]
     want = kinship(f["a"], f["c"], base=f["base"], absolute_cosine=True)
     assert float(MK_LINE.match(lines[1]).group(2)) == want["pcc"]
     split = run([f["a"], f["c"], f["base"], "ed", "--split-calculation"], cli=merge_cal)
-    assert re.fullmatch(r"Model Kinship based on Euclidean Distance \(weighted average\): "
+    assert re.fullmatch(r"ed: Model Kinship based on Euclidean Distance \(weighted average\): "
                         r"\d+\.\d{4}\n", split.stdout)
+
+
+def test_merge_cal_prints_lines_as_modelkinship_in_the_order_asked(kin_family):
+    """Current ModelKinship echoes `{key}: {sentence}` per metric, in the order given."""
+    f = kin_family
+    r = run([f["a"], f["c"], f["base"], "ed pcc cs"], cli=merge_cal)
+    want = kinship(f["a"], f["c"], base=f["base"], absolute_cosine=True)
+    assert r.stdout.splitlines() == [
+        f"ed: Model Kinship based on Euclidean Distance: {want['ed']!r}",
+        f"pcc: Model Kinship based on Pearson Correlation Coefficient: {want['pcc']!r}",
+        f"cs: Model Kinship based on Cosine Similarity: {want['cs']!r}"]
 
 
 def test_merge_cal_reports_absolute_cosine(kin_family, tmp_path):

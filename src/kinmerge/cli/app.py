@@ -9,6 +9,8 @@ import logging
 import signal
 import sys
 import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import click
 from rich.console import Console
@@ -27,24 +29,34 @@ class KinmergeGroup(click.Group):
     def invoke(self, ctx: click.Context):
         previous = install_signal_handlers()
         try:
-            return super().invoke(ctx)
-        except KinmergeError as e:
-            if ctx.obj and ctx.obj.get("verbose"):
-                console.print_exception()
-            report_error(e)
-            sys.exit(2)
-        except Exception as e:
-            env = environment_error(e)
-            if env is None:
-                raise  # anything but the environment is a bug: keep its traceback
-            report_error(env)
-            sys.exit(2)
+            with exit_on_error(lambda: bool(ctx.obj and ctx.obj.get("verbose"))):
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             console.print("interrupted: partial outputs removed", highlight=False)
             sys.exit(130)
         finally:
             if previous is not None:  # a host process (tests, notebooks) keeps its own
                 signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def exit_on_error(verbose: bool | Callable[[], bool] = False) -> Iterator[None]:
+    """The one way a command fails: a KinmergeError, or an error of the environment (disk
+    full, permissions), is one message on stderr and exit status 2 (with `verbose`, the
+    traceback first); anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except KinmergeError as e:
+        if verbose() if callable(verbose) else verbose:
+            console.print_exception()
+        report_error(e)
+        sys.exit(2)
+    except Exception as e:
+        env = environment_error(e)
+        if env is None:
+            raise
+        report_error(env)
+        sys.exit(2)
 
 
 def install_signal_handlers():

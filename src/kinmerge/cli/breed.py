@@ -1,11 +1,14 @@
 """`kinmerge breed BREED_YML --out DIR`."""
 from __future__ import annotations
 
+import os
+
 import click
 from rich.console import Console
 from rich.table import Table
 
 from kinmerge.cli.app import main
+from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
 
 out = Console()
 
@@ -28,9 +31,12 @@ out = Console()
 @click.option("--ray-address", default=None,
               help="Ray cluster to join (default: start a local one).")
 @click.option("--report/--no-report", default=True, help="Write report.html at the end.")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, workers, backend,
-              ray_address, report):
+              ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
+    if threads is not None:  # every merge and evaluation of the run follows it
+        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.breed import breed
 
     def show(g: dict) -> None:

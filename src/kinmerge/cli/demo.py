@@ -1,6 +1,7 @@
 """`kinmerge demo --out runs/demo`: the whole story in a few minutes, offline."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from kinmerge import threads
 from kinmerge.cli.app import main
 
 
@@ -20,10 +22,10 @@ from kinmerge.cli.app import main
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     """Build (or reuse) the zoo, show its kinship, merge two experts, score everything."""
-    import torch
-
     from kinmerge.demo import run_demo
-    torch.set_num_threads(1)  # measured: tiny models run fastest single-threaded
+    # measured: tiny models run fastest single-threaded (also in evolve's scoring jobs)
+    os.environ.setdefault("KINMERGE_THREADS", "1")
+    threads.apply("elementwise")
     t0 = time.perf_counter()
     result = run_demo(out, seed=seed, zoo_dir=zoo_dir, progress=not quiet)
     console = Console()

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from kinmerge.cli.app import main
 from kinmerge.errors import KinmergeError
+from kinmerge.threads import HELP as THREADS_HELP
 
 out = Console()
 
@@ -51,7 +52,8 @@ def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
 @click.option("--max-examples", type=int, default=None, help="Score the first N examples.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object {model: {task: score}}.")
-def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json):
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
+def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threads):
     """Score MODELS (directories or hub ids) on tasks (prompt/answer JSONL, text files)."""
     from kinmerge.evaluate import evaluate_model, make_evaluator
 
@@ -61,7 +63,7 @@ def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json):
                             fix="give --task NAME=FILE (repeatable) or --zoo DIR")
     evaluators = [make_evaluator(kind, path, name=name, device=device,
                                  max_examples=max_examples) for kind, name, path in specs]
-    scores = {m: evaluate_model(m, evaluators) for m in models}
+    scores = {m: evaluate_model(m, evaluators, threads=threads) for m in models}
     if as_json:
         click.echo(json.dumps(scores, indent=2))
         return

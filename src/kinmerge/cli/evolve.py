@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from rich.console import Console
 
 from kinmerge.cli.app import main
+from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
 
 out = Console()
 
@@ -27,9 +29,12 @@ out = Console()
               help="SQLAlchemy URL of the study database (default: sqlite in --out).")
 @click.option("--resume", is_flag=True, help="Continue the study in --out / --storage.")
 @click.option("--save-best", is_flag=True, help="Also write the winner to OUT/best-model.")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, resume,
-               save_best):
+               save_best, threads):
     """Evolve a merge recipe as CONFIG (evolve.yml) says."""
+    if threads is not None:  # through the environment: it reaches the worker processes too
+        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.evolve import evolve
 
     def line(s):

@@ -7,38 +7,25 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from contextlib import contextmanager
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from kinmerge.cli.app import console as err, main, report_error, setup_logging
+from kinmerge.cli.app import console as err, exit_on_error, main, setup_logging
+from kinmerge.cli.progress import progress_bar
 from kinmerge.errors import KinmergeError
 from kinmerge.io.outpath import check_out, input_roots
 from kinmerge.kinship import kinship, kinship_matrix
 from kinmerge.kinship import plot
 from kinmerge.kinship.measure import COMPAT_MODES
 from kinmerge.kinship.metrics import METRICS, parse_metrics
+from kinmerge.threads import HELP as THREADS_HELP
 
 out = Console(highlight=False)
 MEANING = {"cs": "cosine similarity of the weight changes",
            "pcc": "Pearson correlation of the weight changes",
            "ed": "Euclidean distance between the weight changes"}
-
-
-@contextmanager
-def progress_bar(enabled: bool, what: str):
-    """A rich progress bar on stderr; yields the callback the library calls, or None."""
-    if not enabled:
-        yield None
-        return
-    cols = (TextColumn(what), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*cols, console=err, transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _fmt(v: float) -> str:
@@ -47,6 +34,7 @@ def _fmt(v: float) -> str:
 
 def common_options(f):
     # applied bottom-up, so --base comes first in --help
+    f = click.option("--threads", type=int, default=None, help=THREADS_HELP)(f)
     f = click.option("--progress/--no-progress", default=True, show_default=True)(f)
     f = click.option("--per-tensor", is_flag=True, help="ModelKinship's split calculation: "
                      "per-tensor metric, numel-weighted mean.")(f)
@@ -69,8 +57,8 @@ def common_options(f):
               help="Write the per-layer figure to this PNG.")
 @click.option("--compat", type=click.Choice(COMPAT_MODES), default=None,
               help="Reproduce ModelKinship's float32 arithmetic and quirks (cross-checks).")
-def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, metrics, as_json,
-                per_layer, plot_path, compat):
+def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, threads, metrics,
+                as_json, per_layer, plot_path, compat):
     """Kinship of fine-tunes A and B of --base (more models: the mean over pairs)."""
     if len(models) < 2:
         raise KinmergeError(f"kinship needs two models, got {len(models)}", where="MODELS",
@@ -79,7 +67,7 @@ def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, metrics, as
     with progress_bar(progress, "kinship") as cb:
         r = kinship(*models, base=base, metrics=metrics, absolute_cosine=absolute_cosine,
                     per_tensor=per_tensor, per_layer=per_layer or bool(plot_path),
-                    compat=compat, progress=cb)
+                    compat=compat, progress=cb, threads=threads)
     if plot_path:
         path = plot.per_layer(r.per_layer, plot_path, title=_title(models))
         err.print(f"per-layer plot written to {path}", highlight=False)
@@ -131,13 +119,14 @@ def _print_breakdown(b: dict, metrics: list[str]) -> None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a heatmap PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (all metrics).")
-def matrix_cmd(models, base, absolute_cosine, per_tensor, progress, metric, csv_path,
-               plot_path, as_json):
+def matrix_cmd(models, base, absolute_cosine, per_tensor, progress, threads, metric,
+               csv_path, plot_path, as_json):
     """Pairwise kinship of every two MODELS, reading each model once."""
     _check_outputs(models, base, plot_path=plot_path, csv_path=csv_path)
     with progress_bar(progress, "kinship matrix") as cb:
         m = kinship_matrix(models, base=base, metrics=None if as_json else metric,
-                           absolute_cosine=absolute_cosine, per_tensor=per_tensor, progress=cb)
+                           absolute_cosine=absolute_cosine, per_tensor=per_tensor, progress=cb,
+                           threads=threads)
     if csv_path:
         err.print(f"matrix written to {m.write_csv(csv_path, metric)}", highlight=False)
     if plot_path:
@@ -176,24 +165,24 @@ def merge_cal(model_1, model_2, model_base, metric, split_calculation, signed_co
     """Model kinship of MODEL_1 and MODEL_2 from MODEL_BASE, as ModelKinship's merge_cal.
 
     METRIC: "cs pcc ed" or "cs,pcc,ed". Exact float64 arithmetic, |cos| as ModelKinship
-    reports, and its output lines: `Model Kinship based on Cosine Similarity: 0.123...`.
+    reports, and its output: one line per metric, in the order asked, the metric's key, a
+    colon, then ModelKinship's sentence: `cs: Model Kinship based on Cosine Similarity: 0.12`.
     """
     setup_logging(verbose)
-    try:
+    with exit_on_error(verbose):
         names = parse_metrics(metric)
         r = kinship(model_1, model_2, base=model_base, metrics=names,
                     absolute_cosine=not signed_cosine, per_tensor=split_calculation,
                     compat=compat)
-    except KinmergeError as e:
-        if verbose:
-            raise
-        report_error(e)
-        sys.exit(2)
     for m, v in r.items():
-        if split_calculation:  # ModelKinship rounds its split results to 4 places
-            click.echo(f"Model Kinship based on {METRICS[m]} (weighted average): {v:.4f}")
-        else:
-            click.echo(f"Model Kinship based on {METRICS[m]}: {v!r}")
+        click.echo(f"{m}: {modelkinship_sentence(m, v, split_calculation)}")
+
+
+def modelkinship_sentence(metric: str, value: float, split: bool) -> str:
+    """ModelKinship's result sentence for one metric (its split mode rounds to 4 places)."""
+    if split:
+        return f"Model Kinship based on {METRICS[metric]} (weighted average): {value:.4f}"
+    return f"Model Kinship based on {METRICS[metric]}: {value!r}"
 
 
 def merge_cal_main() -> None:

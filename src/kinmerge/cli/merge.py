@@ -10,8 +10,11 @@ from rich.table import Table
 import kinmerge
 from kinmerge import multistage
 from kinmerge.cli.app import main
+from kinmerge.cli.progress import merge_bar
+from kinmerge.merge import plan_peak
 from kinmerge.methods import REGISTRY
 from kinmerge.recipe import DTYPES
+from kinmerge.threads import HELP as THREADS_HELP
 from kinmerge.validate import recipe_warnings
 
 out = Console()
@@ -53,21 +56,23 @@ def merge_options(f):
 @click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
               help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
               "their recipe is unchanged); default: a folder beside OUT, removed after.")
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
               allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,
-              stage, intermediate_dir):
+              stage, intermediate_dir, threads):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
 
     A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
-    options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
-                   out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                   write_model_card=write_model_card, overwrite=overwrite, progress=progress,
-                   allow_nonfinite=allow_nonfinite, ties_topk=ties_topk)
-    if multistage.is_multistage(recipe):
-        path = multistage.merge_stages(recipe, out_path, stage=stage,
-                                       intermediate_dir=intermediate_dir, **options)
-    else:
-        path = kinmerge.merge(recipe, out_path, **options)
+    with merge_bar(progress) as bar:
+        options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
+                       out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                       write_model_card=write_model_card, overwrite=overwrite, progress=bar,
+                       allow_nonfinite=allow_nonfinite, ties_topk=ties_topk, threads=threads)
+        if multistage.is_multistage(recipe):
+            path = multistage.merge_stages(recipe, out_path, stage=stage,
+                                           intermediate_dir=intermediate_dir, **options)
+        else:
+            path = kinmerge.merge(recipe, out_path, **options)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -79,13 +84,16 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
               help="Store the merged weights in this dtype (default: the base's).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card,
-                   allow_nonfinite, dtype, overwrite, progress):
+                   allow_nonfinite, dtype, overwrite, progress, threads):
     """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
-    path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
-                               copy_tokenizer=copy_tokenizer,
-                               write_model_card=write_model_card, overwrite=overwrite,
-                               progress=progress, allow_nonfinite=allow_nonfinite)
+    with merge_bar(progress) as bar:
+        path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
+                                   copy_tokenizer=copy_tokenizer,
+                                   write_model_card=write_model_card, overwrite=overwrite,
+                                   progress=bar, allow_nonfinite=allow_nonfinite,
+                                   threads=threads)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -128,7 +136,8 @@ def _validate_stages(recipe, no_models: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per output tensor.")
 @click.option("--limit", type=int, default=None, help="Show at most this many tensors.")
 def plan_cmd(recipe, as_json, limit):
-    """Dry run: which output tensor comes from what, with which parameters.
+    """Dry run: which output tensor comes from what, with which parameters, and the peak
+    memory the merge is expected to take.
 
     A multi-stage RECIPE shows each stage the last one needs, in run order."""
     if multistage.is_multistage(recipe):
@@ -138,10 +147,12 @@ def plan_cmd(recipe, as_json, limit):
                           highlight=False)
             _show_plan(p, as_json, limit, {"stage": s.name} if as_json else {})
         return
-    _show_plan(kinmerge.make_plan(recipe), as_json, limit)
+    p, peak = plan_peak(recipe)
+    _show_plan(p, as_json, limit, peak=peak)
 
 
-def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None) -> None:
+def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None,
+               peak=None) -> None:
     jobs = p.jobs[:limit] if limit else p.jobs
     if as_json:
         for j in jobs:
@@ -160,6 +171,8 @@ def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None) -
                   f"{j.base[0]}:{j.base[1]}" if j.base else "—",
                   ", ".join(f"{k}={_fmt(v)}" for k, v in j.params.items()))
     out.print(t)
+    if peak is not None:
+        out.print(str(peak), highlight=False)
     if p.vocab is not None and not p.vocab.by_index:
         v = p.vocab.out
         out.print(f"vocabulary: {v.n_tokens} tokens from {p.vocab.spec.source} ({v.source}'s "
@@ -197,5 +210,6 @@ def methods_cmd(name):
     for n in names:
         m = REGISTRY[n]
         params = "\n".join(_describe(p) for p in m.params)
-        t.add_row(n, "needed" if m.needs_base else "—", params or "—", m.summary, m.paper)
+        base = "needed" if m.needs_base else "optional" if m.optional_base else "—"
+        t.add_row(n, base, params or "—", m.summary, m.paper)
     out.print(t)

@@ -1,33 +1,57 @@
 """`kinmerge-yaml CONFIG OUT`: mergekit-yaml's command line, running kinmerge.
 
-Existing command lines work unchanged. Flags that change nothing here are accepted and
-documented as no-ops: --allow-crimes (kinmerge has no such checks to relax),
---lazy-unpickle (reads are always lazy), --low-cpu-memory, --clone-tensors, --read-to-gpu,
---multi-gpu, --safe-serialization (always safetensors), --trust-remote-code (never needed:
-merges read weights only), --transformers-cache, --lora-merge-cache.
+Every flag of mergekit-yaml 0.1.5 is accepted, with its `--no-` form, so existing command
+lines work unchanged. What each does here (the README's "mergekit compatibility" table):
+- same meaning: --cuda, --device, --random-seed, --out-shard-size, --copy-tokenizer,
+  --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's
+  CPU threads for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);
+- no effect, because kinmerge always behaves that way or has nothing to relax (see NO_OPS).
 """
 from __future__ import annotations
 
 import sys
-
 import click
 
 import kinmerge
-from kinmerge.cli.app import install_signal_handlers, report_error, setup_logging
+from kinmerge.cli.app import exit_on_error, install_signal_handlers, setup_logging
 from kinmerge.cli.merge import merge_options
-from kinmerge.errors import KinmergeError
+from kinmerge.cli.progress import merge_bar
+from kinmerge.threads import HELP as THREADS_HELP
 
-NO_OPS = ("allow-crimes", "lazy-unpickle", "low-cpu-memory", "clone-tensors", "read-to-gpu",
-          "multi-gpu", "safe-serialization", "trust-remote-code", "quiet")
+# boolean flags (each with its --no- form) that change nothing here, and why
+NO_OPS = {
+    "allow-crimes": "kinmerge has no architecture-mixing checks to relax; it checks tensor "
+                    "names and shapes",
+    "trust-remote-code": "a merge reads weights and config.json only, never model code",
+    "lazy-unpickle": "reads are always lazy (safetensors, or a restricted .bin loader)",
+    "low-cpu-memory": "one tensor's inputs are in memory at a time; results go to disk",
+    "read-to-gpu": "inputs are moved to --device tensor by tensor",
+    "multi-gpu": "one device per merge",
+    "async-write": "reads already overlap compute; each shard is written once, in order",
+    "clone-tensors": "every output tensor is its own copy",
+    "safe-serialization": "output is always safetensors (--no-safe-serialization too)",
+    "unsafe-truncate-embeddings": "not implemented: differing vocabularies are refused with "
+                                  "a message; set tokenizer_source instead",
+}
+# flags with a value that change nothing here, and why
+NO_OP_VALUES = {
+    "transformers-cache": (str, "models are found through the Hugging Face cache "
+                                "(HF_HOME / HF_HUB_CACHE)"),
+    "lora-merge-cache": (str, "LoRA adapters are applied while reading; no merged copy is "
+                              "cached"),
+    "lora-merge-dtype": (str, "LoRA adapters are applied in peft's arithmetic (float32 "
+                              "product, one rounding to the weight's dtype)"),
+    "write-threads": (int, "writes are sequential; see --async-write"),
+}
 
 
 def _no_ops(f):
-    for flag in NO_OPS:
-        f = click.option(f"--{flag}", is_flag=True, hidden=False, expose_value=False,
-                         help="Accepted for mergekit compatibility; no effect.")(f)
-    for opt in ("transformers-cache", "lora-merge-cache"):
-        f = click.option(f"--{opt}", default=None, expose_value=False,
-                         help="Accepted for mergekit compatibility; no effect.")(f)
+    for flag, why in reversed(NO_OPS.items()):
+        f = click.option(f"--{flag}/--no-{flag}", default=None, expose_value=False,
+                         help=f"Accepted for mergekit compatibility; no effect: {why}.")(f)
+    for flag, (kind, why) in reversed(NO_OP_VALUES.items()):
+        f = click.option(f"--{flag}", type=kind, default=None, expose_value=False,
+                         help=f"Accepted for mergekit compatibility; no effect: {why}.")(f)
     return f
 
 
@@ -37,26 +61,32 @@ def _no_ops(f):
 @merge_options
 @click.option("--cuda/--no-cuda", default=False, help="Compute on the GPU.")
 @click.option("--device", default=None, help="Device (overrides --cuda).")
+@click.option("--gpu-rich", is_flag=True,
+              help="mergekit's alias for --cuda --low-cpu-memory --read-to-gpu --multi-gpu: "
+                   "here --cuda (the others are no-ops).")
+@click.option("-j", "--num-threads", type=click.IntRange(min=1), default=None,
+              help="mergekit's name for --threads.")
 @click.option("--random-seed", type=int, default=None, help="Seed of stochastic methods.")
+@click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="mergekit-yaml replaces OUT by default.")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
+@click.option("-v", "--verbose", count=True,
+              help="Debug logging and tracebacks (mergekit's -v, repeatable).")
 @_no_ops
 def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
-         allow_nonfinite, cuda, device, random_seed, overwrite, verbose):
+         allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
+         threads, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
-    setup_logging(verbose)
+    setup_logging(bool(verbose))
     install_signal_handlers()
     try:
-        kinmerge.merge(config_file, out_path, seed=random_seed,
-                       device=device or ("cuda" if cuda else "cpu"),
-                       out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                       write_model_card=write_model_card, overwrite=overwrite, progress=True,
-                       allow_nonfinite=allow_nonfinite)
-    except KinmergeError as e:
-        if verbose:
-            raise
-        report_error(e)
-        sys.exit(2)
+        with exit_on_error(bool(verbose)), merge_bar(not quiet) as bar:
+            kinmerge.merge(config_file, out_path, seed=random_seed,
+                           device=device or ("cuda" if cuda or gpu_rich else "cpu"),
+                           out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                           write_model_card=write_model_card, overwrite=overwrite,
+                           progress=bar, allow_nonfinite=allow_nonfinite,
+                           threads=threads or num_threads)
     except KeyboardInterrupt:
         sys.exit(130)

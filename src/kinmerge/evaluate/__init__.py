@@ -24,6 +24,7 @@ from kinmerge.evaluate.fitness import Fitness, TaskFitness, as_fitness
 from kinmerge.evaluate.tasks import FitnessSpec
 from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
+from kinmerge.threads import with_threads
 
 EVALUATORS: dict[str, type] = {
     "exact_match": ExactMatch,
@@ -53,6 +54,7 @@ def model_dir_scorer(kind: str, path: str | Path, **options) -> Callable[[ModelL
     return score
 
 
+@with_threads("matmul")
 def evaluate_model(model: ModelLike, evaluators: list[Evaluator], *,
                    device: str | None = None) -> dict[str, float]:
     """All scores of `model`, loaded once on `device` and shared by the evaluators (each runs

@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from kinmerge.runners import (InlineRunner, ProcessRunner, RayRunner, Runner,  # noqa: F401
-                              make_runner, torch_threads)
+                              make_runner)
+from kinmerge.threads import using
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,15 @@ def _fitness(config_json: str):
 def evaluate_job(job: Job) -> Result:
     """Merge the job's recipe in memory, build the model, score it (runs in any worker).
 
-    torch runs on KINMERGE_EVAL_THREADS threads (default 1) while the job runs, and on as many
-    as before once it returns."""
+    Under kinmerge.threads' policy for evaluation (KINMERGE_EVAL_THREADS, if set, wins);
+    torch's thread count is restored when the job returns.
+    """
+    n = os.environ.get("KINMERGE_EVAL_THREADS", "").strip()
+    with using("matmul", int(n) if n else None):
+        return _evaluate_job(job)
+
+
+def _evaluate_job(job: Job) -> Result:
     import torch
 
     from kinmerge.evolve.candidate import build_candidate, load_candidate
@@ -74,19 +82,17 @@ def evaluate_job(job: Job) -> Result:
     from kinmerge.recipe import load_recipe
 
     device = EvolveConfig.model_validate_json(job.config_json).device
-    with torch_threads(int(os.environ.get("KINMERGE_EVAL_THREADS", "1"))):
-        fitness = _fitness(job.config_json)
-        if job.model_dir:
-            cand = load_candidate(job.model_dir, device)
-        else:
-            cand = build_candidate(load_recipe(job.recipe_yaml), scales=job.scales,
-                                   device=device)
-        t0, loaded_before = time.perf_counter(), cand.load_seconds
-        with torch.no_grad():
-            scores = fitness.scores(cand, job.split)
-        # the module is built on first use, inside the scoring: that time is loading
-        eval_s = time.perf_counter() - t0 - (cand.load_seconds - loaded_before)
-        result = Result(job.key, scores, fitness.combine(scores), cand.merge_seconds,
-                        cand.load_seconds, eval_s, f"{socket.gethostname()}:{os.getpid()}")
-        cand.release()
+    fitness = _fitness(job.config_json)
+    if job.model_dir:
+        cand = load_candidate(job.model_dir, device)
+    else:
+        cand = build_candidate(load_recipe(job.recipe_yaml), scales=job.scales, device=device)
+    t0, loaded_before = time.perf_counter(), cand.load_seconds
+    with torch.no_grad():
+        scores = fitness.scores(cand, job.split)
+    # the module is built on first use, inside the scoring: that time is loading
+    eval_s = time.perf_counter() - t0 - (cand.load_seconds - loaded_before)
+    result = Result(job.key, scores, fitness.combine(scores), cand.merge_seconds,
+                    cand.load_seconds, eval_s, f"{socket.gethostname()}:{os.getpid()}")
+    cand.release()
     return result

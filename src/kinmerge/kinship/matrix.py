@@ -20,6 +20,7 @@ from kinmerge.kinship.metrics import norms, pair_metric, parse_metrics, per_tens
 from kinmerge.kinship.plan import plan_kinship
 from kinmerge.kinship.stats import Moments, total
 from kinmerge.kinship.stream import Progress, collect, open_all
+from kinmerge.threads import with_threads
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def _finite(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+@with_threads("elementwise")
 def kinship_matrix(models: Iterable[str], *, base: str,
                    metrics: str | Iterable[str] | None = None, absolute_cosine: bool = False,
                    per_tensor: bool = False, progress: Progress | None = None) -> KinshipMatrix:

@@ -19,6 +19,7 @@ from kinmerge.kinship.plan import plan_kinship
 from kinmerge.kinship.report import breakdown
 from kinmerge.kinship.stats import Moments, total
 from kinmerge.kinship.stream import Progress, collect, open_all
+from kinmerge.threads import with_threads
 
 COMPAT_MODES = (mk.MODE,)
 
@@ -73,6 +74,7 @@ def _json_float(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+@with_threads("elementwise")
 def kinship(a: str, b: str, *more: str, base: str, metrics: str | Iterable[str] | None = None,
             absolute_cosine: bool = False, per_tensor: bool = False,
             per_layer: bool = False, compat: str | None = None,

@@ -6,6 +6,13 @@ from kinmerge.methods.registry import REGISTRY, Method, Param, get_method, regis
 from kinmerge.methods import (  # noqa: F401,E402
     linear, slerp, task_arithmetic, ties, dare, passthrough,  # issue 2's core set
     model_stock, breadcrumbs, della,  # further methods mergekit users bring
+    nuslerp,  # the rest of mergekit 0.1.5's registry
+    multislerp,
+    karcher,
+    sce,
+    nearswap,
+    arcee_fusion,
+    ram,  # ram and ramplus_tl
 )
 
 __all__ = ["REGISTRY", "Method", "Param", "get_method", "register"]

@@ -68,10 +68,10 @@ _PAPER = "Davari & Belilovsky 2024, Model Breadcrumbs (arXiv:2312.06795)"
 _P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
       Param("gamma", "model", 0.01, range=UNIT), Param("normalize", "global", False, bool),
       Param("rescale", "global", False, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
+register(Method(work="select", name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
                 params=_P, options=("topk",), caution=zero_weight_sum,
                 summary="Drop each task vector's largest (gamma) and smallest entries, "
                         "then task arithmetic."))
-register(Method(name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
+register(Method(work="select", name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
                 paper=_PAPER + "; with TIES sign election", params=_P, options=("topk",),
                 summary="Breadcrumb masks, then TIES election and disjoint sum."))

@@ -41,10 +41,10 @@ _PARAMS = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
            Param("normalize", "global", False, bool), Param("rescale", "global", True, bool),
            Param("lambda", "global", 1.0), INT8_MASK)
 _PAPER = "Yu et al. 2024, Language Models are Super Mario (arXiv:2311.03099)"
-register(Method(name="dare_linear", fn=dare_linear, needs_base=True, stochastic=True,
+register(Method(work="select", name="dare_linear", fn=dare_linear, needs_base=True, stochastic=True,
                 caution=zero_weight_sum,
                 params=_PARAMS, paper=_PAPER,
                 summary="Randomly drop task-vector entries, rescale, then task arithmetic."))
-register(Method(name="dare_ties", fn=dare_ties, needs_base=True, stochastic=True,
+register(Method(work="select", name="dare_ties", fn=dare_ties, needs_base=True, stochastic=True,
                 params=_PARAMS, paper=_PAPER + "; with TIES sign election",
                 summary="Randomly drop task-vector entries, rescale, then TIES election."))

@@ -74,11 +74,13 @@ _PAPER = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
 _P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
       Param("epsilon", "model", 0.15, range=Range(0.0, 0.5, high_open=True)),
       Param("rescale", "global", True, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(name="della", fn=della, needs_base=True, stochastic=True, paper=_PAPER,
+register(Method(work="select", name="della", fn=della, needs_base=True, stochastic=True,
+                paper=_PAPER,
                 params=_P + (Param("normalize", "global", True, bool),),
                 check=density_epsilon,
                 summary="Magnitude-ranked random drop, rescale, then TIES election."))
-register(Method(name="della_linear", fn=della_linear, needs_base=True, stochastic=True,
+register(Method(work="select", name="della_linear", fn=della_linear, needs_base=True,
+                stochastic=True,
                 paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),),
                 check=density_epsilon, caution=zero_weight_sum,
                 summary="Magnitude-ranked random drop, rescale, then task arithmetic."))

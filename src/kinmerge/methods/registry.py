@@ -118,6 +118,15 @@ class Method:
     # run by `plan` before any tensor is read: a message when the values do not go together
     check: Callable[[dict[str, Any]], str | None] | None = None  # -> an error
     caution: Callable[[dict[str, Any]], str | None] | None = None  # -> a warning
+    optional_base: bool = False  # base_model, when the recipe names one, is the base (nuslerp)
+    # what the thread policy (kinmerge.threads) sizes for: streaming elementwise arithmetic,
+    # or per-tensor top-k / random masks over whole task vectors
+    work: Literal["elementwise", "select"] = "elementwise"
+
+    @property
+    def takes_base(self) -> bool:
+        """Whether a recipe's base_model is passed as `base` rather than as an input."""
+        return self.needs_base or self.optional_base
     # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
     # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
     # executor passes it to the function as `accum=`

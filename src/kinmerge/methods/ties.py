@@ -32,7 +32,7 @@ def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float]
 
 
 register(Method(
-    name="ties", fn=ties, needs_base=True, options=("topk",),
+    name="ties", fn=ties, needs_base=True, options=("topk",), work="select",
     params=(Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
             Param("normalize", "global", True, bool), Param("rescale", "global", False, bool),
             Param("lambda", "global", 1.0), INT8_MASK),

@@ -1,0 +1,53 @@
+"""Arcee Fusion: keep the fine-tune's changes only where they matter most (Arcee AI 2025,
+https://www.arcee.ai/blog/meet-mergekit-v0-1-arcee-fusion-expanded-model-support-multi-gpu-acceleration)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kinmerge.methods.registry import Method, register
+
+SAMPLE = 1_000_000  # quantiles of a larger tensor come from this many sampled entries
+KL_EPS = 1e-8
+
+
+def arcee_fusion(tensors: list[torch.Tensor], base: torch.Tensor, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """base + (other - base) where importance >= median + 1.5 * IQR of importance.
+
+    importance = |other - base| * KL(softmax(other) || softmax(base)), the KL taken per row
+    (last dimension). Quantiles are read off the sorted importances at index q * (n - 1);
+    above 10^6 entries, off 10^6 entries drawn with replacement from `generator`. The mask
+    is float32, so bfloat16 inputs give a float32 result, as in mergekit.
+
+    >>> arcee_fusion([torch.tensor([[0., 0., 0., 5.]])], torch.zeros(1, 4))
+    tensor([[0., 0., 0., 5.]])
+    """
+    other = tensors[0]
+    importance = _importance(other, base)
+    q1, median, q3 = _quantiles(importance, torch.tensor([0.25, 0.5, 0.75]), generator)
+    keep = (importance >= median + 1.5 * (q3 - q1)).float()
+    return base + (other - base) * keep
+
+
+def _importance(other: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    p = F.softmax(other, dim=-1) + KL_EPS
+    q = F.softmax(base, dim=-1) + KL_EPS
+    kl = torch.sum(p * torch.log(p / q), dim=-1, keepdim=True)  # (*rows, 1)
+    return (other - base).abs() * kl
+
+
+def _quantiles(x: torch.Tensor, q: torch.Tensor, generator) -> torch.Tensor:
+    flat = x.reshape(-1)
+    if flat.numel() > SAMPLE:
+        pick = torch.randint(flat.numel(), (SAMPLE,), generator=generator)
+        flat = flat[pick.to(flat.device)]
+    ordered, _ = torch.sort(flat)
+    return ordered[(q.to(ordered.device) * (ordered.numel() - 1)).long()]
+
+
+register(Method(
+    name="arcee_fusion", fn=arcee_fusion, needs_base=True, n_models=1, params=(),
+    stochastic=True,
+    paper="Arcee AI 2025, Arcee Fusion (mergekit v0.1 release notes, arcee.ai blog)",
+    summary="Take the fine-tune's change only where its importance is an outlier."))
