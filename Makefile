@@ -5,17 +5,21 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench results clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "make install: a virtual environment in $(VENV)/ with kinmerge and its dependencies"
+	@echo "  (CPU torch, transformers, optuna, ray, pytest: about 1.5 GB; a few minutes, once, mostly downloads)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned, so nothing pulls a multi-GB CUDA build
+	@echo "  1/2 torch (CPU build, pinned in constraints.txt so nothing pulls a multi-GB CUDA one)"
 	$(BIN)/python -m pip install -q -c constraints.txt torch
+	@echo "  2/2 kinmerge -e '.[test,evolve]' and the rest"
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,evolve]'
 	touch $(STAMP)
+	@echo "make install: done ($(BIN)/kinmerge)"
 
 # the suite is single-threaded (tests/conftest.py sets it too, for a bare `pytest`)
 test: install
@@ -23,6 +27,12 @@ test: install
 
 demo: install
 	$(BIN)/kinmerge demo --out runs/demo
+
+# Rerun the README's measured experiments on the shipped zoo (~15-30 min on 2 cores) and
+# rewrite its tables and the examples' measured comments from their summary.json files.
+results: install
+	rm -rf runs/results
+	$(BIN)/python -m kinmerge.results run runs/results
 
 # both tools as users run them: no thread variable exported (see benchmarks/bench_merge.py)
 bench: install

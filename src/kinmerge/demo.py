@@ -62,7 +62,7 @@ def demo_recipes(zoo_dir: Path, a: str, b: str) -> dict[str, dict]:
 
 
 def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
-             zoo_dir: str | Path | None = None, evolve_trials: int = 18,
+             zoo_dir: str | Path | None = None, evolve_trials: int = 36,
              breed_evaluations: int = 20) -> DemoResult:
     """Build (or reuse) the zoo, measure kinship, merge two experts, score everything, then
     evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
@@ -102,17 +102,19 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     t["merge_and_evaluate"] = time.perf_counter() - t0
 
     skill_a, skill_b = manifest["models"][a]["skill"], manifest["models"][b]["skill"]
-    for s in scores.values():
-        s["mean"] = (s[skill_a] + s[skill_b]) / 2
-    best = max(recipes, key=lambda n: scores[n]["mean"])
+    best = _add_means(scores, recipes, skill_a, skill_b)
     summary = {"scores": scores, "parents": [a, b], "parent_skills": [skill_a, skill_b],
                "best_merge": best, "merges": list(recipes), "zoo": str(root),
                "kinship": matrix.to_dict() if matrix is not None else None, "seconds": t}
-    plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
     if evolve_trials:
         t0 = time.perf_counter()
         summary["evolve"] = evolve_parents(root, manifest, out / "evolve", evolve_trials, seed)
+        scores["evolved"] = evaluate_model(merge_to_memory(out / "evolve" / "best.yml"),
+                                           evaluators)
+        _add_means(scores, recipes, skill_a, skill_b)
+        summary["evolve"].update(compare(scores, best))
         t["evolve"] = time.perf_counter() - t0
+    plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
     if breed_evaluations:
         t0 = time.perf_counter()
         summary["breed"] = breed_experts(root, manifest, experts, out / "breed",
@@ -124,7 +126,21 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     return DemoResult(out, summary, matrix, t)
 
 
-def _parent_tasks(root: Path, manifest: dict, limit: int = 100) -> list[dict]:
+def _add_means(scores: dict, recipes: dict, skill_a: str, skill_b: str) -> str:
+    """Add each model's mean of the parents' skills; returns the best hand merge."""
+    for s in scores.values():
+        s["mean"] = (s[skill_a] + s[skill_b]) / 2
+    return max(recipes, key=lambda n: scores[n]["mean"])
+
+
+def compare(scores: dict, best_hand: str) -> dict:
+    """The evolved recipe against the best hand merge, on the same held-out prompts."""
+    evolved, hand = scores["evolved"]["mean"], scores[best_hand]["mean"]
+    return {"heldout_mean": evolved, "best_hand_merge": best_hand, "best_hand_mean": hand,
+            "beats_best_hand_merge": evolved > hand}
+
+
+def _parent_tasks(root: Path, manifest: dict, limit: int | None = 100) -> list[dict]:
     """The two parents' skills as evolve/breed tasks: search prompts steer, held-out report."""
     skills = [manifest["models"][p]["skill"] for p in manifest["parents"]]
     return [{"name": s, "search": str(root / manifest["skills"][s]["search"]),
@@ -132,18 +148,25 @@ def _parent_tasks(root: Path, manifest: dict, limit: int = 100) -> list[dict]:
              "options": {"max_examples": limit}} for s in skills]
 
 
-def evolve_parents(root: Path, manifest: dict, out: Path, trials: int, seed: int) -> dict:
-    """CMA-ES over the parents' task-arithmetic weights; the winner on held-out prompts."""
+# The demo's search space: a task-arithmetic weight per parent for attention, for the MLPs
+# and for the rest (6 genes), scored on all 200 search prompts of each parent skill.
+SEARCH = {"params": {"weight": [0, 1.5]}, "filters": ["self_attn", "mlp"]}
+SEARCH_EXAMPLES: int | None = None
+
+
+def evolve_parents(root: Path, manifest: dict, out: Path, trials: int, seed: int,
+                   search: dict | None = None, limit: int | None = SEARCH_EXAMPLES) -> dict:
+    """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH)."""
     from kinmerge.evolve import evolve
     cfg = {"mode": "ps", "base_model": str(root / "base"),
            "models": [str(root / p) for p in manifest["parents"]],
            "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
-           "search": {"params": {"weight": [0, 1.5]}},
-           "fitness": {"tasks": _parent_tasks(root, manifest)},
+           "search": search or SEARCH,
+           "fitness": {"tasks": _parent_tasks(root, manifest, limit)},
            "budget": {"trials": trials}, "baselines": {"grid": False}, "seed": seed}
     s = evolve(cfg, out).summary
-    log.info("evolve: best held-out %.3f after %d trials", s["best_heldout"], s["trials"])
-    return {"trials": s["trials"], "best_heldout": s["best_heldout"],
+    log.info("evolve: best search fitness %.3f after %d trials", s["best_search"], s["trials"])
+    return {"trials": s["trials"], "best_search": s["best_search"],
             "best_recipe": str(out / "best.yml")}
 
 

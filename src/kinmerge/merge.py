@@ -140,7 +140,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
     if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path or pass --overwrite")
+                                fix="choose another path, or pass overwrite=True "
+                                    "(--overwrite on the command line)")
     check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)

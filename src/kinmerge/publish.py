@@ -41,20 +41,28 @@ def lineage_section(found: lin.Lineage) -> str:
     return "\n".join(lines)
 
 
-def prepare(model_dir: Path) -> None:
-    """Check the directory is a model, and bring its card's lineage section up to date."""
+def prepare(model_dir: Path) -> str | None:
+    """Check the directory is a model, and bring its card's lineage section up to date;
+    returns the card's text before (None when it was left alone)."""
     if not (model_dir / "config.json").exists() or not (
             any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))):
         raise KinmergeError(f"{model_dir} is not a model directory (no config.json and "
                             "weights)", where=str(model_dir), fix="push a merged model's folder")
     check_folder(model_dir, recursive=True)  # upload_folder would publish a link's target
+    return refresh_card(model_dir)
+
+
+def refresh_card(model_dir: Path) -> str | None:
+    """Rewrite the lineage section of the model card from lineage.json (scores included);
+    returns the card's text before (None when there is no card or no lineage)."""
     found = lin.read(model_dir)
     card = model_dir / "README.md"
     if found is None or not card.exists():
-        return
+        return None
     text = card.read_text()
     head = text.split(SECTION)[0].rstrip() + "\n\n"
     card.write_text(head + lineage_section(found))
+    return text
 
 
 def push(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False,
@@ -67,7 +75,7 @@ def push(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False,
     if not REPO_ID.match(repo_id):
         raise KinmergeError(f"not a hub repository id: {repo_id!r}", where="push",
                             fix="write it as org/name or user/name")
-    prepare(model_dir)
+    before = prepare(model_dir)
     if api is None:
         from huggingface_hub import HfApi
         api = HfApi(token=token)
@@ -77,6 +85,8 @@ def push(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False,
                           commit_message=f"Upload {model_dir.name} with kinmerge",
                           ignore_patterns=["*.tmp", ".*"])
     except Exception as e:  # network, auth, quota: the hub's own message says which
+        if before is not None:  # nothing was published: the local card stays as it was
+            (model_dir / "README.md").write_text(before)
         raise KinmergeError(f"upload to {repo_id} failed: {type(e).__name__}: {e}",
                             where=f"hub repo {repo_id}",
                             fix="check your network and token (HF_TOKEN or `hf auth login`)"

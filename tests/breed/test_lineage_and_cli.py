@@ -35,6 +35,16 @@ def test_a_third_generation_model_knows_its_ancestors_back_to_the_pool(full_run)
     assert "merge_method: slerp" in r.output and "roots:" in r.output
 
 
+def test_a_bred_childs_card_carries_its_scores(full_run):
+    s, out = full_run
+    child = out / "models" / third_generation(s)
+    rec = lineage.read(child).model
+    card = (child / "README.md").read_text()
+    assert card.count("## Lineage") == 1
+    assert f"fitness = {rec.scores['fitness']:.4f}" in card
+    assert f"merge gain: {rec.merge_gain:+.4f}" in card
+
+
 def test_lineage_is_mirrored_in_the_run_database(full_run):
     from kinmerge.breed.state import BreedState
 

@@ -51,3 +51,24 @@ def test_eval_json_and_table(model):
 def test_eval_errors(model, args, msg):
     r = CliRunner().invoke(main, ["eval", str(model / "m"), *args])
     assert r.exit_code == 2 and msg in r.output
+
+
+def test_eval_progress_only_when_asked_or_on_a_terminal(model):
+    args = ["eval", str(model / "m"), "--json", "--task", f"em={model / 't.jsonl'}"]
+    quiet = CliRunner().invoke(main, args)  # not a terminal: no bar, no model line
+    assert quiet.exit_code == 0 and "[1/1]" not in quiet.output
+    assert json.loads(quiet.output)  # stdout stays pure JSON
+    shown = CliRunner().invoke(main, [*args, "--progress"])
+    assert shown.exit_code == 0, shown.output
+    assert f"[1/1] {model / 'm'}" in shown.output
+    off = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert "[1/1]" not in off.output
+
+
+def test_evaluate_model_logs_one_line_per_model(model, caplog):
+    import logging
+
+    from kinmerge.evaluate import ExactMatch, evaluate_model
+    with caplog.at_level(logging.INFO, logger="kinmerge.evaluate"):
+        evaluate_model(model / "m", [ExactMatch(model / "t.jsonl", name="em")])
+    assert f"scored {model / 'm'}: em=0.0000" in caplog.text

@@ -134,3 +134,15 @@ def test_public_calls_leave_torch_global_state_alone(tmp_path):
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert not torch.are_deterministic_algorithms_enabled()
     assert torch.get_num_threads() == threads
+
+
+def test_an_evaluator_is_a_fitness_without_warning(tiny, tmp_path):
+    from kinmerge.evaluate.fitness import EvaluatorFitness
+
+    (tmp_path / "t.txt").write_text("abc\n")
+    ppl = Perplexity(tmp_path / "t.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = as_fitness(ppl)
+    assert isinstance(f, EvaluatorFitness)
+    assert f.scores(Candidate.from_dir(tiny), "search") == ppl(tiny)

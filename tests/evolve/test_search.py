@@ -48,13 +48,15 @@ def test_cmaes_improves_and_records_every_trial(ps_config, tmp_path):
 
 
 def test_existing_study_needs_resume(ps_config, tmp_path):
-    evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
-    with pytest.raises(KinmergeError, match="pass --resume"):
+    first = evolve(ps_config(budget={"trials": 3}), tmp_path / "run").summary["wall_seconds"]
+    with pytest.raises(KinmergeError, match=r"pass resume=True \(--resume on the command line\)"):
         evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
     with pytest.raises(KinmergeError, match="evolve.yml changed"):
         evolve(ps_config(seed=5), tmp_path / "run", resume=True)
     res = evolve(ps_config(budget={"trials": 3}), tmp_path / "run", resume=True, trials=5)
     assert res.summary["trials"] == 5  # the budget may grow on resume
+    # the resumed run's wall time adds to the first run's
+    assert res.summary["wall_seconds"] > first
 
 
 def _complete(db: Path) -> list[tuple[int, float]]:

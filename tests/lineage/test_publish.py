@@ -59,3 +59,13 @@ def test_push_cli_reports_unreachable_hub(merged, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     r = CliRunner().invoke(main, ["push", str(merged), "me/child", "--token", "x"])
     assert r.exit_code == 2 and "upload to me/child failed" in r.output
+
+
+def test_failed_upload_leaves_the_local_card_as_it_was(merged):
+    card = merged / "README.md"
+    card.write_text("# my notes\n\nhand-written, no lineage section yet\n")
+    with pytest.raises(KinmergeError, match="upload to me/x failed"):
+        push(merged, "me/x", api=FakeApi(fail=ConnectionError("offline")))
+    assert card.read_text() == "# my notes\n\nhand-written, no lineage section yet\n"
+    push(merged, "me/x", api=FakeApi())  # a successful upload does update it
+    assert "## Lineage" in card.read_text()

@@ -21,6 +21,7 @@ from kinmerge.breed.state import BreedState
 from kinmerge.breed.summary import Generation, Merge
 from kinmerge.breed.work import BreedJob, FitnessRef, Outcome, run_all
 from kinmerge.runners import InlineRunner, Runner
+from kinmerge.publish import refresh_card
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class Breeder:
             return
         gain = f - sum(self.state.evaluation(p)[0] for p in row.parents) / len(row.parents)
         rec = lineage.update(row.path, scores=scores, merge_gain=gain).model
+        refresh_card(Path(row.path))  # the card shows the scores too
         self.state.put_lineage(rec)
 
     # the loop ---------------------------------------------------------------------------
@@ -266,6 +268,8 @@ class Breeder:
             # replay of earlier generations would overstate)
             sum(self.state.evaluation(n) is not None for n in self.present))
         self.state.set_generation(gen, data.to_dict())
+        log.info("generation %d: best %s = %.4f, top-k %s (kinship %.3f), %d evaluations",
+                 gen, top[0], data.best, ", ".join(top), data.top_k_kinship, data.evaluations)
         if self.on_generation is not None:
             self.on_generation(data)
         return data

@@ -39,9 +39,7 @@ def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     console.print(f"best merge [bold]{s['best_merge']}[/] (mean {best:.3f}) {verdict} both "
                   "parents (" + ", ".join(f"{p} {v:.3f}" for p, v in parents.items()) + ")")
     if "evolve" in s:
-        e = s["evolve"]
-        console.print(f"evolved recipe ({e['trials']} trials, {e['best_recipe']}): held-out "
-                      f"mean {e['best_heldout']:.3f}", highlight=False)
+        console.print(evolve_verdict(s["evolve"]), highlight=False)
     if "breed" in s:
         b = s["breed"]
         console.print(f"breeding: best {b['best_model']} (search fitness {b['best_score']:.3f}) "
@@ -49,6 +47,14 @@ def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
                       highlight=False)
     console.print(f"wrote {out}/summary.json, scores.png, kinship.png, recipes/, evolve/, "
                   f"breed/, report.html in {time.perf_counter() - t0:.0f}s", highlight=False)
+
+
+def evolve_verdict(e: dict) -> str:
+    """One line: did the evolved recipe beat the best hand merge on held-out prompts?"""
+    verdict = "beats" if e["beats_best_hand_merge"] else "does NOT beat"
+    return (f"evolved recipe ({e['trials']} trials, {e['best_recipe']}): held-out mean "
+            f"{e['heldout_mean']:.3f} {verdict} the best hand merge {e['best_hand_merge']} "
+            f"({e['best_hand_mean']:.3f})")
 
 
 def kinship_table(m) -> Table:
@@ -71,7 +77,7 @@ def scores_table(summary: dict) -> Table:
     for k in keys:
         t.add_column(k, justify="right", style="bold" if k == "mean" else None)
     for name, s in scores.items():
-        style = "green" if name == summary["best_merge"] else (
+        style = "green" if name in (summary["best_merge"], "evolved") else (
             "cyan" if name in summary["parents"] else None)
         t.add_row(name, *(f"{s[k]:.3f}" for k in keys), style=style)
     return t

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import click
@@ -13,6 +15,7 @@ from kinmerge.errors import KinmergeError
 from kinmerge.threads import HELP as THREADS_HELP
 
 out = Console()
+err = Console(stderr=True)
 
 
 def parse_task(spec: str) -> tuple[str, str, str]:
@@ -53,7 +56,9 @@ def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object {model: {task: score}}.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
-def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threads):
+@click.option("--progress/--no-progress", default=None,
+              help="A bar per model and task (default: only when stderr is a terminal).")
+def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threads, progress):
     """Score MODELS (directories or hub ids) on tasks (prompt/answer JSONL, text files)."""
     from kinmerge.evaluate import evaluate_model, make_evaluator
 
@@ -61,9 +66,16 @@ def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threa
     if not specs:
         raise KinmergeError("no task to score", where="kinmerge eval",
                             fix="give --task NAME=FILE (repeatable) or --zoo DIR")
-    evaluators = [make_evaluator(kind, path, name=name, device=device,
-                                 max_examples=max_examples) for kind, name, path in specs]
-    scores = {m: evaluate_model(m, evaluators, threads=threads) for m in models}
+    bars = sys.stderr.isatty() if progress is None else progress
+    # the bars (or nothing, off a terminal) replace the library's one log line per model
+    logging.getLogger("kinmerge.evaluate").setLevel(logging.WARNING)
+    evaluators = [make_evaluator(kind, path, name=name, device=device, max_examples=max_examples,
+                                 progress=bars) for kind, name, path in specs]
+    scores = {}
+    for i, m in enumerate(models, 1):
+        if bars:
+            err.print(f"[{i}/{len(models)}] {m}", highlight=False)
+        scores[m] = evaluate_model(m, evaluators, threads=threads)
     if as_json:
         click.echo(json.dumps(scores, indent=2))
         return

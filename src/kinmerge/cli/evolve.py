@@ -1,7 +1,6 @@
 """`kinmerge evolve`: search merge recipes with CMA-ES (see the README, Evolutionary merging)."""
 from __future__ import annotations
 
-import json
 import os
 
 import click
@@ -45,7 +44,20 @@ def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, 
     result = evolve(config, out_dir, trials=trials, workers=workers, backend=backend,
                     storage=storage, resume=resume, save_best=save_best,
                     ray_address=ray_address, on_generation=line)
-    s = result.summary
-    out.print(f"best recipe: {result.best_recipe}", highlight=False)
-    keys = ("mode", "trials", "best_search", "best_heldout", "best_baseline")
-    out.print(json.dumps({k: s[k] for k in keys if k in s}), highlight=False)
+    for text in summary_lines(result.summary, result.best_recipe):
+        out.print(text, highlight=False)
+
+
+def summary_lines(s: dict, best_recipe) -> list[str]:
+    """The end of a run in words: the winner, the best hand recipe, who won."""
+    lines = [f"{s['mode']}: {s['trials']} trials; winner {best_recipe} "
+             f"(search fitness {s['best_search']:.4f})"]
+    if "best_heldout" not in s:
+        return lines + ["no held-out split in the fitness: nothing to compare on unseen prompts"]
+    lines.append(f"held-out: winner {s['best_heldout']:.4f}")
+    if s.get("best_baseline"):
+        bl = s["baselines_heldout"][s["best_baseline"]]
+        verdict = "beats" if s["winner_beats_best_baseline"] else "does NOT beat"
+        lines.append(f"held-out: best hand recipe {s['best_baseline']} {bl:.4f} "
+                     f"({len(s['baselines_heldout'])} tried): the winner {verdict} it")
+    return lines

@@ -1,6 +1,7 @@
 """`kinmerge zoo build OUT/`: the trained tiny model family, built once and cached."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,11 +19,17 @@ def zoo_group() -> None:
 
 @zoo_group.command("build")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--from-scratch", is_flag=True,
+              help="Train the zoo here (minutes; weights depend on the CPU) instead of "
+                   "unpacking the shipped, digest-checked one (seconds).")
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of every random choice (with --from-scratch or --tiny).")
 @click.option("--tiny", is_flag=True, help="The seconds-to-build zoo of the tests (untrained).")
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
-def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
-    """Build the zoo into OUT (or copy it from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge)."""
+def build(out: Path, from_scratch: bool, seed: int, tiny: bool, no_cache: bool) -> None:
+    """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
+    (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
+    from kinmerge.zoo import artifact
     from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
     if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
         raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
@@ -31,15 +38,53 @@ def build(out: Path, seed: int, tiny: bool, no_cache: bool) -> None:
     # measured: tiny models train fastest single-threaded (also in evolve's scoring jobs)
     os.environ.setdefault("KINMERGE_THREADS", "1")
     threads.apply("elementwise")
+    scratch = from_scratch or tiny
+    if seed != 0 and not scratch:
+        raise KinmergeError(f"the shipped zoo is trained with seed 0, not {seed}",
+                            where="kinmerge zoo build --seed", fix=f"add --from-scratch to "
+                            f"train a zoo with seed {seed} here (minutes)")
     cfg = ZooConfig.tiny() if tiny else ZooConfig()
     if no_cache:
-        path = build_zoo(out, cfg, seed)
+        path = build_zoo(out, cfg, seed) if scratch else artifact.materialize(out)
     else:
-        path = copy_zoo(zoo(cfg, seed), out)
+        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch), out)
     from kinmerge.zoo.manifest import read_manifest
 
     manifest = read_manifest(path)
-    click.echo(f"zoo in {path}")
+    source = manifest.get("source", f"trained here, seed {manifest['seed']}")
+    click.echo(f"zoo in {path} ({source}"
+               + (", sha256 of every model checked)" if "source" in manifest else ")"))
     for name, m in manifest["models"].items():
         click.echo(f"  {name:<10} {m['skill'] or '(base)'}")
     click.echo(f"  tasks: {', '.join(manifest['skills'])} (tasks/<skill>/heldout.jsonl)")
+    if from_scratch and not tiny:  # trained here: say whether it came out usable
+        from kinmerge.zoo.properties import measure, problems
+        found = problems(measure(path))
+        click.echo("properties: " + ("ok" if not found else "NOT met on this machine:\n  "
+                                     + "\n  ".join(found) + "\n  (the shipped zoo has them: "
+                                     "build without --from-scratch)"))
+
+
+@zoo_group.command("check")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the measurements to this file.")
+def check(root: Path, json_out: Path | None) -> None:
+    """Measure a zoo's properties: experts good at their skill, base bad, kin by skill."""
+    from kinmerge.zoo.properties import BASE_MAX, EXPERT_MIN, measure, problems
+    threads.apply("elementwise")  # tiny models score fastest single-threaded (unless overridden)
+    p = measure(root)
+    skills = list(dict.fromkeys(p["skills"].values()))
+    click.echo(f"{'model':<10} " + " ".join(f"{s:>6}" for s in skills))
+    for name, sc in p["scores"].items():
+        click.echo(f"{name:<10} " + " ".join(f"{sc[s]:6.3f}" for s in skills))
+    click.echo("kinship (pcc): " + ", ".join(f"{k.replace('|', '/')} {v:.3f}"
+                                             for k, v in p["pcc"].items()))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(p, indent=2) + "\n")
+    found = problems(p)
+    if found:
+        raise click.ClickException("the zoo lacks a property:\n  " + "\n  ".join(found))
+    click.echo(f"ok: every expert >= {EXPERT_MIN} on its skill, the base <= {BASE_MAX}, "
+               "same-skill experts the nearest kin")

@@ -12,6 +12,7 @@ Searches (evolve, breed, soup) score a `Candidate` through one `Fitness` interfa
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,7 @@ from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
 from kinmerge.threads import with_threads
 
+log = logging.getLogger(__name__)
 EVALUATORS: dict[str, type] = {
     "exact_match": ExactMatch,
     "multiple_choice": MultipleChoice,
@@ -65,6 +67,7 @@ def evaluate_model(model: ModelLike, evaluators: list[Evaluator], *,
     scores: dict[str, float] = {}
     for ev in evaluators:
         scores.update(ev(loaded))
+    log.info("scored %s: %s", _label(model), " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return scores
 
 
@@ -77,6 +80,11 @@ def _common_device(evaluators: list[Evaluator]) -> str:
     return devices.pop()
 
 
-__all__ = ["Candidate", "Fitness", "FitnessSpec", "TaskFitness", "as_fitness", "build", "EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
+def _label(model: ModelLike) -> str:
+    return str(model) if isinstance(model, (str, Path)) else type(model).__name__
+
+
+__all__ = ["Candidate", "EVALUATORS", "Evaluator", "ExactMatch", "Fitness", "FitnessSpec",
+           "InMemoryModel", "LoadedModel", "TaskFitness", "as_fitness", "build",
            "ModelLike", "MultipleChoice", "Perplexity", "evaluate_model", "load_model",
            "make_evaluator", "model_dir_scorer", "read_dir"]

@@ -94,12 +94,31 @@ class FunctionFitness:
         return weighted_mean(dict(scores), {})
 
 
+class EvaluatorFitness:
+    """A kinmerge.evaluate evaluator (evaluator(model) -> {name: score}) as a Fitness: it
+    scores the candidate's own module, on any split; the plain mean combines its scores."""
+
+    def __init__(self, evaluator: Any):
+        self.evaluator = evaluator
+
+    def scores(self, candidate: Candidate, split: Split) -> dict[str, float]:
+        return {k: float(v) for k, v in self.evaluator(candidate).items()}
+
+    def combine(self, scores: Mapping[str, float]) -> float:
+        return weighted_mean(dict(scores), {})
+
+
 def as_fitness(obj: Any) -> Fitness:
-    """A Fitness from a Fitness, a FitnessSpec (or its dict), or a user's callable."""
+    """A Fitness from a Fitness, a FitnessSpec (or its dict), an evaluator, or a user's
+    callable f(candidate, split)."""
+    from kinmerge.evaluate.base import Evaluator
+
     if isinstance(obj, Fitness):
         return obj
     if isinstance(obj, (FitnessSpec, dict)):
         return TaskFitness(FitnessSpec.model_validate(obj))
+    if isinstance(obj, Evaluator):
+        return EvaluatorFitness(obj)
     if callable(obj):
         return FunctionFitness(obj)
     raise TypeError(f"not a fitness: {type(obj).__name__} (give a Fitness, a fitness spec, "

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -111,10 +112,19 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     studies = [(p.name, p.study) for p in phases]
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
     typed = EvolveSummary.from_dict(summary)
     report.write_summary(out / "summary.json", typed.to_dict())
     return EvolveResult(out, best, typed, phases)
+
+
+def _earlier_wall(out: Path, resume: bool) -> float:
+    """Seconds the runs before this one spent (a resumed run adds to them)."""
+    try:
+        return float(json.loads((out / "summary.json").read_text())["wall_seconds"]) \
+            if resume else 0.0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def _phases(run: _Run) -> list[Phase]:

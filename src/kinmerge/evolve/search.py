@@ -59,7 +59,8 @@ def open_study(storage: str, name: str, *, resume: bool, fingerprint: str, seed:
     if name in existing and not resume:
         raise KinmergeError(f"a study named {name!r} already exists in {url}",
                             where="--out / --storage",
-                            fix="pass --resume to continue it, or choose another --out")
+                            fix="pass resume=True (--resume on the command line) to continue "
+                                "it, or choose another out folder (--out)")
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 direction="maximize", load_if_exists=True)
     old = study.user_attrs.get(FINGERPRINT)

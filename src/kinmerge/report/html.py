@@ -36,7 +36,8 @@ th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
 figure{display:inline-block;margin:.5em;vertical-align:top}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.8em;color:#666}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
-.scroll{max-height:32em;overflow:auto}#render-check{font-size:.7em;color:#aaa}
+.scroll{max-height:32em;overflow:auto}#render-check{display:none}
+td table{font-size:1em;margin:0}details.cell summary{cursor:pointer;color:#555}
 """
 
 # Records, in the page itself, whether every image decoded and whether any script failed.
@@ -89,8 +90,11 @@ def render(run: Path) -> str:
         if isinstance(gens, list) and gens and isinstance(gens[0], dict):
             parts.append("<h2>Generations</h2>" + _rows_table(_generation_rows(gens)))
     images = sorted(p for p in run.iterdir() if p.suffix.lower() in IMAGE_TYPES)
+    # a demo folder holds its evolve/ and breed/ runs: their figures belong on the page too
+    images += sorted(p for d in sorted(run.iterdir()) if d.is_dir() and (d / "summary.json")
+                     .is_file() for p in d.iterdir() if p.suffix.lower() in IMAGE_TYPES)
     if images:
-        parts.append("<h2>Figures</h2>" + "".join(_figure(p) for p in images))
+        parts.append("<h2>Figures</h2>" + "".join(_figure(p, run) for p in images))
     for f in sorted(run.glob("*.csv")):
         rows = _read_csv(f)
         more = f" (first {MAX_ROWS} of {len(rows)})" if len(rows) > MAX_ROWS else ""
@@ -119,11 +123,12 @@ def _generation_rows(gens: list[dict]) -> list[dict]:
     return rows
 
 
-def _figure(p: Path) -> str:
+def _figure(p: Path, run: Path) -> str:
     data = base64.b64encode(p.read_bytes()).decode()
     uri = f"data:{IMAGE_TYPES[p.suffix.lower()]};base64,{data}"
+    name = p.relative_to(run).as_posix()
     return (f"<figure><img src='{uri}' alt='{_e(p.stem)}'>"
-            f"<figcaption>{_e(p.name)}</figcaption></figure>")
+            f"<figcaption>{_e(name)}</figcaption></figure>")
 
 
 def _kv_table(d: dict) -> str:
@@ -148,13 +153,35 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
-        return _e(", ".join(_fmt(x) if isinstance(x, float) else str(x) for x in v))
+        return _e(", ".join(_fmt(x) if isinstance(x, float) else _name(x) for x in v))
+    if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+        return _rows_table([{"": k, **x} for k, x in v.items()])  # e.g. model -> scores
+    if isinstance(v, dict) and v:
+        return _kv_table(v)
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        return _rows_table(v)
     if isinstance(v, (dict, list)):
-        return f"<code>{_e(json.dumps(v))}</code>"
+        return _fold(json.dumps(v))
     if v is None:
         return "—"
+    return _fold(_name(v))
+
+
+def _name(v: Any) -> str:
+    """A path into a cache or run folder reads better as its last two parts."""
     s = str(v)
-    return _e(s if len(s) < 400 else s[:400] + "…")
+    if s.startswith("/") and "\n" not in s and s.count("/") > 2:
+        return "…/" + "/".join(Path(s).parts[-2:])
+    return s
+
+
+def _fold(s: str, limit: int = 80) -> str:
+    """Long text (a recipe, a genome) folded away behind its first line."""
+    if len(s) <= limit:
+        return _e(s)
+    head = s.splitlines()[0][:60] if s.strip() else s[:60]
+    return (f"<details class='cell'><summary>{_e(head)}…</summary>"
+            f"<pre>{_e(s[:20_000])}</pre></details>")
 
 
 def _read_csv(path: Path) -> list[dict]:

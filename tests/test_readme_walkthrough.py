@@ -1,0 +1,141 @@
+"""The README's zoo, demo, evolve and breed sections, run top to bottom as a newcomer would.
+
+Every ```bash and ```python block between "## The model zoo" and "## Benchmarks" runs in
+order in one working folder, on a seconds-to-build zoo with the shipped zoo's four experts
+(`kinmerge zoo build zoo/` is given that zoo; searches get small budgets). Lines that need
+the network, Ray or an install are listed in SKIP with the reason. The full walk is slow
+(KINMERGE_SLOW=1); the checks above it run in the default suite.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+START, END = "## The model zoo, evaluators and the demo", "## Benchmarks"
+SKIP = {
+    "make ": "installs a venv (the demo line is run as `kinmerge demo` instead)",
+    "--backend ray": "starts a Ray cluster",
+    "kinmerge push": "uploads to the Hugging Face Hub",
+    "pip install": "installs packages",
+}
+# the walkthrough's zoo is untrained: the check must run and say so
+EXPECT_FAIL = {"kinmerge zoo check": "the zoo lacks a property"}
+# budgets cut for the walkthrough, and the demo's `make` line as the command it runs
+REWRITE = [
+    (r"^make demo\b.*", "kinmerge demo --out runs/demo --zoo {zoo} --quiet"),
+    (r"^(kinmerge evolve .*?)(\s+#.*)?$", r"\1 --trials 6"),
+    (r"^(kinmerge breed .*?)(\s+#.*)?$", r"\1 --budget 12"),
+]
+
+
+def section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index(START):text.index(END)]
+
+
+def blocks() -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2))
+            for m in re.finditer(r"```(bash|python)\n(.*?)```", section(), re.S)]
+
+
+def shell_lines(code: str) -> list[str]:
+    """One command per entry: continuations joined, comment-only lines dropped."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [ln.strip() for ln in joined.splitlines() if ln.strip() and
+            not ln.strip().startswith("#")]
+
+
+def skipped(line: str) -> str | None:
+    return next((why for key, why in SKIP.items() if key in line), None)
+
+
+def rewrite(line: str) -> str:
+    for pattern, repl in REWRITE:
+        if re.match(pattern, line):
+            return re.sub(pattern, repl, line)
+    return line
+
+
+def test_python_snippets_write_their_own_folders():
+    """A Python snippet never reuses an --out folder of the shell lines above it."""
+    shell_outs, py_outs = set(), []
+    for lang, code in blocks():
+        if lang == "bash":
+            shell_outs |= set(re.findall(r"--out (\S+)", code))
+        else:
+            py_outs += re.findall(r"\(\"[^\"]+\.yml\", \"(runs/[^\"]+)\"", code)
+    assert py_outs, "the Python snippets name no output folder"
+    assert not set(py_outs) & shell_outs
+
+
+def test_every_shell_line_is_runnable_or_skipped_for_a_reason():
+    for lang, code in blocks():
+        if lang != "bash":
+            continue
+        for line in shell_lines(code):
+            assert "[" not in line.split("#")[0] or skipped(line), f"not a command: {line}"
+
+
+def test_lineage_show_names_a_generation_one_child():
+    """Generation 1 merges every pair of the pool, so its children exist in every run."""
+    names = re.findall(r"lineage show runs/breed/models/(\S+)", section())
+    assert names and all(re.fullmatch(r"g1-\d\d", n) for n in names), names
+
+
+@pytest.fixture(scope="module")
+def walk_zoo(tmp_path_factory):
+    """The tiny config with the shipped zoo's experts and parents (seconds to build)."""
+    from dataclasses import replace
+
+    from kinmerge.zoo.family import Expert, ZooConfig, build_zoo
+    cfg = replace(ZooConfig.tiny(), parents=("rev", "sort"), experts=(
+        Expert("add", "add", 1), Expert("add_seed2", "add", 2), Expert("rev", "rev", 1),
+        Expert("sort", "sort", 1)))
+    return build_zoo(tmp_path_factory.mktemp("walk") / "zoo", cfg)
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, fails_with: str | None = None) -> None:
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if fails_with:
+        assert r.returncode == 1 and fails_with in r.stderr + r.stdout, r.stderr[-3000:]
+        return
+    assert r.returncode == 0, f"{cmd[-1][:200]}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_walkthrough_runs_top_to_bottom(walk_zoo, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "examples", work / "examples")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "KINMERGE_CACHE": str(tmp_path / "c"),
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    kinmerge = [sys.executable, "-c", "import sys; from kinmerge.cli import main; "
+                "sys.argv[0] = 'kinmerge'; main()"]
+    ran = 0
+    for lang, code in blocks():
+        if lang == "python":
+            if "lm_eval" in code and importlib.util.find_spec("lm_eval") is None:
+                continue  # lm-eval is an optional extra
+            _run([sys.executable, "-c", code], work, env)
+            ran += 1
+            continue
+        for line in shell_lines(code):
+            line = rewrite(line).replace("{zoo}", str(walk_zoo))
+            if skipped(line):
+                continue
+            if line.startswith("kinmerge zoo build zoo/"):
+                shutil.copytree(walk_zoo, work / "zoo", dirs_exist_ok=True)
+            else:
+                assert line.startswith("kinmerge "), line
+                fails = next((m for k, m in EXPECT_FAIL.items() if line.startswith(k)), None)
+                _run(kinmerge + [*line.split("#")[0].split()[1:]], work, env, fails)
+            ran += 1
+    assert ran >= 15
