@@ -12,8 +12,8 @@ from kinmerge.recipe import load_recipe
 from kinmerge.zoo.synthetic import synthetic_llama
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yml"))
-# merge recipes; evolve-*.yml and breed-*.yml configure other commands and have own tests
-RECIPES = [p for p in EXAMPLES if not p.stem.startswith(("evolve-", "breed-"))]
+# merge recipes; evolve-*.yml, breed-*.yml and soup-*.yml configure other commands (own tests)
+RECIPES = [p for p in EXAMPLES if not p.stem.startswith(("evolve-", "breed-", "soup-"))]
 
 
 @pytest.fixture(scope="module")

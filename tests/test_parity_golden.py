@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import kinmerge
+from parity_kit import resolve_refs, ulps
 
 FIXTURE = Path(__file__).parent / "data" / "parity_golden.safetensors"
 ULP_TOL = {torch.float32: 1, torch.bfloat16: 2}
@@ -67,24 +68,6 @@ def golden(tmp_path_factory):
     return data, paths
 
 
-def _resolve(obj, paths: dict[str, str]):
-    if isinstance(obj, dict):
-        return {k: (paths[v] if k in ("model", "base_model") else _resolve(v, paths))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_resolve(v, paths) for v in obj]
-    return obj
-
-
-def ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise distance in units in the last place (-0.0 and +0.0 are equal)."""
-    def ordered(t: torch.Tensor) -> torch.Tensor:
-        bits, mag = ((t.view(torch.int32).long(), 0x7FFFFFFF) if t.dtype == torch.float32
-                     else (t.view(torch.int16).long(), 0x7FFF))
-        return torch.where(bits < 0, -(bits & mag), bits)
-    return (ordered(a) - ordered(b)).abs()
-
-
 def test_ulps_counts_steps_across_zero():
     x = torch.tensor([1.0, -0.0, 1e-45])
     y = torch.tensor([torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)).item(), 0.0,
@@ -96,7 +79,7 @@ def test_ulps_counts_steps_across_zero():
 def test_matches_mergekit(golden, name):
     data, paths = golden
     case = CASES[name]
-    merged = kinmerge.merge_to_memory(_resolve(case["recipe"], paths[case["inputs"]]))
+    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[case["inputs"]]))
     want = unpack(data[f"out/{name}"], case["num_hidden_layers"])
     assert sorted(merged.tensors) == sorted(want)
     assert merged.config["num_hidden_layers"] == case["num_hidden_layers"]

@@ -1,6 +1,7 @@
 """The README's zoo, demo, evolve and breed sections, run top to bottom as a newcomer would.
 
-Every ```bash and ```python block from "## The model zoo" to the end of breeding runs in
+Every ```bash and ```python block between "## The model zoo" and "## Safety and failure
+behaviour" (a reference section whose examples name placeholder files) runs in
 order in one working folder, on a seconds-to-build zoo with the shipped zoo's four experts
 (`kinmerge zoo build zoo/` is given that zoo; searches get small budgets). Lines that need
 the network, Ray or an install are listed in SKIP with the reason. The full walk is slow
@@ -19,9 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-START = "## The model zoo, evaluators and the demo"
-# the walk ends where breeding does: the sections after it show flags on placeholder files
-ENDS = ("## Safety and failure behaviour", "## Benchmarks")
+START, END = "## The model zoo, evaluators and the demo", "## Safety and failure behaviour"
 SKIP = {
     "make ": "installs a venv (the demo line is run as `kinmerge demo` instead)",
     "--backend ray": "starts a Ray cluster",
@@ -40,8 +39,7 @@ REWRITE = [
 
 def section() -> str:
     text = (ROOT / "README.md").read_text()
-    start = text.index(START)
-    return text[start:min(text.index(e, start) for e in ENDS if e in text[start:])]
+    return text[text.index(START):text.index(END)]
 
 
 def blocks() -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ import yaml
 from kinmerge.evaluate import ExactMatch, evaluate_model
 from kinmerge.figures import pyplot, save
 from kinmerge.io.outpath import check_out, make_dir
+from kinmerge.zoo.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     root = Path(zoo_dir) if zoo_dir else zoo(config, seed)
-    manifest = json.loads((root / "zoo.json").read_text())
+    manifest = read_manifest(root)
     t["zoo"] = time.perf_counter() - t0
     a, b = manifest["parents"]
     experts = [n for n, m in manifest["models"].items() if m["skill"]]

@@ -25,21 +25,19 @@ Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
-            device: str | torch.device = "cpu", work_dtype: torch.dtype | None = None,
+            device: str | torch.device = "cpu",
             on_tensor: Callable[[TensorJob], None] | None = None,
             allow_nonfinite: bool = False) -> None:
     """Compute every tensor of `plan` in order and `sink.add` it.
 
-    work_dtype: the arithmetic's dtype; default the recipe's `dtype` (mergekit's behaviour),
-    else each tensor's own. The stochastic methods draw from a generator seeded by
+    Each job's working, accumulation and output dtypes are the plan's. The stochastic methods draw from a generator seeded by
     (seed, output tensor name), so results do not depend on order, threads or device.
     An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
     (then every such tensor is named in one warning at the end).
     """
     device = torch.device(device)
-    compute = work_dtype or plan.compute_dtype
     jobs = plan.jobs
-    ahead_ok = read_ahead(plan, readers, compute)
+    ahead_ok = read_ahead(plan, readers)  # the plan's working dtypes
     bad: list[nonfinite.NonFinite] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
@@ -48,7 +46,7 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
             # read ahead only where it does not raise the peak memory (kinmerge.peak)
             ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
-            out = run_job(plan, job, tensors, base, seed=seed, device=device, compute=compute)
+            out = run_job(plan, job, tensors, base, seed=seed, device=device)
             if not nonfinite.all_finite(out):
                 bad.append(_nonfinite(job, out, tensors, base))
                 if not allow_nonfinite:
@@ -75,13 +73,12 @@ def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
 
 
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
-            base: torch.Tensor | None, *, seed: int, device: torch.device,
-            compute: torch.dtype | None) -> torch.Tensor:
+            base: torch.Tensor | None, *, seed: int, device: torch.device) -> torch.Tensor:
     """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
         return ref.to(dtype=job.out_dtype)  # no weight arithmetic means anything on them
-    dt = compute or (base.dtype if base is not None else tensors[0].dtype)
+    dt = job.work_dtype or ref.dtype
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)
@@ -92,8 +89,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     if plan.method.stochastic:
         gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
     with torch.no_grad():
-        out = plan.method.fn(tensors, base, generator=gen, **job.params)
-    # a method may compute wider than `dt` (slerp, linear); the result is rounded to the
+        accum = {"accum": job.accum_dtype} if job.accum_dtype is not None else {}
+        out = plan.method.fn(tensors, base, generator=gen, **job.params, **accum)
+    # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
     return out.to(dtype=dt).to(dtype=job.out_dtype).cpu()

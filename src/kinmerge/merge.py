@@ -31,7 +31,7 @@ from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 from kinmerge.peak import PeakEstimate, expected_peak
 from kinmerge.plan import Plan, TensorJob, plan
-from kinmerge.recipe import Recipe, dtype_of, load_recipe
+from kinmerge.recipe import Recipe, load_recipe
 from kinmerge.threads import using
 from kinmerge.tokenizer.write import write_appended
 
@@ -104,11 +104,11 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, topk=ties_topk)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                    work_dtype=dtype_of(work_dtype), allow_nonfinite=allow_nonfinite)
+                    allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -146,7 +146,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, topk=ties_topk)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
@@ -155,8 +155,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             try:
                 with using(p.method.work, threads, read_ahead=True):
                     execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                            work_dtype=dtype_of(work_dtype), on_tensor=tick,
-                            allow_nonfinite=allow_nonfinite)
+                            on_tensor=tick, allow_nonfinite=allow_nonfinite)
                 writer.close()
             finally:
                 writer.abort()  # a failure must not keep a deleted shard's space (or mount)

@@ -35,6 +35,8 @@ class TensorJob:
     out_dtype: torch.dtype
     layer: int | None = None  # output layer index
     vocab: VocabRows | None = None  # inputs' rows laid out in the output vocabulary
+    work_dtype: torch.dtype | None = None  # inputs are cast to it and the result rounded to it
+    accum_dtype: torch.dtype | None = None  # the method accumulates in it (registry-declared)
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,14 @@ class _Ctx:
 
 
 def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
-         dtype: str | None = None, topk: str | None = None) -> Plan:
+         dtype: str | None = None, work_dtype: str | None = None,
+         topk: str | None = None) -> Plan:
     """Check `recipe` against its models and list what to compute; raises PlanError.
 
+    Each job's dtypes are settled here: the working dtype is `work_dtype`, else `dtype` /
+    the recipe's `dtype` (mergekit's behaviour), else the dtype of the job's base tensor (its
+    first input without a base); the output dtype is the recipe's `out_dtype`, else `dtype`,
+    else the reference tensor's; methods declaring wider accumulation get it per job.
     topk: how TIES/breadcrumbs rank equal magnitudes ("stable" or "mergekit"); default the
     recipe's `kinmerge: {topk: ...}`, else "stable".
     """
@@ -97,9 +104,9 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
     _check_architectures(ctx, refs)
     ctx.vocab = vocab_plan(recipe, readers)
     units = _models_units(ctx) if recipe.models is not None else _slices_units(ctx)
-    compute = dtype_of(dtype or recipe.dtype)
-    out_dtype = dtype_of(recipe.out_dtype) or compute
-    jobs = [j for j in (_job(ctx, u, out_dtype) for u in units) if j is not None]
+    compute = dtype_of(work_dtype) or dtype_of(dtype or recipe.dtype)
+    out_dtype = dtype_of(recipe.out_dtype) or dtype_of(dtype or recipe.dtype)
+    jobs = [j for j in (_job(ctx, u, out_dtype, compute) for u in units) if j is not None]
     errors, warnings = checked_report(ctx.checked)
     ctx.problems += errors
     ctx.warnings += warnings
@@ -220,7 +227,8 @@ def _names_by_layer(r: ModelReader, s: LayerScheme) -> dict[int, list[str]]:
     return out
 
 
-def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None) -> TensorJob | None:
+def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
+         compute: torch.dtype | None) -> TensorJob | None:
     shape = _check_tensors(ctx, u)
     params = _resolve_params(ctx, u)
     if shape is None or params is None:
@@ -236,8 +244,10 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None) -> TensorJob | None
                                     [ctx.readers[m].shape(n)[0] for m, n in inputs])
         ctx.problems += problems
         shape = (ctx.vocab.out.rows, *shape[1:])
+    first = u.base or (u.sources[0][0], u.sources[0][1])
+    work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
-                     u.layer, vocab)
+                     u.layer, vocab, work, ctx.method.accumulation(work))
 
 
 def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:

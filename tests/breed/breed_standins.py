@@ -83,3 +83,30 @@ def slow_logged(model_dir: Path) -> float:
     with open(os.environ["BREED_TEST_LOG"], "a") as f:
         f.write(Path(model_dir).name + "\n")
     return value
+
+
+class TargetScore(TargetFitness):
+    """TargetFitness in the one fitness signature, f(candidate, split) (picklable, so
+    parallel workers can be given it)."""
+
+    def __call__(self, candidate, split: str = "search") -> dict[str, float]:  # type: ignore[override]
+        return super().__call__(candidate.path)
+
+
+class FailOnce(TargetScore):
+    """TargetScore that logs every model it scores to `log` and fails on `victim` the first
+    time (a marker file beside the log remembers), as a crashed worker would."""
+
+    def __init__(self, base, target, log: str, victim: str):
+        super().__init__(base, target)
+        self.log, self.victim = log, victim
+
+    def __call__(self, candidate, split: str = "search") -> dict[str, float]:  # type: ignore[override]
+        name = Path(candidate.path).name
+        marker = Path(self.log + ".failed")
+        if name == self.victim and not marker.exists():
+            marker.write_text("x")
+            raise RuntimeError(f"worker crashed on {name}")
+        with open(self.log, "a") as f:
+            f.write(name + "\n")
+        return super().__call__(candidate, split)

@@ -38,7 +38,7 @@ def test_every_problem_at_once(tmp_path):
     msg = str(e.value)
     assert "unknown key 'kk' (did you mean 'k'?)" in msg
     assert "unknown key 'kinship.metrc' (did you mean 'metric'?)" in msg
-    assert "fitness needs tasks or a function" in msg
+    assert "fitness needs tasks, lm_eval tasks or a function" in msg
     assert str(f) in msg
 
 

@@ -1,9 +1,10 @@
-"""A merge scores the same in memory as written to disk; the skeleton is reused."""
+"""A merge scores the same in memory as written to disk; each load builds its own module."""
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 import kinmerge
 from kinmerge.evaluate import ExactMatch, InMemoryModel, Perplexity, evaluate_model, load_model
@@ -29,13 +30,14 @@ def test_merge_in_memory_scores_like_on_disk(tiny_zoo, tmp_path):
     assert evaluate_model(tiny_zoo / "add", evs)["perplexity"] != pytest.approx(a["perplexity"])
 
 
-def test_skeleton_is_reused_and_reloaded(tiny_zoo):
+def test_each_load_is_a_module_the_caller_owns(tiny_zoo):
     add, rev = read_dir(tiny_zoo / "add"), read_dir(tiny_zoo / "rev")
     first = load_model(add).module
     ppl = Perplexity(tiny_zoo / "tasks/text.txt")
     p_rev = ppl(rev)["perplexity"]
-    assert load_model(add).module is first  # same config: same module, new weights
+    assert load_model(add).module is not first  # nothing shared between two loads
     assert ppl(add)["perplexity"] != p_rev
+    assert torch.equal(first.model.embed_tokens.weight, add.tensors["model.embed_tokens.weight"])
     assert ppl(InMemoryModel(rev.tensors, rev.config, rev.tokenizer_dir))["perplexity"] == p_rev
 
 

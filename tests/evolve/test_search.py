@@ -110,7 +110,8 @@ def test_two_workers(ps_config, tmp_path):
 
 def test_ray_backend(ps_config, tmp_path, monkeypatch):
     pytest.importorskip("ray")
-    monkeypatch.setenv("PYTHONPATH", str(HERE))  # Ray workers import evo_fitness too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(  # Ray workers import evo_fitness too
+        [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]))
     res = evolve(ps_config(budget={"trials": 6}), tmp_path / "run", workers=2, backend="ray")
     assert res.summary["trials"] == 6
 

@@ -224,3 +224,35 @@ def test_linear_takes_an_unlisted_base_model_as_an_input(family):
     n = "model.norm.weight"
     want = (ModelReader(b).get(n) + ModelReader(a).get(n)) / 2
     torch.testing.assert_close(got, want)
+
+
+def test_plan_settles_each_jobs_dtypes(family_bf16):
+    """One owner for precision: plan gives every job its working, accumulation and output
+    dtype; accumulation comes from the registry (linear and slerp: float32, float64
+    work stays float64) and the executor passes it on."""
+    from kinmerge.merge import open_models
+    from kinmerge.plan import plan
+    from kinmerge.recipe import load_recipe
+
+    fam = family_bf16
+    models = [{"model": m, "parameters": {"weight": 1.0}} for m in fam["ft"][:2]]
+
+    def jobs(data, **kw):
+        r = load_recipe(data)
+        with open_models(r) as readers:
+            return {(j.work_dtype, j.accum_dtype, j.out_dtype) for j in plan(r, readers, **kw).jobs}
+
+    bf, f32, f64 = torch.bfloat16, torch.float32, torch.float64
+    assert jobs({"merge_method": "linear", "models": models}) == {(bf, f32, bf)}
+    assert jobs({"merge_method": "linear", "models": models}, work_dtype="float64") == {
+        (f64, f64, bf)}
+    assert jobs({"merge_method": "linear", "models": models, "dtype": "float32",
+                 "out_dtype": "bfloat16"}) == {(f32, f32, bf)}
+    ta = {"merge_method": "task_arithmetic", "base_model": fam["base"], "models": models}
+    assert jobs(ta) == {(bf, None, bf)}  # no wider accumulation declared
+    # the executor applies it: a bfloat16 linear merge sums in float32, rounds once
+    r = {"merge_method": "linear", "models": models}
+    n = "model.layers.1.mlp.up_proj.weight"
+    a, b = (ModelReader(m).get(n) for m in fam["ft"][:2])
+    got = kinmerge.merge_to_memory(r).tensors[n]
+    assert torch.equal(got, ((a.float() + b.float()) / 2).bfloat16())

@@ -24,7 +24,9 @@ def test_registry_declarations_match_functions():
         kw = {p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
         assert "generator" in kw, name
         # parameters with no effect (int8_mask) are accepted but not passed; run options are
-        assert {p.arg for p in m.params if p.effect} | set(m.options) == kw - {"generator"}, name
+        assert ({p.arg for p in m.params if p.effect} | set(m.options)
+                == kw - {"generator", "accum"}), name
+        assert ("accum" in kw) == (m.accumulate is not None), name  # declared where used
         for p in m.params:
             if not p.effect:
                 continue

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 import kinmerge
+from parity_kit import resolve_refs
 from kinmerge.zoo.synthetic import synthetic_llama
 
 FIXTURE = Path(__file__).parents[1] / "data" / "parity_defaults_golden.safetensors"
@@ -40,19 +41,10 @@ def inputs(tmp_path_factory):
     return paths
 
 
-def _resolve(obj, paths: dict[str, str]):
-    if isinstance(obj, dict):
-        return {k: (paths[v] if k in ("model", "base_model") else _resolve(v, paths))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_resolve(v, paths) for v in obj]
-    return obj
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bit_identical_to_mergekit(inputs, name):
     case = CASES[name]
-    merged = kinmerge.merge_to_memory(_resolve(case["recipe"], inputs[case["inputs"]]),
+    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], inputs[case["inputs"]]),
                                       ties_topk=case["topk"])
     with safe_open(FIXTURE, "pt") as f:
         want = {k.split("/", 1)[1]: f.get_tensor(k) for k in f.keys()
@@ -66,7 +58,7 @@ def test_bit_identical_to_mergekit(inputs, name):
 def test_stable_top_k_differs_from_stock_mergekit_on_bf16_ties(inputs):
     """The default order is not mergekit's where magnitudes tie: the option matters."""
     case = CASES["ties_mergekit_topk_bf16"]
-    merged = kinmerge.merge_to_memory(_resolve(case["recipe"], inputs["bfloat16"]))
+    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], inputs["bfloat16"]))
     with safe_open(FIXTURE, "pt") as f:
         name = "model.layers.0.mlp.down_proj.weight"
         want = f.get_tensor(f"ties_mergekit_topk_bf16/{name}")
@@ -76,7 +68,7 @@ def test_stable_top_k_differs_from_stock_mergekit_on_bf16_ties(inputs):
 
 def test_recipe_key_selects_mergekit_order(inputs):
     case = CASES["ties_mergekit_topk_bf16"]
-    recipe = {**_resolve(case["recipe"], inputs["bfloat16"]), "kinmerge": {"topk": "mergekit"}}
+    recipe = {**resolve_refs(case["recipe"], inputs["bfloat16"]), "kinmerge": {"topk": "mergekit"}}
     merged = kinmerge.merge_to_memory(recipe)
     with safe_open(FIXTURE, "pt") as f:
         name = "model.layers.1.self_attn.q_proj.weight"

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import kinmerge
+from parity_kit import resolve_refs, ulps
 
 FIXTURE = Path(__file__).parents[1] / "data" / "parity_golden_methods.safetensors"
 ULP_TOL = {torch.float32: 1, torch.bfloat16: 2}
@@ -61,23 +62,6 @@ def golden(tmp_path_factory):
     return data, paths
 
 
-def _resolve(obj, paths: dict[str, str]):
-    if isinstance(obj, dict):
-        return {k: (paths[v] if k in ("model", "base_model") else _resolve(v, paths))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_resolve(v, paths) for v in obj]
-    return obj
-
-
-def ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    def ordered(t: torch.Tensor) -> torch.Tensor:
-        bits, mag = ((t.view(torch.int32).long(), 0x7FFFFFFF) if t.dtype == torch.float32
-                     else (t.view(torch.int16).long(), 0x7FFF))
-        return torch.where(bits < 0, -(bits & mag), bits)
-    return (ordered(a) - ordered(b)).abs()
-
-
 def test_fixture_covers_every_new_method_and_layout():
     methods = {c["recipe"]["merge_method"] for c in META["cases"]}
     assert methods == {"nuslerp", "multislerp", "karcher", "sce", "nearswap", "arcee_fusion",
@@ -91,7 +75,7 @@ def test_matches_mergekit(golden, key):
     data, paths = golden
     case = CASES[key]
     inputs = f"{case['arch']}/{case['dtype']}"
-    merged = kinmerge.merge_to_memory(_resolve(case["recipe"], paths[inputs]))
+    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[inputs]))
     want = unpack(data[f"out/{inputs}/{case['name']}"], case["layout"])
     assert sorted(merged.tensors) == sorted(want)
     dtype = getattr(torch, case["dtype"])

@@ -107,3 +107,20 @@ def test_cli_zoo_build(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "add_seed2" in r.output
     assert (tmp_path / "out/rev/model.safetensors").is_file()
+
+
+def test_manifest_is_a_typed_record(tiny_zoo, tmp_path):
+    import json
+
+    import pytest
+
+    from kinmerge.errors import KinmergeError
+    from kinmerge.zoo.manifest import ZooManifest, ZooModel, read_manifest
+
+    m = read_manifest(tiny_zoo)
+    assert isinstance(m, ZooManifest) and isinstance(m.models["add"], ZooModel)
+    assert m.experts == ("add", "add_seed2", "rev") and m.models["base"].skill is None
+    assert m.parents == ("add", "rev") and m["parents"] == ["add", "rev"]
+    assert m.to_dict() == json.loads((tiny_zoo / "zoo.json").read_text())
+    with pytest.raises(KinmergeError, match="holds no readable zoo manifest"):
+        read_manifest(tmp_path)

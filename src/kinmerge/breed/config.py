@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from kinmerge.configfile import read_yaml, validate
-from kinmerge.evaluate.tasks import TaskSpec
+from kinmerge.evaluate.tasks import FitnessSpec, TaskSpec  # noqa: F401 (re-exported)
 
 # The paper's operator (Hu et al. 2024, Algorithm 1): SLERP, first parent as the t=0 end,
 # attention and MLP on opposite gradients over the layers, everything else halfway.
@@ -32,19 +32,6 @@ PARENT_BASED = {"slerp", "nuslerp"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FitnessSpec(_Strict):
-    """f(model) = weighted mean of task scores; or a callable f(model_dir) -> float | dict."""
-
-    tasks: list[TaskSpec] = []
-    function: str | None = None  # "package.module:callable"
-
-    @model_validator(mode="after")
-    def _some(self) -> "FitnessSpec":
-        if not (self.tasks or self.function):
-            raise ValueError("fitness needs tasks or a function")
-        return self
 
 
 class KinshipSpec(_Strict):
@@ -76,6 +63,7 @@ class BreedConfig(_Strict):
     kinship: KinshipSpec = KinshipSpec()
     budget: Budget = Budget()
     seed: int = 0
+    device: str = "cpu"  # where children are merged and models scored (cpu, cuda, cuda:N)
 
     @model_validator(mode="after")
     def _shape(self) -> "BreedConfig":
@@ -94,9 +82,12 @@ class BreedConfig(_Strict):
 
     def fingerprint(self) -> str:
         """A hash of what changes the loop's decisions; stop rules are left out so a finished
-        run can be extended with a larger budget."""
-        data = self.model_dump(mode="json", exclude={"budget": True,
+        run can be extended with a larger budget, and the device so a run moves to a GPU.
+        (Fields added later are left out at their defaults: older runs still resume.)"""
+        data = self.model_dump(mode="json", exclude={"budget": True, "device": True,
                                                       "kinship": {"threshold"}})
+        if not data["fitness"]["lm_eval"]:
+            del data["fitness"]["lm_eval"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -10,26 +10,32 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from kinmerge import lineage
 from kinmerge.breed.config import PARENT_BASED, BreedConfig
-from kinmerge.breed.fitness import Fitness, KinshipFn
-from kinmerge.evaluate.tasks import weighted_mean
+from kinmerge.breed.fitness import KinshipFn
 from kinmerge.breed.state import BreedState
-from kinmerge.io.atomic import remove_leftovers
-from kinmerge.merge import merge
+from kinmerge.breed.summary import Generation, Merge
+from kinmerge.breed.work import BreedJob, FitnessRef, Outcome, run_all
+from kinmerge.runners import InlineRunner, Runner
 from kinmerge.publish import refresh_card
 
 log = logging.getLogger(__name__)
 
 
-class BudgetExhausted(Exception):
-    """The next evaluation would exceed the evaluation budget."""
+@dataclass(frozen=True)
+class Work:
+    """One pair of a generation (or a pool model: b None) and what is left to do for it."""
+
+    a: str
+    b: str | None
+    origin: str
+    name: str  # the child (or the pool model)
+    job: BreedJob | None  # None: merged and scored before
+    seq: int | None = None  # creation order of a new child
 
 
 @dataclass
@@ -37,30 +43,15 @@ class Breeder:
     cfg: BreedConfig
     out: Path
     state: BreedState
-    fitness: Fitness
+    fitness: FitnessRef  # a Fitness, or its spec as JSON (rebuilt in each worker)
     kinship_fn: KinshipFn
-    weights: dict[str, float] = field(default_factory=dict)
     on_generation: Callable[[dict], None] | None = None
     # the models of M at this point of the loop: a resumed run replays from the pool, so
     # models made later by the killed run must stay invisible until the replay reaches them
     present: set[str] = field(default_factory=set)
+    runner: Runner = field(default_factory=InlineRunner)  # where merges and scores run
 
     # measurements (cached) --------------------------------------------------------------
-    def score(self, name: str) -> float:
-        """Fitness of a model of the run, evaluated once ever (counts against the budget)."""
-        cached = self.state.evaluation(name)
-        if cached is not None:
-            return cached[0]
-        self.check_budget()
-        row = self.state.models()[name]
-        t0 = time.perf_counter()
-        scores = self.fitness(Path(row.path))
-        f = weighted_mean(scores, self.weights)
-        self.state.add_evaluation(name, f, scores, time.perf_counter() - t0)
-        log.info("evaluated %s: %.4f", name, f)
-        self.sync_lineage(name)
-        return f
-
     def kinship(self, a: str, b: str) -> float:
         metric = self.cfg.kinship.metric
         cached = self.state.kinship(a, b, metric)
@@ -125,31 +116,71 @@ class Breeder:
 
         return min(cands, key=key)
 
-    # merging ----------------------------------------------------------------------------
-    def child(self, a: str, b: str, gen: int, origin: str) -> str:
-        """Merge a and b (once ever) into OUT/models/<name>; returns the child's name."""
-        done = self.state.child_of(a, b)
-        if done is not None:
-            self.present.add(done)
-            return done
+    # merging and scoring (planned here, run by the runner) -------------------------------
+    def measure(self, gen: int, pairs: list[tuple[str, str, str]]) -> tuple[list[tuple], bool]:
+        """Merge (once ever) and score (once ever) the children of `pairs` (a, b, origin), in
+        parallel on the runner; returns (a, b, child, origin) of each, and whether the budget
+        cut the list short. Pool models are scored with pairs (name, None, "pool")."""
+        works, out_of_budget = self.plan_work(gen, pairs)
+        jobs = {w.name: w for w in works if w.job is not None}
+        run_all(self.runner, [w.job for w in jobs.values()],
+                lambda job, out: self.record_outcome(gen, jobs[job.name], out))
+        self.present.update(w.name for w in works)
+        return [(w.a, w.b, w.name, w.origin) for w in works], out_of_budget
+
+    def plan_work(self, gen: int, pairs: list[tuple]) -> tuple[list[Work], bool]:
+        """The work of the pairs the budget allows, in order, as a
+        sequential run would do them: never merge a child that cannot be scored."""
+        limit, count = self.cfg.budget.evaluations, self.state.evaluation_count()
+        reserved, rows = self.state.reserved(), self.state.models()
+        pool = sum(r.origin == "pool" for r in rows.values())
+        taken = {n for n, r in rows.items() if r.origin != "pool"}
+        taken |= {c for c, _ in reserved.values()}
+        works, new = [], []
+        for a, b, origin in pairs:
+            done = a if b is None else self.state.child_of(a, b)
+            scored = done is not None and self.state.evaluation(done) is not None
+            if not scored:
+                if limit is not None and count >= limit:
+                    return works, True
+                count += 1
+            if done is not None:
+                works.append(Work(a, b, origin, done, None if scored else self.score_job(done)))
+                continue
+            name, seq = reserved.get(tuple(sorted((a, b))), (None, None))
+            if name is None:
+                name, seq = f"g{gen}-{len(taken) + 1:02d}", pool + len(taken)
+                taken.add(name)
+                new.append((a, b, name, seq))
+            works.append(Work(a, b, origin, name, self.merge_job(a, b, gen, name), seq))
+        self.state.reserve(new)
+        return works, False
+
+    def score_job(self, name: str) -> BreedJob:
+        return BreedJob(name, self.state.models()[name].path, self.fitness,
+                        device=self.cfg.device)
+
+    def merge_job(self, a: str, b: str, gen: int, name: str) -> BreedJob:
         rows = self.state.models()
-        name = f"g{gen}-{sum(r.origin != 'pool' for r in rows.values()) + 1:02d}"
-        path = self.out / "models" / name
         kin = self.kinship(a, b)
-        parents = [rows[a], rows[b]]
-        lin = lineage.read(path) if path.is_dir() else None
-        if lin is None or not {p.lineage_id for p in parents} <= set(lin.model.parents):
-            # not there, or a stale folder from another run: (re)merge
-            _clean_partial(path)
-            merge(self.recipe(rows[a].path, rows[b].path), path, seed=self.cfg.seed,
-                  overwrite=True, lineage={"generation": gen,
-                                           "parent_kinship": {self.cfg.kinship.metric: kin}})
-            lin = lineage.read(path)
-            log.info("merged %s + %s -> %s (kinship %.4f)", a, b, name, kin)
-        self.state.add_model(name, str(path), lin.model.id, gen, (a, b), origin)
-        self.state.put_lineage(lin.model)
-        self.present.add(name)
-        return name
+        return BreedJob(name, str(self.out / "models" / name), self.fitness,
+                        self.recipe(rows[a].path, rows[b].path), self.cfg.seed, self.cfg.device,
+                        (rows[a].lineage_id, rows[b].lineage_id),
+                        {"generation": gen, "parent_kinship": {self.cfg.kinship.metric: kin}})
+
+    def record_outcome(self, gen: int, w: Work, out: Outcome) -> None:
+        """Commit a finished job: the child (if it was merged), then its evaluation."""
+        a, b, name, job = w.a, w.b, w.name, w.job
+        if job.recipe is not None:
+            lin = lineage.read(job.path)
+            self.state.add_model(name, job.path, lin.model.id, gen, (a, b), w.origin,
+                                 seq=w.seq)
+            self.state.put_lineage(lin.model)
+            if out.merged:
+                log.info("merged %s + %s -> %s", a, b, name)
+        self.state.add_evaluation(name, out.fitness, out.scores, out.seconds)
+        log.info("evaluated %s: %.4f", name, out.fitness)
+        self.sync_lineage(name)
 
     def recipe(self, a: str, b: str) -> dict:
         op = dict(self.cfg.operator)
@@ -178,10 +209,8 @@ class Breeder:
         """Breed until a stop rule fires; returns (stop reason, per-generation records)."""
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         self.present = set(pool)
-        try:
-            for name in pool:
-                self.score(name)
-        except BudgetExhausted:
+        _, out_of_budget = self.measure(0, [(name, None, "pool") for name in pool])
+        if out_of_budget:
             return "budget", []
         top = self.top_k()
         gens = [self.record(0, top, [], None)]
@@ -201,7 +230,7 @@ class Breeder:
                 return "budget", gens
             if set(new_top) == set(top):
                 return "top-k unchanged", gens
-            if self.converged(gens[-1]["top_k_kinship"]):
+            if self.converged(gens[-1].top_k_kinship):
                 return "kinship threshold", gens
             top, gen = new_top, gen + 1
 
@@ -218,26 +247,10 @@ class Breeder:
 
     def breed(self, gen: int, planned: list, explore: tuple | None) -> tuple[list, bool]:
         """Merge and score this generation's pairs; stops early when the budget runs out."""
-        merged: list[tuple] = []
-        jobs = [(a, b, "top-k") for a, b in planned]
+        pairs = [(a, b, "top-k") for a, b in planned]
         if explore is not None:
-            jobs.append((*explore, "explore"))
-        for a, b, origin in jobs:
-            done = self.state.child_of(a, b)
-            try:
-                if done is None or self.state.evaluation(done) is None:
-                    self.check_budget()  # never merge a child that cannot be scored
-                child = self.child(a, b, gen, origin)
-                self.score(child)
-            except BudgetExhausted:
-                return merged, True
-            merged.append((a, b, child, origin))
-        return merged, False
-
-    def check_budget(self) -> None:
-        limit = self.cfg.budget.evaluations
-        if limit is not None and self.state.evaluation_count() >= limit:
-            raise BudgetExhausted
+            pairs.append((*explore, "explore"))
+        return self.measure(gen, pairs)
 
     def converged(self, kin: float) -> bool:
         thr = self.cfg.kinship.threshold
@@ -246,19 +259,17 @@ class Breeder:
         return kin <= thr if self.cfg.kinship.metric == "ed" else kin >= thr
 
     def record(self, gen: int, top: list[str], merged: list[tuple],
-               explore: tuple | None) -> dict:
-        data = {"generation": gen, "top_k": top, "top_k_kinship": self.top_k_kinship(top),
-                "best": self.state.evaluation(top[0])[0], "best_model": top[0],
-                "merged": [{"parents": [a, b], "child": c, "origin": o}
-                           for a, b, c, o in merged],
-                "explored": list(explore) if explore else None,
-                # models scored up to here (not the database total, which a resumed run's
-                # replay of earlier generations would overstate)
-                "evaluations": sum(self.state.evaluation(n) is not None for n in self.present)}
-        self.state.set_generation(gen, data)
+               explore: tuple | None) -> Generation:
+        data = Generation(
+            gen, tuple(top), self.top_k_kinship(top), self.state.evaluation(top[0])[0], top[0],
+            tuple(Merge((a, b), c, o) for a, b, c, o in merged),
+            tuple(explore) if explore else None,  # type: ignore[arg-type]
+            # models scored up to here (not the database total, which a resumed run's
+            # replay of earlier generations would overstate)
+            sum(self.state.evaluation(n) is not None for n in self.present))
+        self.state.set_generation(gen, data.to_dict())
         log.info("generation %d: best %s = %.4f, top-k %s (kinship %.3f), %d evaluations",
-                 gen, top[0], data["best"], ", ".join(top), data["top_k_kinship"],
-                 data["evaluations"])
+                 gen, top[0], data.best, ", ".join(top), data.top_k_kinship, data.evaluations)
         if self.on_generation is not None:
             self.on_generation(data)
         return data
@@ -267,10 +278,3 @@ class Breeder:
 def _local(ref: str) -> Path | None:
     p = Path(ref)
     return p if p.is_dir() else None
-
-
-def _clean_partial(path: Path) -> None:
-    """Remove what a killed merge left: its temporary folders and a stale output."""
-    remove_leftovers(path)
-    if path.exists():
-        shutil.rmtree(path)

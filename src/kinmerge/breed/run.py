@@ -24,10 +24,14 @@ import yaml
 
 from kinmerge import lineage
 from kinmerge.breed.config import BreedConfig, load_breed_config
-from kinmerge.breed.fitness import Fitness, KinshipFn, from_spec, kinmerge_kinship
+from kinmerge.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
 from kinmerge.breed.loop import Breeder
 from kinmerge.breed.state import BreedState
+from kinmerge.breed.summary import BreedSummary, Generation
+from kinmerge.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
+from kinmerge.merge import check_device
+from kinmerge.runners import Runner, make_runner
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
 
@@ -37,26 +41,38 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BreedResult:
     out: Path
-    summary: dict
+    summary: BreedSummary  # typed; also readable as the dict summary.json holds
 
 
 def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
-          fitness: Fitness | None = None, kinship_fn: KinshipFn | None = None,
+          fitness: "Fitness | Callable | None" = None, kinship_fn: KinshipFn | None = None,
           on_generation: Callable[[dict], None] | None = None, plots: bool = True,
+          workers: int = 1, backend: str = "local", ray_address: str | None = None,
           **overrides: Any) -> BreedResult:
     """Breed the pool of `config` into `out`; rerunning on the same `out` resumes.
 
-    `fitness` and `kinship_fn` replace the configured fitness and kinmerge.kinship (tests,
-    custom scoring); `overrides` are k, explore, seed, generations, evaluations.
+    `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
+    configured fitness and kinmerge.kinship (tests, custom scoring); `overrides` are k,
+    explore, seed, generations, evaluations. A generation's merges and evaluations run
+    `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
+    at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
+    object must be picklable (a configured fitness always is).
     """
     cfg = load_breed_config(config, **overrides)
+    check_device(cfg.device)
     out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
-    weights: dict[str, float] = {}
-    if fitness is None:
-        fitness, weights = from_spec(cfg.fitness)
+    if fitness is None:  # built here once: bad tasks fail before any model is scored
+        ref: Any = cfg.fitness.model_dump_json()
+        prime_fitness(ref, from_spec(cfg.fitness))
+    else:
+        ref = as_fitness(fitness)
     with run_lock(out, "breed"):
         check_database(out / "breed.db", "the breed database")
-        summary = _breed(cfg, out, fitness, kinship_fn, weights, on_generation)
+        runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+        try:
+            summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+        finally:
+            runner.close()
         if plots:
             from kinmerge.report.plots import write_run_plots
 
@@ -64,20 +80,20 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     return BreedResult(out, summary)
 
 
-def _breed(cfg: BreedConfig, out: Path, fitness: Fitness, kinship_fn: KinshipFn | None,
-           weights: dict[str, float], on_generation: Callable[[dict], None] | None) -> dict:
+def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
+           on_generation: Callable[[dict], None] | None, runner: Runner) -> BreedSummary:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
         (out / "breed.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"),
                                                       sort_keys=False))
         _register_pool(state, cfg)
-        breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship, weights,
-                          on_generation)
+        breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship,
+                          on_generation, runner=runner)
         stop, gens = breeder.run()
         log.info("stopped: %s", stop)
         summary = _summary(cfg, state, breeder, stop, gens)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         _write_history(out / "history.csv", state)
         records = [r.model_dump(mode="json", exclude_none=True) for r in state.lineage().values()]
         (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
@@ -115,14 +131,12 @@ def _register_pool(state: BreedState, cfg: BreedConfig) -> None:
 
 
 def _summary(cfg: BreedConfig, state: BreedState, breeder: Breeder, stop: str,
-             gens: list[dict]) -> dict:
+             gens: list[Generation]) -> BreedSummary:
     ranked = breeder.ranked()
     best = ranked[0] if ranked else None
-    return {"explore": cfg.explore, "k": cfg.k, "metric": cfg.kinship.metric,
-            "evaluations": state.evaluation_count(), "budget": cfg.budget.evaluations,
-            "best_score": state.evaluation(best)[0] if best else None, "best_model": best,
-            "best_path": state.models()[best].path if best else None,
-            "stop_reason": stop, "generations": gens}
+    return BreedSummary(cfg.explore, cfg.k, cfg.kinship.metric, state.evaluation_count(),
+                        cfg.budget.evaluations, state.evaluation(best)[0] if best else None,
+                        best, state.models()[best].path if best else None, stop, tuple(gens))
 
 
 HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship",

@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS kinship (
   PRIMARY KEY (a, b, metric));
 CREATE TABLE IF NOT EXISTS pairs (
   a TEXT NOT NULL, b TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (a, b));
+CREATE TABLE IF NOT EXISTS reserved (
+  a TEXT NOT NULL, b TEXT NOT NULL, child TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (a, b));
 CREATE TABLE IF NOT EXISTS generations (gen INTEGER PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lineage (id TEXT PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL);
 """
@@ -70,9 +73,13 @@ class BreedState:
 
     # models -----------------------------------------------------------------------------
     def add_model(self, name: str, path: str, lineage_id: str, generation: int,
-                  parents: tuple[str, ...] = (), origin: str = "pool") -> ModelRow:
-        """Record a model (and, for a child, the pair it came from) in one transaction."""
-        seq = self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+                  parents: tuple[str, ...] = (), origin: str = "pool",
+                  seq: int | None = None) -> ModelRow:
+        """Record a model (and, for a child, the pair it came from) in one transaction.
+        seq: its place in creation order (default: next); children finished out of order by
+        parallel workers take the place their name reserved."""
+        if seq is None:
+            seq = self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
         with self.db:
             self.db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (name, path, lineage_id, seq, generation, json.dumps(parents),
@@ -90,6 +97,16 @@ class BreedState:
         row = self.db.execute("SELECT child FROM pairs WHERE a = ? AND b = ?",
                               _key(a, b)).fetchone()
         return row[0] if row else None
+
+    def reserve(self, names: list[tuple[str, str, str, int]]) -> None:
+        """Reserve (a, b, child name, seq) for children about to be made (one transaction),
+        so a resumed run gives every child the name and place it had, in any finish order."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO reserved VALUES (?, ?, ?, ?)",
+                                [(*_key(a, b), c, q) for a, b, c, q in names])
+
+    def reserved(self) -> dict[tuple[str, str], tuple[str, int]]:
+        return {(a, b): (c, q) for a, b, c, q in self.db.execute("SELECT * FROM reserved")}
 
     def merged_pairs(self) -> set[tuple[str, str]]:
         return {(a, b) for a, b in self.db.execute("SELECT a, b FROM pairs")}

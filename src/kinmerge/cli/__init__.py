@@ -6,6 +6,7 @@ from kinmerge.cli import merge  # noqa: E402,F401
 from kinmerge.cli import lineage  # noqa: E402,F401
 from kinmerge.cli import publish  # noqa: E402,F401
 from kinmerge.cli import breed  # noqa: E402,F401
+from kinmerge.cli import soup  # noqa: E402,F401
 from kinmerge.cli import report  # noqa: E402,F401
 from kinmerge.cli import evolve  # noqa: E402,F401
 from kinmerge.cli import kinship  # noqa: E402,F401

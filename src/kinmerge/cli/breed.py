@@ -24,9 +24,16 @@ out = Console()
 @click.option("--budget", "evaluations", type=int, default=None,
               help="Most evaluations in all (the pool's included).")
 @click.option("--seed", type=int, default=None, help="Merge seed.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Merges and evaluations of a generation run at once (processes, or Ray tasks).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True)
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (default: start a local one).")
 @click.option("--report/--no-report", default=True, help="Write report.html at the end.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
-def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, report, threads):
+def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, workers, backend,
+              ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
     if threads is not None:  # every merge and evaluation of the run follows it
         os.environ[THREADS_ENV] = str(threads)
@@ -39,7 +46,8 @@ def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, repor
                   f"{extra}", highlight=False)
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
-                   evaluations=evaluations, seed=seed, on_generation=show)
+                   evaluations=evaluations, seed=seed, on_generation=show, workers=workers,
+                   backend=backend, ray_address=ray_address)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
     for g in s["generations"]:

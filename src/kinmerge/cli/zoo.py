@@ -48,7 +48,9 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, no_cache: bool) 
         path = build_zoo(out, cfg, seed) if scratch else artifact.materialize(out)
     else:
         path = copy_zoo(zoo(cfg, seed, from_scratch=scratch), out)
-    manifest = json.loads((path / "zoo.json").read_text())
+    from kinmerge.zoo.manifest import read_manifest
+
+    manifest = read_manifest(path)
     source = manifest.get("source", f"trained here, seed {manifest['seed']}")
     click.echo(f"zoo in {path} ({source}"
                + (", sha256 of every model checked)" if "source" in manifest else ")"))

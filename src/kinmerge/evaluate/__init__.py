@@ -6,6 +6,9 @@
 {'add': 0.995}
 >>> em(kinmerge.merge_to_memory(recipe))           # a merge, never written  # doctest: +SKIP
 {'add': 0.8}
+
+Searches (evolve, breed, soup) score a `Candidate` through one `Fitness` interface
+(`kinmerge.evaluate.fitness`); `build` turns weights into a module the caller owns.
 """
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ from typing import Callable
 
 from kinmerge.errors import KinmergeError
 from kinmerge.evaluate.base import Evaluator
+from kinmerge.evaluate.build import build
+from kinmerge.evaluate.candidate import Candidate
 from kinmerge.evaluate.exact_match import ExactMatch
+from kinmerge.evaluate.fitness import Fitness, TaskFitness, as_fitness
+from kinmerge.evaluate.tasks import FitnessSpec
 from kinmerge.evaluate.loglik import MultipleChoice, Perplexity
 from kinmerge.evaluate.model import InMemoryModel, LoadedModel, ModelLike, load_model, read_dir
 from kinmerge.threads import with_threads
@@ -50,9 +57,13 @@ def model_dir_scorer(kind: str, path: str | Path, **options) -> Callable[[ModelL
 
 
 @with_threads("matmul")
-def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, float]:
-    """All scores of `model` (loaded once, then shared by the evaluators)."""
-    loaded = load_model(model, getattr(evaluators[0], "device", "cpu")) if evaluators else model
+def evaluate_model(model: ModelLike, evaluators: list[Evaluator], *,
+                   device: str | None = None) -> dict[str, float]:
+    """All scores of `model`, loaded once on `device` and shared by the evaluators (each runs
+    on that device). device None: the evaluators' own, which must then agree."""
+    if not evaluators:
+        return {}
+    loaded = load_model(model, device or _common_device(evaluators))
     scores: dict[str, float] = {}
     for ev in evaluators:
         scores.update(ev(loaded))
@@ -60,10 +71,20 @@ def evaluate_model(model: ModelLike, evaluators: list[Evaluator]) -> dict[str, f
     return scores
 
 
+def _common_device(evaluators: list[Evaluator]) -> str:
+    devices = {str(getattr(ev, "device", "cpu")) for ev in evaluators}
+    if len(devices) > 1:
+        raise KinmergeError(f"the evaluators ask for different devices: {sorted(devices)}",
+                            where="evaluate_model",
+                            fix="pass device= to score the model once on one device")
+    return devices.pop()
+
+
 def _label(model: ModelLike) -> str:
     return str(model) if isinstance(model, (str, Path)) else type(model).__name__
 
 
-__all__ = ["EVALUATORS", "Evaluator", "ExactMatch", "InMemoryModel", "LoadedModel",
+__all__ = ["Candidate", "EVALUATORS", "Evaluator", "ExactMatch", "Fitness", "FitnessSpec",
+           "InMemoryModel", "LoadedModel", "TaskFitness", "as_fitness", "build",
            "ModelLike", "MultipleChoice", "Perplexity", "evaluate_model", "load_model",
            "make_evaluator", "model_dir_scorer", "read_dir"]

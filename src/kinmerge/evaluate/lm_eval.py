@@ -2,8 +2,8 @@
 
 Any lm-eval task works, including local task YAMLs over local JSONL files (`include_path`);
 `write_local_task` writes one for a prompt/answer or multiple-choice file such as the zoo's.
-The model may be a directory or in-memory weights: it is wrapped in lm-eval's `HFLM` once per
-module, and re-scored after its weights change without re-wrapping.
+The model may be a directory or in-memory weights: it is wrapped in lm-eval's `HFLM`, and the
+last module an evaluator scored is re-scored without re-wrapping.
 
 >>> ev = LmEval(["zoo_add"], include_path="tasks/")                      # doctest: +SKIP
 >>> ev("zoo/add")                                                        # doctest: +SKIP
@@ -19,7 +19,6 @@ from kinmerge.errors import KinmergeError
 from kinmerge.evaluate.model import ModelLike, load_model
 
 log = logging.getLogger(__name__)
-_WRAPPED: dict[int, object] = {}
 
 
 def require_lm_eval() -> None:
@@ -52,6 +51,9 @@ class LmEval:
         self.include_path = str(Path(include_path).resolve()) if include_path else None
         self.batch_size, self.device, self.add_bos_token = batch_size, device, add_bos_token
         self._manager = None
+        # the last module scored and its HFLM wrapper: one, so an evaluator keeps at most one
+        # model alive (the wrapper holds its module)
+        self._wrapped: tuple[object, object] | None = None
 
     def __call__(self, model: ModelLike) -> dict[str, float]:
         lm_eval, HFLM, TaskManager = _import_lm_eval()
@@ -60,12 +62,14 @@ class LmEval:
             self._manager = TaskManager(include_path=self.include_path,
                                         include_defaults=self.include_path is None)
         m = load_model(model, self.device)
-        lm = _WRAPPED.get(id(m.module)) if self.keep_wrapper else None
+        lm = None
+        if self.keep_wrapper and self._wrapped and self._wrapped[0] is m.module:
+            lm = self._wrapped[1]
         if lm is None:
             lm = HFLM(pretrained=m.module, tokenizer=m.tokenizer, batch_size=self.batch_size,
-                      device=self.device, add_bos_token=self.add_bos_token)
+                      device=str(m.device), add_bos_token=self.add_bos_token)
             if self.keep_wrapper:
-                _WRAPPED[id(m.module)] = lm
+                self._wrapped = (m.module, lm)
         out = lm_eval.simple_evaluate(model=lm, tasks=self.tasks, limit=self.limit,
                                       task_manager=self._manager, log_samples=False,
                                       verbosity="ERROR")

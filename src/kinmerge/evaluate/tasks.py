@@ -1,12 +1,13 @@
-"""Fitness tasks as evolve.yml and breed.yml write them: a named evaluator over a search file
-(which steers decisions) and an optional held-out file (reported only), with a weight.
+"""The `fitness:` block of evolve.yml, breed.yml and soup.yml (one spec for all three):
+built-in tasks (a named evaluator over a search file, which steers decisions, and an optional
+held-out file, reported only, with a weight), lm-evaluation-harness tasks, a user function.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from kinmerge.errors import KinmergeError
 
@@ -22,6 +23,36 @@ class TaskSpec(BaseModel):
     heldout: str | None = None  # prompts never used for decisions; for the final report
     weight: float = 1.0
     options: dict[str, Any] = {}  # passed to the evaluator (max_examples, max_new_tokens, ...)
+
+
+class LmEvalSpec(BaseModel):
+    """One lm-evaluation-harness task and the metric taken from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str  # scored during the search
+    heldout_task: str | None = None  # scored for the final report (default: `task`)
+    metric: str = "acc"
+    weight: float = 1.0
+    limit: int | None = None
+    include_path: str | None = None  # folder of local task YAMLs
+
+
+class FitnessSpec(BaseModel):
+    """Fitness = weighted mean of the task scores. `function` is "package.module:callable",
+    called as f(candidate, split) -> float | {name: float} (see kinmerge.evaluate.fitness)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[TaskSpec] = []
+    lm_eval: list[LmEvalSpec] = []
+    function: str | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> "FitnessSpec":
+        if not (self.tasks or self.lm_eval or self.function):
+            raise ValueError("fitness needs tasks, lm_eval tasks or a function")
+        return self
 
 
 def task_file(task: TaskSpec, split: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from kinmerge.configfile import read_yaml, validate
-from kinmerge.evaluate.tasks import TaskSpec
+from kinmerge.evaluate.tasks import FitnessSpec, LmEvalSpec, TaskSpec  # noqa: F401 (re-exported)
 
 Mode = Literal["ps", "dfs", "ps+dfs"]
 
@@ -54,29 +54,6 @@ class DfsSpec(_Strict):
     scale_range: tuple[float, float] = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
 
 
-class LmEvalSpec(_Strict):
-    """One lm-evaluation-harness task and the metric taken from it."""
-
-    task: str  # scored during the search
-    heldout_task: str | None = None  # scored for the final report (default: `task`)
-    metric: str = "acc"
-    weight: float = 1.0
-    limit: int | None = None
-    include_path: str | None = None  # folder of local task YAMLs
-
-
-class FitnessSpec(_Strict):
-    tasks: list[TaskSpec] = []
-    lm_eval: list[LmEvalSpec] = []
-    function: str | None = None  # "package.module:callable", called as f(candidate, split)
-
-    @model_validator(mode="after")
-    def _some(self) -> "FitnessSpec":
-        if not (self.tasks or self.lm_eval or self.function):
-            raise ValueError("fitness needs tasks, lm_eval tasks or a function")
-        return self
-
-
 class Budget(_Strict):
     trials: int = 40  # PS trials (finished ones; failures are re-asked)
     dfs_trials: int | None = None  # DFS trials; default: trials
@@ -104,6 +81,7 @@ class EvolveConfig(_Strict):
     budget: Budget = Budget()
     baselines: Baselines = Baselines()
     seed: int = 0
+    device: str = "cpu"  # where candidates are merged and scored (cpu, cuda, cuda:N)
 
     @model_validator(mode="after")
     def _shape(self) -> "EvolveConfig":
@@ -118,8 +96,9 @@ class EvolveConfig(_Strict):
 
     def fingerprint(self) -> str:
         """A hash of what shapes the search (a resumed run must match it); the trial budget
-        and the baselines are left out, so a resumed run may extend the budget."""
-        data = self.model_dump(mode="json", exclude={"baselines": True,
+        and the baselines are left out, so a resumed run may extend the budget; so is the
+        device, so a run started on a CPU may be resumed on a GPU."""
+        data = self.model_dump(mode="json", exclude={"baselines": True, "device": True,
                                                      "budget": {"trials", "dfs_trials"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from kinmerge.evaluate.build import apply_scales
 from kinmerge.evolve.config import DfsSpec
 from kinmerge.io.safe_path import check_folder
 from kinmerge.recipe import Recipe, load_recipe
@@ -107,25 +108,6 @@ class DfsSpace:
 
     def describe(self, path: Sequence[Step]) -> list[list]:
         return [[self.refs[s.model], s.layer] for s in path]
-
-
-def apply_scales(model: torch.nn.Module, scales: Sequence[float]) -> None:
-    """Multiply the hidden state entering decoder layer p by scales[p] (forward pre-hooks)."""
-    layers = model.model.layers
-    if len(layers) != len(scales):
-        raise ValueError(f"{len(scales)} scales for a model with {len(layers)} layers")
-    for layer, s in zip(layers, scales):
-        if s != 1.0:
-            layer.register_forward_pre_hook(_scale_hook(float(s)), with_kwargs=True)
-
-
-def _scale_hook(s: float):
-    def hook(module, args, kwargs):
-        if args:  # transformers passes hidden_states positionally
-            return (args[0] * s, *args[1:]), kwargs
-        kwargs["hidden_states"] = kwargs["hidden_states"] * s
-        return args, kwargs
-    return hook
 
 
 def write_dfs_config(model_dir: Path, path: list[list], scales: Sequence[float]) -> None:

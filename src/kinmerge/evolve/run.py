@@ -19,17 +19,18 @@ import yaml
 from kinmerge.evolve import report
 from kinmerge.evolve.config import EvolveConfig, load_evolve_config
 from kinmerge.evolve.dfs import DfsSpace, write_dfs_config
-from kinmerge.evolve.runners import Job, Runner, make_runner
+from kinmerge.evolve.runners import Job, Runner, evaluate_job, make_runner
 from kinmerge.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
 from kinmerge.evolve.space import ParamSpace
+from kinmerge.evolve.summary import EvolveSummary
 from kinmerge.evolve.studyname import study_prefix
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.layers import detect
-from kinmerge.merge import merge
+from kinmerge.merge import check_device, merge
 from kinmerge.seeds import tensor_seed
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Phase:
 class EvolveResult:
     out: Path
     best_recipe: Path
-    summary: dict
+    summary: EvolveSummary  # typed; also readable as the dict summary.json holds
     phases: list[Phase] = field(default_factory=list)
 
 
@@ -80,6 +81,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     OUT is held by this run (a second run on it is refused) and may not be or hold an input
     model."""
     cfg = load_evolve_config(config)
+    check_device(cfg.device)
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     make_dir(out)
     with run_lock(out, "evolve"):
@@ -97,7 +99,7 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     cfg, out = run.cfg, run.out
     (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     t0 = time.perf_counter()
-    run.runner = make_runner(backend, workers, ray_address=ray_address)
+    run.runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
     try:
         phases = _phases(run)
         best = out / "best.yml"
@@ -111,8 +113,9 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
     summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
-    report.write_summary(out / "summary.json", summary)
-    return EvolveResult(out, best, summary, phases)
+    typed = EvolveSummary.from_dict(summary)
+    report.write_summary(out / "summary.json", typed.to_dict())
+    return EvolveResult(out, best, typed, phases)
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:
@@ -159,8 +162,7 @@ def _ps_phase(run: _Run) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
         text = space.decode(genome, seed=seed).to_yaml()
-        return Job(f"ps/{number}", text, None, "search", cfg_json), {"recipe": text,
-                                                                      "seed": seed}
+        return Job(f"ps/{number}", text, "search", cfg_json), {"recipe": text, "seed": seed}
 
     log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
     run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
@@ -180,7 +182,7 @@ def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         path, scales = space.decode(genome)
         text = space.recipe(path).to_yaml()
-        job = Job(f"dfs/{number}", text, None, "search", cfg_json, tuple(scales))
+        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales))
         return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
 
     log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
@@ -232,16 +234,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
         log.warning("no held-out split in the fitness: held-out scores not reported")
         return summary
     last = phases[-1]
-    jobs = {"best": Job("best", last.recipe_yaml, None, "heldout", cfg_json,
+    jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
                         tuple(last.scales) if last.scales is not None else None)}
     for name, text in baseline_recipes(cfg).items():
-        jobs[f"baseline/{name}"] = Job(name, text, None, "heldout", cfg_json)
+        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json)
     for name, text in source_recipes(cfg).items():
-        jobs[f"source/{name}"] = Job(name, text, None, "heldout", cfg_json)
+        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json)
     saved = run.out / "best-model"
     if saved.exists():  # score the export too: it must be the model that was evaluated
-        jobs["saved"] = Job("saved", "", None, "heldout", cfg_json, model_dir=str(saved))
-    futures = {k: run.runner.submit(j) for k, j in jobs.items()}
+        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
+    futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
     summary["best_heldout"] = results["best"].fitness
     summary["best_heldout_scores"] = results["best"].scores

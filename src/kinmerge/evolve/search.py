@@ -21,7 +21,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from kinmerge.errors import KinmergeError
-from kinmerge.evolve.runners import Job, Result, Runner
+from kinmerge.evolve.runners import Job, Result, Runner, evaluate_job
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "kinmerge:fingerprint"
@@ -119,7 +119,7 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
                 job, attrs = make_job(trial.number, genome)
                 for k, v in {**attrs, "genome": genome}.items():
                     trial.set_user_attr(k, v)
-                pending[runner.submit(job)] = trial
+                pending[runner.submit(evaluate_job, job)] = trial
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
                 trial = pending.pop(fut)

@@ -11,11 +11,13 @@ BLOCK = 1 << 16  # elements per block: the float32 scratch stays in cache
 
 
 def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: list[float],
-           normalize: bool = True, generator=None) -> torch.Tensor:
+           normalize: bool = True, generator=None,
+           accum: torch.dtype | None = None) -> torch.Tensor:
     """sum_k w_k x_k, divided by sum_k w_k when normalize; in the inputs' dtype.
 
-    Accumulated in float32 (float64 for float64 inputs) one model at a time, whatever the
-    working dtype, then rounded once: mergekit does so, and a bfloat16 sum would lose the
+    Accumulated in `accum` (the plan's choice from the registry: float32, float64 for float64
+    work; the same by default) one model at a time, whatever the working dtype, then rounded
+    once: mergekit does so, and a bfloat16 sum would lose the
     small weights' contributions. Done block by block, so the float32 scratch is two small
     buffers, not a tensor-sized one (5x faster than whole-tensor ops on a 1B-param merge).
 
@@ -23,7 +25,7 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
     tensor([2.5000, 5.0000])
     """
     dtype, device = tensors[0].dtype, tensors[0].device
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    acc = accum or (torch.float64 if dtype == torch.float64 else torch.float32)
     w = torch.tensor(weight, dtype=acc, device=device)  # (n_models,)
     w_sum = w.sum()
     flats = [x.reshape(-1) for x in tensors]
@@ -56,4 +58,5 @@ register(Method(
     name="linear", fn=linear, needs_base=False, check=_weights_sum_to_zero,
     params=(Param("weight", "model"), Param("normalize", "global", True, bool)),
     paper="Wortsman et al. 2022, Model soups (arXiv:2203.05482)",
-    summary="Weighted average of the models (a uniform soup with equal weights)."))
+    summary="Weighted average of the models (a uniform soup with equal weights).",
+    accumulate=torch.float32))

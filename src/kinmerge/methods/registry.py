@@ -127,6 +127,16 @@ class Method:
     def takes_base(self) -> bool:
         """Whether a recipe's base_model is passed as `base` rather than as an input."""
         return self.needs_base or self.optional_base
+    # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
+    # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
+    # executor passes it to the function as `accum=`
+    accumulate: torch.dtype | None = None
+
+    def accumulation(self, work: torch.dtype) -> torch.dtype | None:
+        """The accumulation dtype of a job whose working dtype is `work`."""
+        if self.accumulate is None:
+            return None
+        return work if work == torch.float64 else self.accumulate
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -34,8 +34,9 @@ from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
 from kinmerge.zoo.cache import cache_root
+from kinmerge.zoo.manifest import ZooManifest
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
-from kinmerge.zoo.train import Schedule, train
+from kinmerge.zoo.train import Schedule, isolated_torch, train
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when the layout or the training code changes what a config builds
@@ -157,7 +158,15 @@ def held_out_prompts(seed: int, n: int) -> frozenset[str]:
 
 
 def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
-    """Train the base and every expert of `config` into `out` (built aside, then renamed)."""
+    """Train the base and every expert of `config` into `out` (built aside, then renamed).
+
+    torch runs deterministic algorithms from a seeded generator meanwhile; both settings are
+    restored on return (nothing process-wide is left changed)."""
+    with isolated_torch():
+        return _build_zoo(out, config, seed)
+
+
+def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
     from transformers import LlamaForCausalLM
     cfg = config or ZooConfig()
     out = check_out(out)
@@ -181,7 +190,8 @@ def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -
         manifest = {"format": FORMAT, "seed": seed, "digest": cfg.digest(seed),
                     "config": cfg.to_dict(), "models": models, "skills": skills,
                     "parents": list(cfg.parents), "text": "tasks/text.txt"}
-        (tmp / "zoo.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        typed = ZooManifest.from_dict(manifest)  # the typed record writes the JSON
+        (tmp / "zoo.json").write_text(json.dumps(typed.to_dict(), indent=2) + "\n")
     log.info("zoo built in %.0fs: %s", time.perf_counter() - t0, out)
     return out
 

@@ -6,11 +6,13 @@ operands, so predicting them would teach nothing and add noise. Batches are righ
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -60,8 +62,29 @@ def make_batch(data: Mixture, rng: random.Random, batch: int) -> tuple[torch.Ten
     return ids, lab
 
 
+@contextlib.contextmanager
+def isolated_torch() -> Iterator[None]:
+    """Inside: deterministic algorithms on, and torch's global random state free to seed.
+    On exit both are as they were (the caller's seed and settings are left alone)."""
+    det = torch.are_deterministic_algorithms_enabled()
+    warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(det, warn_only=warn)
+
+
 def train(model: torch.nn.Module, data: Mixture, schedule: Schedule, seed: int,
           label: str = "train") -> list[float]:
+    """Train `model` in place (see `_train`); torch's global random state is restored after."""
+    with torch.random.fork_rng(devices=[]):
+        return _train(model, data, schedule, seed, label)
+
+
+def _train(model: torch.nn.Module, data: Mixture, schedule: Schedule, seed: int,
+           label: str = "train") -> list[float]:
     """Train `model` in place on `data`; returns the loss of every step.
 
     Deterministic given `seed`: batches come from `random.Random(seed)`, and any torch
