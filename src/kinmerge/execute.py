@@ -30,8 +30,9 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
             allow_nonfinite: bool = False) -> None:
     """Compute every tensor of `plan` in order and `sink.add` it.
 
-    Each job's working, accumulation and output dtypes are the plan's. The stochastic methods draw from a generator seeded by
-    (seed, output tensor name), so results do not depend on order, threads or device.
+    Each job's working, accumulation and output dtypes are the plan's. The stochastic
+    methods draw from a generator seeded by (seed, output tensor name), so results do not
+    depend on order, threads or device.
     An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
     (then every such tensor is named in one warning at the end).
     """
