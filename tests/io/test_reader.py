@@ -1,7 +1,5 @@
 """Reading models: safetensors (single, sharded), safe .bin, corrupt files, the hub cache."""
 import json
-import os
-import pickle
 import struct
 
 import pytest
@@ -11,6 +9,7 @@ from safetensors.torch import save_file
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safetensors_file import header_bytes, read_header
+from payload_kit import FORMATS, write_code_payload
 
 
 def test_reads_what_safetensors_wrote(tmp_path):
@@ -48,21 +47,10 @@ def test_safe_bin_checkpoint(tmp_path):
     assert r.names() == ["b", "w"] and torch.equal(r.get("w"), sd["w"])
 
 
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
-
-
-@pytest.mark.parametrize("fmt", ["legacy-pickle", "torch-zip"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_pickled_code_payload_is_refused_not_run(tmp_path, monkeypatch, fmt):
     monkeypatch.chdir(tmp_path)
-    d = tmp_path / "evil"
-    d.mkdir()
-    if fmt == "torch-zip":
-        torch.save({"w": torch.ones(1), "x": Payload()}, d / "pytorch_model.bin")
-    else:
-        with open(d / "pytorch_model.bin", "wb") as f:
-            pickle.dump({"w": Payload()}, f)
+    d = write_code_payload(tmp_path / "evil", fmt)
     with pytest.raises(UnsafeCheckpointError, match="refused to unpickle") as e:
         ModelReader(d)
     assert "pytorch_model.bin" in str(e.value) and "safetensors" in e.value.fix

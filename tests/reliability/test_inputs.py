@@ -24,6 +24,7 @@ from kinmerge.publish import prepare
 from kinmerge.zoo.synthetic import synthetic_llama
 
 from inputs_kit import TINY, assert_clean_failure, cli, recipe, tiny  # noqa: F401
+from payload_kit import FORMATS, write_code_payload
 
 SECRET = b"secret bytes from outside the model folder"
 
@@ -383,21 +384,10 @@ def test_layer_count_in_config_is_checked_against_the_tensors(tiny):
 
 # --- 10.10: the pickle refusal is kinmerge's own message --------------------------------------
 
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
-
-
-@pytest.mark.parametrize("fmt", ["legacy-pickle", "torch-zip"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_pickle_refusal_message_is_kinmerge_own(tmp_path, monkeypatch, fmt):
     monkeypatch.chdir(tmp_path)
-    d = tmp_path / "evil"
-    d.mkdir()
-    if fmt == "torch-zip":
-        torch.save({"w": torch.ones(1), "x": Payload()}, d / "pytorch_model.bin")
-    else:
-        with open(d / "pytorch_model.bin", "wb") as f:
-            pickle.dump({"w": Payload()}, f)
+    d = write_code_payload(tmp_path / "evil", fmt)
     with pytest.raises(UnsafeCheckpointError) as e:
         ModelReader(d)
     assert e.value.what.startswith("refused to unpickle a checkpoint that holds more than "
