@@ -21,3 +21,14 @@ def ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                      else (t.view(torch.int16).long(), 0x7FFF))
         return torch.where(bits < 0, -(bits & mag), bits)
     return (ordered(a) - ordered(b)).abs()
+
+
+def unpack(flat: torch.Tensor, layout: list) -> dict[str, torch.Tensor]:
+    """The named tensors of one model packed flat, given its layout [(name, shape), ...]."""
+    out, at = {}, 0
+    for name, shape in layout:
+        n = torch.Size(shape).numel()
+        out[name] = flat[at:at + n].reshape(shape)
+        at += n
+    assert at == flat.numel()
+    return out

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import kinmerge
-from parity_kit import resolve_refs, ulps
+from parity_kit import resolve_refs, ulps, unpack
 
 FIXTURE = Path(__file__).parent / "data" / "parity_golden.safetensors"
 ULP_TOL = {torch.float32: 1, torch.bfloat16: 2}
@@ -33,17 +33,6 @@ META = _meta()
 CASES = {c["name"]: c for c in META["cases"]}
 
 
-def unpack(flat: torch.Tensor, n_layers: int) -> dict[str, torch.Tensor]:
-    """The named tensors of one packed model (names sorted, shapes from the layout)."""
-    out, at = {}, 0
-    for name, shape in META["layouts"][str(n_layers)]:
-        n = torch.Size(shape).numel()
-        out[name] = flat[at:at + n].reshape(shape)
-        at += n
-    assert at == flat.numel()
-    return out
-
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     """Stored tensors, and the input models written out as model directories."""
@@ -55,7 +44,8 @@ def golden(tmp_path_factory):
         for model in ("base", "ft1", "ft2", "ft3"):
             d = root / dt / model
             d.mkdir(parents=True)
-            save_file(unpack(data[f"in/{dt}/{model}"], shape["layers"]), d / "model.safetensors",
+            layout = META["layouts"][str(shape["layers"])]
+            save_file(unpack(data[f"in/{dt}/{model}"], layout), d / "model.safetensors",
                       metadata={"format": "pt"})
             config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
                       "hidden_size": shape["hidden"], "intermediate_size": shape["intermediate"],
@@ -80,7 +70,7 @@ def test_matches_mergekit(golden, name):
     data, paths = golden
     case = CASES[name]
     merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[case["inputs"]]))
-    want = unpack(data[f"out/{name}"], case["num_hidden_layers"])
+    want = unpack(data[f"out/{name}"], META["layouts"][str(case["num_hidden_layers"])])
     assert sorted(merged.tensors) == sorted(want)
     assert merged.config["num_hidden_layers"] == case["num_hidden_layers"]
     worst, differing, total = 0, 0, 0

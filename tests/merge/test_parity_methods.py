@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import kinmerge
-from parity_kit import resolve_refs, ulps
+from parity_kit import resolve_refs, ulps, unpack
 
 FIXTURE = Path(__file__).parents[1] / "data" / "parity_golden_methods.safetensors"
 ULP_TOL = {torch.float32: 1, torch.bfloat16: 2}
@@ -36,16 +36,6 @@ META = _meta()
 CASES = {f"{c['arch']}-{c['dtype']}-{c['name']}": c for c in META["cases"]}
 
 
-def unpack(flat: torch.Tensor, layout: str) -> dict[str, torch.Tensor]:
-    out, at = {}, 0
-    for name, shape in META["layouts"][layout]:
-        n = torch.Size(shape).numel()
-        out[name] = flat[at:at + n].reshape(shape)
-        at += n
-    assert at == flat.numel()
-    return out
-
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     data = load_file(FIXTURE)
@@ -55,8 +45,8 @@ def golden(tmp_path_factory):
         for model, (layout, config) in models.items():
             d = root / key / model
             d.mkdir(parents=True)
-            save_file(unpack(data[f"in/{key}/{model}"], layout), d / "model.safetensors",
-                      metadata={"format": "pt"})
+            save_file(unpack(data[f"in/{key}/{model}"], META["layouts"][layout]),
+                      d / "model.safetensors", metadata={"format": "pt"})
             (d / "config.json").write_text(json.dumps(META["configs"][config]))
             paths.setdefault(key, {})[model] = str(d)
     return data, paths
@@ -76,7 +66,7 @@ def test_matches_mergekit(golden, key):
     case = CASES[key]
     inputs = f"{case['arch']}/{case['dtype']}"
     merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[inputs]))
-    want = unpack(data[f"out/{inputs}/{case['name']}"], case["layout"])
+    want = unpack(data[f"out/{inputs}/{case['name']}"], META["layouts"][case["layout"]])
     assert sorted(merged.tensors) == sorted(want)
     dtype = getattr(torch, case["dtype"])
     worst, differing = 0, 0
