@@ -11,7 +11,6 @@ tests/io/test_lora.py checks kinmerge's on-the-fly LoRA against them without pef
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,7 +29,8 @@ from kinmerge.zoo.synthetic import synthetic_llama
 from kinmerge.zoo.tokenizer import VOCAB, save_tokenizer
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_lora_golden.safetensors"
-DEFAULT_MK = "/tmp/mkvenv/bin/mergekit-yaml"
+sys.path.insert(0, str(Path(__file__).parent))
+from parity_mergekit import golden_args  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MAKE_ADAPTER = """
 import sys, torch
@@ -67,13 +67,10 @@ def resolve(obj, base: str, lora: str):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mergekit-bin", default=shutil.which("mergekit-yaml") or DEFAULT_MK)
-    args = ap.parse_args()
-    mk_python = Path(args.mergekit_bin).parent / "python"
-    if not Path(args.mergekit_bin).exists():
-        print("mergekit not installed, skipping")
+    args = golden_args(__doc__)
+    if args is None:
         return 0
+    mk_python = Path(args.mergekit_bin).parent / "python"
     root = Path(tempfile.mkdtemp(prefix="kinmerge-loragolden-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     try:

@@ -9,7 +9,6 @@ Only numbers are stored. Run it where mergekit 0.1.5 is installed (see parity_me
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -21,7 +20,7 @@ import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import DEFAULT_MK, T_GRADIENT, resolve, run_mergekit  # noqa: E402
+from parity_mergekit import T_GRADIENT, golden_args, resolve, run_mergekit  # noqa: E402
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.synthetic import synthetic_llama  # noqa: E402
@@ -101,11 +100,8 @@ def build_inputs(root: Path) -> dict[str, dict[str, str]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mergekit-bin", default=shutil.which("mergekit-yaml") or DEFAULT_MK)
-    args = ap.parse_args()
-    if not Path(args.mergekit_bin).exists():
-        print("mergekit not installed, skipping")
+    args = golden_args(__doc__)
+    if args is None:
         return 0
     root = Path(tempfile.mkdtemp(prefix="kinmerge-golden-"))
     try:

@@ -25,7 +25,7 @@ import yaml
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import DEFAULT_MK, method_recipes, resolve, run_mergekit  # noqa: E402
+from parity_mergekit import golden_args, method_recipes, resolve, run_mergekit  # noqa: E402
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.architectures import synthetic_model  # noqa: E402
@@ -95,12 +95,10 @@ def _run(bin_: str, recipe_file: Path, out: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mergekit-bin", default=shutil.which("mergekit-yaml") or DEFAULT_MK)
     ap.add_argument("--work", default=None, help="working directory, kept; mergekit outputs "
                     "already in it are reused (default: a temp dir, removed)")
-    args = ap.parse_args()
-    if not Path(args.mergekit_bin).exists():
-        print("mergekit not installed, skipping")
+    args = golden_args(__doc__, ap)
+    if args is None:
         return 0
     root = Path(args.work or tempfile.mkdtemp(prefix="kinmerge-golden-methods-"))
     pack, inputs, cases, runs = Packer(), {}, [], []

@@ -14,7 +14,6 @@ mergekit numbers the union's new tokens in the iteration order of a Python set o
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,7 +33,8 @@ from kinmerge.zoo.tokenizer import VOCAB, save_tokenizer
 from kinmerge.zoo.vocab import with_added_tokens
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_tokenizer_golden.safetensors"
-DEFAULT_MK = "/tmp/mkvenv/bin/mergekit-yaml"
+sys.path.insert(0, str(Path(__file__).parent))
+from parity_mergekit import golden_args  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MODELS = ("base", "ft1", "ft2")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
@@ -134,11 +134,8 @@ def run_mergekit(bin_: str, recipe: Path, out: Path, multi: bool = False) -> Non
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mergekit-bin", default=shutil.which("mergekit-yaml") or DEFAULT_MK)
-    args = ap.parse_args()
-    if not Path(args.mergekit_bin).exists():
-        print("mergekit not installed, skipping")
+    args = golden_args(__doc__)
+    if args is None:
         return 0
     root = Path(tempfile.mkdtemp(prefix="kinmerge-tokgolden-"))
     try:

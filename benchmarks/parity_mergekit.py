@@ -15,7 +15,6 @@ also differ where several equal magnitudes compete for the last places of a top-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -237,6 +236,19 @@ def resolve(obj, paths: dict[str, str]):
     if isinstance(obj, list):
         return [resolve(v, paths) for v in obj]
     return obj
+
+
+def golden_args(doc: str, ap: argparse.ArgumentParser | None = None
+                ) -> argparse.Namespace | None:
+    """The command line of a make_*_golden.py script (`--mergekit-bin` added to `ap`), or
+    None, after saying so, when mergekit-yaml is not installed (the script then skips)."""
+    ap = ap or argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--mergekit-bin", default=shutil.which("mergekit-yaml") or DEFAULT_MK)
+    args = ap.parse_args()
+    if not Path(args.mergekit_bin).exists():
+        print("mergekit not installed, skipping")
+        return None
+    return args
 
 
 def run_mergekit(bin_: str, recipe_file: Path, out: Path) -> float:
