@@ -19,8 +19,10 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -72,10 +74,11 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
     from kinmerge import merge_to_memory
     from kinmerge.zoo.family import zoo
-    out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else []))
+    shown = Path(out)  # as the caller wrote it, for messages
+    out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else [])).resolve()
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    root = Path(zoo_dir) if zoo_dir else zoo(config, seed)
+    root = (Path(zoo_dir) if zoo_dir else zoo(config, seed)).resolve()
     manifest = read_manifest(root)
     t["zoo"] = time.perf_counter() - t0
     a, b = manifest["parents"]
@@ -97,7 +100,7 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
 
     recipes = demo_recipes(root, a, b)
     t0 = time.perf_counter()
-    write_recipes(out, root, a, b)
+    write_recipes(out, root, manifest)
     for name, recipe in recipes.items():
         merged = merge_to_memory(recipe, seed=seed)  # scored in memory, never written
         scores[name] = evaluate_model(merged, evaluators)
@@ -109,20 +112,22 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
     summary = {"scores": scores, "parents": [a, b], "parent_skills": [skill_a, skill_b],
                "best_merge": best, "merges": list(recipes), "zoo": str(root),
                "kinship": matrix.to_dict() if matrix is not None else None, "seconds": t}
-    if evolve_trials:
-        t0 = time.perf_counter()
-        summary["evolve"] = evolve_parents(root, manifest, out / "evolve", evolve_trials, seed)
-        scores["evolved"] = evaluate_model(merge_to_memory(out / "evolve" / "best.yml"),
-                                           evaluators)
-        _add_means(scores, recipes, skill_a, skill_b)
-        summary["evolve"].update(compare(scores, best))
-        t["evolve"] = time.perf_counter() - t0
+    with working_dir(out):  # what evolve and breed write names ./zoo/NAME, relative to OUT
+        if evolve_trials:
+            t0 = time.perf_counter()
+            summary["evolve"] = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
+                                               evolve_trials, seed)
+            summary["evolve"]["best_recipe"] = str(shown / "evolve" / "best.yml")
+            scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml"), evaluators)
+            _add_means(scores, recipes, skill_a, skill_b)
+            summary["evolve"].update(compare(scores, best))
+            t["evolve"] = time.perf_counter() - t0
+        if breed_evaluations:
+            t0 = time.perf_counter()
+            summary["breed"] = breed_experts(ZOO_IN_OUT, manifest, experts, Path("breed"),
+                                             breed_evaluations, seed)
+            t["breed"] = time.perf_counter() - t0
     plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
-    if breed_evaluations:
-        t0 = time.perf_counter()
-        summary["breed"] = breed_experts(root, manifest, experts, out / "breed",
-                                         breed_evaluations, seed)
-        t["breed"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     from kinmerge.report.html import write_report
     write_report(out)
@@ -132,19 +137,37 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
 ZOO_IN_OUT = "./zoo"  # how the written recipes name the zoo: relative to the demo's folder
 
 
-def write_recipes(out: Path, root: Path, a: str, b: str) -> Path:
-    """OUT/recipes/*.yml naming the models as ./zoo/NAME, and OUT/zoo holding those models
-    (hard links into the zoo where the file system allows, else copies), so the recipes merge
-    from OUT (`cd OUT && kinmerge merge recipes/ties.yml merged/`) after the zoo's cache
-    moves or OUT is copied elsewhere. `./` keeps them from reading as hub ids elsewhere."""
+def write_recipes(out: Path, root: Path, manifest: dict) -> Path:
+    """OUT/recipes/*.yml naming the models as ./zoo/NAME, and OUT/zoo holding the zoo's models,
+    tasks and zoo.json (hard links into the zoo where the file system allows, else copies), so
+    the recipes merge from OUT (`cd OUT && kinmerge merge recipes/ties.yml merged/`) after the
+    zoo's cache moves or OUT is copied elsewhere. `./` keeps them from reading as hub ids."""
     local = out / "zoo"
     if local.resolve() != root.resolve():
-        for name in ("base", a, b):
+        local.mkdir(exist_ok=True)
+        for name in ("base", *manifest["models"], "tasks"):
             _link_tree(root / name, local / name)
+        _link_or_copy(str(root / "zoo.json"), str(local / ".zoo.json.tmp"))
+        os.replace(local / ".zoo.json.tmp", local / "zoo.json")
     (out / "recipes").mkdir(exist_ok=True)
+    a, b = manifest["parents"]
     for name, recipe in demo_recipes(ZOO_IN_OUT, a, b).items():
         (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     return out / "recipes"
+
+
+@contextmanager
+def working_dir(path: Path) -> Iterator[None]:
+    """Run inside `path`, then return. The demo runs evolve and breed from OUT with relative
+    model paths, so best.yml, evolve.yml, breed.yml and the bred models' recipes name
+    ./zoo/NAME and keep working after OUT moves (relative paths resolve against the working
+    directory, as in mergekit)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _link_tree(src: Path, dest: Path) -> None:
@@ -177,11 +200,11 @@ def compare(scores: dict, best_hand: str) -> dict:
             "beats_best_hand_merge": evolved > hand}
 
 
-def _parent_tasks(root: Path, manifest: dict, limit: int | None = 100) -> list[dict]:
+def _parent_tasks(root: str, manifest: dict, limit: int | None = 100) -> list[dict]:
     """The two parents' skills as evolve/breed tasks: search prompts steer, held-out report."""
     skills = [manifest["models"][p]["skill"] for p in manifest["parents"]]
-    return [{"name": s, "search": str(root / manifest["skills"][s]["search"]),
-             "heldout": str(root / manifest["skills"][s]["heldout"]),
+    return [{"name": s, "search": os.path.join(root, manifest["skills"][s]["search"]),
+             "heldout": os.path.join(root, manifest["skills"][s]["heldout"]),
              "options": {"max_examples": limit}} for s in skills]
 
 
@@ -191,12 +214,13 @@ SEARCH = {"params": {"weight": [0, 1.5]}, "filters": ["self_attn", "mlp"]}
 SEARCH_EXAMPLES: int | None = None
 
 
-def evolve_parents(root: Path, manifest: dict, out: Path, trials: int, seed: int,
+def evolve_parents(root: str, manifest: dict, out: Path, trials: int, seed: int,
                    search: dict | None = None, limit: int | None = SEARCH_EXAMPLES) -> dict:
-    """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH)."""
+    """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH); `root`
+    is the zoo's folder as the configs will name it (joined as text: ./zoo stays ./zoo)."""
     from kinmerge.evolve import evolve
-    cfg = {"mode": "ps", "base_model": str(root / "base"),
-           "models": [str(root / p) for p in manifest["parents"]],
+    cfg = {"mode": "ps", "base_model": os.path.join(root, "base"),
+           "models": [os.path.join(root, p) for p in manifest["parents"]],
            "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
            "search": search or SEARCH,
            "fitness": {"tasks": _parent_tasks(root, manifest, limit)},
@@ -207,11 +231,13 @@ def evolve_parents(root: Path, manifest: dict, out: Path, trials: int, seed: int
             "best_recipe": str(out / "best.yml")}
 
 
-def breed_experts(root: Path, manifest: dict, experts: list[str], out: Path,
+def breed_experts(root: str, manifest: dict, experts: list[str], out: Path,
                   evaluations: int, seed: int) -> dict:
-    """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator)."""
+    """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator); `root`
+    as in evolve_parents."""
     from kinmerge.breed import breed
-    cfg = {"pool": [str(root / e) for e in experts], "base_model": str(root / "base"),
+    cfg = {"pool": [os.path.join(root, e) for e in experts],
+           "base_model": os.path.join(root, "base"),
            "operator": {"merge_method": "task_arithmetic", "dtype": "float32",
                         "model_parameters": {"weight": 0.8}},
            "fitness": {"tasks": _parent_tasks(root, manifest)}, "k": 3, "explore": True,
@@ -231,6 +257,9 @@ def measure_kinship(root: Path, experts: list[str], out: Path):
         return None
     m = kinship_matrix([str(root / e) for e in experts], base=str(root / "base"),
                        metrics=["cs", "pcc"])
+    paths = dict(zip(m.models, experts))  # labelled by name: the cache's path means nothing
+    m = replace(m, models=tuple(experts), base="base",
+                norms={paths.get(k, k): v for k, v in m.norms.items()})
     m.write_csv(out / "kinship.csv", "cs")
     heatmap(m["cs"], experts, "cs", out / "kinship.png", title="kinship of the zoo's experts")
     return m

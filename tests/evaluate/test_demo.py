@@ -74,7 +74,8 @@ def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_
     recipe = yaml.safe_load((tmp_path / "demo/recipes/ties.yml").read_text())
     assert recipe["base_model"] == "./zoo/base"
     assert [m["model"] for m in recipe["models"]] == ["./zoo/add", "./zoo/rev"]
-    assert sorted(p.name for p in (tmp_path / "demo/zoo").iterdir()) == ["add", "base", "rev"]
+    assert sorted(p.name for p in (tmp_path / "demo/zoo").iterdir()) == [
+        "add", "add_seed2", "base", "rev", "tasks", "zoo.json"]
     want = merge_to_memory(demo_recipes(cache, "add", "rev")["ties"], seed=0)
 
     cache.rename(tmp_path / "moved")  # the cache moves ...
@@ -90,6 +91,53 @@ def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_
     monkeypatch.chdir(tmp_path)  # from another folder: a clear error, not a hub download
     r = CliRunner().invoke(main, ["merge", "elsewhere/recipes/ties.yml", "m2"])
     assert r.exit_code == 2 and "model './zoo/base' not found: no such directory" in r.output
+
+
+def test_evolved_and_bred_recipes_merge_after_the_demo_moves_and_the_cache_goes(
+        tiny_zoo, tmp_path, monkeypatch):
+    """evolve/best.yml, evolve.yml, breed.yml and the bred models' recipes name ./zoo/NAME
+    (the demo runs evolve and breed from OUT): after `mv OUT` and the cache's removal,
+    `cd OUT && kinmerge merge evolve/best.yml X` merges the same tensors as before."""
+    import shutil
+
+    import yaml
+
+    from kinmerge import merge_to_memory
+    from kinmerge.cli import main
+    from kinmerge.demo import working_dir
+    from kinmerge.io.reader import ModelReader
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_zoo, cache)
+    out = tmp_path / "demo"
+    s = run_demo(out, zoo_dir=cache, evolve_trials=3, breed_evaluations=6).summary
+    assert s["evolve"]["best_recipe"] == str(out / "evolve/best.yml")
+    written = sorted(str(f.relative_to(out)) for f in out.rglob("*")
+                     if f.suffix in (".yml", ".md", ".csv", ".json") and "zoo" not in f.parts)
+    leaks = [f for f in written if str(cache) in (out / f).read_text()
+             and f not in ("summary.json",)]  # summary.json says which zoo it used
+    assert leaks == []
+    best = yaml.safe_load((out / "evolve/best.yml").read_text())
+    assert best["base_model"] == "./zoo/base"
+    assert [m["model"] for m in best["models"]] == ["./zoo/add", "./zoo/rev"]
+    assert yaml.safe_load((out / "breed/breed.yml").read_text())["pool"] == [
+        "./zoo/add", "./zoo/add_seed2", "./zoo/rev"]
+    child = yaml.safe_load((out / "breed/models/g1-01/mergekit_config.yml").read_text())
+    assert [m["model"] for m in child["models"]] == ["./zoo/add", "./zoo/add_seed2"]
+    with working_dir(out):
+        want = {r: merge_to_memory(r, seed=0) for r in
+                ("evolve/best.yml", "breed/models/g1-01/mergekit_config.yml")}
+
+    shutil.rmtree(cache)  # the cache goes ...
+    out.rename(tmp_path / "moved")  # ... and OUT moves
+    monkeypatch.chdir(tmp_path / "moved")
+    for i, (recipe, model) in enumerate(want.items()):
+        r = CliRunner().invoke(main, ["merge", recipe, f"m{i}", "--seed", "0"])
+        assert r.exit_code == 0, r.output
+        got = ModelReader(tmp_path / f"moved/m{i}")
+        assert set(got.names()) == set(model.tensors)
+        for name, t in model.tensors.items():
+            assert got.get(name).equal(t), (recipe, name)
 
 
 def test_score_plot_cuts_long_names(tmp_path, monkeypatch):
