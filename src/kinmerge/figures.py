@@ -18,14 +18,16 @@ def pyplot():
     return plt
 
 
-def save(fig, out: str | Path, *, dpi: int = 100) -> Path:
-    """Lay out `fig`, write it to `out` (the suffix picks the format), and free it."""
+def save(fig, out: str | Path, *, dpi: int = 100, tight: bool = True) -> Path:
+    """Lay out `fig` (unless `tight` is False: a figure that placed its own axes), write it
+    to `out` (the suffix picks the format), and free it."""
     from kinmerge.io.outpath import check_out, write_error
 
     out = check_out(out, option="figure", folder=False)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
+        if tight:
+            fig.tight_layout()
         fig.savefig(out, dpi=dpi)
     except OSError as e:
         raise write_error(e, out) from e

@@ -41,9 +41,10 @@ def show_cmd(model_dir, no_recipes, as_json):
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="Image to write; .svg, .png or .pdf by its suffix.")
 def graph_cmd(path, out_file):
-    """Draw the family tree of a run folder or a model (generations as columns, nodes
-    coloured by score, edges labelled with the parents' kinship)."""
-    from kinmerge.lineage.graph import collect, draw
+    """Draw the family tree of a run folder or a model (generations as columns, boxes
+    coloured by score giving each model's score and its parents' kinship)."""
+    from kinmerge.lineage.graph import collect
+    from kinmerge.lineage.tree import draw
 
     records = collect(path)
     if not records:

@@ -122,7 +122,8 @@ def write_run_plots(run: str | Path) -> list[Path]:
         written.append(kinship_per_generation(gens, run / "topk_kinship.png", metric,
                                               _threshold(run)))
         written.append(kinship_vs_gain(points, run / "kinship_vs_gain.png", metric))
-    from kinmerge.lineage.graph import collect, draw
+    from kinmerge.lineage.graph import collect
+    from kinmerge.lineage.tree import draw
 
     records = collect(run)
     if any(r.parents for r in records.values()):

@@ -1,0 +1,168 @@
+"""The family tree as a picture: generations as columns, each model a box (its name, score
+and the kinship of its parents) coloured by score, arrows from parents to child, and the
+winner with all its ancestors in red.
+
+The layout is sized from the labels themselves, measured by the renderer: columns are as
+wide as their widest box, rows as tall as the tallest, and the figure grows to hold them, so
+no two labels overlap however many models a generation holds.
+
+>>> draw(collect("runs/breed"), "family.svg")              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from kinmerge.figures import pyplot, save
+from kinmerge.lineage.graph import build, lineage_of_best
+from kinmerge.lineage.record import LineageRecord
+
+log = logging.getLogger(__name__)
+
+LABEL_CHARS = 18  # a longer name is cut (the records keep it)
+FONT = 8  # points
+PAD = 0.35  # a box's padding, in font sizes
+COL_GAP, ROW_GAP, MARGIN, GEN_BAND, CBAR_BAND = 52.0, 10.0, 14.0, 18.0, 72.0  # points
+HIGHLIGHT, PLAIN, UNSCORED = "#d62728", "#555555", "#eeeeee"
+TITLE = "family tree"
+CAPTION = ("arrows: parent → child · box: model, score · k = kinship of its parents · "
+           "red: the winner and its ancestors")
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A drawn family tree: the figure, each model's box and each parent → child arrow."""
+
+    fig: object  # matplotlib Figure
+    boxes: dict[str, object]  # model id -> its Text (the box is its bbox patch)
+    arrows: dict[tuple[str, str], object]  # (parent id, child id) -> FancyArrowPatch
+    lineage: frozenset[str]  # the winner and its ancestors
+
+
+def label_of(node: dict) -> str:
+    """A box's text: the (cut) name, then its score and its parents' kinship."""
+    name = node["name"]
+    name = name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
+    facts = ([f"{node['score']:.3f}"] if node["score"] is not None else []) + (
+        [f"k {node['kinship']:.2f}"] if node.get("kinship") is not None else [])
+    return "\n".join([name, " · ".join(facts)] if facts else [name])
+
+
+def figure(records: dict[str, LineageRecord], *, title: str | None = None) -> Tree:
+    """The family tree of `records` as a figure (not written; `draw` writes it)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    plt = pyplot()
+    g = build(records)
+    best = lineage_of_best(g)
+    scores = [d["score"] for _, d in g.nodes(data=True) if d["score"] is not None]
+    norm = Normalize(min(scores), max(scores)) if scores else None
+    cmap = plt.get_cmap("viridis")
+    fig = plt.figure()
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    boxes = {n: _box(ax, d, n in best, norm, cmap) for n, d in g.nodes(data=True)}
+    renderer = fig.canvas.get_renderer()
+    sizes = {n: _size(t, renderer, fig.dpi) for n, t in boxes.items()}
+    pos, width, height = _layout(g, sizes)
+    for n, t in boxes.items():
+        t.set_position(pos[n])
+    arrows = {(a, b): _arrow(ax, pos[a], sizes[a], pos[b], sizes[b], a in best and b in best)
+              for a, b in g.edges}
+    cols = sorted({d["column"] for _, d in g.nodes(data=True)})
+    for c in cols:
+        xs = [pos[n][0] for n, d in g.nodes(data=True) if d["column"] == c]
+        ax.text(sum(xs) / len(xs), GEN_BAND / 2, f"gen {c}", ha="center", va="center",
+                fontsize=FONT, color=PLAIN)
+    heads = [fig.text(0, 0, title or TITLE, fontsize=FONT + 2, weight="bold", va="top"),
+             fig.text(0, 0, CAPTION, fontsize=FONT - 1, color=PLAIN, va="top")]
+    head_sizes = [_size(t, renderer, fig.dpi, pad=0) for t in heads]
+    width = max(width, max(w for w, _ in head_sizes) + 2 * MARGIN)
+    head = sum(h for _, h in head_sizes) + MARGIN
+    total_w, total_h = width + (CBAR_BAND if norm else 0), height + head
+    fig.set_size_inches(total_w / 72, total_h / 72)
+    ax.set_position((0, 0, width / total_w, height / total_h))
+    ax.set_xlim(0, width)  # one data unit = one point: the measured sizes hold
+    ax.set_ylim(0, height)
+    top = total_h - MARGIN / 2
+    for t, (_, h) in zip(heads, head_sizes):
+        t.set_position((MARGIN / total_w, top / total_h))
+        top -= h + 2
+    if norm is not None:
+        cax = fig.add_axes((
+            (width + 6) / total_w, (GEN_BAND + MARGIN) / total_h, 10 / total_w,
+            max(height - GEN_BAND - 2 * MARGIN, 20) / total_h))
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label="score")
+    return Tree(fig, boxes, arrows, frozenset(best))
+
+
+def draw(records: dict[str, LineageRecord], out: str | Path, *, title: str | None = None) -> Path:
+    """Write the family tree to `out`; the suffix (.svg, .png, .pdf) picks the format."""
+    tree = figure(records, title=title)
+    out = save(tree.fig, out, dpi=110, tight=False)
+    log.info("family tree of %d models written to %s", len(tree.boxes), out)
+    return out
+
+
+def _box(ax, node: dict, marked: bool, norm, cmap):
+    """One model's label in a box: filled by score, edged red on the winner's lineage."""
+    fill = UNSCORED if node["score"] is None or norm is None else cmap(norm(node["score"]))
+    r, g, b = (fill if isinstance(fill, tuple) else (0.93, 0.93, 0.93))[:3]
+    ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+    return ax.text(0, 0, label_of(node), ha="center", va="center", fontsize=FONT,
+                   color=ink, zorder=3, weight="bold" if marked else "normal",
+                   bbox={"boxstyle": f"round,pad={PAD}", "fc": fill,
+                         "ec": HIGHLIGHT if marked else PLAIN, "lw": 2.0 if marked else 0.8})
+
+
+def _size(text, renderer, dpi: float, pad: float = PAD) -> tuple[float, float]:
+    """(width, height) in points of `text` with its box's padding and edge."""
+    ext = text.get_window_extent(renderer)
+    extra = 2 * pad * text.get_fontsize() + (4 if pad else 0)
+    return ext.width * 72 / dpi + extra, ext.height * 72 / dpi + extra
+
+
+def _layout(g: nx.DiGraph, sizes: dict[str, tuple[float, float]]):
+    """Centres in points (columns by generation, best score on top), and the width and
+    height the boxes need."""
+    cols: dict[int, list[str]] = {}
+    for n, d in g.nodes(data=True):
+        cols.setdefault(d["column"], []).append(n)
+    pitch = max(h for _, h in sizes.values()) + ROW_GAP
+    rows = max(len(ids) for ids in cols.values())
+    height = GEN_BAND + rows * pitch + MARGIN
+    pos, x = {}, MARGIN
+    for c in sorted(cols):
+        ids = sorted(cols[c], key=lambda n: (-(g.nodes[n]["score"] if g.nodes[n]["score"]
+                                               is not None else float("-inf")),
+                                             g.nodes[n]["name"]))
+        w = max(sizes[n][0] for n in ids)
+        mid = GEN_BAND + rows * pitch / 2
+        for i, n in enumerate(ids):
+            pos[n] = (x + w / 2, mid + ((len(ids) - 1) / 2 - i) * pitch)
+        x += w + COL_GAP
+    return pos, x - COL_GAP + MARGIN, height
+
+
+def _arrow(ax, a, size_a, b, size_b, marked: bool):
+    """An arrow from box a's edge to box b's edge (the boxes' sizes in points)."""
+    from matplotlib.patches import FancyArrowPatch
+
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = (dx * dx + dy * dy) ** 0.5 or 1.0
+
+    def exit_at(size) -> float:  # fraction of the segment inside a box centred on an end
+        w, h = size[0] / 2, size[1] / 2
+        return min(w / abs(dx) if dx else float("inf"), h / abs(dy) if dy else float("inf"))
+
+    s, e = exit_at(size_a) + 2 / length, 1 - exit_at(size_b) - 2 / length
+    arrow = FancyArrowPatch((a[0] + s * dx, a[1] + s * dy), (a[0] + e * dx, a[1] + e * dy),
+                            arrowstyle="-|>", mutation_scale=10, shrinkA=0, shrinkB=0,
+                            color=HIGHLIGHT if marked else "#999999",
+                            lw=2.0 if marked else 0.9, zorder=2 if marked else 1)
+    ax.add_patch(arrow)
+    return arrow
