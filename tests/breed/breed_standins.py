@@ -2,6 +2,7 @@
 not there, a float64 numpy kinship (concatenated deltas, semantics.md section 3)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,4 +110,18 @@ class FailOnce(TargetScore):
             raise RuntimeError(f"worker crashed on {name}")
         with open(self.log, "a") as f:
             f.write(name + "\n")
+        return super().__call__(candidate, split)
+
+
+class SlowFirst(TargetScore):
+    """TargetScore that takes `delay` seconds longer on each generation's first child
+    (g1-01, g2-01, ...), so parallel workers finish a generation's jobs out of plan order."""
+
+    def __init__(self, base, target, delay: float = 0.6):
+        super().__init__(base, target)
+        self.delay = delay
+
+    def __call__(self, candidate, split: str = "search") -> dict[str, float]:  # type: ignore[override]
+        if Path(candidate.path).name.endswith("-01"):
+            time.sleep(self.delay)
         return super().__call__(candidate, split)

@@ -77,7 +77,7 @@ def _merge(job: BreedJob) -> bool:
     _clean_partial(path)  # not there, or a stale folder from another run: (re)merge
     merge(job.recipe, path, seed=job.seed, overwrite=True, device=job.device,
           lineage=job.lineage)
-    log.info("merged %s", path.name)
+    log.debug("merged %s", path.name)  # the driver logs it, with the parents, in order
     return True
 
 

@@ -150,7 +150,9 @@ def _generation(study: optuna.Study, trial: optuna.Trial) -> int:
 
 
 class _Tracker:
-    """Emits one GenerationStats per completed generation (the CLI's live line)."""
+    """Emits one GenerationStats per completed generation (the CLI's live line), in
+    generation order: a resumed run counts the trials its study already holds, so the
+    generation the first run had begun is reported when it completes, before the next."""
 
     def __init__(self, phase: str, popsize: int, callback, study: optuna.Study):
         self.phase, self.popsize, self.callback = phase, popsize, callback
@@ -160,6 +162,16 @@ class _Tracker:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         self.best = max((t.value for t in done), default=-math.inf)
         self.total = len(done)
+        for t in done:  # reported by the earlier run if complete; else completed here
+            gen = t.user_attrs.get("generation")
+            if gen is not None and gen not in self.emitted:
+                self.values.setdefault(gen, []).append(t.value)
+                if len(self.values[gen]) == self._size(gen):
+                    self.emitted.add(gen)
+                    del self.values[gen]
+
+    def _size(self, gen: int) -> int:
+        return 1 if gen == 0 else self.popsize
 
     def add(self, gen: int, value: float) -> None:
         self.count += 1
@@ -168,7 +180,9 @@ class _Tracker:
         if gen in self.emitted:  # a surplus trial of a generation already reported
             return
         self.values.setdefault(gen, []).append(value)
-        if len(self.values[gen]) == (1 if gen == 0 else self.popsize):
+        if len(self.values[gen]) == self._size(gen):
+            for earlier in sorted(g for g in self.values if g < gen):  # never out of order
+                self._emit(earlier)
             self._emit(gen)
 
     def _emit(self, gen: int) -> None:

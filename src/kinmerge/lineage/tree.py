@@ -129,6 +129,8 @@ def _size(text, renderer, dpi: float, pad: float = PAD) -> tuple[float, float]:
 def _layout(g: nx.DiGraph, sizes: dict[str, tuple[float, float]]):
     """Centres in points (columns by generation, best score on top), and the width and
     height the boxes need."""
+    if not sizes:
+        return {}, 2 * MARGIN, GEN_BAND + MARGIN
     cols: dict[int, list[str]] = {}
     for n, d in g.nodes(data=True):
         cols.setdefault(d["column"], []).append(n)
