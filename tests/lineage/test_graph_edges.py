@@ -22,3 +22,23 @@ def test_the_base_is_no_parent_and_the_best_lineage_is_marked():
     assert sorted(g.edges) == [("rev", "c1"), ("sort", "c1")]
     assert "base" not in g and "add" in g  # a pool model stays, even without children
     assert lineage_of_best(g) == {"c1", "rev", "sort"}
+
+
+def test_a_demo_folder_reads_the_breed_runs_family_json_below_it(tmp_path):
+    """The demo's tree is drawn from OUT: the pool's scores live in OUT/breed/family.json,
+    the models' lineage.json files embed the pool records without them."""
+    import json
+
+    from kinmerge.lineage.graph import collect
+    from kinmerge.lineage.record import Lineage, write
+
+    pool = LineageRecord(id="rev", name="rev", ref="./zoo/rev")
+    child = LineageRecord(id="c1", name="g1-01", parents=["rev"], generation=1)
+    (tmp_path / "breed/models/g1-01").mkdir(parents=True)
+    write(tmp_path / "breed/models/g1-01", Lineage(model=child, ancestors={"rev": pool}))
+    scored = pool.model_copy(update={"scores": {"fitness": 0.515}, "generation": 0})
+    (tmp_path / "breed/family.json").write_text(json.dumps(
+        [scored.model_dump(mode="json"), child.model_dump(mode="json")]))
+    recs = collect(tmp_path)
+    assert recs["rev"].scores == {"fitness": 0.515} and recs["c1"].parents == ["rev"]
+    assert collect(tmp_path / "breed/models/g1-01")["rev"].scores == {}

@@ -20,24 +20,34 @@ RunRecords = RootModel[list[LineageRecord]]
 
 def collect(path: str | Path) -> dict[str, LineageRecord]:
     """Every lineage record found under `path`: a model folder, a run folder (all
-    lineage.json below it, plus family.json), or one of those JSON files."""
+    lineage.json and family.json below it: a demo's breed/family.json brings the pool's
+    scores), or one of those JSON files."""
     path = Path(path)
-    files = [path] if path.is_file() else sorted(
-        f for f in path.rglob(FILE) if not any(p.startswith(".") for p in f.parts[-3:-1]))
     records: dict[str, LineageRecord] = {}
-    for f in files:
+    for f in _found(path, FILE):
         if f.name == RUN_FILE:
             continue
-        if f != path:
-            inside(path, f.relative_to(path), what=FILE)
         lin = read_file(f)
         for rid, rec in lin.all().items():
             records[rid] = _richer(records.get(rid), rec)
-    run = path / RUN_FILE if path.is_dir() else (path if path.name == RUN_FILE else None)
-    if run is not None and run.is_file():
+    for run in _found(path, RUN_FILE):
+        if run.name != RUN_FILE:
+            continue
         for rec in read_file(run, RunRecords).root:
             records[rec.id] = _richer(records.get(rec.id), rec)
     return records
+
+
+def _found(path: Path, name: str) -> list[Path]:
+    """`path` itself if it is a file, else the files called `name` below it (not in hidden
+    folders, none reached through a link out of `path`)."""
+    if path.is_file():
+        return [path]
+    files = sorted(f for f in path.rglob(name)
+                   if not any(p.startswith(".") for p in f.parts[-3:-1]))
+    for f in files:
+        inside(path, f.relative_to(path), what=name)
+    return files
 
 
 def _richer(old: LineageRecord | None, new: LineageRecord) -> LineageRecord:
