@@ -135,3 +135,40 @@ def test_evolve_family_columns_follow_the_parents_and_long_names_are_cut():
 def test_a_label_without_score_or_kinship_is_the_name():
     assert label_of({"name": "add", "score": None, "kinship": None}) == "add"
     assert label_of({"name": "g1-01", "score": 0.5, "kinship": None}) == "g1-01\n0.500"
+
+
+@pytest.mark.parametrize("family", [breed_family, evolve_family])
+def test_no_arrow_runs_through_a_box_it_does_not_join(family):
+    """An arrow that crosses an unrelated box reads as a parent it is not: arrows that
+    skip a generation bend around the boxes in their way."""
+    records, _ = family()
+    tree = figure(records)
+    fig = tree.fig
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = {n: t.get_bbox_patch().get_window_extent(renderer) for n, t in tree.boxes.items()}
+    crossings = []
+    for (a, b), arrow in tree.arrows.items():
+        line = arrow.get_path()  # the shaft and head, in data coordinates
+        pts = [ax.transData.transform(p) for poly in line.to_polygons(closed_only=False)
+               for p0, p1 in zip(poly[:-1], poly[1:]) for p in
+               (p0 + (p1 - p0) * i / 8 for i in range(9))]
+        crossings += [(a, b, n) for n, e in boxes.items() if n not in (a, b) and any(
+            e.x0 + 1 < x < e.x1 - 1 and e.y0 + 1 < y < e.y1 - 1 for x, y in pts)]
+    assert crossings == [], crossings
+
+
+def test_layout_stacks_by_score_and_gives_each_skipping_arrow_a_lane():
+    from kinmerge.lineage.graph import build
+    from kinmerge.lineage.layout import layout
+
+    records, _ = breed_family()
+    g = build(records)
+    lay = layout(g, {n: (40.0, 20.0) for n in g})
+    gen1 = sorted((n for n in g if lay.column_of[n] == 1), key=lambda n: -lay.boxes[n][1])
+    assert gen1 == [f"g1-0{i}" for i in range(1, 7)]  # best score on top
+    skips = {(a, b, c) for a, b in g.edges
+             for c in range(lay.column_of[a] + 1, lay.column_of[b])}
+    assert set(lay.passages) == skips and len(skips) == 7  # e.g. rev -> g3-04 crosses gen 1, 2
+    assert ("rev", "g3-04", 1) in skips and ("rev", "g3-04", 2) in skips

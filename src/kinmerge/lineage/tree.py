@@ -2,9 +2,10 @@
 and the kinship of its parents) coloured by score, arrows from parents to child, and the
 winner with all its ancestors in red.
 
-The layout is sized from the labels themselves, measured by the renderer: columns are as
-wide as their widest box, rows as tall as the tallest, and the figure grows to hold them, so
-no two labels overlap however many models a generation holds.
+The boxes are measured by the renderer before `layout` places them (columns as wide as
+their widest box, rows as tall as the tallest, the figure grown to hold them), so no two
+labels overlap however many models a generation holds, and no arrow runs through a box it
+does not join.
 
 >>> draw(collect("runs/breed"), "family.svg")              # doctest: +SKIP
 """
@@ -14,10 +15,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-
 from kinmerge.figures import pyplot, save
 from kinmerge.lineage.graph import build, lineage_of_best
+from kinmerge.lineage.layout import GEN_BAND, MARGIN, Layout, arrow_path, entries, layout
 from kinmerge.lineage.record import LineageRecord
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 LABEL_CHARS = 18  # a longer name is cut (the records keep it)
 FONT = 8  # points
 PAD = 0.35  # a box's padding, in font sizes
-COL_GAP, ROW_GAP, MARGIN, GEN_BAND, CBAR_BAND = 52.0, 10.0, 14.0, 18.0, 72.0  # points
+CBAR_BAND = 72.0  # points, right of the drawing
 HIGHLIGHT, PLAIN, UNSCORED = "#d62728", "#555555", "#eeeeee"
 TITLE = "family tree"
 CAPTION = ("arrows: parent → child · box: model, score · k = kinship of its parents · "
@@ -68,10 +68,12 @@ def figure(records: dict[str, LineageRecord], *, title: str | None = None) -> Tr
     boxes = {n: _box(ax, d, n in best, norm, cmap) for n, d in g.nodes(data=True)}
     renderer = fig.canvas.get_renderer()
     sizes = {n: _size(t, renderer, fig.dpi) for n, t in boxes.items()}
-    pos, width, height = _layout(g, sizes)
+    lay = layout(g, sizes)
+    pos, width, height = lay.boxes, lay.width, lay.height
     for n, t in boxes.items():
         t.set_position(pos[n])
-    arrows = {(a, b): _arrow(ax, pos[a], sizes[a], pos[b], sizes[b], a in best and b in best)
+    entry = entries(lay, list(g.edges))
+    arrows = {(a, b): _arrow(ax, lay, a, b, entry[(a, b)], a in best and b in best)
               for a, b in g.edges}
     cols = sorted({d["column"] for _, d in g.nodes(data=True)})
     for c in cols:
@@ -126,44 +128,13 @@ def _size(text, renderer, dpi: float, pad: float = PAD) -> tuple[float, float]:
     return ext.width * 72 / dpi + extra, ext.height * 72 / dpi + extra
 
 
-def _layout(g: nx.DiGraph, sizes: dict[str, tuple[float, float]]):
-    """Centres in points (columns by generation, best score on top), and the width and
-    height the boxes need."""
-    if not sizes:
-        return {}, 2 * MARGIN, GEN_BAND + MARGIN
-    cols: dict[int, list[str]] = {}
-    for n, d in g.nodes(data=True):
-        cols.setdefault(d["column"], []).append(n)
-    pitch = max(h for _, h in sizes.values()) + ROW_GAP
-    rows = max(len(ids) for ids in cols.values())
-    height = GEN_BAND + rows * pitch + MARGIN
-    pos, x = {}, MARGIN
-    for c in sorted(cols):
-        ids = sorted(cols[c], key=lambda n: (-(g.nodes[n]["score"] if g.nodes[n]["score"]
-                                               is not None else float("-inf")),
-                                             g.nodes[n]["name"]))
-        w = max(sizes[n][0] for n in ids)
-        mid = GEN_BAND + rows * pitch / 2
-        for i, n in enumerate(ids):
-            pos[n] = (x + w / 2, mid + ((len(ids) - 1) / 2 - i) * pitch)
-        x += w + COL_GAP
-    return pos, x - COL_GAP + MARGIN, height
-
-
-def _arrow(ax, a, size_a, b, size_b, marked: bool):
-    """An arrow from box a's edge to box b's edge (the boxes' sizes in points)."""
+def _arrow(ax, lay: Layout, a: str, b: str, entry_y: float, marked: bool):
+    """The arrow from box a to box b along its laid-out path."""
     from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as MplPath
 
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    length = (dx * dx + dy * dy) ** 0.5 or 1.0
-
-    def exit_at(size) -> float:  # fraction of the segment inside a box centred on an end
-        w, h = size[0] / 2, size[1] / 2
-        return min(w / abs(dx) if dx else float("inf"), h / abs(dy) if dy else float("inf"))
-
-    s, e = exit_at(size_a) + 2 / length, 1 - exit_at(size_b) - 2 / length
-    arrow = FancyArrowPatch((a[0] + s * dx, a[1] + s * dy), (a[0] + e * dx, a[1] + e * dy),
-                            arrowstyle="-|>", mutation_scale=10, shrinkA=0, shrinkB=0,
+    verts, codes = arrow_path(lay, a, b, entry_y)
+    arrow = FancyArrowPatch(path=MplPath(verts, codes), arrowstyle="-|>", mutation_scale=10,
                             color=HIGHLIGHT if marked else "#999999",
                             lw=2.0 if marked else 0.9, zorder=2 if marked else 1)
     ax.add_patch(arrow)
