@@ -145,7 +145,7 @@ def write_recipes(out: Path, root: Path, manifest: dict) -> Path:
     local = out / "zoo"
     if local.resolve() != root.resolve():
         local.mkdir(exist_ok=True)
-        for name in ("base", *manifest["models"], "tasks"):
+        for name in dict.fromkeys(["base", *manifest["models"], "tasks"]):
             _link_tree(root / name, local / name)
         _link_or_copy(str(root / "zoo.json"), str(local / ".zoo.json.tmp"))
         os.replace(local / ".zoo.json.tmp", local / "zoo.json")

@@ -69,7 +69,7 @@ def figure(records: dict[str, LineageRecord], *, title: str | None = None) -> Tr
     renderer = fig.canvas.get_renderer()
     sizes = {n: _size(t, renderer, fig.dpi) for n, t in boxes.items()}
     lay = layout(g, sizes)
-    pos, width, height = lay.boxes, lay.width, lay.height
+    pos = lay.boxes
     for n, t in boxes.items():
         t.set_position(pos[n])
     entry = entries(lay, list(g.edges))
@@ -80,26 +80,32 @@ def figure(records: dict[str, LineageRecord], *, title: str | None = None) -> Tr
         xs = [pos[n][0] for n, d in g.nodes(data=True) if d["column"] == c]
         ax.text(sum(xs) / len(xs), GEN_BAND / 2, f"gen {c}", ha="center", va="center",
                 fontsize=FONT, color=PLAIN)
-    heads = [fig.text(0, 0, title or TITLE, fontsize=FONT + 2, weight="bold", va="top"),
+    _frame(fig, ax, lay, title or TITLE, ScalarMappable(norm=norm, cmap=cmap) if norm else None)
+    return Tree(fig, boxes, arrows, frozenset(best))
+
+
+def _frame(fig, ax, lay: Layout, title: str, scale) -> None:
+    """Size the figure to the layout plus a title, a caption and the score's colour `scale`
+    (None: no scores), with one data unit one point, so the measured boxes fit as laid out."""
+    renderer = fig.canvas.get_renderer()
+    heads = [fig.text(0, 0, title, fontsize=FONT + 2, weight="bold", va="top"),
              fig.text(0, 0, CAPTION, fontsize=FONT - 1, color=PLAIN, va="top")]
     head_sizes = [_size(t, renderer, fig.dpi, pad=0) for t in heads]
-    width = max(width, max(w for w, _ in head_sizes) + 2 * MARGIN)
-    head = sum(h for _, h in head_sizes) + MARGIN
-    total_w, total_h = width + (CBAR_BAND if norm else 0), height + head
+    width = max(lay.width, max(w for w, _ in head_sizes) + 2 * MARGIN)
+    total_w = width + (CBAR_BAND if scale is not None else 0)
+    total_h = lay.height + sum(h for _, h in head_sizes) + MARGIN
     fig.set_size_inches(total_w / 72, total_h / 72)
-    ax.set_position((0, 0, width / total_w, height / total_h))
-    ax.set_xlim(0, width)  # one data unit = one point: the measured sizes hold
-    ax.set_ylim(0, height)
+    ax.set_position((0, 0, width / total_w, lay.height / total_h))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, lay.height)
     top = total_h - MARGIN / 2
     for t, (_, h) in zip(heads, head_sizes):
         t.set_position((MARGIN / total_w, top / total_h))
         top -= h + 2
-    if norm is not None:
-        cax = fig.add_axes((
-            (width + 6) / total_w, (GEN_BAND + MARGIN) / total_h, 10 / total_w,
-            max(height - GEN_BAND - 2 * MARGIN, 20) / total_h))
-        fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label="score")
-    return Tree(fig, boxes, arrows, frozenset(best))
+    if scale is not None:
+        cax = fig.add_axes(((width + 6) / total_w, (GEN_BAND + MARGIN) / total_h,
+                            10 / total_w, max(lay.height - GEN_BAND - 2 * MARGIN, 20) / total_h))
+        fig.colorbar(scale, cax=cax, label="score")
 
 
 def draw(records: dict[str, LineageRecord], out: str | Path, *, title: str | None = None) -> Path:
