@@ -38,6 +38,9 @@ def test_select_defaults_to_topk_and_keeps_old_fingerprints():
     assert load_breed_config({**MINIMAL, "select": "topk"}).fingerprint() == "7185708ac61bbe7d"
     predicted = load_breed_config(MINIMAL, select="predicted")
     assert predicted.select == "predicted" and predicted.fingerprint() != "7185708ac61bbe7d"
+    # explore has no effect under select: predicted, so toggling it does not refuse a resume
+    assert load_breed_config(MINIMAL, select="predicted", explore=False).fingerprint() == \
+        predicted.fingerprint()
 
 
 def test_select_names_its_choices():

@@ -93,6 +93,8 @@ class BreedConfig(_Strict):
             del data["fitness"]["lm_eval"]
         if data["select"] == "topk":
             del data["select"]
+        else:  # the predicted rule chooses every pair itself: explore changes nothing
+            del data["explore"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
