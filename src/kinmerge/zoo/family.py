@@ -73,6 +73,16 @@ class ZooConfig:
     )
     parents: tuple[str, str] = ("rev", "sort")  # the pair the demo merges
     eval_examples: int = 200
+    # the skills scored (tasks/ files) and the base's pretraining formats, from
+    # tasks.CATALOGUE; () is the default zoo's (tasks.DEFAULT_SKILLS, DEFAULT_PRETRAIN)
+    skills: tuple[str, ...] = ()
+    pretrain: tuple[str, ...] = ()
+
+    def skill_names(self) -> tuple[str, ...]:
+        return self.skills or T.DEFAULT_SKILLS
+
+    def pretrain_names(self) -> tuple[str, ...]:
+        return self.pretrain or T.DEFAULT_PRETRAIN
 
     @classmethod
     def tiny(cls) -> "ZooConfig":
@@ -85,7 +95,14 @@ class ZooConfig:
                    parents=("add", "rev"), eval_examples=16)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as JSON-able data; `skills` and `pretrain` are left out at their
+        defaults, so the default zoo's digest (and the shipped zoo's manifest) stay as they
+        were before those fields existed."""
+        d = asdict(self)
+        for key in ("skills", "pretrain"):
+            if not d[key]:
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ZooConfig":
@@ -95,7 +112,9 @@ class ZooConfig:
         experts = tuple(Expert(**{**e, "schedule": sched(e.get("schedule"))})
                         for e in d["experts"])
         return cls(**{**d, "base": sched(d["base"]), "expert": sched(d["expert"]),
-                      "experts": experts, "parents": tuple(d["parents"])})
+                      "experts": experts, "parents": tuple(d["parents"]),
+                      "skills": tuple(d.get("skills", ())),
+                      "pretrain": tuple(d.get("pretrain", ()))})
 
     def digest(self, seed: int) -> str:
         blob = json.dumps({"format": FORMAT, "seed": seed, "config": self.to_dict()},
@@ -134,11 +153,12 @@ def save_config(config, out: Path) -> None:
     GenerationConfig.from_model_config(config).save_pretrained(str(out))
 
 
-def write_tasks(root: Path, seed: int, n: int) -> dict[str, dict[str, str]]:
+def write_tasks(root: Path, seed: int, n: int,
+                skills: tuple[str, ...] = T.DEFAULT_SKILLS) -> dict[str, dict[str, str]]:
     """Evaluation files for every skill; returns {skill: {split: relative path}}."""
     files: dict[str, dict[str, str]] = {}
     text: list[str] = []
-    for skill in T.SKILLS:
+    for skill in skills:
         splits = T.eval_splits(skill, seed, n)
         d = Path("tasks") / skill
         files[skill] = {s: str(d / f"{s}.jsonl") for s in splits}
@@ -151,9 +171,10 @@ def write_tasks(root: Path, seed: int, n: int) -> dict[str, dict[str, str]]:
     return files
 
 
-def held_out_prompts(seed: int, n: int) -> frozenset[str]:
+def held_out_prompts(seed: int, n: int,
+                     skills: tuple[str, ...] = T.DEFAULT_SKILLS) -> frozenset[str]:
     """Prompts of every evaluation split: training never sees them."""
-    return frozenset(p for skill in T.SKILLS for ex in T.eval_splits(skill, seed, n).values()
+    return frozenset(p for skill in skills for ex in T.eval_splits(skill, seed, n).values()
                      for p, _ in ex)
 
 
@@ -169,21 +190,25 @@ def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -
 def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
     from transformers import LlamaForCausalLM
     cfg = config or ZooConfig()
+    names = cfg.skill_names()
+    T.check_skills(names + cfg.pretrain_names() + tuple(e.skill for e in cfg.experts),
+                   "zoo config")
     out = check_out(out)
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        skills = write_tasks(tmp, seed, cfg.eval_examples)
-        reserved = held_out_prompts(seed, cfg.eval_examples)
+        skills = write_tasks(tmp, seed, cfg.eval_examples, names)
+        reserved = held_out_prompts(seed, cfg.eval_examples, names)
         torch.manual_seed(seed)
         base = LlamaForCausalLM(llama_config(cfg))
-        general = T.Mixture(tuple(T.PRETRAIN.values()), reserved=reserved)
+        general = T.Mixture(tuple(T.CATALOGUE[k][1] for k in cfg.pretrain_names()),
+                            reserved=reserved)
         train(base, general, cfg.base, seed, "base")
         save_model(base, tmp / "base")
         models = {"base": {"path": "base", "skill": None}}
         for ex in cfg.experts:
             model = copy.deepcopy(base)
-            data = T.Mixture((T.SKILLS[ex.skill],), general.main, ex.replay, reserved)
+            data = T.Mixture((T.CATALOGUE[ex.skill][0],), general.main, ex.replay, reserved)
             train(model, data, ex.schedule or cfg.expert, seed * 1000 + ex.seed, ex.name)
             save_model(model, tmp / ex.name)
             models[ex.name] = {"path": ex.name, "skill": ex.skill}

@@ -9,6 +9,8 @@ its end-of-sequence token. Generators take a `random.Random`, so a seed fixes ev
     rev   Rkqzb=     -> bzqk   reverse a lower-case word
     copy  Ckqzb=     -> kqzb   copy the word
     sort  S3172=     -> 1237   sort digits
+    shift Hkqzb=     -> lrac   each letter one step on in the alphabet (z -> a)
+    upper Ukqzb=     -> KQZB   upper-case the word
 
 Pretraining teaches every format on short inputs (2-digit addition, words of 2-7 letters);
 each skill an expert is fine-tuned and scored on is the longer version (3-digit addition,
@@ -60,20 +62,44 @@ def make_sort(lo: int, hi: int) -> Generator:
     return gen
 
 
-# The skills an expert is fine-tuned on, at the lengths it is scored on.
-SKILLS: dict[str, Generator] = {
-    "add": make_add(3),
-    "rev": make_rev(8, 9),
-    "sort": make_sort(8, 9),
-    "copy": make_copy(8, 9),
+def make_shift(lo: int, hi: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        w = _word(rng, lo, hi, LETTERS)
+        return f"H{w}=", "".join(LETTERS[(LETTERS.index(c) + 1) % 26] for c in w)
+    return gen
+
+
+def make_upper(lo: int, hi: int) -> Generator:
+    def gen(rng: random.Random) -> Example:
+        w = _word(rng, lo, hi, LETTERS)
+        return f"U{w}=", w.upper()
+    return gen
+
+
+# Every skill a zoo can hold: (the long version experts learn and are scored on, the short
+# version the base is pretrained on). A zoo config names the ones it uses.
+CATALOGUE: dict[str, tuple[Generator, Generator]] = {
+    "add": (make_add(3), make_add(2)),
+    "rev": (make_rev(8, 9), make_rev(2, 7)),
+    "sort": (make_sort(8, 9), make_sort(2, 7)),
+    "copy": (make_copy(8, 9), make_copy(2, 9)),
+    "shift": (make_shift(8, 9), make_shift(2, 7)),
+    "upper": (make_upper(8, 9), make_upper(2, 7)),
 }
-# What the base sees: every format, at short lengths only.
-PRETRAIN: dict[str, Generator] = {
-    "add": make_add(2),
-    "rev": make_rev(2, 7),
-    "copy": make_copy(2, 9),
-    "sort": make_sort(2, 7),
-}
+
+# The default zoo's skills (scored, in this order) and pretraining mixture (in this order).
+DEFAULT_SKILLS = ("add", "rev", "sort", "copy")
+DEFAULT_PRETRAIN = ("add", "rev", "copy", "sort")
+SKILLS: dict[str, Generator] = {k: CATALOGUE[k][0] for k in DEFAULT_SKILLS}
+PRETRAIN: dict[str, Generator] = {k: CATALOGUE[k][1] for k in DEFAULT_PRETRAIN}
+
+
+def check_skills(names: tuple[str, ...], where: str) -> None:
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        from kinmerge.errors import KinmergeError
+        raise KinmergeError(f"unknown zoo skill(s) {', '.join(unknown)}", where=where,
+                            fix=f"choose among {', '.join(CATALOGUE)}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,7 @@ def eval_splits(skill: str, seed: int, n: int) -> dict[str, list[Example]]:
     rng = random.Random(f"eval:{skill}:{seed}")
     seen: dict[str, str] = {}
     while len(seen) < 2 * n:
-        p, a = SKILLS[skill](rng)
+        p, a = CATALOGUE[skill][0](rng)
         seen.setdefault(p, a)
     items = list(seen.items())
     return {"search": items[:n], "heldout": items[n:]}
