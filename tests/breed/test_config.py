@@ -30,6 +30,25 @@ def test_stop_rules_do_not_change_the_fingerprint():
     assert a.fingerprint() != load_breed_config(MINIMAL, explore=False).fingerprint()
 
 
+def test_select_defaults_to_topk_and_keeps_old_fingerprints():
+    # measured on main at 6cded63, before `select` existed: runs made then still resume
+    assert load_breed_config(MINIMAL).fingerprint() == "7185708ac61bbe7d"
+    old = load_breed_config(MINIMAL, explore=False, k=2, seed=3)
+    assert old.select == "topk" and old.fingerprint() == "84df14c2d0c8fa51"
+    assert load_breed_config({**MINIMAL, "select": "topk"}).fingerprint() == "7185708ac61bbe7d"
+    predicted = load_breed_config(MINIMAL, select="predicted")
+    assert predicted.select == "predicted" and predicted.fingerprint() != "7185708ac61bbe7d"
+    # explore has no effect under select: predicted, so toggling it does not refuse a resume
+    assert load_breed_config(MINIMAL, select="predicted", explore=False).fingerprint() == \
+        predicted.fingerprint()
+
+
+def test_select_names_its_choices():
+    with pytest.raises(KinmergeError, match="select") as e:
+        load_breed_config({**MINIMAL, "select": "greedy"})
+    assert "'topk' or 'predicted'" in str(e.value)
+
+
 def test_every_problem_at_once(tmp_path):
     f = tmp_path / "breed.yml"
     f.write_text("pool: [a]\nbase_model: b\nfitness: {}\nkk: 3\nkinship: {metrc: pcc}\n")

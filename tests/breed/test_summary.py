@@ -28,3 +28,19 @@ def test_evolve_summary_omits_absent_parts_and_keeps_unknown_keys():
     assert s.to_dict() == {"mode": "ps", "trials": 3, "best_search": 0.5, "timing": {},
                            "wall_seconds": 1.5, "note": "newer key"}
     assert s["trials"] == 3 and "best_heldout" not in s
+
+
+def test_a_summary_written_before_select_still_loads():
+    old = {"generation": 2, "top_k": ["g1-01", "a", "b"], "top_k_kinship": 0.4, "best": 0.9,
+           "best_model": "g1-01", "explored": ["g1-01", "c"], "evaluations": 12,
+           "merged": [{"parents": ["g1-01", "c"], "child": "g2-07", "origin": "explore"}]}
+    g = Generation.from_dict(old)
+    assert g.skipped is None and g.merged[0].predicted_gain is None
+    assert g.to_dict() == old  # the new fields are left out while unset
+    new = {**old, "skipped": 3, "merged": [{"parents": ["g1-01", "c"], "child": "g2-07",
+                                            "origin": "predicted", "predicted_gain": -0.01,
+                                            "predicted_by": "fit"}]}
+    g = Generation.from_dict(new)
+    assert g.skipped == 3 and (g.merged[0].predicted_gain, g.merged[0].predicted_by) == (
+        -0.01, "fit")
+    assert g.to_dict() == new

@@ -60,6 +60,9 @@ class BreedConfig(_Strict):
     fitness: FitnessSpec
     k: int = 3
     explore: bool = True
+    # how each generation chooses its pairs: "topk" (Algorithm 1: the top-k pairwise, plus
+    # exploration) or "predicted" (rank candidate pairs by predicted gain; breed/predict.py)
+    select: Literal["topk", "predicted"] = "topk"
     kinship: KinshipSpec = KinshipSpec()
     budget: Budget = Budget()
     seed: int = 0
@@ -88,13 +91,17 @@ class BreedConfig(_Strict):
                                                       "kinship": {"threshold"}})
         if not data["fitness"]["lm_eval"]:
             del data["fitness"]["lm_eval"]
+        if data["select"] == "topk":
+            del data["select"]
+        else:  # the predicted rule chooses every pair itself: explore changes nothing
+            del data["explore"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: Any) -> BreedConfig:
     """Parse breed.yml (a path, a dict or a config); every problem is reported at once.
 
-    `overrides` are the command line's: k, explore, seed, generations, evaluations.
+    `overrides` are the command line's: k, explore, select, seed, generations, evaluations.
     Relative model paths are taken relative to the working directory, as in recipes.
     """
     if isinstance(source, BreedConfig):

@@ -2,8 +2,10 @@
 
 Generation 1 merges every pair of the pool; each later generation merges every pair of the
 top-k not merged before and, with exploration, the best model with its least-related
-relative. Every decision is a function of cached fitness and kinship values (ties broken by
-creation order), so a resumed run replays the same decisions and redoes no finished work.
+relative. With `select: predicted` each generation instead merges the candidate pairs of
+best predicted gain (breed/predict.py). Every decision is a function of cached fitness and
+kinship values (ties broken by creation order), so a resumed run replays the same decisions
+and redoes no finished work.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Callable
 from kinmerge import lineage
 from kinmerge.breed.config import PARENT_BASED, BreedConfig
 from kinmerge.breed.fitness import KinshipFn
+from kinmerge.breed.predict import Prediction, predicted_pairs
 from kinmerge.breed.state import BreedState
 from kinmerge.breed.summary import Generation, Merge
 from kinmerge.breed.work import BreedJob, FitnessRef, Outcome, run_all
@@ -27,12 +30,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Work:
-    """One pair of a generation (or a pool model: b None) and what is left to do for it."""
+class Pair:
+    """A pair a generation merges (or a pool model to score: b None), parents in recipe order."""
 
     a: str
     b: str | None
-    origin: str
+    origin: str  # "pool", "top-k", "explore" or "predicted"
+    prediction: Prediction | None = None  # select: predicted
+
+
+@dataclass(frozen=True)
+class Work:
+    """One pair of a generation and what is left to do for it."""
+
+    pair: Pair
     name: str  # the child (or the pool model)
     job: BreedJob | None  # None: merged and scored before
     seq: int | None = None  # creation order of a new child
@@ -117,10 +128,10 @@ class Breeder:
         return min(cands, key=key)
 
     # merging and scoring (planned here, run by the runner) -------------------------------
-    def measure(self, gen: int, pairs: list[tuple[str, str, str]]) -> tuple[list[tuple], bool]:
-        """Merge (once ever) and score (once ever) the children of `pairs` (a, b, origin), in
-        parallel on the runner; returns (a, b, child, origin) of each, and whether the budget
-        cut the list short. Pool models are scored with pairs (name, None, "pool")."""
+    def measure(self, gen: int, pairs: list[Pair]) -> tuple[list[tuple[Pair, str]], bool]:
+        """Merge (once ever) and score (once ever) the children of `pairs`, in parallel on the
+        runner; returns (pair, child) of each, and whether the budget cut the list short.
+        Pool models are scored with Pair(name, None, "pool")."""
         works, out_of_budget = self.plan_work(gen, pairs)
         jobs = {w.name: w for w in works if w.job is not None}
         order, finished = list(jobs), {}
@@ -138,9 +149,9 @@ class Breeder:
             for name in [n for n in order if n in finished]:
                 self.report(jobs[name], finished.pop(name))
         self.present.update(w.name for w in works)
-        return [(w.a, w.b, w.name, w.origin) for w in works], out_of_budget
+        return [(w.pair, w.name) for w in works], out_of_budget
 
-    def plan_work(self, gen: int, pairs: list[tuple]) -> tuple[list[Work], bool]:
+    def plan_work(self, gen: int, pairs: list[Pair]) -> tuple[list[Work], bool]:
         """The work of the pairs the budget allows, in order, as a
         sequential run would do them: never merge a child that cannot be scored."""
         limit, count = self.cfg.budget.evaluations, self.state.evaluation_count()
@@ -149,7 +160,8 @@ class Breeder:
         taken = {n for n, r in rows.items() if r.origin != "pool"}
         taken |= {c for c, _ in reserved.values()}
         works, new = [], []
-        for a, b, origin in pairs:
+        for pair in pairs:
+            a, b = pair.a, pair.b
             done = a if b is None else self.state.child_of(a, b)
             scored = done is not None and self.state.evaluation(done) is not None
             if not scored:
@@ -157,14 +169,14 @@ class Breeder:
                     return works, True
                 count += 1
             if done is not None:
-                works.append(Work(a, b, origin, done, None if scored else self.score_job(done)))
+                works.append(Work(pair, done, None if scored else self.score_job(done)))
                 continue
             name, seq = reserved.get(tuple(sorted((a, b))), (None, None))
             if name is None:
                 name, seq = f"g{gen}-{len(taken) + 1:02d}", pool + len(taken)
                 taken.add(name)
                 new.append((a, b, name, seq))
-            works.append(Work(a, b, origin, name, self.merge_job(a, b, gen, name), seq))
+            works.append(Work(pair, name, self.merge_job(pair, gen, name), seq))
         self.state.reserve(new)
         return works, False
 
@@ -172,20 +184,21 @@ class Breeder:
         return BreedJob(name, self.state.models()[name].path, self.fitness,
                         device=self.cfg.device)
 
-    def merge_job(self, a: str, b: str, gen: int, name: str) -> BreedJob:
-        rows = self.state.models()
-        kin = self.kinship(a, b)
+    def merge_job(self, pair: Pair, gen: int, name: str) -> BreedJob:
+        rows, (a, b), pred = self.state.models(), (pair.a, pair.b), pair.prediction
+        extra = {"generation": gen, "parent_kinship": {self.cfg.kinship.metric: self.kinship(a, b)}}
+        if pred is not None:
+            extra.update(predicted_gain=pred.gain, predicted_by=pred.model)
         return BreedJob(name, str(self.out / "models" / name), self.fitness,
                         self.recipe(rows[a].path, rows[b].path), self.cfg.seed, self.cfg.device,
-                        (rows[a].lineage_id, rows[b].lineage_id),
-                        {"generation": gen, "parent_kinship": {self.cfg.kinship.metric: kin}})
+                        (rows[a].lineage_id, rows[b].lineage_id), extra)
 
     def record_outcome(self, gen: int, w: Work, out: Outcome) -> None:
         """Commit a finished job: the child (if it was merged), then its evaluation."""
-        a, b, name, job = w.a, w.b, w.name, w.job
+        a, b, name, job = w.pair.a, w.pair.b, w.name, w.job
         if job.recipe is not None:
             lin = lineage.read(job.path)
-            self.state.add_model(name, job.path, lin.model.id, gen, (a, b), w.origin,
+            self.state.add_model(name, job.path, lin.model.id, gen, (a, b), w.pair.origin,
                                  seq=w.seq)
             self.state.put_lineage(lin.model)
         self.state.add_evaluation(name, out.fitness, out.scores, out.seconds)
@@ -225,23 +238,23 @@ class Breeder:
         """Breed until a stop rule fires; returns (stop reason, per-generation records)."""
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         self.present = set(pool)
-        _, out_of_budget = self.measure(0, [(name, None, "pool") for name in pool])
+        _, out_of_budget = self.measure(0, [Pair(name, None, "pool") for name in pool])
         if out_of_budget:
             return "budget", []
         top = self.top_k()
-        gens = [self.record(0, top, [], None)]
+        gens = [self.record(0, top, [], [], None)]
         gen = 1
         while True:
             limit = self.cfg.budget.generations
             if limit is not None and gen > limit:
                 return "generation limit", gens
-            planned, explore = self.plan(gen, top)
-            if not planned and explore is None:
-                return "nothing left to merge", gens
-            merged, out_of_budget = self.breed(gen, planned, explore)
+            pairs, skipped = self.plan(gen, top)
+            if not pairs:
+                return ("no pair predicted to gain" if skipped else "nothing left to merge"), gens
+            merged, out_of_budget = self.measure(gen, pairs)
             new_top = self.top_k()
             if merged:
-                gens.append(self.record(gen, new_top, merged, explore))
+                gens.append(self.record(gen, new_top, merged, pairs, skipped))
             if out_of_budget:
                 return "budget", gens
             if set(new_top) == set(top):
@@ -250,23 +263,22 @@ class Breeder:
                 return "kinship threshold", gens
             top, gen = new_top, gen + 1
 
-    def plan(self, gen: int, top: list[str]) -> tuple[list[tuple[str, str]], tuple | None]:
+    def plan(self, gen: int, top: list[str]) -> tuple[list[Pair], int | None]:
+        """This generation's pairs, in the order they are merged, and (select: predicted) how
+        many candidates were skipped as predicted useless."""
+        if self.cfg.select == "predicted":
+            chosen, skipped = predicted_pairs(self, gen, top)
+            return [Pair(*self.ordered(c.a, c.b), "predicted", p) for c, p in chosen], skipped
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         pairs = itertools.combinations(pool if gen == 1 else top, 2)
         merged = self.merged_pairs()
-        planned = [self.ordered(a, b) for a, b in pairs if tuple(sorted((a, b))) not in merged]
-        explore = None
+        planned = [Pair(*self.ordered(a, b), "top-k") for a, b in pairs
+                   if tuple(sorted((a, b))) not in merged]
         if self.cfg.explore and gen > 1:
-            partner = self.least_related(top[0], set(planned))
-            explore = (top[0], partner) if partner is not None else None
-        return planned, explore
-
-    def breed(self, gen: int, planned: list, explore: tuple | None) -> tuple[list, bool]:
-        """Merge and score this generation's pairs; stops early when the budget runs out."""
-        pairs = [(a, b, "top-k") for a, b in planned]
-        if explore is not None:
-            pairs.append((*explore, "explore"))
-        return self.measure(gen, pairs)
+            partner = self.least_related(top[0], {(p.a, p.b) for p in planned})
+            if partner is not None:
+                planned.append(Pair(top[0], partner, "explore"))
+        return planned, None
 
     def converged(self, kin: float) -> bool:
         thr = self.cfg.kinship.threshold
@@ -274,21 +286,27 @@ class Breeder:
             return False
         return kin <= thr if self.cfg.kinship.metric == "ed" else kin >= thr
 
-    def record(self, gen: int, top: list[str], merged: list[tuple],
-               explore: tuple | None) -> Generation:
+    def record(self, gen: int, top: list[str], merged: list[tuple[Pair, str]],
+               planned: list[Pair], skipped: int | None) -> Generation:
+        explore = next(((p.a, p.b) for p in planned if p.origin == "explore"), None)
         data = Generation(
             gen, tuple(top), self.top_k_kinship(top), self.state.evaluation(top[0])[0], top[0],
-            tuple(Merge((a, b), c, o) for a, b, c, o in merged),
-            tuple(explore) if explore else None,  # type: ignore[arg-type]
+            tuple(_merge_record(p, c) for p, c in merged), explore,  # type: ignore[arg-type]
             # models scored up to here (not the database total, which a resumed run's
             # replay of earlier generations would overstate)
-            sum(self.state.evaluation(n) is not None for n in self.present))
+            sum(self.state.evaluation(n) is not None for n in self.present), skipped)
         self.state.set_generation(gen, data.to_dict())
         log.info("generation %d: best %s = %.4f, top-k %s (kinship %.3f), %d evaluations",
                  gen, top[0], data.best, ", ".join(top), data.top_k_kinship, data.evaluations)
         if self.on_generation is not None:
             self.on_generation(data)
         return data
+
+
+def _merge_record(p: Pair, child: str) -> Merge:
+    pred = p.prediction
+    return Merge((p.a, p.b), child, p.origin,  # type: ignore[arg-type]
+                 None if pred is None else pred.gain, None if pred is None else pred.model)
 
 
 def _local(ref: str) -> Path | None:

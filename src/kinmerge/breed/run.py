@@ -53,7 +53,7 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
 
     `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
     configured fitness and kinmerge.kinship (tests, custom scoring); `overrides` are k,
-    explore, seed, generations, evaluations. A generation's merges and evaluations run
+    explore, select ("topk" or "predicted"), seed, generations, evaluations. A generation's merges and evaluations run
     `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
     at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
     object must be picklable (a configured fitness always is).
@@ -136,7 +136,8 @@ def _summary(cfg: BreedConfig, state: BreedState, breeder: Breeder, stop: str,
     best = ranked[0] if ranked else None
     return BreedSummary(cfg.explore, cfg.k, cfg.kinship.metric, state.evaluation_count(),
                         cfg.budget.evaluations, state.evaluation(best)[0] if best else None,
-                        best, state.models()[best].path if best else None, stop, tuple(gens))
+                        best, state.models()[best].path if best else None, stop, tuple(gens),
+                        cfg.select)
 
 
 HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship",

@@ -42,7 +42,7 @@ class ModelRow:
     seq: int  # creation order: the tie-break that keeps rankings deterministic
     generation: int
     parents: tuple[str, ...]
-    origin: str  # "pool", "top-k" or "explore"
+    origin: str  # "pool", "top-k", "explore" or "predicted"
 
 
 def _key(a: str, b: str) -> tuple[str, str]:

@@ -11,7 +11,18 @@ from kinmerge.record import Record
 class Merge(Record):
     parents: tuple[str, str]
     child: str
-    origin: str  # "top-k" or "explore"
+    origin: str  # "top-k", "explore" or "predicted"
+    # select: predicted: the gain expected of the child, and by which model ("fit" or
+    # "prior"); left out of summary.json for the other origins
+    predicted_gain: float | None = None
+    predicted_by: str | None = None
+
+    _omit_none = ("predicted_gain", "predicted_by")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Merge":
+        return cls(tuple(d["parents"]), d["child"], d["origin"],  # type: ignore[arg-type]
+                   d.get("predicted_gain"), d.get("predicted_by"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,15 +37,18 @@ class Generation(Record):
     merged: tuple[Merge, ...]
     explored: tuple[str, str] | None
     evaluations: int  # models scored up to here
+    # select: predicted: candidate pairs skipped as predicted useless (left out otherwise)
+    skipped: int | None = None
+
+    _omit_none = ("skipped",)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Generation":
         return cls(d["generation"], tuple(d["top_k"]), d["top_k_kinship"], d["best"],
                    d["best_model"],
-                   tuple(Merge(tuple(m["parents"]), m["child"], m["origin"])  # type: ignore[arg-type]
-                         for m in d["merged"]),
+                   tuple(Merge.from_dict(m) for m in d["merged"]),
                    tuple(d["explored"]) if d["explored"] else None,  # type: ignore[arg-type]
-                   d["evaluations"])
+                   d["evaluations"], d.get("skipped"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,3 +65,4 @@ class BreedSummary(Record):
     best_path: str | None
     stop_reason: str
     generations: tuple[Generation, ...]
+    select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1) or "predicted"

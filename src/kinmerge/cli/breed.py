@@ -21,6 +21,9 @@ out = Console()
 @click.option("--top-k", "k", type=int, default=None, help="How many top models to merge.")
 @click.option("--explore/--no-explore", default=None,
               help="Also merge the best model with its least-related relative.")
+@click.option("--select", type=click.Choice(["topk", "predicted"]), default=None,
+              help="How pairs are chosen: the top-k pairwise (Algorithm 1) or by predicted "
+                   "gain from kinship and the parents' fitness.")
 @click.option("--budget", "evaluations", type=int, default=None,
               help="Most evaluations in all (the pool's included).")
 @click.option("--seed", type=int, default=None, help="Merge seed.")
@@ -32,8 +35,8 @@ out = Console()
               help="Ray cluster to join (default: start a local one).")
 @click.option("--report/--no-report", default=True, help="Write report.html at the end.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
-def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, workers, backend,
-              ray_address, report, threads):
+def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, seed, workers,
+              backend, ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
     if threads is not None:  # every merge and evaluation of the run follows it
         os.environ[THREADS_ENV] = str(threads)
@@ -41,13 +44,15 @@ def breed_cmd(config, out_dir, generations, k, explore, evaluations, seed, worke
 
     def show(g: dict) -> None:
         extra = f" · explored {' + '.join(g['explored'])}" if g.get("explored") else ""
+        if g.get("skipped"):
+            extra += f" · {g['skipped']} pairs predicted useless"
         out.print(f"gen {g['generation']}: best {g['best']:.4f} ({g['best_model']}) · "
                   f"top-k kinship {g['top_k_kinship']:.3f} · {g['evaluations']} evaluations"
                   f"{extra}", highlight=False)
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
-                   evaluations=evaluations, seed=seed, on_generation=show, workers=workers,
-                   backend=backend, ray_address=ray_address)
+                   select=select, evaluations=evaluations, seed=seed, on_generation=show,
+                   workers=workers, backend=backend, ray_address=ray_address)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
     for g in s["generations"]:

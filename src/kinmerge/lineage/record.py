@@ -39,6 +39,10 @@ class LineageRecord(BaseModel):
     parent_kinship: dict[str, float] = {}  # metric -> value between the parents
     scores: dict[str, float] = {}
     merge_gain: float | None = None  # score(child) - mean score(parents)
+    # breeding with `select: predicted`: the gain expected before the merge, and the model
+    # that expected it ("fit" or "prior"; kinmerge/breed/predict.py)
+    predicted_gain: float | None = None
+    predicted_by: str | None = None
     generation: int | None = None
     created: str | None = None
     tool: str = "kinmerge"

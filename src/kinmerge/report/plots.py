@@ -115,7 +115,8 @@ def write_run_plots(run: str | Path) -> list[Path]:
         children = [(int(r["generation"]), float(r["fitness"])) for r in rows if r["fitness"]]
         points = [(float(r["parent_kinship"]), float(r["merge_gain"])) for r in rows
                   if r.get("parent_kinship") and r.get("merge_gain")]
-        mode = "with exploration" if summary.get("explore") else "plain greedy"
+        mode = ("pairs by predicted gain" if summary.get("select") == "predicted"
+                else "with exploration" if summary.get("explore") else "plain greedy")
         metric = summary.get("metric", "pcc")
         written.append(fitness_per_generation(gens, children, run / "fitness.png",
                                               f"fitness per generation ({mode})"))
