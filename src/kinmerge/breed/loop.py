@@ -134,20 +134,9 @@ class Breeder:
         Pool models are scored with Pair(name, None, "pool")."""
         works, out_of_budget = self.plan_work(gen, pairs)
         jobs = {w.name: w for w in works if w.job is not None}
-        order, finished = list(jobs), {}
-
-        def record(job: BreedJob, out: Outcome) -> None:
-            self.record_outcome(gen, jobs[job.name], out)  # committed the moment it is back
-            finished[job.name] = out
-            while order and order[0] in finished:  # logged in plan order, not finish order
-                name = order.pop(0)
-                self.report(jobs[name], finished.pop(name))
-
-        try:
-            run_all(self.runner, [w.job for w in jobs.values()], record)
-        finally:  # after a failure: what did finish, still in order
-            for name in [n for n in order if n in finished]:
-                self.report(jobs[name], finished.pop(name))
+        run_all(self.runner, [w.job for w in jobs.values()],
+                lambda job, out: self.record_outcome(gen, jobs[job.name], out),
+                lambda job, out: self.report(jobs[job.name], out))  # in plan order
         self.present.update(w.name for w in works)
         return [(w.pair, w.name) for w in works], out_of_budget
 
@@ -208,7 +197,7 @@ class Breeder:
     def report(w: Work, out: Outcome) -> None:
         """A finished job's progress lines (merged, scored)."""
         if w.job is not None and w.job.recipe is not None and out.merged:
-            log.info("merged %s + %s -> %s", w.a, w.b, w.name)
+            log.info("merged %s + %s -> %s", w.pair.a, w.pair.b, w.name)
         log.info("evaluated %s: %.4f", w.name, out.fitness)
 
     def recipe(self, a: str, b: str) -> dict:
