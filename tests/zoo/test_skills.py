@@ -65,3 +65,46 @@ def test_unknown_skill_is_one_clear_error(tmp_path):
     with pytest.raises(KinmergeError, match="(?s)unknown zoo skill.*juggle.*choose among"):
         build_zoo(tmp_path / "z", cfg, seed=0)
     assert not (tmp_path / "z").exists()
+
+
+def test_presets():
+    kin = ZooConfig.preset("kin")
+    assert kin.skills == ("sort", "shift", "upper")
+    assert [(e.name, e.skill, e.seed) for e in kin.experts] == [
+        ("sort1", "sort", 1), ("sort2", "sort", 2), ("shift1", "shift", 1),
+        ("shift2", "shift", 2), ("upper1", "upper", 1), ("upper2", "upper", 2)]
+    assert all(e.replay == 0.5 for e in kin.experts) and kin.expert.lr == 2e-4
+    assert ZooConfig.preset("default") == ZooConfig()
+    assert ZooConfig.preset("tiny") == ZooConfig.tiny()
+    with pytest.raises(KinmergeError, match="(?s)unknown zoo preset 'huge'.*default, kin, tiny"):
+        ZooConfig.preset("huge")
+
+
+def test_composition_problems():
+    from kinmerge.zoo.properties import composition_problems
+    good = {"all": {"a+b+c": {"x": 0.8, "y": 0.9, "z": 0.85}},
+            "pairs": {"a+b": {"x": 0.9, "y": 0.9, "z": 0.4}},
+            "relatives": {"a+a2": {"x": 0.5, "y": 0.1, "z": 0.1}},
+            "skills": {"a": "x", "a2": "x", "b": "y", "c": "z"}}
+    assert composition_problems(good) == []
+    bad = {**good, "all": {"a+b+c": {"x": 0.6, "y": 0.7, "z": 0.7}},
+           "relatives": {"a+a2": {"x": 0.95, "y": 0.1, "z": 0.1}}}
+    got = composition_problems(bad)
+    assert got == ["the merge a+b+c keeps too little of x (0.600) (needs >= 0.7)",
+                   "the merge of all skills (0.667) does not beat the best two-skill merge "
+                   "a+b (0.733)",
+                   "same-skill experts a+a2 merge well (x 0.950): the family has no near "
+                   "relatives that crowd the top-k"]
+
+
+def test_cli_preset_option(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kinmerge.cli import main
+    monkeypatch.setenv("KINMERGE_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(main, ["zoo", "build", str(tmp_path / "out"), "--preset", "tiny",
+                                  "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "out" / "zoo.json").read_text())["seed"] == 3
+    r = CliRunner().invoke(main, ["zoo", "build", str(tmp_path / "o2"), "--preset", "huge"])
+    assert r.exit_code == 2 and "'huge' is not one of 'default', 'kin', 'tiny'" in r.output

@@ -85,6 +85,31 @@ class ZooConfig:
         return self.pretrain or T.DEFAULT_PRETRAIN
 
     @classmethod
+    def kin(cls) -> "ZooConfig":
+        """The breeding family (`--preset kin`, about 5 minutes on 2 cores): three skills that
+        compose (sort, shift, upper), two experts each from different seeds, trained gently
+        (lr 2e-4, 200 steps, half replay) so that task vectors stay short. A task-arithmetic
+        merge of one expert per skill keeps all three skills and beats every two-skill merge,
+        while two same-skill experts (the near relatives) merge badly: the README's Breeding
+        section shows what greedy merging, exploration and predicted-gain selection make of it.
+        (`rev`, also in pretraining, is left out: its task vector wipes out the others.)"""
+        gentle = Schedule(steps=200, lr=2e-4, batch=64, warmup=25)
+        return cls(expert=gentle, skills=("sort", "shift", "upper"),
+                   pretrain=("rev", "sort", "shift", "upper", "copy"),
+                   experts=tuple(Expert(f"{s}{i}", s, seed=i, replay=0.5)
+                                 for s in ("sort", "shift", "upper") for i in (1, 2)),
+                   parents=("sort1", "shift1"))
+
+    @classmethod
+    def preset(cls, name: str) -> "ZooConfig":
+        """A named config: `default` (the shipped zoo's), `kin`, `tiny`."""
+        makers = {"default": cls, "kin": cls.kin, "tiny": cls.tiny}
+        if name not in makers:
+            raise KinmergeError(f"unknown zoo preset {name!r}", where="zoo preset",
+                                fix=f"choose among {', '.join(makers)}")
+        return makers[name]()
+
+    @classmethod
     def tiny(cls) -> "ZooConfig":
         """Seconds to build: for tests, where only shapes, files and determinism matter."""
         return cls(hidden=32, layers=2, heads=2, intermediate=64,

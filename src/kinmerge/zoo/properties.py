@@ -14,6 +14,11 @@ from pathlib import Path
 
 EXPERT_MIN = 0.75  # an expert's held-out exact match on its own skill (zoo-v1's lowest: 0.81)
 BASE_MAX = 0.10    # the base's, on every expert skill, at most
+# the kin preset: experts stronger; the base knows shift/upper partly (per-letter maps
+# generalise to longer words), so its bar is looser; a merge of one expert per skill keeps
+# every skill at KIN_MERGED_MIN or more (task arithmetic, weight 0.8, as its breeding operator)
+KIN_EXPERT_MIN, KIN_BASE_MAX, KIN_MERGED_MIN = 0.9, 0.5, 0.7
+KIN_WEIGHT = 0.8
 
 
 def measure(root: str | Path, split: str = "heldout") -> dict:
@@ -57,3 +62,76 @@ def problems(p: dict, expert_min: float = EXPERT_MIN, base_max: float = BASE_MAX
 def _skill_pair(p: dict, key: str) -> tuple[str, str]:
     a, b = key.split("|")
     return p["skills"][a], p["skills"][b]
+
+
+def is_kin(root: str | Path) -> bool:
+    """Whether the zoo at `root` is of the kin preset's skills."""
+    from kinmerge.zoo.family import ZooConfig
+    cfg = json.loads((Path(root) / "zoo.json").read_text())["config"]
+    return tuple(cfg.get("skills", ())) == ZooConfig.kin().skills
+
+
+def check_zoo(root: str | Path, split: str = "heldout", measured: dict | None = None
+              ) -> list[str]:
+    """Every property the zoo at `root` should have and lacks ([] for a good zoo): the
+    default properties, and for the kin preset its stricter bars and `composition`'s.
+    `measured`: `measure(root, split)`, when the caller has it already."""
+    p = measured or measure(root, split)
+    if not is_kin(root):
+        return problems(p)
+    return (problems(p, KIN_EXPERT_MIN, KIN_BASE_MAX)
+            + composition_problems(composition(root, split)))
+
+
+def composition(root: str | Path, split: str = "heldout") -> dict:
+    """Scores of task-arithmetic merges (weight 0.8) of the first expert of each skill: all
+    of them, every pair of them, and each skill's two experts (near relatives)."""
+    import itertools
+
+    import kinmerge
+    from kinmerge.evaluate import ExactMatch
+    root = Path(root)
+    manifest = json.loads((root / "zoo.json").read_text())
+    by_skill: dict[str, list[str]] = {}
+    for name, m in manifest["models"].items():
+        if m["skill"]:
+            by_skill.setdefault(m["skill"], []).append(name)
+    evaluators = [ExactMatch(root / manifest["skills"][s][split], name=s) for s in by_skill]
+
+    def score(names: tuple[str, ...]) -> dict[str, float]:
+        recipe = {"merge_method": "task_arithmetic", "base_model": str(root / "base"),
+                  "dtype": "float32", "models": [{"model": str(root / n), "parameters":
+                                                  {"weight": KIN_WEIGHT}} for n in names]}
+        model = kinmerge.merge_to_memory(recipe)
+        return {k: v for e in evaluators for k, v in e(model).items()}
+
+    firsts = tuple(names[0] for names in by_skill.values())
+    return {"all": {"+".join(firsts): score(firsts)},
+            "pairs": {"+".join(c): score(c) for c in itertools.combinations(firsts, 2)},
+            "relatives": {"+".join(n[:2]): score(tuple(n[:2]))
+                          for n in by_skill.values() if len(n) > 1},
+            "skills": {n: s for s, names in by_skill.items() for n in names}}
+
+
+def composition_problems(c: dict) -> list[str]:
+    """The kin preset's family properties: the merge of all skills keeps each skill, beats
+    every two-skill merge, and two same-skill experts merge below one of them alone."""
+    def mean(s: dict) -> float:
+        return sum(s.values()) / len(s)
+    out = []
+    (name, full), = c["all"].items()
+    weak = {k: v for k, v in full.items() if v < KIN_MERGED_MIN}
+    if weak:
+        out.append(f"the merge {name} keeps too little of "
+                   + ", ".join(f"{k} ({v:.3f})" for k, v in weak.items())
+                   + f" (needs >= {KIN_MERGED_MIN})")
+    best_pair = max(c["pairs"].items(), key=lambda kv: mean(kv[1]))
+    if mean(full) <= mean(best_pair[1]):
+        out.append(f"the merge of all skills ({mean(full):.3f}) does not beat the best "
+                   f"two-skill merge {best_pair[0]} ({mean(best_pair[1]):.3f})")
+    for pair, scores in c["relatives"].items():
+        skill = c["skills"][pair.split("+")[0]]
+        if scores[skill] >= 0.9:
+            out.append(f"same-skill experts {pair} merge well ({skill} {scores[skill]:.3f}): "
+                       "the family has no near relatives that crowd the top-k")
+    return out

@@ -1,0 +1,96 @@
+"""Greedy vs exploration vs predicted pair selection on a zoo family, over seeds.
+
+    .venv/bin/python benchmarks/breed_science.py                 # seeds 0 1 2, ~1 h on 2 cores
+    .venv/bin/python benchmarks/breed_science.py --write-docs    # and rewrite the README block
+
+For each seed the `kin` zoo preset is built (cached after the first time; ~7 min on 2 cores),
+then bred three ways at the same evaluation budget (see kinmerge/results/science.py). Writes
+OUT/science.json, prints the table, draws OUT/{best_per_generation,topk_kinship,
+kinship_vs_gain}.png; with --write-docs also docs/breed-science.json, the figures under
+docs/figures/ and the README's `results:breed-science` block.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from kinmerge.results import science as S
+from kinmerge.results.science_render import figures, render
+
+OPERATOR = {"merge_method": "task_arithmetic", "model_parameters": {"weight": 0.8},
+            "dtype": "float32"}
+
+
+def run_seed(seed: int, out: Path, budget: int, strategies: list[str], preset: str) -> list[dict]:
+    from kinmerge.breed import breed
+    from kinmerge.zoo.family import ZooConfig, zoo
+    root = zoo(ZooConfig.preset(preset), seed=seed)
+    runs = []
+    for name in strategies:
+        cfg = S.breed_config(root, seed, OPERATOR, budget)
+        cfg.update(S.STRATEGIES[name])
+        run_out = out / f"seed{seed}" / name
+        logging.info("seed %d, %s: breeding into %s", seed, name, run_out)
+        breed(cfg, run_out, plots=False)
+        runs.append({"seed": seed, "strategy": name, "zoo": str(root),
+                     **S.read_run(run_out)})
+    return runs
+
+
+def add_kinship(children: list[dict], base_of: dict[int, str]) -> None:
+    """Parent kinship in every metric, measured once per pair of parents."""
+    from kinmerge.kinship import kinship
+    cache: dict[tuple, dict] = {}
+    for c in children:
+        key = tuple(sorted(c["paths"]))
+        if key not in cache:
+            k = kinship(*key, base=base_of[c["seed"]], metrics=list(S.METRICS))
+            cache[key] = {m: float(k[m]) for m in S.METRICS}
+        c["kinship"] = cache[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=60, help="evaluations per run (pool included)")
+    ap.add_argument("--strategies", nargs="+", default=list(S.STRATEGIES),
+                    choices=list(S.STRATEGIES))
+    ap.add_argument("--preset", default="kin", help="zoo preset (ZooConfig.preset)")
+    ap.add_argument("--out", type=Path, default=Path("runs/breed-science"))
+    ap.add_argument("--write-docs", action="store_true",
+                    help="also write docs/breed-science.json, docs/figures/ and the README block")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from kinmerge.results.collect import meta
+    runs = [r for s in args.seeds
+            for r in run_seed(s, args.out, args.budget, args.strategies, args.preset)]
+    children = S.unique_children(runs)
+    add_kinship(children, {r["seed"]: str(Path(r["zoo"]) / "base") for r in runs})
+    data = {"meta": {**meta(tuple(args.seeds)), "budget": args.budget, "preset": args.preset,
+                     "operator": OPERATOR},
+            "runs": runs, "children": children,
+            "correlation": S.kinship_vs_gain(children),
+            "compare": {f"{a}_vs_greedy": S.compare(runs, a, "greedy")
+                        for a in args.strategies if a != "greedy"}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "science.json").write_text(json.dumps(data, indent=1) + "\n")
+    pngs = figures(data, args.out)
+    print(render(data))
+    if args.write_docs:
+        from kinmerge.results.render import replace_block
+        Path("docs/figures").mkdir(parents=True, exist_ok=True)
+        for p in pngs:
+            shutil.copy(p, Path("docs/figures") / p.name)
+        Path("docs/breed-science.json").write_text(json.dumps(data, indent=1) + "\n")
+        readme = Path("README.md")
+        readme.write_text(replace_block(readme.read_text(), "breed-science", render(data)))
+        print("rewrote README.md (results:breed-science), docs/breed-science.json, docs/figures/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
