@@ -23,6 +23,8 @@ from kinmerge.results.science_render import figures, render
 
 OPERATOR = {"merge_method": "task_arithmetic", "model_parameters": {"weight": 0.8},
             "dtype": "float32"}
+PAIRS = [("explore", "greedy"), ("predicted", "greedy"), ("predicted", "explore")]
+BUDGET = 40  # evaluations a run, the pool's included (examples/breed-kin.yml has the same)
 
 
 def run_seed(seed: int, out: Path, budget: int, strategies: list[str], preset: str) -> list[dict]:
@@ -56,7 +58,7 @@ def add_kinship(children: list[dict], base_of: dict[int, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--budget", type=int, default=60, help="evaluations per run (pool included)")
+    ap.add_argument("--budget", type=int, default=BUDGET, help="evaluations per run (pool included)")
     ap.add_argument("--strategies", nargs="+", default=list(S.STRATEGIES),
                     choices=list(S.STRATEGIES))
     ap.add_argument("--preset", default="kin", help="zoo preset (ZooConfig.preset)")
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                      "operator": OPERATOR},
             "runs": runs, "children": children,
             "correlation": S.kinship_vs_gain(children),
-            "compare": {f"{a}_vs_greedy": S.compare(runs, a, "greedy")
-                        for a in args.strategies if a != "greedy"}}
+            "compare": {f"{a}_vs_{b}": S.compare(runs, a, b) for a, b in PAIRS
+                        if {a, b} <= set(args.strategies)}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "science.json").write_text(json.dumps(data, indent=1) + "\n")
     pngs = figures(data, args.out)

@@ -73,3 +73,21 @@ def test_the_zoo_example_parses():
     assert cfg.operator["merge_method"] == "task_arithmetic" and cfg.k == 3 and cfg.explore
     assert cfg.operator != DEFAULT_OPERATOR
     assert [t.name for t in cfg.fitness.tasks] == ["rev", "sort"]
+
+
+def test_the_kin_example_is_what_the_benchmark_runs():
+    """examples/breed-kin.yml and benchmarks/breed_science.py must describe the same run."""
+    import importlib.util
+    from pathlib import Path
+
+    from kinmerge.zoo.family import ZooConfig
+    root = Path(__file__).parents[2]
+    spec = importlib.util.spec_from_file_location("bs", root / "benchmarks" / "breed_science.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = load_breed_config(root / "examples" / "breed-kin.yml")
+    kin = ZooConfig.kin()
+    assert cfg.operator == bench.OPERATOR and cfg.k == 3 and cfg.kinship.threshold is None
+    assert cfg.pool == [f"zoo-kin/{e.name}" for e in kin.experts]
+    assert [t.name for t in cfg.fitness.tasks] == list(kin.skills)
+    assert cfg.budget.evaluations == bench.BUDGET

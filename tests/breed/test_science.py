@@ -14,6 +14,8 @@ from kinmerge.results.science_render import render
 def test_evals_to_best_and_stall_generation():
     assert S.evals_to_best([0.2, 0.5, 0.4, 0.5, 0.1]) == 2
     assert S.evals_to_best([0.9]) == 1
+    assert S.evals_to_reach([0.2, 0.5, 0.4], 0.45) == 2
+    assert S.evals_to_reach([0.2, 0.5], 0.6) is None
     assert S.stall_generation([0.3, 0.5, 0.5, 0.6]) == 2
     assert S.stall_generation([0.3, 0.5, 0.7]) is None
     assert S.stall_generation([0.3, 0.2]) == 1
@@ -32,8 +34,9 @@ def test_pearson_by_hand_and_bootstrap_interval():
 
 
 def _run(seed, strategy, best, evals_to_best, children=()):
+    trace = [0.0] * (evals_to_best - 1) + [best]
     return {"seed": seed, "strategy": strategy, "best": best, "evals_to_best": evals_to_best,
-            "children": list(children)}
+            "children": list(children), "trace": trace}
 
 
 def test_compare_counts_wins_and_spread():
@@ -47,6 +50,8 @@ def test_compare_counts_wins_and_spread():
     assert c["sd_diff"] == pytest.approx(math.sqrt(((0.2 - 0.1 / 3) ** 2 + (0.1 / 3) ** 2
                                                     + (-0.1 - 0.1 / 3) ** 2) / 2))
     assert c["evals_diff"] == [4, 0, -2]
+    # seed 0: greedy's 0.5 is reached by explore only at its best (14), greedy at 10
+    assert c["evals_to_common"] == [(14, 10), (12, 12), (9, 11)]
 
 
 def test_unique_children_counts_a_pool_pair_once_per_seed():
@@ -97,6 +102,7 @@ def test_render_has_the_three_tables_and_the_paper_value():
                                           "date": "2026-11-30", "load": 1.0}}
     text = render(data)
     assert "| 0 | exploration (paper) | 0.600 | 12 | 20 | never | 0.40 -> 0.40 | budget |" in text
-    assert "| exploration (paper) | 2 / 0 / 0 | +0.100 (0.000) | +3, +3 |" in text
+    assert ("| exploration (paper) | greedy top-k | 2 / 0 / 0 | +0.100 (0.000) | 12 vs 9, 12 vs 9 |"
+            in text)
     assert "| pcc | -0.50 [-0.70, -0.20] | -0.30 [-0.60, +0.10] | 12 |" in text
     assert "-0.59" in text and "seeds 0, 1" in text

@@ -85,16 +85,17 @@ def test_composition_problems():
     good = {"all": {"a+b+c": {"x": 0.8, "y": 0.9, "z": 0.85}},
             "pairs": {"a+b": {"x": 0.9, "y": 0.9, "z": 0.4}},
             "relatives": {"a+a2": {"x": 0.5, "y": 0.1, "z": 0.1}},
+            "experts": {"a": {"x": 0.9, "y": 0.1, "z": 0.1}, "a2": {"x": 0.8, "y": 0.1, "z": 0.1}},
             "skills": {"a": "x", "a2": "x", "b": "y", "c": "z"}}
     assert composition_problems(good) == []
     bad = {**good, "all": {"a+b+c": {"x": 0.6, "y": 0.7, "z": 0.7}},
-           "relatives": {"a+a2": {"x": 0.95, "y": 0.1, "z": 0.1}}}
+           "relatives": {"a+a2": {"x": 0.95, "y": 0.2, "z": 0.1}}}
     got = composition_problems(bad)
     assert got == ["the merge a+b+c keeps too little of x (0.600) (needs >= 0.7)",
                    "the merge of all skills (0.667) does not beat the best two-skill merge "
                    "a+b (0.733)",
-                   "same-skill experts a+a2 merge well (x 0.950): the family has no near "
-                   "relatives that crowd the top-k"]
+                   "same-skill experts a+a2 gain by merging (0.417 against 0.367 alone): "
+                   "near relatives would not stall greedy merging"]
 
 
 def test_cli_preset_option(tmp_path, monkeypatch):

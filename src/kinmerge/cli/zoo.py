@@ -99,7 +99,7 @@ def check(root: Path, json_out: Path | None) -> None:
         click.echo(f"ok: every expert >= {KIN_EXPERT_MIN} on its skill, the base <= "
                    f"{KIN_BASE_MAX}, same-skill experts the nearest kin; merging one expert "
                    f"per skill keeps each >= {KIN_MERGED_MIN} and beats every two-skill merge, "
-                   "same-skill pairs merge badly")
+                   "merging two same-skill experts gains nothing")
     else:
         click.echo(f"ok: every expert >= {EXPERT_MIN} on its skill, the base <= {BASE_MAX}, "
                    "same-skill experts the nearest kin")

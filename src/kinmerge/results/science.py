@@ -60,6 +60,7 @@ def read_run(out: Path) -> dict:
             "best_path": summary["best_path"], "evaluations": summary["evaluations"],
             "stop_reason": summary["stop_reason"],
             "evals_to_best": evals_to_best([float(r["fitness"]) for r in scored]),
+            "trace": [float(r["fitness"]) for r in scored],  # fitness in evaluation order
             "stall_generation": stall_generation([g["best"] for g in gens]),
             "generations": [{"generation": g["generation"], "best": g["best"],
                              "top_k_kinship": g["top_k_kinship"],
@@ -69,8 +70,12 @@ def read_run(out: Path) -> dict:
 
 def evals_to_best(fitness_in_order: list[float]) -> int:
     """How many evaluations (in the order they were made) it took to first reach the best."""
-    best = max(fitness_in_order)
-    return next(i + 1 for i, f in enumerate(fitness_in_order) if f >= best)
+    return evals_to_reach(fitness_in_order, max(fitness_in_order))  # type: ignore[return-value]
+
+
+def evals_to_reach(fitness_in_order: list[float], target: float) -> int | None:
+    """Evaluations until a model scored `target` or more; None if none did."""
+    return next((i + 1 for i, f in enumerate(fitness_in_order) if f >= target), None)
 
 
 def stall_generation(best_per_generation: list[float]) -> int | None:
@@ -143,9 +148,12 @@ def compare(runs: list[dict], a: str, b: str) -> dict:
     seeds = sorted({r["seed"] for r in runs if (r["seed"], a) in by and (r["seed"], b) in by})
     diff = [by[s, a]["best"] - by[s, b]["best"] for s in seeds]
     evals = [by[s, a]["evals_to_best"] - by[s, b]["evals_to_best"] for s in seeds]
+    # evaluations each needed to reach the lower of the two bests (the score both reached)
+    common = [(evals_to_reach(by[s, a]["trace"], t), evals_to_reach(by[s, b]["trace"], t))
+              for s in seeds for t in [min(by[s, a]["best"], by[s, b]["best"])]]
     return {"seeds": seeds, "wins": sum(d > 0 for d in diff), "ties": sum(d == 0 for d in diff),
             "losses": sum(d < 0 for d in diff), "diff": diff, "mean_diff": _mean(diff),
-            "sd_diff": _sd(diff), "evals_diff": evals}
+            "sd_diff": _sd(diff), "evals_diff": evals, "evals_to_common": common}
 
 
 def _mean(v: list[float]) -> float:

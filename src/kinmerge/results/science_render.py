@@ -23,13 +23,13 @@ def render(data: dict) -> str:
         lines.append(_row([str(r["seed"]), LABEL[r["strategy"]], _f(r["best"]),
                            str(r["evals_to_best"]), str(r["evaluations"]),
                            str(r["stall_generation"] or "never"), kin, r["stop_reason"]]))
-    lines += ["", _row(["against greedy", "wins / ties / losses", "mean best diff (sd)",
-                        "evals to best, diff per seed"]), _row(["---"] * 4)]
+    lines += ["", _row(["strategy", "against", "wins / ties / losses", "mean best diff (sd)",
+                        "evals to reach the lower best, per seed"]), _row(["---"] * 5)]
     for key, c in data["compare"].items():
-        name = LABEL[key.split("_vs_")[0]]
-        lines.append(_row([name, f"{c['wins']} / {c['ties']} / {c['losses']}",
+        a, b = key.split("_vs_")
+        lines.append(_row([LABEL[a], LABEL[b], f"{c['wins']} / {c['ties']} / {c['losses']}",
                            f"{c['mean_diff']:+.3f} ({_sd(c['sd_diff'])})",
-                           ", ".join(f"{d:+d}" for d in c["evals_diff"])]))
+                           ", ".join(f"{x} vs {y}" for x, y in c["evals_to_common"])]))
     lines += ["", _row(["parent kinship", "r with gain [95% CI]", "r with abs(gain) [95% CI]",
                         "children"]), _row(["---"] * 4)]
     for m, c in data["correlation"].items():

@@ -86,12 +86,13 @@ class ZooConfig:
 
     @classmethod
     def kin(cls) -> "ZooConfig":
-        """The breeding family (`--preset kin`, about 5 minutes on 2 cores): three skills that
+        """The breeding family (`--preset kin`, 5-8 minutes on 2 cores): three skills that
         compose (sort, shift, upper), two experts each from different seeds, trained gently
         (lr 2e-4, 200 steps, half replay) so that task vectors stay short. A task-arithmetic
         merge of one expert per skill keeps all three skills and beats every two-skill merge,
-        while two same-skill experts (the near relatives) merge badly: the README's Breeding
-        section shows what greedy merging, exploration and predicted-gain selection make of it.
+        while two same-skill experts (near relatives) gain nothing by merging: the README's
+        Breeding section shows what greedy merging, exploration and predicted-gain selection
+        make of it.
         (`rev`, also in pretraining, is left out: its task vector wipes out the others.)"""
         gentle = Schedule(steps=200, lr=2e-4, batch=64, warmup=25)
         return cls(expert=gentle, skills=("sort", "shift", "upper"),

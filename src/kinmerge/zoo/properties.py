@@ -110,12 +110,15 @@ def composition(root: str | Path, split: str = "heldout") -> dict:
             "pairs": {"+".join(c): score(c) for c in itertools.combinations(firsts, 2)},
             "relatives": {"+".join(n[:2]): score(tuple(n[:2]))
                           for n in by_skill.values() if len(n) > 1},
+            "experts": {n: {k: v for e in evaluators for k, v in e(root / n).items()}
+                        for names in by_skill.values() for n in names[:2]},
             "skills": {n: s for s, names in by_skill.items() for n in names}}
 
 
 def composition_problems(c: dict) -> list[str]:
-    """The kin preset's family properties: the merge of all skills keeps each skill, beats
-    every two-skill merge, and two same-skill experts merge below one of them alone."""
+    """The kin preset's family properties: the merge of all skills keeps each skill and beats
+    every two-skill merge, and merging two same-skill experts (near relatives) gains nothing
+    over the better of them (mean over the skills, 0.02 of slack)."""
     def mean(s: dict) -> float:
         return sum(s.values()) / len(s)
     out = []
@@ -130,8 +133,8 @@ def composition_problems(c: dict) -> list[str]:
         out.append(f"the merge of all skills ({mean(full):.3f}) does not beat the best "
                    f"two-skill merge {best_pair[0]} ({mean(best_pair[1]):.3f})")
     for pair, scores in c["relatives"].items():
-        skill = c["skills"][pair.split("+")[0]]
-        if scores[skill] >= 0.9:
-            out.append(f"same-skill experts {pair} merge well ({skill} {scores[skill]:.3f}): "
-                       "the family has no near relatives that crowd the top-k")
+        better = max(mean(c["experts"][n]) for n in pair.split("+"))
+        if mean(scores) > better + 0.02:
+            out.append(f"same-skill experts {pair} gain by merging ({mean(scores):.3f} against "
+                       f"{better:.3f} alone): near relatives would not stall greedy merging")
     return out
