@@ -16,6 +16,7 @@ def test_evals_to_best_and_stall_generation():
     assert S.evals_to_best([0.9]) == 1
     assert S.evals_to_reach([0.2, 0.5, 0.4], 0.45) == 2
     assert S.evals_to_reach([0.2, 0.5], 0.6) is None
+    assert S.evals_to_reach([0.2, 0.903333], 0.9033333333333333) == 2  # rounded history
     assert S.stall_generation([0.3, 0.5, 0.5, 0.6]) == 2
     assert S.stall_generation([0.3, 0.5, 0.7]) is None
     assert S.stall_generation([0.3, 0.2]) == 1

@@ -74,8 +74,9 @@ def evals_to_best(fitness_in_order: list[float]) -> int:
 
 
 def evals_to_reach(fitness_in_order: list[float], target: float) -> int | None:
-    """Evaluations until a model scored `target` or more; None if none did."""
-    return next((i + 1 for i, f in enumerate(fitness_in_order) if f >= target), None)
+    """Evaluations until a model scored `target` or more (within 1e-6: history.csv rounds to
+    6 decimals, summary.json does not); None if none did."""
+    return next((i + 1 for i, f in enumerate(fitness_in_order) if f >= target - 1e-6), None)
 
 
 def stall_generation(best_per_generation: list[float]) -> int | None:
