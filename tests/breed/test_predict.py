@@ -116,3 +116,16 @@ def test_candidates_need_a_top_k_member_and_no_ancestry_and_no_earlier_merge():
     # (p1, p2) merged before; (p1, c) and (p2, c): ancestors; every other pair has c or p3
     assert found == [("p1", "p3"), ("p2", "p3"), ("p3", "c")]
     assert candidate_pairs(names, {"c"}, {("p1", "p2")}, anc) == [("p3", "c")]
+
+
+def test_the_fit_waits_for_children_spanning_enough_kinship():
+    """Four children of near-equal kinship cannot tell what kinship does: the prior stays."""
+    from kinmerge.breed.predict import MIN_SPREAD, fit_gain
+    narrow = [(0.10, .5, .6, .70), (0.12, .5, .5, .60), (0.11, .4, .6, .55), (0.13, .7, .7, .8)]
+    assert MIN_SPREAD == 0.2 and fit_gain(narrow) is None
+    wide = narrow + [(0.32, .5, .5, .5)]
+    assert fit_gain(wide) is not None
+    # ed is a distance without a scale: the spread is relative to the largest value
+    eds = [(50.0 + i, *rest) for i, (_, *rest) in enumerate(narrow)]  # span 3 of 53: < 0.2
+    assert fit_gain(eds) is None
+    assert fit_gain(eds + [(80.0, .5, .5, .4)]) is not None  # span 30 of 80

@@ -20,6 +20,17 @@ from kinmerge.cli import main
 M = 4  # C(3, 2) + 1 for k = 3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fit_without_spread():
+    """The fixture pool's kinships span ~0.05, below predict.MIN_SPREAD: these tests are of
+    the rule's mechanics once the fit stands, so the spread rule is off here (it has its own
+    unit test in test_predict.py)."""
+    from kinmerge.breed import predict
+    saved, predict.MIN_SPREAD = predict.MIN_SPREAD, 0.0
+    yield
+    predict.MIN_SPREAD = saved
+
+
 def run(config, fitness, kin, out):
     return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False).summary
 
