@@ -38,9 +38,18 @@ def run_seed(seed: int, out: Path, budget: int, strategies: list[str], preset: s
         run_out = out / f"seed{seed}" / name
         logging.info("seed %d, %s: breeding into %s", seed, name, run_out)
         breed(cfg, run_out, plots=False)
-        runs.append({"seed": seed, "strategy": name, "zoo": str(root),
-                     **S.read_run(run_out)})
+        run = S.read_run(run_out)
+        runs.append({"seed": seed, "strategy": name, "zoo": str(root), **run,
+                     "best_heldout": heldout(root, cfg, run["best_path"])})
     return runs
+
+
+def heldout(root: Path, cfg: dict, model: str) -> float:
+    """The winner's mean exact match on the held-out prompts (200 a skill, never searched)."""
+    from kinmerge.evaluate import ExactMatch
+    scores = [v for t in cfg["fitness"]["tasks"]
+              for v in ExactMatch(t["heldout"], name=t["name"])(model).values()]
+    return sum(scores) / len(scores)
 
 
 def add_kinship(children: list[dict], base_of: dict[int, str]) -> None:

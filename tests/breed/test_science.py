@@ -102,11 +102,12 @@ def test_render_has_the_three_tables_and_the_paper_value():
                                           "preset": "kin", "seeds": [0, 1], "budget": 20,
                                           "date": "2026-11-30", "load": 1.0}}
     text = render(data)
-    assert "| 0 | exploration (paper) | 0.600 | 12 | 20 | never | 0.40 -> 0.40 | budget |" in text
+    assert ("| 0 | exploration (paper) | 0.600 |  | 12 | 20 | never | 0.40 -> 0.40 | budget |"
+            in text)
     assert ("| exploration (paper) | greedy top-k | 2 / 0 / 0 | +0.100 (0.000) | 12 vs 9, 12 vs 9 |"
             in text)
     assert "| pcc | -0.50 [-0.70, -0.20] | -0.30 [-0.60, +0.10] | 12 |" in text
-    assert "-0.59" in text and "seeds 0, 1" in text
+    assert "reports r = -0.59" in text and "seeds 0, 1" in text
 
 
 def test_readme_block_is_the_generators_output():
