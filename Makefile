@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test demo bench results clean
+.PHONY: install test demo bench results science clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: install
 results: install
 	rm -rf runs/results
 	$(BIN)/python -m kinmerge.results run runs/results
+
+# The Breeding section's kin-family experiment: three seeds x (greedy, exploration, predicted
+# gain); trains the kin zoo of each seed on first use (5-8 min each on 2 cores), then ~10 min
+science: install
+	$(BIN)/python benchmarks/breed_science.py --write-docs
 
 # both tools as users run them: no thread variable exported (see benchmarks/bench_merge.py)
 bench: install
