@@ -125,3 +125,19 @@ class SlowFirst(TargetScore):
         if Path(candidate.path).name.endswith("-01"):
             time.sleep(self.delay)
         return super().__call__(candidate, split)
+
+
+def cli_breed_yml(pool: dict, tmp_path: Path, monkeypatch, **extra) -> Path:
+    """A breed.yml for the command-line tests: three pool models, SLERP at 0.5, this
+    module's `delta_size` as the fitness (importable by name), 5 evaluations; `extra` keys
+    are added."""
+    import yaml
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("BREED_TEST_BASE", pool["base"])
+    cfg = {"pool": pool["ft"][:3], "base_model": pool["base"],
+           "fitness": {"function": "breed_standins:delta_size"},
+           "operator": {"merge_method": "slerp", "parameters": {"t": 0.5}, "dtype": "float32"},
+           "budget": {"evaluations": 5}, **extra}
+    f = tmp_path / "breed.yml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f

@@ -1,8 +1,6 @@
 """Lineage of bred models, and the breed / lineage commands end to end."""
 import json
-from pathlib import Path
 
-import yaml
 from click.testing import CliRunner
 
 from kinmerge import lineage
@@ -83,14 +81,8 @@ def test_lineage_graph_refuses_an_unknown_suffix(full_run, tmp_path):
 
 
 def test_breed_command_runs_and_resumes(pool, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    monkeypatch.setenv("BREED_TEST_BASE", pool["base"])
-    cfg = {"pool": pool["ft"][:3], "base_model": pool["base"],
-           "fitness": {"function": "breed_standins:delta_size"},
-           "operator": {"merge_method": "slerp", "parameters": {"t": 0.5}, "dtype": "float32"},
-           "budget": {"evaluations": 5}}
-    f = tmp_path / "breed.yml"
-    f.write_text(yaml.safe_dump(cfg))
+    from breed_standins import cli_breed_yml
+    f = cli_breed_yml(pool, tmp_path, monkeypatch)
     args = ["breed", str(f), "--out", str(tmp_path / "run"), "--top-k", "2", "--no-explore"]
     r = CliRunner().invoke(main, args, terminal_width=200)
     assert r.exit_code == 0, r.output

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from kinmerge import lineage
@@ -157,14 +156,8 @@ def test_a_killed_predicted_run_resumes_to_the_same_children_and_summary(
 
 
 def test_select_on_the_command_line(pool, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    monkeypatch.setenv("BREED_TEST_BASE", pool["base"])
-    cfg = {"pool": pool["ft"][:3], "base_model": pool["base"],
-           "fitness": {"function": "breed_standins:delta_size"},
-           "operator": {"merge_method": "slerp", "parameters": {"t": 0.5}, "dtype": "float32"},
-           "k": 2, "budget": {"evaluations": 5}}
-    f = tmp_path / "breed.yml"
-    f.write_text(yaml.safe_dump(cfg))
+    from breed_standins import cli_breed_yml
+    f = cli_breed_yml(pool, tmp_path, monkeypatch, k=2)
     r = CliRunner().invoke(main, ["breed", str(f), "--out", str(tmp_path / "run"), "--select",
                                   "predicted", "--no-report"], terminal_width=200)
     assert r.exit_code == 0, r.output

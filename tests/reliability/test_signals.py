@@ -18,7 +18,10 @@ from kinmerge.zoo.synthetic import synthetic_llama
 # the CLI, with each written tensor announced by a marker file and slowed down, so that a
 # signal lands mid-merge
 SLOW_CLI = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
+# as in a terminal: a suite started in the background (`pytest &`) hands its children
+# SIGINT ignored, and Python then leaves it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import kinmerge.io.writer as w
 MARK = pathlib.Path(sys.argv.pop(1))
 add = w.ShardedWriter.add
