@@ -26,6 +26,8 @@ SKIP = {
     "--backend ray": "starts a Ray cluster",
     "kinmerge push": "uploads to the Hugging Face Hub",
     "pip install": "installs packages",
+    "zoo-kin": "trains the kin zoo (5-8 min; tests/zoo/test_skills.py checks it, slow)",
+    "breed_science.py": "breeds three kin zoos three ways (~30 min; `make science`)",
 }
 # the walkthrough's zoo is untrained: the check must run and say so
 EXPECT_FAIL = {"kinmerge zoo check": "the zoo lacks a property"}
