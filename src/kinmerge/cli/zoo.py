@@ -28,7 +28,7 @@ def zoo_group() -> None:
 @click.option("--preset", type=click.Choice(["default", "kin", "tiny"]), default="default",
               show_default=True,
               help="Which family: the shipped default; kin, the breeding family (three skills "
-                   "that compose, two experts each; trained here, ~5 min on 2 cores); tiny.")
+                   "that compose, two experts each; trained here, 5-8 min on 2 cores); tiny.")
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
 def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
           no_cache: bool) -> None:
