@@ -20,6 +20,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from kinmerge.report.plots import pearson as report_pearson
+
 STRATEGIES: dict[str, dict[str, Any]] = {
     "greedy": {"explore": False},
     "explore": {"explore": True},
@@ -89,12 +91,9 @@ def stall_generation(best_per_generation: list[float]) -> int | None:
 
 
 def pearson(x: list[float], y: list[float]) -> float:
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+    """Pearson r (the breed report's), NaN where it is undefined."""
+    r = report_pearson(x, y)
+    return float("nan") if r is None else r
 
 
 def correlate(x: list[float], y: list[float], *, boot: int = 2000, seed: int = 0,
