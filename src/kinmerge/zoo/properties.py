@@ -80,7 +80,7 @@ def check_zoo(root: str | Path, split: str = "heldout", measured: dict | None = 
     if not is_kin(root):
         return problems(p)
     return (problems(p, KIN_EXPERT_MIN, KIN_BASE_MAX)
-            + composition_problems(composition(root, split)))
+            + composition_problems({**composition(root, split), "experts": p["scores"]}))
 
 
 def composition(root: str | Path, split: str = "heldout") -> dict:
@@ -110,13 +110,12 @@ def composition(root: str | Path, split: str = "heldout") -> dict:
             "pairs": {"+".join(c): score(c) for c in itertools.combinations(firsts, 2)},
             "relatives": {"+".join(n[:2]): score(tuple(n[:2]))
                           for n in by_skill.values() if len(n) > 1},
-            "experts": {n: {k: v for e in evaluators for k, v in e(root / n).items()}
-                        for names in by_skill.values() for n in names[:2]},
             "skills": {n: s for s, names in by_skill.items() for n in names}}
 
 
 def composition_problems(c: dict) -> list[str]:
-    """The kin preset's family properties: the merge of all skills keeps each skill and beats
+    """`c`: `composition`'s, plus "experts": each expert's scores (`measure`'s "scores").
+    The kin preset's family properties: the merge of all skills keeps each skill and beats
     every two-skill merge, and merging two same-skill experts (near relatives) gains nothing
     over the better of them (mean over the skills, 0.02 of slack)."""
     def mean(s: dict) -> float:
