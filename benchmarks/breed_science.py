@@ -1,9 +1,10 @@
 """Greedy vs exploration vs predicted pair selection on a zoo family, over seeds.
 
-    .venv/bin/python benchmarks/breed_science.py                 # seeds 0 1 2, ~1 h on 2 cores
+    .venv/bin/python benchmarks/breed_science.py                 # seeds 0 1 2
     .venv/bin/python benchmarks/breed_science.py --write-docs    # and rewrite the README block
 
-For each seed the `kin` zoo preset is built (cached after the first time; ~7 min on 2 cores),
+On 2 cores: ~10 min of breeding, plus 5-8 min for each seed's kin zoo the first time.
+For each seed the `kin` zoo preset is built (cached after the first time),
 then bred three ways at the same evaluation budget (see kinmerge/results/science.py). Writes
 OUT/science.json, prints the table, draws OUT/{best_per_generation,topk_kinship,
 kinship_vs_gain}.png; with --write-docs also docs/breed-science.json, the figures under
