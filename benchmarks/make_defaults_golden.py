@@ -11,7 +11,6 @@ mergekit's outputs are stored. Run where mergekit 0.1.5 is installed:
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args, resolve, run_mergekit  # noqa: E402
+from parity_mergekit import golden_args, resolve, run_mergekit, write_golden  # noqa: E402
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.synthetic import synthetic_llama  # noqa: E402
@@ -117,8 +115,7 @@ def main() -> int:
                     tensors[f"{name}/{n}"] = r.get(n).contiguous()
             cases.append({"name": name, "recipe": recipe, "inputs": inputs, "topk": topk})
         meta = {"shape": SHAPE, "fine_tunes": FINE_TUNES, "cases": cases, "mergekit": "0.1.5"}
-        save_file(tensors, OUT, metadata={"kinmerge_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(cases)} cases)")
+        write_golden(OUT, tensors, "kinmerge_golden", meta, len(cases))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from kinmerge.io.reader import ModelReader
 from kinmerge.zoo.synthetic import synthetic_llama
@@ -30,7 +29,7 @@ from kinmerge.zoo.tokenizer import VOCAB, save_tokenizer
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_lora_golden.safetensors"
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args  # noqa: E402
+from parity_mergekit import golden_args, write_golden  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MAKE_ADAPTER = """
 import sys, torch
@@ -104,10 +103,7 @@ def main() -> int:
             with ModelReader(root / name) as r:
                 tensors.update({f"out/{name}/{n}": r.get(n) for n in r.names()})
             meta["cases"][name] = {"dtype": dt, "recipe": recipe}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, OUT,
-                  metadata={"kinmerge_lora_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(CASES)} cases)")
+        write_golden(OUT, tensors, "kinmerge_lora_golden", meta, len(CASES))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

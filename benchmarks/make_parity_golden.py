@@ -9,7 +9,6 @@ Only numbers are stored. Run it where mergekit 0.1.5 is installed (see parity_me
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -17,10 +16,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import T_GRADIENT, golden_args, resolve, run_mergekit  # noqa: E402
+from parity_mergekit import T_GRADIENT, golden_args, resolve, run_mergekit, write_golden  # noqa: E402
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.synthetic import synthetic_llama  # noqa: E402
@@ -131,10 +129,7 @@ def main() -> int:
             cases.append({"name": name, "recipe": recipe, "inputs": inputs, "tie_break": tie,
                           "num_hidden_layers": layers})
         meta = {"shape": TINY, "layouts": layouts, "cases": cases, "mergekit": "0.1.5"}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, OUT,
-                  metadata={"kinmerge_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(cases)} cases)")
+        write_golden(OUT, tensors, "kinmerge_golden", meta, len(cases))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

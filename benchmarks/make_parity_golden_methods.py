@@ -13,7 +13,6 @@ without mergekit installed. Run it where mergekit 0.1.5 is installed:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args, method_recipes, resolve, run_mergekit  # noqa: E402
+from parity_mergekit import (golden_args, method_recipes, resolve, run_mergekit,  # noqa: E402
+                             write_golden)
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.architectures import synthetic_model  # noqa: E402
@@ -125,10 +124,7 @@ def main() -> int:
                                          out)
         meta = {"shape": TINY, "inputs": inputs, "layouts": pack.layouts,
                 "configs": pack.configs, "cases": cases, "mergekit": "0.1.5"}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in pack.tensors.items()}, OUT,
-                  metadata={"kinmerge_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(cases)} cases)")
+        write_golden(OUT, pack.tensors, "kinmerge_golden", meta, len(cases))
     finally:
         if not args.work:
             shutil.rmtree(root, ignore_errors=True)

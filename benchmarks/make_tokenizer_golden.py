@@ -14,7 +14,6 @@ mergekit numbers the union's new tokens in the iteration order of a Python set o
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
 from kinmerge.io.reader import ModelReader
@@ -34,7 +32,7 @@ from kinmerge.zoo.vocab import with_added_tokens
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_tokenizer_golden.safetensors"
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args  # noqa: E402
+from parity_mergekit import golden_args, write_golden  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MODELS = ("base", "ft1", "ft2")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
@@ -156,10 +154,7 @@ def main() -> int:
                 tensors.update({f"out/{name}/{n}": r.get(n) for n in r.names()})
             vocab = AutoTokenizer.from_pretrained(str(root / name)).get_vocab()
             meta["cases"][name] = {"recipe": recipe, "vocab": vocab}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, OUT,
-                  metadata={"kinmerge_tokenizer_golden": json.dumps(meta)})
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(CASES) + len(MULTI)} cases)")
+        write_golden(OUT, tensors, "kinmerge_tokenizer_golden", meta, len(CASES) + len(MULTI))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -15,6 +15,7 @@ also differ where several equal magnitudes compete for the last places of a top-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 import kinmerge  # noqa: E402
 from kinmerge.io.reader import ModelReader  # noqa: E402
@@ -249,6 +251,15 @@ def golden_args(doc: str, ap: argparse.ArgumentParser | None = None
         print("mergekit not installed, skipping")
         return None
     return args
+
+
+def write_golden(out: Path, tensors: dict[str, torch.Tensor], key: str, meta: dict,
+                 cases: int) -> None:
+    """Write a golden file: the tensors (contiguous) with `meta` as JSON under metadata `key`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, out,
+              metadata={key: json.dumps(meta)})
+    print(f"wrote {out} ({out.stat().st_size} bytes, {cases} cases)")
 
 
 def run_mergekit(bin_: str, recipe_file: Path, out: Path) -> float:
