@@ -32,7 +32,7 @@ demo: install
 # rewrite its tables and the examples' measured comments from their summary.json files.
 results: install
 	rm -rf runs/results
-	$(BIN)/python -m kinmerge.results run runs/results
+	$(BIN)/python -m tools.results run runs/results
 
 # The Breeding section's kin-family experiment: three seeds x (greedy, exploration, predicted
 # gain); trains the kin zoo of each seed on first use (5-8 min each on 2 cores), then ~10 min

@@ -5,7 +5,7 @@
 
 On 2 cores: ~10 min of breeding, plus 5-8 min for each seed's kin zoo the first time.
 For each seed the `kin` zoo preset is built (cached after the first time),
-then bred three ways at the same evaluation budget (see kinmerge/results/science.py). Writes
+then bred three ways at the same evaluation budget (see tools/results/science.py). Writes
 OUT/science.json, prints the table, draws OUT/{best_per_generation,topk_kinship,
 kinship_vs_gain}.png; with --write-docs also docs/breed-science.json, the figures under
 docs/figures/ and the README's `results:breed-science` block.
@@ -19,8 +19,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from kinmerge.results import science as S
-from kinmerge.results.science_render import figures, render
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ lives at the repo root
+
+from tools.results import science as S  # noqa: E402
+from tools.results.science_render import figures, render  # noqa: E402
 
 OPERATOR = {"merge_method": "task_arithmetic", "model_parameters": {"weight": 0.8},
             "dtype": "float32"}
@@ -29,7 +31,7 @@ BUDGET = 40  # evaluations a run, the pool's included (examples/breed-kin.yml ha
 
 
 def run_seed(seed: int, out: Path, budget: int, strategies: list[str], preset: str) -> list[dict]:
-    from kinmerge.breed import breed
+    from kinmerge.search.breed import breed
     from kinmerge.zoo.family import ZooConfig, zoo
     root = zoo(ZooConfig.preset(preset), seed=seed)
     runs = []
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write docs/breed-science.json, docs/figures/ and the README block")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from kinmerge.results.collect import meta
+    from tools.results.collect import meta
     runs = [r for s in args.seeds
             for r in run_seed(s, args.out, args.budget, args.strategies, args.preset)]
     children = S.unique_children(runs)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     pngs = figures(data, args.out)
     print(render(data))
     if args.write_docs:
-        from kinmerge.results.render import replace_block
+        from tools.results.render import replace_block
         Path("docs/figures").mkdir(parents=True, exist_ok=True)
         for p in pngs:
             shutil.copy(p, Path("docs/figures") / p.name)

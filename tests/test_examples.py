@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from kinmerge.cli import main
-from kinmerge.multistage import is_multistage
-from kinmerge.recipe import load_recipe
+from kinmerge.core.multistage import is_multistage
+from kinmerge.core.recipe import load_recipe
 from kinmerge.zoo.synthetic import synthetic_llama
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yml"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kinmerge.errors import KinmergeError
-from kinmerge.results.render import (BLOCKS, block_text, caption, demo_block, example_lines,
+from tools.results.render import (BLOCKS, block_text, caption, demo_block, example_lines,
                                      replace_block, write_docs, zoo_block)
 
 ROOT = Path(__file__).parents[1]

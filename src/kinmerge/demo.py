@@ -218,7 +218,7 @@ def evolve_parents(root: str, manifest: dict, out: Path, trials: int, seed: int,
                    search: dict | None = None, limit: int | None = SEARCH_EXAMPLES) -> dict:
     """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH); `root`
     is the zoo's folder as the configs will name it (joined as text: ./zoo stays ./zoo)."""
-    from kinmerge.evolve import evolve
+    from kinmerge.search.evolve import evolve
     cfg = {"mode": "ps", "base_model": os.path.join(root, "base"),
            "models": [os.path.join(root, p) for p in manifest["parents"]],
            "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
@@ -235,7 +235,7 @@ def breed_experts(root: str, manifest: dict, experts: list[str], out: Path,
                   evaluations: int, seed: int) -> dict:
     """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator); `root`
     as in evolve_parents."""
-    from kinmerge.breed import breed
+    from kinmerge.search.breed import breed
     cfg = {"pool": [os.path.join(root, e) for e in experts],
            "base_model": os.path.join(root, "base"),
            "operator": {"merge_method": "task_arithmetic", "dtype": "float32",

@@ -31,7 +31,7 @@ def numpy_kinship(a: str, b: str, base: str, metric: str) -> float:
 def kinship_fn():
     """kinmerge.kinship when it has landed, else the numpy stand-in."""
     try:
-        from kinmerge.breed.fitness import kinmerge_kinship
+        from kinmerge.search.breed.fitness import kinmerge_kinship
         from kinmerge.kinship import kinship  # noqa: F401
 
         return kinmerge_kinship

@@ -54,7 +54,7 @@ def kin():
 @pytest.fixture(scope="session")
 def full_run(config, fitness, kin, tmp_path_factory):
     """One finished run with exploration (generation limit 4), shared by read-only tests."""
-    from kinmerge.breed import breed
+    from kinmerge.search.breed import breed
 
     out = tmp_path_factory.mktemp("full") / "run"
     return breed(config(explore=True), out, fitness=fitness(), kinship_fn=kin).summary, out

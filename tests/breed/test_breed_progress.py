@@ -7,7 +7,7 @@ import logging
 import re
 
 from breed_standins import SlowFirst, mean_target
-from kinmerge.breed import breed
+from kinmerge.search.breed import breed
 
 GEN = re.compile(r"^generation (\d+): best ")
 MERGED = re.compile(r"^merged (\S+) \+ (\S+) -> (g(\d+)-\d\d)$")
@@ -16,10 +16,10 @@ EVALUATED = re.compile(r"^evaluated (\S+): [0-9.]+$")
 
 def test_lines_in_generation_and_plan_order_with_two_workers(config, pool, kin, tmp_path,
                                                              caplog):
-    caplog.set_level(logging.INFO, logger="kinmerge.breed")
+    caplog.set_level(logging.INFO, logger="kinmerge.search.breed")
     s = breed(config(explore=True), tmp_path / "run", fitness=SlowFirst(
         pool["base"], mean_target(pool)), kinship_fn=kin, plots=False, workers=2).summary
-    lines = [r.getMessage() for r in caplog.records if r.name == "kinmerge.breed.loop"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "kinmerge.search.breed.loop"]
     gens = [int(m.group(1)) for m in map(GEN.match, lines) if m]
     assert gens == list(range(len(s["generations"]))) and len(gens) >= 3
 

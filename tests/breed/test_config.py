@@ -1,7 +1,7 @@
 """breed.yml parsing: defaults, overrides, and every problem reported at once."""
 import pytest
 
-from kinmerge.breed import DEFAULT_OPERATOR, load_breed_config
+from kinmerge.search.breed import DEFAULT_OPERATOR, load_breed_config
 from kinmerge.errors import KinmergeError
 
 MINIMAL = {"pool": ["a", "b"], "base_model": "base", "fitness": {"function": "m:f"}}

@@ -44,7 +44,7 @@ def test_a_bred_childs_card_carries_its_scores(full_run):
 
 
 def test_lineage_is_mirrored_in_the_run_database(full_run):
-    from kinmerge.breed.state import BreedState
+    from kinmerge.search.breed.state import BreedState
 
     s, out = full_run
     st = BreedState(out / "breed.db")

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from kinmerge import lineage
-from kinmerge.breed import breed, load_breed_config
-from kinmerge.breed.loop import Breeder
-from kinmerge.breed.state import BreedState
+from kinmerge.search.breed import breed, load_breed_config
+from kinmerge.search.breed.loop import Breeder
+from kinmerge.search.breed.state import BreedState
 
 
 def run(config, fitness, kin, out, **kw):
@@ -118,7 +118,7 @@ def test_exploration_children_are_recorded(full_run):
 
 
 def test_resume_after_a_kill_redoes_nothing(config, fitness, kin, tmp_path, monkeypatch):
-    import kinmerge.breed.work as loop
+    import kinmerge.search.breed.work as loop
 
     merged: list[str] = []
     real_merge = loop.merge
@@ -158,8 +158,8 @@ def test_a_different_config_in_the_same_folder_is_refused(config, fitness, kin, 
 def test_a_merge_finished_but_not_recorded_is_adopted(config, fitness, kin, tmp_path,
                                                        monkeypatch):
     """Killed between the merge's rename and the database commit: the folder is reused."""
-    import kinmerge.breed.work as loop
-    from kinmerge.breed.state import BreedState as State
+    import kinmerge.search.breed.work as loop
+    from kinmerge.search.breed.state import BreedState as State
 
     real_add = State.add_model
 

@@ -10,7 +10,7 @@ import yaml
 from safetensors.torch import load_file
 
 from breed_standins import FailOnce, TargetScore, mean_target
-from kinmerge.breed import breed
+from kinmerge.search.breed import breed
 
 HERE = Path(__file__).parent
 

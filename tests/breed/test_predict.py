@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from kinmerge.breed.predict import (PairStats, candidate_pairs, choose, fit_gain, predict,
+from kinmerge.search.breed.predict import (PairStats, candidate_pairs, choose, fit_gain, predict,
                                     width)
 
 # Five children on a centred design, (kinship, |f(a) - f(b)|) = the four corners of
@@ -120,7 +120,7 @@ def test_candidates_need_a_top_k_member_and_no_ancestry_and_no_earlier_merge():
 
 def test_the_fit_waits_for_children_spanning_enough_kinship():
     """Four children of near-equal kinship cannot tell what kinship does: the prior stays."""
-    from kinmerge.breed.predict import MIN_SPREAD, fit_gain
+    from kinmerge.search.breed.predict import MIN_SPREAD, fit_gain
     narrow = [(0.10, .5, .6, .70), (0.12, .5, .5, .60), (0.11, .4, .6, .55), (0.13, .7, .7, .8)]
     assert MIN_SPREAD == 0.2 and fit_gain(narrow) is None
     wide = narrow + [(0.32, .5, .5, .5)]

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from kinmerge import lineage
-from kinmerge.breed import breed
-from kinmerge.breed.state import BreedState
+from kinmerge.search.breed import breed
+from kinmerge.search.breed.state import BreedState
 from kinmerge.cli import main
 
 M = 4  # C(3, 2) + 1 for k = 3
@@ -24,7 +24,7 @@ def fit_without_spread():
     """The fixture pool's kinships span ~0.05, below predict.MIN_SPREAD: these tests are of
     the rule's mechanics once the fit stands, so the spread rule is off here (it has its own
     unit test in test_predict.py)."""
-    from kinmerge.breed import predict
+    from kinmerge.search.breed import predict
     saved, predict.MIN_SPREAD = predict.MIN_SPREAD, 0.0
     yield
     predict.MIN_SPREAD = saved

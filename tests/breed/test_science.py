@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from kinmerge.results import science as S
-from kinmerge.results.science_render import render
+from tools.results import science as S
+from tools.results.science_render import render
 
 
 def test_evals_to_best_and_stall_generation():
@@ -115,7 +115,7 @@ def test_readme_block_is_the_generators_output():
     `benchmarks/breed_science.py --write-docs`: fails."""
     from pathlib import Path
 
-    from kinmerge.results.render import block_text
+    from tools.results.render import block_text
     root = Path(__file__).parents[2]
     data = json.loads((root / "docs" / "breed-science.json").read_text())
     readme = (root / "README.md").read_text()

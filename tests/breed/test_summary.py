@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from kinmerge.breed.summary import BreedSummary, Generation, Merge
-from kinmerge.evolve.summary import EvolveSummary
+from kinmerge.search.breed.summary import BreedSummary, Generation, Merge
+from kinmerge.search.evolve.summary import EvolveSummary
 
 
 def test_breed_summary_is_typed_and_saved_as_its_dict(full_run):

@@ -3,11 +3,11 @@ run may move to a GPU), and passed to merging and scoring."""
 import pytest
 import torch
 
-from kinmerge.breed import breed, load_breed_config
+from kinmerge.search.breed import breed, load_breed_config
 from kinmerge.errors import KinmergeError
-from kinmerge.evolve import evolve, load_evolve_config
-from kinmerge.evolve.candidate import build_candidate
-from kinmerge.recipe import load_recipe
+from kinmerge.search.evolve import evolve, load_evolve_config
+from kinmerge.search.evolve.candidate import build_candidate
+from kinmerge.core.recipe import load_recipe
 
 BREED = {"pool": ["p1", "p2"], "base_model": "base", "fitness": {"function": "m:f"}}
 EVOLVE = {"models": ["a", "b"], "base_model": "base", "fitness": {"function": "m:f"}}
@@ -34,7 +34,7 @@ def test_a_missing_gpu_is_reported_before_the_run(ps_config, evofam, tmp_path):
 
 
 def test_the_candidate_is_merged_and_built_on_its_device(evofam, monkeypatch):
-    import kinmerge.evolve.candidate as candidate
+    import kinmerge.search.evolve.candidate as candidate
 
     recipe = load_recipe({"merge_method": "linear", "models": [
         {"model": str(evofam / "ft1"), "parameters": {"weight": 1.0}}]})

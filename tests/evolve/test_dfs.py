@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from kinmerge.evolve import DfsSpace, evolve, load_dfs_model
-from kinmerge.evolve.candidate import build_candidate
-from kinmerge.evolve.config import DfsSpec
-from kinmerge.evolve.dfs import Step
+from kinmerge.search.evolve import DfsSpace, evolve, load_dfs_model
+from kinmerge.search.evolve.candidate import build_candidate
+from kinmerge.search.evolve.config import DfsSpec
+from kinmerge.search.evolve.dfs import Step
 
 TOKENS = torch.arange(1, 13).unsqueeze(0)
 
@@ -64,7 +64,7 @@ def test_identity_path_reproduces_a_exactly(space, evofam):
 
 def test_export_loads_with_its_scales(space, tmp_path):
     import kinmerge
-    from kinmerge.evolve.dfs import write_dfs_config
+    from kinmerge.search.evolve.dfs import write_dfs_config
 
     path = [Step(0, 0), Step(1, 1), Step(0, 1), Step(0, 1), Step(0, 2)]
     scales = [1.0, 0.7, 1.3, 1.1, 0.9]

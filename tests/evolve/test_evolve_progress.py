@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import re
 
-from kinmerge.evolve import evolve
+from kinmerge.search.evolve import evolve
 
 LINE = re.compile(r"^ps gen (\d+): best [0-9.]+  mean [0-9.]+  [0-9.]+ trials/s$")
 
 
 def generations(caplog) -> list[int]:
-    lines = [r.getMessage() for r in caplog.records if r.name == "kinmerge.evolve.search"
+    lines = [r.getMessage() for r in caplog.records if r.name == "kinmerge.search.evolve.search"
              and " gen " in r.getMessage()]
     assert all(LINE.match(m) for m in lines), lines
     return [int(LINE.match(m).group(1)) for m in lines]
@@ -20,7 +20,7 @@ def generations(caplog) -> list[int]:
 
 def test_generation_lines_in_order_with_two_workers_and_across_a_resume(ps_config, tmp_path,
                                                                         caplog):
-    caplog.set_level(logging.INFO, logger="kinmerge.evolve.search")
+    caplog.set_level(logging.INFO, logger="kinmerge.search.evolve.search")
     # 2 genes: population 6; trial 0 (x0) is generation 0, then 6 trials a generation
     evolve(ps_config(budget={"trials": 19}), tmp_path / "par", workers=2)
     assert generations(caplog) == [0, 1, 2, 3]

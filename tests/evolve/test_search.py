@@ -15,8 +15,8 @@ import optuna
 import pytest
 
 from kinmerge.errors import KinmergeError
-from kinmerge.evolve import evolve
-from kinmerge.evolve.search import default_popsize
+from kinmerge.search.evolve import evolve
+from kinmerge.search.evolve.search import default_popsize
 
 HERE = Path(__file__).parent
 

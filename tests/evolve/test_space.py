@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 import kinmerge
-from kinmerge.evolve import ParamSpace, load_evolve_config
+from kinmerge.search.evolve import ParamSpace, load_evolve_config
 from kinmerge.errors import KinmergeError
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kinmerge.evolve import evolve, load_evolve_config
-from kinmerge.evolve.candidate import build_candidate
+from kinmerge.search.evolve import evolve, load_evolve_config
+from kinmerge.search.evolve.candidate import build_candidate
 from kinmerge.evaluate.tasks import TaskSpec
-from kinmerge.evolve.scoring import builtin_scorer
+from kinmerge.search.evolve.scoring import builtin_scorer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -38,7 +38,7 @@ def test_examples_parse(name):
 def test_builtin_task_scores_the_candidate_module(tiny_zoo):
     """A task scores the candidate's own module through kinmerge.evaluate's ExactMatch."""
     from kinmerge.evaluate import ExactMatch
-    from kinmerge.recipe import load_recipe
+    from kinmerge.core.recipe import load_recipe
 
     task = TaskSpec(name="add", search=str(tiny_zoo / "tasks/add/search.jsonl"),
                     options={"max_examples": 8})

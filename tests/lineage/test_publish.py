@@ -5,7 +5,7 @@ from click.testing import CliRunner
 import kinmerge
 from kinmerge.cli import main
 from kinmerge.errors import KinmergeError
-from kinmerge.publish import push
+from kinmerge.lineage.publish import push
 
 
 class FakeApi:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import kinmerge
-from kinmerge.execute import run_job
+from kinmerge.core.execute import run_job
 from kinmerge.methods.sparsify import bernoulli_mask, topk_mask
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -62,8 +62,8 @@ def test_masks_do_not_depend_on_device():
 
 def test_run_job_returns_cpu_tensors_in_the_output_dtype(family):
     p = kinmerge.make_plan(_recipe("dare_ties", family, "bfloat16"))
-    from kinmerge.merge import open_models
-    from kinmerge.execute import _load
+    from kinmerge.core.merge import open_models
+    from kinmerge.core.execute import _load
 
     with open_models(p.recipe) as readers:
         job = p.jobs[0]

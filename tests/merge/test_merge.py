@@ -230,9 +230,9 @@ def test_plan_settles_each_jobs_dtypes(family_bf16):
     """One owner for precision: plan gives every job its working, accumulation and output
     dtype; accumulation comes from the registry (linear and slerp: float32, float64
     work stays float64) and the executor passes it on."""
-    from kinmerge.merge import open_models
-    from kinmerge.plan import plan
-    from kinmerge.recipe import load_recipe
+    from kinmerge.core.merge import open_models
+    from kinmerge.core.plan import plan
+    from kinmerge.core.recipe import load_recipe
 
     fam = family_bf16
     models = [{"model": m, "parameters": {"weight": 1.0}} for m in fam["ft"][:2]]

@@ -14,8 +14,8 @@ from kinmerge.methods.nearswap import nearswap
 from kinmerge.methods.nuslerp import nuslerp
 from kinmerge.methods.ram import ram, ramplus_tl
 from kinmerge.methods.sce import sce
-from kinmerge.recipe import load_recipe
-from kinmerge.validate import inputs_of
+from kinmerge.core.recipe import load_recipe
+from kinmerge.core.validate import inputs_of
 
 T = torch.tensor
 R2 = math.sqrt(0.5)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import kinmerge
 from kinmerge.io.reader import ModelReader
-from kinmerge.layers import detect
+from kinmerge.core.layers import detect
 
 transformers = pytest.importorskip("transformers")
 E = 4  # experts per layer

@@ -10,7 +10,7 @@ from kinmerge.methods.della import della, della_linear, keep_probabilities
 from kinmerge.methods.model_stock import model_stock
 from kinmerge.methods.task_arithmetic import task_arithmetic
 from kinmerge.methods.ties import ties
-from kinmerge.recipe import load_recipe
+from kinmerge.core.recipe import load_recipe
 
 T = torch.tensor
 

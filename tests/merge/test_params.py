@@ -1,7 +1,7 @@
 """Parameter values: numbers, gradients over layers, filter lists (semantics.md section 1)."""
 import pytest
 
-from kinmerge.params import check_value, gradient_at, value_at
+from kinmerge.core.params import check_value, gradient_at, value_at
 
 
 def test_gradient_interpolates_between_anchors():

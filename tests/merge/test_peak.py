@@ -1,4 +1,4 @@
-"""kinmerge.peak: what each job holds, that reading ahead never raises the peak, and the
+"""kinmerge.core.peak: what each job holds, that reading ahead never raises the peak, and the
 estimate `kinmerge plan` prints."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from kinmerge.merge import open_models, plan_peak
-from kinmerge.peak import RUNTIME_BYTES, expected_peak, input_bytes, job_bytes, read_ahead
-from kinmerge.recipe import load_recipe
-from kinmerge.plan import plan
+from kinmerge.core.merge import open_models, plan_peak
+from kinmerge.core.peak import RUNTIME_BYTES, expected_peak, input_bytes, job_bytes, read_ahead
+from kinmerge.core.recipe import load_recipe
+from kinmerge.core.plan import plan
 
 
 def _ties(fam):

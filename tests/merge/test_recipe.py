@@ -2,7 +2,7 @@
 import pytest
 
 from kinmerge.errors import RecipeError
-from kinmerge.recipe import load_recipe
+from kinmerge.core.recipe import load_recipe
 
 TIES = """
 merge_method: ties

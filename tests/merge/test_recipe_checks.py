@@ -10,8 +10,8 @@ import kinmerge
 from kinmerge.errors import PlanError, RecipeError
 from kinmerge.methods import REGISTRY
 from kinmerge.methods.registry import MERGEKIT_PARAMETERS
-from kinmerge.recipe import load_recipe
-from kinmerge.validate import recipe_warnings
+from kinmerge.core.recipe import load_recipe
+from kinmerge.core.validate import recipe_warnings
 
 NAN, INF = float("nan"), float("inf")
 

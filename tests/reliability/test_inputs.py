@@ -20,7 +20,7 @@ from kinmerge.cli.mergekit_compat import main as kinmerge_yaml
 from kinmerge.errors import KinmergeError, ModelLoadError, PlanError, UnsafeCheckpointError
 from kinmerge.evaluate.model import tokenizer
 from kinmerge.io.reader import ModelReader
-from kinmerge.publish import prepare
+from kinmerge.lineage.publish import prepare
 from kinmerge.zoo.synthetic import synthetic_llama
 
 from inputs_kit import TINY, assert_clean_failure, cli, recipe, tiny  # noqa: F401

@@ -15,10 +15,10 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from kinmerge.breed import breed
+from kinmerge.search.breed import breed
 from kinmerge.cli import main
 from kinmerge.errors import KinmergeError
-from kinmerge.evolve import evolve
+from kinmerge.search.evolve import evolve
 from kinmerge.io.rundir import LOCK, run_lock
 from kinmerge.zoo.synthetic import synthetic_llama
 

@@ -12,7 +12,7 @@ import kinmerge
 from kinmerge.cli.mergekit_compat import main as kinmerge_yaml
 from kinmerge.errors import KinmergeError
 from kinmerge.kinship import kinship, kinship_matrix
-from kinmerge.nonfinite import NonFiniteError, all_finite
+from kinmerge.core.nonfinite import NonFiniteError, all_finite
 from kinmerge.zoo.synthetic import synthetic_llama
 
 from inputs_kit import TINY, assert_clean_failure, cli, recipe, tiny  # noqa: F401
@@ -50,7 +50,7 @@ def test_nan_input_fails_the_merge_naming_tensor_and_model(tiny):
 def test_allow_nonfinite_writes_and_warns(tiny, caplog):
     poison(tiny["ft"])
     rec = recipe(tiny["root"], tiny["base"], tiny["ft"])
-    with caplog.at_level(logging.WARNING, logger="kinmerge.nonfinite"):
+    with caplog.at_level(logging.WARNING, logger="kinmerge.core.nonfinite"):
         out = kinmerge.merge(rec, tiny["root"] / "out", allow_nonfinite=True)
     got = load_file(out / "model.safetensors")[BAD]
     assert torch.isnan(got).sum() == 2 and torch.isinf(got).sum() == 1
@@ -88,7 +88,7 @@ def test_finite_scan_finds_any_nan_or_inf(dtype):
 
 
 def test_nan_and_inf_counts_span_chunks(monkeypatch):
-    import kinmerge.nonfinite as nf
+    import kinmerge.core.nonfinite as nf
     monkeypatch.setattr(nf, "CHUNK", 1000)
     t = torch.zeros(nf.CHUNK * 2 + 5)
     t[-1], t[0], t[nf.CHUNK] = float("inf"), float("nan"), float("nan")

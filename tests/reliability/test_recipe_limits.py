@@ -6,9 +6,9 @@ import time
 import pytest
 import yaml
 
-from kinmerge import yamlload
+from kinmerge.io import yamlload
 from kinmerge.errors import RecipeError
-from kinmerge.recipe import load_recipe
+from kinmerge.core.recipe import load_recipe
 
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n"

@@ -15,7 +15,7 @@ from kinmerge.zoo.synthetic import synthetic_llama  # noqa: E402
 
 @pytest.fixture(scope="session")
 def breed_run(tmp_path_factory):
-    from kinmerge.breed import breed
+    from kinmerge.search.breed import breed
 
     root = tmp_path_factory.mktemp("report_pool")
     kw = dict(layers=5, hidden=16, intermediate=24, vocab=40)

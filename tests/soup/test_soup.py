@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from kinmerge import lineage
-from kinmerge.soup import soup
+from kinmerge.search.soup import soup
 from kinmerge.zoo.synthetic import synthetic_llama
 
 HERE = Path(__file__).parent
@@ -83,7 +83,7 @@ def test_soup_config_problems(tmp_path):
 
 
 def test_the_zoo_example_parses():
-    from kinmerge.soup import load_soup_config
+    from kinmerge.search.soup import load_soup_config
 
     cfg = load_soup_config(Path(__file__).parents[2] / "examples" / "soup-zoo.yml")
     assert len(cfg.ingredients) == 4 and all(t.heldout for t in cfg.fitness.tasks)

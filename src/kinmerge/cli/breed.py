@@ -40,7 +40,7 @@ def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, see
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
     if threads is not None:  # every merge and evaluation of the run follows it
         os.environ[THREADS_ENV] = str(threads)
-    from kinmerge.breed import breed
+    from kinmerge.search.breed import breed
 
     def show(g: dict) -> None:
         extra = f" · explored {' + '.join(g['explored'])}" if g.get("explored") else ""

@@ -34,7 +34,7 @@ def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, 
     """Evolve a merge recipe as CONFIG (evolve.yml) says."""
     if threads is not None:  # through the environment: it reaches the worker processes too
         os.environ[THREADS_ENV] = str(threads)
-    from kinmerge.evolve import evolve
+    from kinmerge.search.evolve import evolve
 
     def line(s):
         out.print(f"[{s.phase}] gen {s.generation:3d}  trials {s.trials:4d}  "

@@ -8,14 +8,14 @@ from rich.console import Console
 from rich.table import Table
 
 import kinmerge
-from kinmerge import multistage
+from kinmerge.core import multistage
 from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
-from kinmerge.merge import plan_peak
+from kinmerge.core.merge import plan_peak
 from kinmerge.methods import REGISTRY
-from kinmerge.recipe import DTYPES
+from kinmerge.core.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
-from kinmerge.validate import recipe_warnings
+from kinmerge.core.validate import recipe_warnings
 
 out = Console()
 

@@ -24,7 +24,7 @@ def progress_bar(enabled: bool, what: str) -> Iterator[Callable[[int, int], None
 
 @contextmanager
 def merge_bar(enabled: bool) -> Iterator[Callable | None]:
-    """Yields the `progress(plan, job)` callback of `kinmerge.merge`, or None when disabled.
+    """Yields the `progress(plan, job)` callback of `kinmerge.core.merge`, or None when disabled.
 
     The bar appears at the first finished tensor, so an error while loading or planning the
     recipe is printed alone.

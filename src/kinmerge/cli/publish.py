@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from kinmerge.cli.app import main
-from kinmerge.publish import push
+from kinmerge.lineage.publish import push
 
 
 @main.command("push")

@@ -16,7 +16,7 @@ out = Console()
               help="Folder for soup.yml, the merged soup/ and summary.json.")
 def soup_cmd(config, out_dir):
     """Greedy soup of CONFIG's ingredients: add each, best first, if the soup does not drop."""
-    from kinmerge.soup import soup
+    from kinmerge.search.soup import soup
 
     r = soup(config, out_dir)
     table = Table("model", "members", "search", "held-out")

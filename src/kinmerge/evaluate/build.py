@@ -56,7 +56,7 @@ def weights_dtype(weights: Mapping[str, torch.Tensor], config: dict) -> torch.dt
     kinds = {t.dtype for t in weights.values() if t.is_floating_point()}
     if len(kinds) == 1:
         return next(iter(kinds))
-    from kinmerge.dtypes import DTYPES
+    from kinmerge.core.dtypes import DTYPES
 
     name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
     return DTYPES.get(name.removeprefix("torch."), torch.float32)

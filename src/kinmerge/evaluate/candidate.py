@@ -32,7 +32,7 @@ class Candidate:
 
     tokenizer_dir: Path
     path: Path | None = None  # the model's folder (None: a merge in memory)
-    merged: Any = None  # kinmerge.merge.MergedModel of an in-memory merge
+    merged: Any = None  # kinmerge.core.merge.MergedModel of an in-memory merge
     scales: list[float] | None = None  # DFS: hidden-state scale before each layer
     device: str = "cpu"
     dtype: torch.dtype | None = None  # None: the weights' own

@@ -11,7 +11,7 @@ from typing import Iterable
 from kinmerge.errors import KinmergeError
 from kinmerge.io.reader import ModelReader
 from kinmerge.kinship.plan import TensorJob
-from kinmerge.nonfinite import all_finite
+from kinmerge.core.nonfinite import all_finite
 
 CHUNK = 2**22
 MAX_LISTED = 5

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from kinmerge.kinship.metrics import pair_metrics
 from kinmerge.kinship.stats import Moments, total
-from kinmerge.layers import detect, is_embedding
+from kinmerge.core.layers import detect, is_embedding
 
 KINDS = ("embeddings", "attention", "mlp", "norms", "other")
 NORM = re.compile(r"norm|(^|\.)ln_?[a-z0-9]*\.")

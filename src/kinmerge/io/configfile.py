@@ -1,0 +1,113 @@
+"""YAML configuration files — recipes, evolve.yml, breed.yml: read, validate, and every problem
+reported at once, a mistyped key with the key that was probably meant."""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from kinmerge.io import yamlload
+from kinmerge.errors import ConfigError, short_repr
+
+M = TypeVar("M", bound=BaseModel)
+MAX_LISTED = 50  # problems listed in one error; the rest are counted
+
+
+def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
+              allow_text: bool = False,
+              error: type[ConfigError] = ConfigError) -> tuple[dict, str]:
+    """(mapping, where) from a dict, a YAML file, or (with allow_text) a YAML string."""
+    if isinstance(source, dict):
+        return source, subject
+    text, where = str(source), f"{subject} text"
+    is_text = allow_text and not isinstance(source, Path) and "\n" in text
+    if not is_text:
+        text, where = read_text(Path(source), subject=subject, error=error)
+    try:
+        data = yamlload.load(text)
+    except yamlload.YamlError as e:
+        raise error([f"not valid YAML: {e}"], subject=subject, where=where,
+                    fix="fix the YAML at the line shown") from None
+    if not isinstance(data, dict):
+        raise error([f"a {subject} is a YAML mapping of keys, got {type(data).__name__}"],
+                          subject=subject, where=where, fix=f"start from {example}")
+    return data, where
+
+
+def read_text(path: Path, *, subject: str,
+              error: type[ConfigError] = ConfigError) -> tuple[str, str]:
+    """(text, where) of a UTF-8 file of at most yamlload.MAX_BYTES bytes."""
+    def fail(problem: str, fix: str):
+        return error([problem], subject=subject, where=str(path), fix=fix)
+
+    if not path.is_file():
+        what = "not a regular file" if path.exists() else "file not found"
+        raise fail(f"{what}: {path}", f"check the path of the {subject}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(yamlload.MAX_BYTES + 1)
+    except OSError as e:
+        raise fail(f"cannot read {path}: {e.strerror or e}", "check the file's permissions")
+    if len(data) > yamlload.MAX_BYTES:
+        raise fail(f"the file is larger than {yamlload.MAX_BYTES // 2**20} MiB, the limit "
+                   f"for a {subject}", f"a {subject} is a small text file; check the path")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff"), str(path)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise fail(f"not UTF-8 text: byte 0x{data[e.start]:02x} at line {line} "
+                   f"(offset {e.start})", "save the file as UTF-8") from None
+
+
+def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
+             error: type[ConfigError] = ConfigError) -> M:
+    """`model` from `data`, or an error listing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        errs = e.errors()
+        lines = [describe(err, model) for err in errs[:MAX_LISTED]]
+        if len(errs) > MAX_LISTED:
+            lines.append(f"... and {len(errs) - MAX_LISTED} more")
+        raise error(lines, subject=subject, where=where, fix=fix) from None
+
+
+def describe(err: dict, root: type[BaseModel]) -> str:
+    """One pydantic error as a line a person can act on."""
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        known = list(_model_at(root, err["loc"][:-1]).model_fields)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        return f"unknown key {short_repr(loc)} ({hint})"
+    if err["type"] == "missing":
+        return f"missing required key {loc}"
+    got = short_repr(err.get("input"))
+    return f"{loc}: {err['msg']} (got {got})" if loc else err["msg"]
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The nested model a location points into (through lists, dicts and optionals)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _nested_model(field.annotation) if field else None
+        if inner is None:
+            break
+        model = inner
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,26 @@
+"""The model card (README.md) written beside a merged model."""
+from __future__ import annotations
+
+import yaml
+
+from kinmerge.core.recipe import Recipe
+
+
+def model_card(recipe: Recipe, name: str, *, extra: str = "") -> str:
+    """A Hugging Face model card: front matter (base_model, tags) and the recipe."""
+    models = [m for m in recipe.model_refs()]
+    front = {"base_model": models, "library_name": "transformers",
+             "tags": ["merge", "kinmerge"]}
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
+        f"# {name}", "",
+        f"This model was merged with [kinmerge](https://pypi.org/project/kinmerge/) using the "
+        f"**{recipe.merge_method}** method.", "",
+    ]
+    if recipe.base_model:
+        lines += [f"Base model: `{recipe.base_model}`", ""]
+    lines += ["## Models merged", ""] + [f"- `{m}`" for m in models if m != recipe.base_model]
+    lines += ["", "## Recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", ""]
+    if extra:
+        lines += [extra, ""]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""`breed(config, out)`: run (or resume) iterative merging and write what it leaves behind.
+
+OUT/breed.yml        the configuration, as resolved
+OUT/breed.db         SQLite: models, evaluations, kinships, merged pairs, generations, lineage
+OUT/models/<name>/   every child, an ordinary model folder with its lineage.json
+OUT/summary.json     stop reason, best model, evaluations, per-generation top-k and kinship
+OUT/history.csv      one row per model: parents, fitness, scores, parent kinship, merge gain
+OUT/family.json      every lineage record of the run (pool models with their scores)
+OUT/*.png            fitness and top-k kinship per generation, kinship vs |merge gain|, tree
+
+>>> result = breed("examples/breed-zoo.yml", "runs/breed")        # doctest: +SKIP
+>>> result.summary["stop_reason"], result.summary["best_model"]    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from kinmerge import lineage
+from kinmerge.search.breed.config import BreedConfig, load_breed_config
+from kinmerge.search.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
+from kinmerge.search.breed.loop import Breeder
+from kinmerge.search.breed.state import BreedState
+from kinmerge.search.breed.summary import BreedSummary, Generation
+from kinmerge.search.breed.work import prime_fitness
+from kinmerge.errors import KinmergeError
+from kinmerge.core.merge import check_device
+from kinmerge.search.runners import Runner, make_runner
+from kinmerge.io.outpath import check_out, input_roots, make_dir
+from kinmerge.io.rundir import check_database, run_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BreedResult:
+    out: Path
+    summary: BreedSummary  # typed; also readable as the dict summary.json holds
+
+
+def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
+          fitness: "Fitness | Callable | None" = None, kinship_fn: KinshipFn | None = None,
+          on_generation: Callable[[dict], None] | None = None, plots: bool = True,
+          workers: int = 1, backend: str = "local", ray_address: str | None = None,
+          **overrides: Any) -> BreedResult:
+    """Breed the pool of `config` into `out`; rerunning on the same `out` resumes.
+
+    `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
+    configured fitness and kinmerge.kinship (tests, custom scoring); `overrides` are k,
+    explore, select ("topk" or "predicted"), seed, generations, evaluations. A generation's merges and evaluations run
+    `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
+    at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
+    object must be picklable (a configured fitness always is).
+    """
+    cfg = load_breed_config(config, **overrides)
+    check_device(cfg.device)
+    out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
+    if fitness is None:  # built here once: bad tasks fail before any model is scored
+        ref: Any = cfg.fitness.model_dump_json()
+        prime_fitness(ref, from_spec(cfg.fitness))
+    else:
+        ref = as_fitness(fitness)
+    with run_lock(out, "breed"):
+        check_database(out / "breed.db", "the breed database")
+        runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+        try:
+            summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+        finally:
+            runner.close()
+        if plots:
+            from kinmerge.report.plots import write_run_plots
+
+            write_run_plots(out)
+    return BreedResult(out, summary)
+
+
+def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
+           on_generation: Callable[[dict], None] | None, runner: Runner) -> BreedSummary:
+    state = BreedState(out / "breed.db")
+    try:
+        _check_same_run(state, cfg, out)
+        (out / "breed.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                      sort_keys=False))
+        _register_pool(state, cfg)
+        breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship,
+                          on_generation, runner=runner)
+        stop, gens = breeder.run()
+        log.info("stopped: %s", stop)
+        summary = _summary(cfg, state, breeder, stop, gens)
+        (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        _write_history(out / "history.csv", state)
+        records = [r.model_dump(mode="json", exclude_none=True) for r in state.lineage().values()]
+        (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
+    finally:
+        state.close()
+    return summary
+
+
+def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:
+    done = state.get_meta("fingerprint")
+    if done is None:
+        state.set_meta("fingerprint", cfg.fingerprint())
+    elif done != cfg.fingerprint():
+        raise KinmergeError(f"{out} holds a breed run with a different configuration",
+                            where=str(out / "breed.yml"),
+                            fix="use another --out, or the same breed.yml and options to resume "
+                                "(only the budget, generations and threshold may change)")
+    else:
+        log.info("resuming the run in %s: %d evaluations and %d merges are cached", out,
+                 state.evaluation_count(), len(state.merged_pairs()))
+
+
+def _register_pool(state: BreedState, cfg: BreedConfig) -> None:
+    if state.models():
+        return
+    names: set[str] = set()
+    for ref in cfg.pool:
+        local = Path(ref) if Path(ref).is_dir() else None
+        name = (local.resolve().name if local else ref.split("@")[0].split("/")[-1]) or ref
+        while name in names:  # two pools' "model" folders: keep names unique
+            name += "'"
+        names.add(name)
+        rec = lineage.of_parent(ref, local).model
+        state.add_model(name, ref, rec.id, 0)
+
+
+def _summary(cfg: BreedConfig, state: BreedState, breeder: Breeder, stop: str,
+             gens: list[Generation]) -> BreedSummary:
+    ranked = breeder.ranked()
+    best = ranked[0] if ranked else None
+    return BreedSummary(cfg.explore, cfg.k, cfg.kinship.metric, state.evaluation_count(),
+                        cfg.budget.evaluations, state.evaluation(best)[0] if best else None,
+                        best, state.models()[best].path if best else None, stop, tuple(gens),
+                        cfg.select)
+
+
+HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship",
+           "merge_gain", "scores", "path"]
+
+
+def _write_history(path: Path, state: BreedState) -> None:
+    """One row per model, in creation order."""
+    recs = {r.name: r for r in state.lineage().values()}
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, HISTORY)
+        w.writeheader()
+        for name, row in state.models().items():
+            ev = state.evaluation(name)
+            rec = recs.get(name)
+            kin = next(iter(rec.parent_kinship.values()), None) if rec else None
+            w.writerow({"name": name, "generation": row.generation, "origin": row.origin,
+                        "parents": " + ".join(row.parents),
+                        "fitness": "" if ev is None else round(ev[0], 6),
+                        "parent_kinship": "" if kin is None else round(kin, 6),
+                        "merge_gain": "" if rec is None or rec.merge_gain is None
+                        else round(rec.merge_gain, 6),
+                        "scores": json.dumps(ev[1] if ev else {}), "path": row.path})

@@ -1,0 +1,112 @@
+"""evolve.yml: what to merge, what to search, how to score, how long (pydantic, at the edge).
+
+>>> cfg = load_evolve_config("examples/evolve-zoo.yml")      # doctest: +SKIP
+>>> cfg.mode, cfg.budget.trials                              # doctest: +SKIP
+('ps', 48)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from kinmerge.io.configfile import read_yaml, validate
+from kinmerge.evaluate.tasks import FitnessSpec, LmEvalSpec, TaskSpec  # noqa: F401 (re-exported)
+
+Mode = Literal["ps", "dfs", "ps+dfs"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpec(_Strict):
+    """Which recipe values are searched and over which range (the genome maps [0, 1] onto it)."""
+
+    params: dict[str, tuple[float, float]] = {"weight": (0.0, 1.0), "density": (0.0, 1.0)}
+    layer_groups: int = 1  # >1: one value per group of layers, exported as a gradient
+    filters: list[str] = []  # one value per filter (plus a catch-all), exported as a filter list
+
+    @field_validator("params")
+    @classmethod
+    def _ranges(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (lo, hi) in v.items():
+            if not lo < hi:
+                raise ValueError(f"range of {name!r} must have low < high, got [{lo}, {hi}]")
+        return v
+
+    @field_validator("layer_groups")
+    @classmethod
+    def _groups(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("layer_groups must be >= 1")
+        return v
+
+
+class DfsSpec(_Strict):
+    """Data-flow space: r repetitions of A's then B's layers, and transition scales."""
+
+    repeats: int = 3
+    scales: Literal["matrix", "none"] = "matrix"
+    scale_range: tuple[float, float] = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
+
+
+class Budget(_Strict):
+    trials: int = 40  # PS trials (finished ones; failures are re-asked)
+    dfs_trials: int | None = None  # DFS trials; default: trials
+    popsize: int | None = None  # default 4 + floor(3 ln n)
+
+
+class Baselines(_Strict):
+    """Hand recipes scored on the held-out split beside the winner."""
+
+    grid: bool = True  # task_arithmetic / ties / dare_ties at uniform weights
+    weights: list[float] = [0.5, 1.0]
+    densities: list[float] = [0.5]
+    recipes: dict[str, str] = {}  # name -> recipe YAML path
+
+
+class EvolveConfig(_Strict):
+    mode: Mode = "ps"
+    base_model: str | None = None
+    models: list[str]
+    template: dict[str, Any] = {"merge_method": "dare_ties", "dtype": "float32"}
+    search: SearchSpec = SearchSpec()
+    dfs: DfsSpec = DfsSpec()
+    dfs_partner: str | None = None  # ps+dfs: model B of the DFS run (default: models[1])
+    fitness: FitnessSpec
+    budget: Budget = Budget()
+    baselines: Baselines = Baselines()
+    seed: int = 0
+    device: str = "cpu"  # where candidates are merged and scored (cpu, cuda, cuda:N)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "EvolveConfig":
+        if self.mode == "dfs" and len(self.models) != 2:
+            raise ValueError("mode dfs takes exactly two models: A then B")
+        if self.mode != "dfs" and not self.models:
+            raise ValueError("models must name at least one source model")
+        if "models" in self.template or "slices" in self.template:
+            raise ValueError("template holds the method and global parameters only; "
+                             "the models come from `models`")
+        return self
+
+    def fingerprint(self) -> str:
+        """A hash of what shapes the search (a resumed run must match it); the trial budget
+        and the baselines are left out, so a resumed run may extend the budget; so is the
+        device, so a run started on a CPU may be resumed on a GPU."""
+        data = self.model_dump(mode="json", exclude={"baselines": True, "device": True,
+                                                     "budget": {"trials", "dfs_trials"}})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConfig:
+    """Parse evolve.yml (a path, a dict or a config); every problem is reported at once."""
+    if isinstance(source, EvolveConfig):
+        return source
+    data, where = read_yaml(source, subject="evolve config", example="examples/evolve-zoo.yml")
+    return validate(EvolveConfig, data, subject="evolve config", where=where,
+                    fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml")

@@ -1,0 +1,263 @@
+"""`evolve(config, out)`: the PS, DFS or PS+DFS run, its held-out report and its outputs.
+
+>>> result = evolve("examples/evolve-zoo.yml", "runs/evo", workers=2)     # doctest: +SKIP
+>>> result.summary["best_heldout"], result.best_recipe                     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import yaml
+
+from kinmerge.search.evolve import report
+from kinmerge.search.evolve.config import EvolveConfig, load_evolve_config
+from kinmerge.search.evolve.dfs import DfsSpace, write_dfs_config
+from kinmerge.search.evolve.runners import Job, Runner, evaluate_job, make_runner
+from kinmerge.search.evolve.search import (GenerationStats, default_popsize, open_study,
+                                    run_search)
+from kinmerge.search.evolve.space import ParamSpace
+from kinmerge.search.evolve.summary import EvolveSummary
+from kinmerge.search.evolve.studyname import study_prefix
+from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.outpath import check_out, input_roots, make_dir
+from kinmerge.io.reader import ModelReader
+from kinmerge.io.rundir import check_database, run_lock
+from kinmerge.core.layers import detect
+from kinmerge.core.merge import check_device, merge
+from kinmerge.seeds import tensor_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Phase:
+    """One finished search: its study and its best trial as a recipe (plus DFS scales)."""
+
+    name: str
+    study: optuna.Study
+    recipe_yaml: str
+    scales: list[float] | None = None
+    path: list[list] | None = None
+
+
+@dataclass
+class EvolveResult:
+    out: Path
+    best_recipe: Path
+    summary: EvolveSummary  # typed; also readable as the dict summary.json holds
+    phases: list[Phase] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    cfg: EvolveConfig
+    out: Path
+    runner: Runner
+    storage: str
+    resume: bool
+    trials: int | None
+    on_generation: Callable[[GenerationStats], None] | None
+    prefix: str = ""
+
+    def study_name(self, phase: str) -> str:
+        return f"{self.prefix}:{phase}"
+
+
+def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
+           trials: int | None = None, workers: int = 1, backend: str = "local",
+           storage: str | None = None, resume: bool = False, save_best: bool = False,
+           ray_address: str | None = None,
+           on_generation: Callable[[GenerationStats], None] | None = None) -> EvolveResult:
+    """Search merge recipes as `config` says; write best.yml, history.csv, fitness.png,
+    summary.json (and best-model/ with `save_best`, always for DFS) into `out`.
+
+    OUT is held by this run (a second run on it is refused) and may not be or hold an input
+    model."""
+    cfg = load_evolve_config(config)
+    check_device(cfg.device)
+    out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
+    make_dir(out)
+    with run_lock(out, "evolve"):
+        default = storage is None
+        storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        if storage.startswith("sqlite:///"):
+            check_database(storage.removeprefix("sqlite:///"), "the study database")
+        run = _Run(cfg, out, None, storage, resume, trials, on_generation,
+                   study_prefix(out, storage, default))
+        return _evolve(run, workers, backend, ray_address, save_best)
+
+
+def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
+            save_best: bool) -> EvolveResult:
+    cfg, out = run.cfg, run.out
+    (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    t0 = time.perf_counter()
+    run.runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+    try:
+        phases = _phases(run)
+        best = out / "best.yml"
+        best.write_text(_header(cfg, phases[-1]) + phases[-1].recipe_yaml)
+        if save_best or phases[-1].scales is not None:
+            _save_model(phases[-1], out / "best-model")
+        summary = _heldout_report(run, phases)
+    finally:
+        run.runner.close()
+    studies = [(p.name, p.study) for p in phases]
+    report.write_history(out / "history.csv", studies)
+    report.plot_fitness(out / "fitness.png", studies)
+    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
+    typed = EvolveSummary.from_dict(summary)
+    report.write_summary(out / "summary.json", typed.to_dict())
+    return EvolveResult(out, best, typed, phases)
+
+
+def _earlier_wall(out: Path, resume: bool) -> float:
+    """Seconds the runs before this one spent (a resumed run adds to them)."""
+    try:
+        return float(json.loads((out / "summary.json").read_text())["wall_seconds"]) \
+            if resume else 0.0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _phases(run: _Run) -> list[Phase]:
+    cfg = run.cfg
+    if cfg.mode == "dfs":
+        return [_dfs_phase(run, cfg.models[0], cfg.models[1])]
+    ps = _ps_phase(run)
+    if cfg.mode == "ps":
+        return [ps]
+    a = run.out / "ps-best-model"  # the PS winner, on disk: DFS exports a recipe over it
+    (run.out / "ps-best.yml").write_text(_header(cfg, ps) + ps.recipe_yaml)
+    if not a.exists():
+        _save_model(ps, a)
+    partner = cfg.dfs_partner or cfg.models[1 if len(cfg.models) > 1 else 0]
+    return [ps, _dfs_phase(run, str(a), partner)]
+
+
+def _budget(run: _Run, dfs: bool) -> int:
+    b = run.cfg.budget
+    if run.trials is not None:
+        return run.trials
+    return (b.dfs_trials or b.trials) if dfs else b.trials
+
+
+def _ps_phase(run: _Run) -> Phase:
+    cfg = run.cfg
+    space = ParamSpace(cfg)
+    pop = cfg.budget.popsize or default_popsize(space.dim)
+    x0 = [0.5] * space.dim
+    study = open_study(run.storage, run.study_name("ps"), resume=run.resume,
+                       fingerprint=cfg.fingerprint(), seed=cfg.seed,
+                       x0=dict(zip(space.names, x0)), popsize=pop)
+    cfg_json = cfg.model_dump_json()
+
+    def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
+        seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
+        text = space.decode(genome, seed=seed).to_yaml()
+        return Job(f"ps/{number}", text, "search", cfg_json), {"recipe": text, "seed": seed}
+
+    log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
+    run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
+               popsize=pop, on_generation=run.on_generation)
+    return Phase("ps", study, study.best_trial.user_attrs["recipe"])
+
+
+def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
+    cfg = run.cfg
+    space = DfsSpace(a, _num_layers(a), b, _num_layers(b), cfg.dfs, cfg.template.get("dtype"))
+    pop = cfg.budget.popsize or default_popsize(space.dim)
+    study = open_study(run.storage, run.study_name("dfs"), resume=run.resume,
+                       fingerprint=cfg.fingerprint(), seed=cfg.seed,
+                       x0=dict(zip(space.names, space.x0())), popsize=pop)
+    cfg_json = cfg.model_dump_json()
+
+    def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
+        path, scales = space.decode(genome)
+        text = space.recipe(path).to_yaml()
+        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales))
+        return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
+
+    log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
+             space.n_scales, pop, _budget(run, True))
+    run_search(study, space.names, space.x0(), _budget(run, True), run.runner, make_job,
+               phase="dfs", popsize=pop, on_generation=run.on_generation)
+    attrs = study.best_trial.user_attrs
+    return Phase("dfs", study, attrs["recipe"], attrs["scales"], attrs["path"])
+
+
+def _num_layers(ref: str) -> int:
+    with ModelReader(ref) as r:
+        return detect(r.names(), r.config).num_layers
+
+
+def _header(cfg: EvolveConfig, p: Phase) -> str:
+    t = p.study.best_trial
+    lines = [f"# kinmerge evolve ({cfg.mode}, phase {p.name}): best of "
+             f"{len(report.finished(p.study))} trials, trial {t.number}, "
+             f"search fitness {t.value:.6g}"]
+    if p.scales is not None:
+        lines.append("# DFS: the transition scales live in best-model/config.json "
+                     "(kinmerge_dfs); load it with kinmerge.search.evolve.load_dfs_model")
+    return "\n".join(lines) + "\n"
+
+
+def _save_model(p: Phase, out: Path) -> None:
+    """Merge the winner into `out` (with its DFS scales), replacing it in one swap."""
+    with atomic_dir(check_out(out, option="the exported model")) as tmp:
+        model = merge(p.recipe_yaml, tmp / "model")  # inside tmp: a kill leaves one leftover
+        if p.scales is not None:
+            write_dfs_config(model, p.path, p.scales)
+        for f in model.iterdir():
+            os.rename(f, tmp / f.name)
+        model.rmdir()
+
+
+def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
+    """Score the winner, the hand-recipe grid and the sources on the held-out split."""
+    from kinmerge.search.evolve.baselines import baseline_recipes, source_recipes
+
+    cfg, cfg_json = run.cfg, run.cfg.model_dump_json()
+    has_heldout = all(t.heldout for t in cfg.fitness.tasks)
+    summary: dict = {"mode": cfg.mode,
+                     "trials": sum(len(report.finished(p.study)) for p in phases),
+                     "best_search": phases[-1].study.best_value,
+                     "timing": {p.name: report.timing(p.study) for p in phases}}
+    if not has_heldout:
+        log.warning("no held-out split in the fitness: held-out scores not reported")
+        return summary
+    last = phases[-1]
+    jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
+                        tuple(last.scales) if last.scales is not None else None)}
+    for name, text in baseline_recipes(cfg).items():
+        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json)
+    for name, text in source_recipes(cfg).items():
+        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json)
+    saved = run.out / "best-model"
+    if saved.exists():  # score the export too: it must be the model that was evaluated
+        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
+    futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
+    results = {k: f.result() for k, f in futures.items()}
+    summary["best_heldout"] = results["best"].fitness
+    summary["best_heldout_scores"] = results["best"].scores
+    if "saved" in results:
+        summary["best_model_heldout"] = results["saved"].fitness
+        summary["best_model_matches"] = results["saved"].fitness == results["best"].fitness
+    for group in ("baseline", "source"):
+        summary[f"{group}s_heldout"] = {k.split("/", 1)[1]: r.fitness
+                                        for k, r in results.items() if k.startswith(group)}
+    bl = summary["baselines_heldout"]
+    if bl:
+        summary["best_baseline"] = max(bl, key=bl.get)
+        summary["winner_beats_best_baseline"] = summary["best_heldout"] > max(bl.values())
+    return summary
+
+
+__all__ = ["EvolveResult", "Phase", "evolve"]

@@ -1,0 +1,35 @@
+"""`python -m tools.results run RUNS_DIR [SEEDS]` (SEEDS like 0,1,2, the default), then
+`python -m tools.results write` (the docs from docs/results.json alone)."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+RESULTS = Path("docs/results.json")
+
+
+def main(argv: list[str]) -> int:
+    from tools.results.render import write_docs
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if argv[:1] == ["run"] and len(argv) in (2, 3):
+        import torch
+
+        from tools.results.collect import SEEDS, run_all
+        torch.set_num_threads(1)
+        seeds = tuple(int(x) for x in argv[2].split(",")) if len(argv) == 3 else SEEDS
+        data = run_all(Path(argv[1]), seeds)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {RESULTS}")
+    elif argv != ["write"]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for path in write_docs(json.loads(RESULTS.read_text()), Path("README.md"), Path("examples")):
+        print(f"rewrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""Rerun the README's experiments on the shipped zoo and keep what its tables show.
+
+    python -m tools.results run runs/results     # what `make results` runs (~15 min)
+    python -m tools.results write                # docs/results.json -> README, examples
+
+Every experiment writes its own `summary.json` under the run folder; `collect` keeps the
+numbers the tables need, with the machine, seeds, date and load average, in
+`docs/results.json`, from which `render` writes the README blocks (a test checks that the
+README still matches them).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+SEEDS = (0, 1, 2)
+
+
+def machine() -> str:
+    """The CPU model and core count, e.g. "AMD EPYC 9B14 (2 cores)"."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def meta(seeds: tuple[int, ...]) -> dict:
+    import torch
+    return {"machine": machine(), "torch": torch.__version__.split("+")[0],
+            "threads": torch.get_num_threads(), "seeds": list(seeds),
+            "date": datetime.date.today().isoformat(), "load": os.getloadavg()[0]}
+
+
+def zoo_result(root: Path) -> dict:
+    from kinmerge.zoo.properties import measure
+    return measure(root)
+
+
+def demo_result(summary: dict, seed: int) -> dict:
+    e, b = summary["evolve"], summary["breed"]
+    return {"seed": seed, "scores": summary["scores"], "best_hand": e["best_hand_merge"],
+            "best_hand_mean": e["best_hand_mean"], "evolved_mean": e["heldout_mean"],
+            "evolve_trials": e["trials"], "evolved_beats": e["beats_best_hand_merge"],
+            "breed_best": f"{b['best_model']} {b['best_score']:.3f}",
+            "breed_evaluations": b["evaluations"]}
+
+
+def winner_text(best_yml: Path) -> str:
+    """The winner's searched values, e.g. "add w 0.22 d 0.57, rev w 0.76 d 0.50"."""
+    recipe = yaml.safe_load(best_yml.read_text())
+    parts = []
+    for m in recipe.get("models", []):
+        p = m.get("parameters") or {}
+        vals = " ".join(f"{k[0]} {v:.2f}" for k, v in p.items() if isinstance(v, (int, float)))
+        parts.append(f"{Path(m['model']).name} {vals}".strip())
+    return ", ".join(parts)
+
+
+def evolve_result(summary: dict, out: Path, seed: int) -> dict:
+    bl = summary["baselines_heldout"]
+    return {"seed": seed, "trials": summary["trials"], "best_heldout": summary["best_heldout"],
+            "winner_scores": summary["best_heldout_scores"], "winner": winner_text(
+                out / "best.yml"), "baselines": bl, "sources": summary["sources_heldout"],
+            "best_baseline": summary["best_baseline"],
+            "best_baseline_heldout": bl[summary["best_baseline"]],
+            "beats": summary["winner_beats_best_baseline"]}
+
+
+def breed_result(summary: dict) -> dict:
+    gens = [{k: g[k] for k in ("generation", "top_k", "top_k_kinship", "best", "evaluations")}
+            for g in summary["generations"]]
+    return {"generations": gens, "stop_reason": summary["stop_reason"],
+            "evaluations": summary["evaluations"], "best_model": summary["best_model"],
+            "best_score_text": f"{summary['best_score']:.3f}"}
+
+
+def run_all(out: Path, seeds: tuple[int, ...] = SEEDS, examples: Path = Path("examples"),
+            zoo_dir: Path = Path("zoo")) -> dict:
+    """Rerun every documented experiment into `out`; the examples read `zoo_dir` (./zoo)."""
+    from kinmerge.search.breed import breed
+    from kinmerge.demo import run_demo
+    from kinmerge.search.evolve import evolve
+    from kinmerge.zoo.family import copy_zoo, zoo
+    result = {"meta": meta(seeds)}
+    root = copy_zoo(zoo(), zoo_dir)
+    result["zoo"] = zoo_result(root)
+    demos = [demo_result(_done(out / f"demo-{s}") or run_demo(
+        out / f"demo-{s}", seed=s, zoo_dir=root).summary, s) for s in seeds]
+    result["demo"] = {"parent_skills": _done(out / f"demo-{seeds[0]}")["parent_skills"],
+                      "runs": demos}
+    cfg = yaml.safe_load((examples / "evolve-zoo.yml").read_text())
+    result["evolve"] = {"runs": [evolve_result(_done(out / f"evolve-{s}") or evolve(
+        {**cfg, "seed": s}, out / f"evolve-{s}").summary, out / f"evolve-{s}", s)
+        for s in seeds]}
+    result["breed"] = {
+        "explore": breed_result(_done(out / "breed") or breed(
+            examples / "breed-zoo.yml", out / "breed", plots=False).summary),
+        "greedy": breed_result(_done(out / "greedy") or breed(
+            examples / "breed-zoo.yml", out / "greedy", explore=False, plots=False).summary)}
+    return result
+
+
+def _done(run: Path) -> dict | None:
+    """The summary of a finished experiment (an interrupted `make results` picks up there;
+    `make results` starts from an empty folder)."""
+    try:
+        return json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
