@@ -1,4 +1,4 @@
-"""Multi-stage recipes: several YAML documents in one file, as `mergekit-multimerge` reads them.
+"""Multi-stage recipes: several YAML documents in one file, as `mergekit-multi` reads them.
 
 Each document is a recipe; a document with `name: X` makes an intermediate model X that
 later documents use as a model (`model: X`, `base_model: X`, `X+lora`, a tokenizer source).
@@ -11,11 +11,14 @@ Where stages are written (the output rule, checked before anything runs):
 - a stage's name is a label (letters, digits, `_`, `-`, `.`; see NAME), never a path;
 - intermediates live in OUT's own temporary area (`.{OUT}.kinmerge-tmp-...`, gone when the run
   ends, however it ends), or in an `intermediate_dir` checked like OUT: not an input model, not
-  inside one, not holding one, neither OUT nor inside it nor holding it; an existing stage
-  folder there is reused when it holds this very recipe's merge, and replaced only with
-  `overwrite` (and only if it is a model folder);
+  inside one, not holding one, not OUT nor inside it (it may hold OUT, but OUT may not be a
+  stage's folder); an existing stage folder there is reused when it holds this very recipe's
+  merge, and replaced only with `overwrite` (and only if it is a model folder);
 - OUT is checked against the inputs of every stage, not only the final one's;
 - OUT's lock is held for the whole run.
+
+`kinmerge.merge(path, out)` dispatches here for such a file; `run_all` is mergekit-multi's
+run (every stage into --intermediate-dir/NAME, the unnamed one into --out-path).
 
 >>> kinmerge.merge_stages("examples/multi.yml", "runs/final")      # doctest: +SKIP
 """
@@ -54,29 +57,36 @@ class Stage:
 def read_documents(source: RecipeSource) -> tuple[list, str]:
     """Every YAML document of a recipe file (or YAML text), and where it came from, read
     with the same limits as a single recipe (size, depth, aliases, UTF-8)."""
-    text, where = str(source), "recipe text"
+    text, where = _text(source)
+    return _parse_all(text, where), where
+
+
+def _text(source: RecipeSource) -> tuple[str, str]:
+    text = str(source)
     if isinstance(source, Path) or "\n" not in text:
-        text, where = read_text(Path(source), subject="recipe", error=RecipeError)
+        return read_text(Path(source), subject="recipe", error=RecipeError)
+    return text, "recipe text"
+
+
+def _parse_all(text: str, where: str) -> list:
     try:
-        return [d for d in yamlload.load_all(text) if d is not None], where
+        return [d for d in yamlload.load_all(text) if d is not None]
     except yamlload.YamlError as e:
         raise RecipeError([f"not valid YAML: {e}"], where=where,
                           fix="fix the YAML at the line shown") from None
 
 
 def is_multistage(source) -> bool:
-    """True when `source` (a path or YAML text) holds more than one recipe document."""
+    """True when `source` (a path or YAML text) holds more than one recipe document, or one
+    with a `name:` (mergekit-multi's format)."""
     if not isinstance(source, (str, os.PathLike)):
         return False
-    text = str(source)
-    if isinstance(source, Path) or "\n" not in text:
-        path = Path(source)
-        if not path.is_file():
-            return False
-        text = read_text(path, subject="recipe", error=RecipeError)[0]
+    if (isinstance(source, Path) or "\n" not in str(source)) and not Path(source).is_file():
+        return False
+    text, where = _text(source)
     if "\n---" not in "\n" + text and not re.search(r"(?m)^name\s*:", text):
         return False
-    docs = read_documents(text if "\n" in text else source)[0]
+    docs = _parse_all(text, where)
     return len(docs) > 1 or (len(docs) == 1 and isinstance(docs[0], dict) and "name" in docs[0])
 
 
