@@ -82,9 +82,9 @@ def test_two_merges_onto_one_new_out_the_second_fails_naming_the_first(job, tmp_
     first, go = held_merge(tmp_path, job, out)
     try:
         env = {**os.environ, "COLUMNS": "1000"}
-        r = subprocess.run([sys.executable, "-c", "from kinmerge.cli import main; main()", "merge", str(job), str(out),
-                            "--no-progress", *second], env=env, capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run([sys.executable, "-c", "from kinmerge.cli import main; main()",
+                            "merge", str(job), str(out), "--no-progress", *second], env=env,
+                           capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, r.stderr
         assert (f"{os.path.abspath(out)} is in use by a live kinmerge run: pid {first.pid} on "
                 f"host {socket.gethostname()} (merge, started ") in r.stderr + r.stdout
@@ -132,6 +132,12 @@ def test_every_writer_takes_the_same_lock(job, tmp_path):
         with pytest.raises(KinmergeError, match=busy):
             soup({"ingredients": [str(tmp_path / "models" / m) for m in ("ft1", "base")],
                   "fitness": {"function": "nowhere:f"}}, out, fitness=lambda c: {"x": 1.0})
+        from kinmerge.demo import run_demo
+        with pytest.raises(KinmergeError, match=busy):
+            run_demo(out, evolve_trials=0, breed_evaluations=0)
+        r = CliRunner().invoke(main, ["lora-merge", f"{tmp_path / 'models' / 'ft1'}+"
+                                      f"{tmp_path / 'adapter'}", str(out), "--no-progress"])
+        assert r.exit_code == 2 and busy in r.output, r.output
         assert not out.exists() and not (tmp_path / "zoo-src" / "x").exists()
     finally:
         hold.kill()
