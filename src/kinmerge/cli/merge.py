@@ -54,8 +54,9 @@ def merge_options(f):
 @click.option("--stage", default=None, help="Multi-stage recipe: the stage to write to OUT "
               "(default: the unnamed one, else the last).")
 @click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
-              help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
-              "their recipe is unchanged); default: a folder beside OUT, removed after.")
+              help="Multi-stage recipe: keep intermediate stages here as DIR/NAME (and reuse "
+              "them when their recipe is unchanged; another merge there is replaced only with "
+              "--overwrite); default: OUT's temporary area, removed when the run ends.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
               allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,

@@ -349,8 +349,7 @@ def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
 
     recipe = load_recipe(resolve(s, outputs))
     if os.path.lexists(dest):
-        done = dest / "mergekit_config.yml"
-        same = done.is_file() and not done.is_symlink() and done.read_text() == recipe.to_yaml()
+        same = _holds(dest, recipe.to_yaml())
         if reuse and same:
             log.info("stage %s: %s already holds this recipe's merge, reused", s.name, dest)
             return dest
@@ -363,6 +362,18 @@ def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
                                      "--intermediate-dir, or remove that folder yourself")
     log.info("stage %s -> %s", s.name, dest)
     return merge_one(recipe, dest, overwrite=overwrite, **merge_options)
+
+
+def _holds(dest: Path, recipe_yaml: str) -> bool:
+    """Whether the stage folder `dest` holds the merge of exactly this recipe (its
+    mergekit_config.yml, a regular file read within the recipe size limit)."""
+    done = dest / "mergekit_config.yml"
+    if done.is_symlink() or not done.is_file():
+        return False
+    try:
+        return read_text(done, subject="stage recipe", error=RecipeError)[0] == recipe_yaml
+    except RecipeError:  # unreadable, too large, not UTF-8: not this recipe's merge
+        return False
 
 
 def plan_stages(source: RecipeSource, *, stage: str | None = None,
