@@ -2,7 +2,8 @@
 references to stages, inputs and nothing, cycles, self-references, non-mappings) run through
 `kinmerge.merge` with random --stage, --intermediate-dir (fresh, an input, inside or holding
 one, OUT, inside OUT, a user's folder) and --overwrite over an OUT that is absent, empty, a
-previous model or a user's folder.
+previous model or a user's folder; and through kinmerge-multi's run (`run_all`: every stage,
+with and without --out-path, lazy or not).
 
 Whatever the input: the only exception out is a KinmergeError; no example runs past its time
 limit (a hang fails the test instead of being waited on); and nothing outside OUT and the
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kinmerge
-from kinmerge.core.multistage import NAME
+from kinmerge.core.multistage import NAME, run_all
 from kinmerge.errors import KinmergeError
 from kinmerge.zoo.synthetic import synthetic_llama
 
@@ -91,19 +92,19 @@ def snapshot(root: Path) -> dict[str, str]:
 def documents(draw, root: Path) -> list:
     """Mostly plausible stage files (valid names, references to inputs and earlier stages),
     with path-like and junk names, dangling and cyclic references, non-mappings mixed in."""
-    def name():
+    def name():  # hypothesis favours small integers: the plausible kinds come first
         kind = draw(st.integers(0, 29))
-        return (draw(st.text(max_size=6)) if kind == 0 else draw(st.integers(0, 3))
-                if kind == 1 else draw(st.sampled_from(BAD)) if kind < 5 else None
-                if kind < 9 else draw(st.sampled_from(GOOD)))
+        return (draw(st.sampled_from(GOOD)) if kind < 21 else None if kind < 25 else
+                draw(st.sampled_from(BAD)) if kind < 28 else draw(st.text(max_size=6))
+                if kind == 28 else draw(st.integers(0, 3)))
 
     names = [name() for _ in range(draw(st.integers(1, 4)))]
-    if draw(st.integers(0, 3)):  # mostly distinct names, now and then a duplicate
+    if draw(st.integers(0, 3)) < 3:  # mostly distinct names, now and then a duplicate
         names = list(dict.fromkeys(names)) if all(n.__hash__ for n in names) else names
     inputs = [str(root / "models" / m) for m in ("base", "ft1", "ft2", "ft1", "ft2")]
     docs: list = []
     for i, n in enumerate(names):
-        if draw(st.integers(0, 39)) == 0:
+        if draw(st.integers(0, 39)) == 39:
             docs.append(draw(st.sampled_from(["just text", [1, 2], 3])))
             continue
         earlier = [x for x in names[:i] if isinstance(x, str)]
@@ -137,6 +138,7 @@ def options(root: Path) -> st.SearchStrategy:
         "stage": st.sampled_from([None] * 12 + GOOD + ["nope", "../keep"]),
         "overwrite": st.booleans(),
         "out_state": st.sampled_from(["absent"] * 5 + ["empty", "model", "user"]),
+        "runner": st.sampled_from(["merge"] * 3 + ["multi", "multi-no-out"]),
     })
 
 
@@ -165,8 +167,13 @@ def test_multistage_fuzz(sandbox):
         os.chdir(root / "work")
         try:
             with time_limit(LIMIT_S):
-                kinmerge.merge(recipe, out, stage=opt["stage"], intermediate_dir=inter,
-                               overwrite=opt["overwrite"], out_shard_size="5B")
+                if opt["runner"] == "merge":
+                    kinmerge.merge(recipe, out, stage=opt["stage"], intermediate_dir=inter,
+                                   overwrite=opt["overwrite"], out_shard_size="5B")
+                else:  # kinmerge-multi's run: every stage, into the intermediate folder
+                    inter = inter if inter is not None else fresh
+                    run_all(recipe, inter, out=out if opt["runner"] == "multi" else None,
+                            overwrite=opt["overwrite"], lazy=opt["stage"] is None)
         except KinmergeError:
             pass
         finally:
