@@ -218,3 +218,18 @@ def test_atomic_dir_without_overwrite_refuses_an_existing_out(tmp_path):
         with atomic.atomic_dir(out, overwrite=False):
             raise AssertionError("not reached")
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_a_failed_merge_leaves_no_folder_it_made(job, tmp_path):
+    """The lock file needs OUT's parent: the folders made for it go when the run fails."""
+    bad = tmp_path / "bad.yml"
+    doc = yaml.safe_load(job.read_text())
+    doc["models"][0]["model"] = str(tmp_path / "missing")  # found missing once the lock is held
+    bad.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "runs" / "deep" / "out"
+    r = CliRunner().invoke(main, ["merge", str(bad), str(out), "--no-progress"])
+    assert r.exit_code == 2 and f"model '{tmp_path / 'missing'}' not found" in r.output, r.output
+    assert not (tmp_path / "runs").exists()
+    r = CliRunner().invoke(main, ["merge", str(job), str(out), "--no-progress"])
+    assert r.exit_code == 0 and (out / "model.safetensors").is_file()
+    assert sorted(os.listdir(out.parent)) == ["out"]  # no lock file left beside OUT

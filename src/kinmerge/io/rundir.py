@@ -64,13 +64,15 @@ def run_lock(out: str | Path, command: str) -> Iterator[None]:
                     _release(path, mine)
 
 
-def _acquire(path: Path, out: str | Path, command: str) -> int:
+def _acquire(path: Path, out: str | Path, command: str) -> tuple[int, list[Path]]:
     """The descriptor of `path`, flocked and still the file at `path` (an owner that removed
-    it between our open and our flock leaves us a lock on a deleted file: take the new one)."""
+    it between our open and our flock leaves us a lock on a deleted file: take the new one),
+    and the folders made to hold it (removed on release if the run left them empty)."""
     import fcntl
 
     from kinmerge.io.outpath import write_error
 
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     for _ in range(100):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +83,7 @@ def _acquire(path: Path, out: str | Path, command: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            _tidy(made)
             raise _busy(out, path, command) from None
         try:
             same = os.path.samestat(os.fstat(fd), os.lstat(path))
@@ -93,15 +96,27 @@ def _acquire(path: Path, out: str | Path, command: str) -> int:
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "command": command, "started": time.strftime(
                                      "%Y-%m-%d %H:%M:%S %z")}).encode() + b"\n")
-        return fd
+        return fd, made
     raise _busy(out, path, command)
 
 
-def _release(path: Path, fd: int) -> None:
+def _release(path: Path, held: tuple[int, list[Path]]) -> None:
+    fd, made = held
     with contextlib.suppress(OSError):
         if os.path.samestat(os.fstat(fd), os.lstat(path)):
             os.unlink(path)  # still ours: no one else can hold it while we do
     os.close(fd)  # closing releases the lock
+    _tidy(made)
+
+
+def _tidy(made: list[Path]) -> None:
+    """Remove the folders the lock made, deepest first, while they are empty (a failed run
+    leaves no empty `runs/` behind; one that wrote OUT keeps them)."""
+    for d in made:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def _busy(out: str | Path, path: Path, command: str) -> KinmergeError:
