@@ -67,11 +67,19 @@ def demo_recipes(zoo_dir: str | Path, a: str, b: str) -> dict[str, dict]:
     }
 
 
-def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
-             zoo_dir: str | Path | None = None, evolve_trials: int = 36,
-             breed_evaluations: int = 20) -> DemoResult:
+def run_demo(out: str | Path, **options) -> DemoResult:
     """Build (or reuse) the zoo, measure kinship, merge two experts, score everything, then
-    evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
+    evolve a recipe and breed the experts (0 trials / evaluations skips either); OUT's lock
+    (`kinmerge.io.rundir.run_lock`) is held throughout. Keywords: see `_run_demo`."""
+    from kinmerge.io.rundir import run_lock
+
+    with run_lock(check_out(out), "demo"):
+        return _run_demo(out, **options)
+
+
+def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
+              zoo_dir: str | Path | None = None, evolve_trials: int = 36,
+              breed_evaluations: int = 20) -> DemoResult:
     from kinmerge import merge_to_memory
     from kinmerge.zoo.family import zoo
     shown = Path(out)  # as the caller wrote it, for messages

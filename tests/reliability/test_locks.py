@@ -19,7 +19,7 @@ from kinmerge.search.breed import breed
 from kinmerge.cli import main
 from kinmerge.errors import KinmergeError
 from kinmerge.search.evolve import evolve
-from kinmerge.io.rundir import LOCK, run_lock
+from kinmerge.io.rundir import lock_path, run_lock
 from kinmerge.zoo.synthetic import synthetic_llama
 
 EVOLVE_TESTS = Path(__file__).parents[1] / "evolve"  # evo_fitness: the synthetic fitness
@@ -88,9 +88,10 @@ def test_breed_on_an_out_held_by_a_live_run_is_refused(fam, tmp_path, holder):
     assert not (out / "breed.db").exists()  # nothing was touched
     p.kill()
     p.wait()  # the kernel drops a dead owner's lock: the file left behind is harmless
-    assert (out / LOCK).exists()
+    assert lock_path(out).exists()
     with run_lock(out, "breed"):
         pass
+    assert not lock_path(out).exists()  # a live owner removes its lock file on release
 
 
 def test_resume_while_a_run_is_live_is_refused_and_its_trial_stays_running(fam, tmp_path,

@@ -136,7 +136,7 @@ def test_publish_replaces_out_without_a_window(tmp_path, monkeypatch):
     real_rename = os.rename
     monkeypatch.setattr(atomic.os, "rename", lambda s, d: (seen.append(out.exists()),
                                                           real_rename(s, d))[1])
-    atomic.publish(tmp, out)
+    atomic.publish(tmp, out, replaces=atomic.identity(out))
     assert (out / "v").read_text() == "new" and not tmp.exists()
     assert seen == []
 
@@ -159,7 +159,7 @@ def test_fallback_without_renameat2_restores_an_old_out_a_kill_left_aside(tmp_pa
     tmp = tmp_path / "new"
     tmp.mkdir()
     (tmp / "v").write_text("new")
-    atomic.publish(tmp, out)  # fallback path: rename aside, rename in, delete
+    atomic.publish(tmp, out, replaces=atomic.identity(out))  # fallback: aside, in, delete
     assert (out / "v").read_text() == "new" and not leftovers(tmp_path)
 
 

@@ -11,7 +11,7 @@ import kinmerge
 from kinmerge.core import multistage
 from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
-from kinmerge.core.merge import plan_peak
+from kinmerge.core.merge import make_plans
 from kinmerge.methods import REGISTRY
 from kinmerge.core.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
@@ -54,8 +54,9 @@ def merge_options(f):
 @click.option("--stage", default=None, help="Multi-stage recipe: the stage to write to OUT "
               "(default: the unnamed one, else the last).")
 @click.option("--intermediate-dir", type=click.Path(file_okay=False), default=None,
-              help="Multi-stage recipe: keep intermediate stages here (and reuse them when "
-              "their recipe is unchanged); default: a folder beside OUT, removed after.")
+              help="Multi-stage recipe: keep intermediate stages here as DIR/NAME (and reuse "
+              "them when their recipe is unchanged; another merge there is replaced only with "
+              "--overwrite); default: OUT's temporary area, removed when the run ends.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
               allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,
@@ -68,11 +69,8 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
                        out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                        write_model_card=write_model_card, overwrite=overwrite, progress=bar,
                        allow_nonfinite=allow_nonfinite, ties_topk=ties_topk, threads=threads)
-        if multistage.is_multistage(recipe):
-            path = multistage.merge_stages(recipe, out_path, stage=stage,
-                                           intermediate_dir=intermediate_dir, **options)
-        else:
-            path = kinmerge.merge(recipe, out_path, **options)
+        path = kinmerge.merge(recipe, out_path, stage=stage, intermediate_dir=intermediate_dir,
+                              **options)
     out.print(f"merged model written to {path}", highlight=False)
 
 
@@ -102,33 +100,32 @@ def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_
 @click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
 def validate_cmd(recipe, no_models):
     """List every problem of RECIPE at once; exit non-zero if there is any."""
-    if multistage.is_multistage(recipe):
-        _validate_stages(recipe, no_models)
-        return
     if no_models:
-        for w in recipe_warnings(kinmerge.load_recipe(recipe)):
-            out.print(f"warning: {w}", highlight=False)
-        out.print("recipe OK (models not checked)")
+        _validate_yaml(recipe)
         return
-    p = kinmerge.make_plan(recipe)
+    plans = make_plans(recipe)
+    if plans[0][0] is not None:  # a multi-stage recipe: each stage it runs
+        for s, p, _ in plans:
+            for w in p.warnings:
+                out.print(f"warning: stage {s.name or 'final'}: {w}", highlight=False)
+            out.print(f"stage {s.name or 'final'} OK: {p.method.name}, {len(p.jobs)} output "
+                      f"tensors, {len(p.recipe.model_refs())} models", highlight=False)
+        return
+    p = plans[0][1]
     for w in p.warnings:
         out.print(f"warning: {w}", highlight=False)
     out.print(f"recipe OK: {p.method.name}, {len(p.jobs)} output tensors, "
               f"{len(p.recipe.model_refs())} models", highlight=False)
 
 
-def _validate_stages(recipe, no_models: bool) -> None:
-    stages, _ = multistage.read_stages(recipe)
-    if no_models:
-        for s in stages:
-            kinmerge.load_recipe(multistage.resolve(s, {n: f"stage:{n}" for n in s.needs}))
+def _validate_yaml(recipe) -> None:
+    stages = multistage.load_stages(recipe)
+    if stages is not None:
         out.print(f"recipe OK: {len(stages)} stages (models not checked)", highlight=False)
         return
-    for s, p in multistage.plan_stages(recipe):
-        for w in p.warnings:
-            out.print(f"warning: stage {s.name or 'final'}: {w}", highlight=False)
-        out.print(f"stage {s.name or 'final'} OK: {p.method.name}, {len(p.jobs)} output "
-                  f"tensors, {len(p.recipe.model_refs())} models", highlight=False)
+    for w in recipe_warnings(kinmerge.load_recipe(recipe)):
+        out.print(f"warning: {w}", highlight=False)
+    out.print("recipe OK (models not checked)")
 
 
 @main.command("plan")
@@ -140,15 +137,11 @@ def plan_cmd(recipe, as_json, limit):
     memory the merge is expected to take.
 
     A multi-stage RECIPE shows each stage the last one needs, in run order."""
-    if multistage.is_multistage(recipe):
-        for s, p in multistage.plan_stages(recipe):
-            if not as_json:
-                out.print(f"stage {s.name or 'final'} (document {s.index + 1})",
-                          highlight=False)
-            _show_plan(p, as_json, limit, {"stage": s.name} if as_json else {})
-        return
-    p, peak = plan_peak(recipe)
-    _show_plan(p, as_json, limit, peak=peak)
+    plans = make_plans(recipe, peak=True)
+    for s, p, peak in plans:
+        if s is not None and not as_json:
+            out.print(f"stage {s.name or 'final'} (document {s.index + 1})", highlight=False)
+        _show_plan(p, as_json, limit, {"stage": s.name} if as_json and s else {}, peak=peak)
 
 
 def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None,

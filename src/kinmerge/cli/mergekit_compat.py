@@ -1,4 +1,5 @@
-"""`kinmerge-yaml CONFIG OUT`: mergekit-yaml's command line, running kinmerge.
+"""`kinmerge-yaml CONFIG OUT` and `kinmerge-multi CONFIG --intermediate-dir DIR [--out-path
+OUT]`: mergekit-yaml's and mergekit-multi's command lines, running kinmerge.
 
 Every flag of mergekit-yaml 0.1.5 is accepted, with its `--no-` form, so existing command
 lines work unchanged. What each does here (the README's "mergekit compatibility" table):
@@ -16,6 +17,7 @@ import kinmerge
 from kinmerge.cli.app import exit_on_error, install_signal_handlers, setup_logging
 from kinmerge.cli.merge import merge_options
 from kinmerge.cli.progress import merge_bar
+from kinmerge.core.multistage import run_all
 from kinmerge.threads import HELP as THREADS_HELP
 
 # boolean flags (each with its --no- form) that change nothing here, and why
@@ -55,38 +57,87 @@ def _no_ops(f):
     return f
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
-@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
-@merge_options
-@click.option("--cuda/--no-cuda", default=False, help="Compute on the GPU.")
-@click.option("--device", default=None, help="Device (overrides --cuda).")
-@click.option("--gpu-rich", is_flag=True,
-              help="mergekit's alias for --cuda --low-cpu-memory --read-to-gpu --multi-gpu: "
-                   "here --cuda (the others are no-ops).")
-@click.option("-j", "--num-threads", type=click.IntRange(min=1), default=None,
-              help="mergekit's name for --threads.")
-@click.option("--random-seed", type=int, default=None, help="Seed of stochastic methods.")
-@click.option("--quiet/--no-quiet", default=False, help="No progress bar.")
-@click.option("--overwrite/--no-overwrite", default=True, show_default=True,
-              help="mergekit-yaml replaces OUT by default.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP)
-@click.option("-v", "--verbose", count=True,
-              help="Debug logging and tracebacks (mergekit's -v, repeatable).")
-@_no_ops
-def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
-         allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
-         threads, verbose):
-    """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
+def _mergekit_options(f):
+    """The options mergekit-yaml and mergekit-multi share (mergekit's merge options)."""
+    for opt in reversed([
+        merge_options,
+        click.option("--cuda/--no-cuda", default=False, help="Compute on the GPU."),
+        click.option("--device", default=None, help="Device (overrides --cuda)."),
+        click.option("--gpu-rich", is_flag=True,
+                     help="mergekit's alias for --cuda --low-cpu-memory --read-to-gpu "
+                          "--multi-gpu: here --cuda (the others are no-ops)."),
+        click.option("-j", "--num-threads", type=click.IntRange(min=1), default=None,
+                     help="mergekit's name for --threads."),
+        click.option("--random-seed", type=int, default=None,
+                     help="Seed of stochastic methods."),
+        click.option("--quiet/--no-quiet", default=False, help="No progress bar."),
+        click.option("--overwrite/--no-overwrite", default=True, show_default=True,
+                     help="mergekit replaces OUT by default (only a model folder or an empty "
+                          "one is ever replaced)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP),
+        click.option("-v", "--verbose", count=True,
+                     help="Debug logging and tracebacks (mergekit's -v, repeatable)."),
+        _no_ops,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _run(verbose: int, quiet: bool, call) -> None:
     setup_logging(bool(verbose))
     install_signal_handlers()
     try:
         with exit_on_error(bool(verbose)), merge_bar(not quiet) as bar:
-            kinmerge.merge(config_file, out_path, seed=random_seed,
-                           device=device or ("cuda" if cuda or gpu_rich else "cpu"),
-                           out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
-                           write_model_card=write_model_card, overwrite=overwrite,
-                           progress=bar, allow_nonfinite=allow_nonfinite,
-                           threads=threads or num_threads)
+            call(bar)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _options(bar, out_shard_size, copy_tokenizer, write_model_card, allow_nonfinite, cuda,
+             device, gpu_rich, num_threads, random_seed, overwrite, threads) -> dict:
+    return dict(seed=random_seed, device=device or ("cuda" if cuda or gpu_rich else "cpu"),
+                out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                write_model_card=write_model_card, overwrite=overwrite, progress=bar,
+                allow_nonfinite=allow_nonfinite, threads=threads or num_threads)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
+@_mergekit_options
+def main(config_file, out_path, quiet, verbose, **options):
+    """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does.
+
+    A CONFIG of several YAML documents (mergekit-multi's format: stages with a `name:`, later
+    ones using earlier ones by name) runs its stages as `kinmerge merge` does: the unnamed
+    document (else the last) is written to OUT, the stages it needs live in OUT's temporary
+    area while it runs."""
+    _run(verbose, quiet, lambda bar: kinmerge.merge(config_file, out_path,
+                                                    **_options(bar, **options)))
+
+
+@click.command("kinmerge-multi", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--intermediate-dir", required=True, type=click.Path(file_okay=False),
+              help="Where each named stage is written (as DIR/NAME) and kept.")
+@click.option("--out-path", type=click.Path(file_okay=False), default=None,
+              help="Where the unnamed document (the final merge) is written; required when "
+                   "there is one, refused when every document has a name.")
+@click.option("--lazy/--no-lazy", default=True, show_default=True,
+              help="Reuse a stage folder that already holds this stage's exact recipe's "
+                   "merge (mergekit reuses any model folder there; kinmerge compares the "
+                   "recipe); --no-lazy merges every stage again.")
+@_mergekit_options
+def multi_main(config_file, intermediate_dir, out_path, lazy, quiet, verbose, **options):
+    """Run every stage of CONFIG (mergekit-multi's format), as mergekit-multi does.
+
+    Each document is a mergekit recipe; one with `name: X` is written to
+    --intermediate-dir/X and later documents use it as the model `X`; the one document
+    without a name, if any, is written to --out-path."""
+    def call(bar) -> None:
+        done = run_all(config_file, intermediate_dir, out=out_path, lazy=lazy,
+                       **_options(bar, **options))
+        for name, path in done.items():
+            click.echo(f"{'final merge' if name is None else 'stage ' + name}: {path}")
+
+    _run(verbose, quiet, call)

@@ -26,6 +26,7 @@ from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.rundir import run_lock
 from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.shards import parse_size
 from kinmerge.io.writer import InMemorySink, ShardedWriter
@@ -77,19 +78,40 @@ def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[st
             r.close()
 
 
+@contextlib.contextmanager
+def _planned(recipe: RecipeLike, *, planned: dict | None = None,
+             **plan_options) -> Iterator[tuple[Recipe, dict[str, ModelReader], Plan]]:
+    """The one entry path of every merge: load -> open -> plan (models closed on exit)."""
+    r = load_recipe(recipe)
+    with open_models(r, planned) as readers:
+        yield r, readers, plan(r, readers, **plan_options)
+
+
 def make_plan(recipe: RecipeLike, *, dtype: str | None = None,
               ties_topk: str | None = None, planned: dict | None = None) -> Plan:
     """Load, check and plan `recipe` without computing anything (a dry run)."""
-    r = load_recipe(recipe)
-    with open_models(r, planned) as readers:
-        return plan(r, readers, dtype=dtype, topk=ties_topk)
+    with _planned(recipe, planned=planned, dtype=dtype, topk=ties_topk) as (_, _, p):
+        return p
+
+
+def make_plans(source: RecipeLike, *, stage: str | None = None, dtype: str | None = None,
+               peak: bool = False) -> list[tuple[object, Plan, PeakEstimate | None]]:
+    """(stage, Plan, peak) for every stage `source` runs, in run order: one (None, plan,
+    peak) for a single recipe, each stage of a multi-stage file (see
+    `kinmerge.core.multistage`; no peak: its models are not written yet)."""
+    from kinmerge.core import multistage
+
+    if multistage.is_multistage(source):
+        return [(s, p, None) for s, p in multistage.plan_stages(source, stage=stage,
+                                                                 dtype=dtype)]
+    _single_only(stage, None)
+    with _planned(source, dtype=dtype) as (_, readers, p):
+        return [(None, p, expected_peak(p, readers) if peak else None)]
 
 
 def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, PeakEstimate]:
     """The plan of `recipe` and the peak memory merging it is expected to take."""
-    r = load_recipe(recipe)
-    with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype)
+    with _planned(recipe, dtype=dtype) as (_, readers, p):
         return p, expected_peak(p, readers)
 
 
@@ -101,10 +123,9 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
-    r = load_recipe(recipe)
     check_device(device)
-    with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
+    with _planned(recipe, dtype=dtype, work_dtype=work_dtype, topk=ties_topk) as (r, readers,
+                                                                                   p):
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
@@ -118,11 +139,14 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
           allow_nonfinite: bool = False, ties_topk: str | None = None,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, stage: str | None = None,
+          intermediate_dir: str | os.PathLike | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
-    when complete, so a failure leaves no partial output. `dtype` overrides the recipe's
+    when complete, so a failure leaves no partial output; OUT's lock
+    (`kinmerge.io.rundir.run_lock`) is held throughout, so a second run on the same OUT fails
+    naming this one. `dtype` overrides the recipe's
     working dtype; `work_dtype="float32"` computes in float32 whatever the recipe says.
     `lineage` adds fields to the model's lineage record (scores, generation, parent_kinship).
     `ties_topk="mergekit"` ranks equal magnitudes in TIES/breadcrumbs trims as stock
@@ -133,36 +157,72 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
     setting is restored when the call returns.
+    A file of several YAML documents (or documents with `name:`, mergekit-multi's format)
+    runs as stages through `kinmerge.core.multistage.merge_stages`, which takes `stage` and
+    `intermediate_dir`.
     """
+    from kinmerge.core import multistage
+
+    options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
+                   out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
+                   write_model_card=write_model_card, overwrite=overwrite, progress=progress,
+                   lineage=lineage, allow_nonfinite=allow_nonfinite, ties_topk=ties_topk,
+                   threads=threads)
+    if multistage.is_multistage(recipe):
+        return multistage.merge_stages(recipe, out, stage=stage,
+                                       intermediate_dir=intermediate_dir, **options)
+    _single_only(stage, intermediate_dir)
+    return merge_one(recipe, out, **options)
+
+
+def _single_only(stage, intermediate_dir) -> None:
+    for value, flag in ((stage, "--stage"), (intermediate_dir, "--intermediate-dir")):
+        if value is not None:
+            raise KinmergeError(f"{flag} applies to a multi-stage recipe, but this recipe is "
+                                "a single merge", where=flag,
+                                fix=f"leave out {flag}, or give a recipe of several YAML "
+                                    "documents whose stages have a `name:`")
+
+
+def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None,
+              device: str = "cpu", dtype: str | None = None, work_dtype: str | None = None,
+              out_shard_size: str | int = "5B", copy_tokenizer: bool = True,
+              write_model_card: bool = True, overwrite: bool = False,
+              progress: OnTensor | None = None, lineage: dict | None = None,
+              allow_nonfinite: bool = False, ties_topk: str | None = None,
+              threads: int | None = None) -> Path:
+    """`merge` of one recipe (a stage of a multi-stage file included): see `merge`."""
     out = Path(out)
     r = load_recipe(recipe)
     # a `base+lora` reference protects both folders
     check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
-    if os.path.lexists(out) and not overwrite:
-        raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path, or pass overwrite=True "
-                                    "(--overwrite on the command line)")
-    check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
-    with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
-        for w in p.warnings:
-            log.warning(w)
-        with atomic_dir(out) as tmp:
-            writer = ShardedWriter(tmp, p.entries, max_shard)
-            tick = (lambda job: progress(p, job)) if progress else None
-            try:
-                with using(p.method.work, threads, read_ahead=True):
-                    execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                            on_tensor=tick, allow_nonfinite=allow_nonfinite)
-                writer.close()
-            finally:
-                writer.abort()  # a failure must not keep a deleted shard's space (or mount)
-            _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
-            parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
-            lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(), r.merge_method,
-                                         _seed(r, seed), parents, **(lineage or {})))
+    with run_lock(out, "merge"):
+        if os.path.lexists(out) and not overwrite:
+            raise OutputExistsError(f"output path {out} already exists", where=str(out),
+                                    fix="choose another path, or pass overwrite=True "
+                                        "(--overwrite on the command line)")
+        check_replaceable(out)
+        with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk) as (_, readers,
+                                                                                 p):
+            for w in p.warnings:
+                log.warning(w)
+            with atomic_dir(out, overwrite=overwrite, command="merge") as tmp:
+                writer = ShardedWriter(tmp, p.entries, max_shard)
+                tick = (lambda job: progress(p, job)) if progress else None
+                try:
+                    with using(p.method.work, threads, read_ahead=True):
+                        execute(p, readers, writer, seed=_seed(r, seed), device=device,
+                                on_tensor=tick, allow_nonfinite=allow_nonfinite)
+                    writer.close()
+                finally:
+                    writer.abort()  # a failure must not keep a deleted shard's space (or mount)
+                _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
+                parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
+                lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(),
+                                             r.merge_method, _seed(r, seed), parents,
+                                             **(lineage or {})))
     log.info("merged %d tensors into %s", len(p.jobs), out)
     return out
 

@@ -1,12 +1,24 @@
-"""Multi-stage recipes: several YAML documents in one file, as `mergekit-multimerge` reads them.
+"""Multi-stage recipes: several YAML documents in one file, as `mergekit-multi` reads them.
 
 Each document is a recipe; a document with `name: X` makes an intermediate model X that
 later documents use as a model (`model: X`, `base_model: X`, `X+lora`, a tokenizer source).
-At most one document has no name. The target is the unnamed document, else the one asked
-for, else the last; only it and the stages it needs run, each through the ordinary `merge`
-(plan -> execute -> atomic write), in dependency order. Intermediate models are written to a
-folder beside OUT and removed after success unless kept; every stage's lineage.json is read
-by the next, so OUT's lineage holds every stage's recipe.
+At most one document has no name. The target is the one asked for, else the unnamed
+document, else the last; only it and the stages it needs run, each through the ordinary merge
+(plan -> execute -> atomic write), in dependency order; every stage's lineage.json is read by
+the next, so OUT's lineage holds every stage's recipe.
+
+Where stages are written (the output rule, checked before anything runs):
+- a stage's name is a label (letters, digits, `_`, `-`, `.`; see NAME), never a path;
+- intermediates live in OUT's own temporary area (`.{OUT}.kinmerge-tmp-...`, gone when the run
+  ends, however it ends), or in an `intermediate_dir` checked like OUT: not an input model, not
+  inside one, not holding one, not OUT nor inside it (it may hold OUT, but OUT may not be a
+  stage's folder); an existing stage folder there is reused when it holds this very recipe's
+  merge, and replaced only with `overwrite` (and only if it is a model folder);
+- OUT is checked against the inputs of every stage, not only the final one's;
+- OUT's lock is held for the whole run.
+
+`kinmerge.merge(path, out)` dispatches here for such a file; `run_all` is mergekit-multi's
+run (every stage into --intermediate-dir/NAME, the unnamed one into --out-path).
 
 >>> kinmerge.merge_stages("examples/multi.yml", "runs/final")      # doctest: +SKIP
 """
@@ -14,18 +26,23 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 
+from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
 from kinmerge.io import yamlload
+from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
-from kinmerge.errors import RecipeError
 from kinmerge.io.lora import split_lora
+from kinmerge.io.outpath import check_out, check_replaceable
 
 log = logging.getLogger(__name__)
 REF_KEYS = ("model", "base_model", "tokenizer_source", "source")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a stage name: a label, never a path
+NAME_RULE = ("a stage name is a label later stages refer to, never a path: 1 to 64 letters, "
+             "digits, '_', '-' or '.', starting with a letter or digit")
 RecipeSource = "str | os.PathLike"
 
 
@@ -40,29 +57,50 @@ class Stage:
 def read_documents(source: RecipeSource) -> tuple[list, str]:
     """Every YAML document of a recipe file (or YAML text), and where it came from, read
     with the same limits as a single recipe (size, depth, aliases, UTF-8)."""
-    text, where = str(source), "recipe text"
+    text, where = _text(source)
+    return _parse_all(text, where), where
+
+
+def _text(source: RecipeSource) -> tuple[str, str]:
+    text = str(source)
     if isinstance(source, Path) or "\n" not in text:
-        text, where = read_text(Path(source), subject="recipe", error=RecipeError)
+        return read_text(Path(source), subject="recipe", error=RecipeError)
+    return text, "recipe text"
+
+
+def _parse_all(text: str, where: str) -> list:
     try:
-        return [d for d in yamlload.load_all(text) if d is not None], where
+        return [d for d in yamlload.load_all(text) if d is not None]
     except yamlload.YamlError as e:
         raise RecipeError([f"not valid YAML: {e}"], where=where,
                           fix="fix the YAML at the line shown") from None
 
 
 def is_multistage(source) -> bool:
-    """True when `source` (a path or YAML text) holds more than one recipe document."""
+    """True when `source` (a path or YAML text) holds more than one recipe document, or one
+    with a `name:` (mergekit-multi's format)."""
     if not isinstance(source, (str, os.PathLike)):
         return False
-    text = str(source)
-    if isinstance(source, Path) or "\n" not in text:
-        path = Path(source)
-        if not path.is_file():
-            return False
-        text = read_text(path, subject="recipe", error=RecipeError)[0]
-    if "\n---" not in "\n" + text:
+    if (isinstance(source, Path) or "\n" not in str(source)) and not Path(source).is_file():
         return False
-    return len(read_documents(source)[0]) > 1
+    text, where = _text(source)
+    if "\n---" not in "\n" + text and not re.search(r"(?m)^name\s*:", text):
+        return False
+    docs = _parse_all(text, where)
+    return len(docs) > 1 or (len(docs) == 1 and isinstance(docs[0], dict) and "name" in docs[0])
+
+
+def load_stages(source) -> list[Stage] | None:
+    """The stages of a multi-stage recipe, each checked as a recipe (without its models; a
+    stage it uses stands in by name); None for a single recipe."""
+    from kinmerge.core.recipe import load_recipe
+
+    if not is_multistage(source):
+        return None
+    stages, _ = read_stages(source)
+    for s in stages:
+        load_recipe(resolve(s, {n: f"stage:{n}" for n in s.needs}))
+    return stages
 
 
 def read_stages(source: RecipeSource) -> tuple[list[Stage], str]:
@@ -79,6 +117,9 @@ def read_stages(source: RecipeSource) -> tuple[list[Stage], str]:
         if name is not None and not isinstance(name, str):
             problems.append(f"document {i + 1}: name must be a string, got {name!r}")
             continue
+        if name is not None and not NAME.fullmatch(name):
+            problems.append(f"document {i + 1}: stage name {name!r} is not a name ({NAME_RULE})")
+            continue
         if name in seen:
             problems.append(f"document {i + 1}: " + (f"duplicate stage name {name!r}" if name
                             else "a second document without `name` (only the final merge "
@@ -87,8 +128,9 @@ def read_stages(source: RecipeSource) -> tuple[list[Stage], str]:
         stages.append(Stage(name, i, doc, tuple(sorted(_used(doc, names - {name})))))
     problems += _cycles(stages)
     if problems:
-        raise RecipeError(problems, where=where, fix="give each intermediate stage a unique "
-                          "`name:` and refer to earlier stages by that name")
+        raise RecipeError(problems, where=where, fix="rename the stage: give each intermediate "
+                          "stage a unique `name:` (e.g. `name: stage-1`) and refer to earlier "
+                          "stages by that name")
     return stages, where
 
 
@@ -163,51 +205,175 @@ def _swap(ref: str, outputs: dict[str, str]) -> str:
 
 def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | None = None,
                  intermediate_dir: str | os.PathLike | None = None, overwrite: bool = False,
-                 **merge_options) -> Path:
+                 lazy: bool = True, **merge_options) -> Path:
     """Run the stages the target needs and write the target to `out`.
 
-    Intermediates go to `intermediate_dir` (kept, and reused when a stage's recipe is
-    unchanged), else to a folder beside `out` that is removed once `out` is written.
-    Other keywords are `merge`'s (seed, device, dtype, out_shard_size, progress, ...).
+    Intermediates go to `intermediate_dir` (kept; with `lazy`, a stage folder already holding
+    this stage's exact recipe is reused), else to OUT's temporary area, removed when the run
+    ends. Other keywords are `merge`'s (seed, device, dtype, out_shard_size, progress, ...).
     """
-    from kinmerge.errors import OutputExistsError
-    from kinmerge.core.merge import merge
+    from kinmerge.io.rundir import run_lock
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path or pass --overwrite")
     stages, _ = read_stages(source)
     order = run_order(stages, stage)
-    keep = intermediate_dir is not None
-    cache = Path(intermediate_dir) if keep else out.parent / f".{out.name}.stages"
-    outputs: dict[str, str] = {}
-    try:
-        for s in order[:-1]:
-            outputs[s.name] = str(_run_stage(s, cache / s.name, outputs, reuse=keep,
-                                             **merge_options))
-        final = order[-1]
-        log.info("stage %d/%d: %s -> %s", len(order), len(order), final.name or "final", out)
-        merge(resolve(final, outputs), out, overwrite=overwrite, **merge_options)
-    finally:
-        if not keep:
-            shutil.rmtree(cache, ignore_errors=True)
+    roots = stage_inputs(stages)
+    check_out(out, roots)
+    inter = _check_intermediate(intermediate_dir, out, roots, order)
+    with run_lock(out, "merge"):
+        if os.path.lexists(out) and not overwrite:
+            raise OutputExistsError(f"output path {out} already exists", where=str(out),
+                                    fix="choose another path, or pass overwrite=True "
+                                        "(--overwrite on the command line)")
+        check_replaceable(out)
+        with scratch_dir(out) as scratch:
+            outputs: dict[str, str] = {}
+            for s in order[:-1]:
+                dest = inter / s.name if inter else scratch / s.name
+                outputs[s.name] = str(_run_stage(s, dest, outputs, reuse=lazy and bool(inter),
+                                                 overwrite=overwrite, **merge_options))
+            final = order[-1]
+            log.info("stage %d/%d: %s -> %s", len(order), len(order), final.name or "final", out)
+            _final_merge(resolve(final, outputs), out, overwrite=overwrite, **merge_options)
     return out
 
 
+def run_all(source: RecipeSource, intermediate_dir: str | os.PathLike, *,
+            out: str | os.PathLike | None = None, overwrite: bool = False, lazy: bool = True,
+            **merge_options) -> dict[str | None, Path]:
+    """mergekit-multi's run: every stage, each named one into `intermediate_dir/NAME` (with
+    `lazy`, one already holding its exact recipe's merge is reused), then the unnamed one, if
+    any, into `out`. Everything is checked before anything runs. Returns {name: folder}."""
+    stages, where = read_stages(source)
+    unnamed = [s for s in stages if s.name is None]
+    if unnamed and out is None:
+        raise KinmergeError("the recipe has an unnamed document (the final merge) but no "
+                            "output path was given", where=where,
+                            fix="pass --out-path for it, or give that document a `name:`")
+    if not unnamed and out is not None:
+        raise KinmergeError("--out-path was given, but every document of the recipe has a "
+                            "`name:` (each is written to --intermediate-dir/NAME)", where=where,
+                            fix="leave out --out-path, or remove the `name:` of the document "
+                                "to write there")
+    roots = stage_inputs(stages)
+    named = [s for s in _every(stages) if s.name is not None]
+    if out is not None:
+        check_out(Path(out), roots)
+        if os.path.lexists(out) and not overwrite:
+            raise OutputExistsError(f"output path {out} already exists", where=str(out),
+                                    fix="choose another path, or pass --overwrite")
+    inter = _check_intermediate(intermediate_dir, Path(out) if out else None, roots,
+                                named + unnamed)
+    done: dict[str | None, Path] = {}
+    for s in named:
+        done[s.name] = _run_stage(s, inter / s.name, {k: str(v) for k, v in done.items()},
+                                  reuse=lazy, overwrite=overwrite, **merge_options)
+    if unnamed:  # its stages were just written (or reused): merge_stages reuses them all
+        done[None] = merge_stages(source, out, intermediate_dir=inter, overwrite=overwrite,
+                                  lazy=True, **merge_options)
+    return done
+
+
+def _every(stages: list[Stage]) -> list[Stage]:
+    """Every stage, each after the stages it uses."""
+    order: list[Stage] = []
+    for s in stages:
+        for t in run_order(stages, s.name):
+            if t not in order:
+                order.append(t)
+    return order
+
+
+def stage_inputs(stages: list[Stage]) -> list:
+    """(ref, folder) of every model every stage reads (stage names aside), adapters included:
+    what OUT and an intermediate folder must stay away from."""
+    from kinmerge.io.outpath import input_roots
+
+    names = {s.name for s in stages if s.name}
+    refs: list[str] = []
+
+    def walk(obj) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in REF_KEYS and isinstance(v, str):
+                    model, lora = split_lora(v)
+                    refs.extend(x for x in (model, lora) if x and x not in names)
+                else:
+                    walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    for s in stages:
+        walk(s.recipe)
+    return input_roots(dict.fromkeys(refs))
+
+
+def _check_intermediate(intermediate_dir, out: Path | None, roots: list,
+                        order: list[Stage]) -> Path | None:
+    """`intermediate_dir` checked like OUT (and against OUT), or None when not given."""
+    from kinmerge.io.outpath import _relation, _resolve
+
+    if intermediate_dir is None:
+        return None
+    inter = Path(intermediate_dir)
+    check_out(inter, roots, option="--intermediate-dir")
+    if out is None:
+        return inter
+    real_out, real_inter = _resolve(out, "OUT"), _resolve(inter, "--intermediate-dir")
+    rel = _relation(real_inter, real_out, True)
+    if rel and rel != "holds":
+        raise KinmergeError(f"--intermediate-dir {inter} {rel} OUT {out}: the stages would be "
+                            "written into the final model's folder", where=str(inter),
+                            fix="choose an --intermediate-dir outside OUT")
+    for s in order[:-1]:
+        rel = _relation(real_out, real_inter / s.name, True)
+        if rel:
+            raise KinmergeError(f"OUT {out} {rel} the folder of stage "
+                                f"{s.name!r} ({inter / s.name}): the stage and the final "
+                                "merge would overwrite each other", where=str(out),
+                                fix="choose an OUT outside --intermediate-dir's stage folders")
+    return inter
+
+
+def _final_merge(recipe: dict, out: Path, **options) -> Path:
+    from kinmerge.core.merge import merge_one
+
+    return merge_one(recipe, out, **options)
+
+
 def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
-               **merge_options) -> Path:
-    from kinmerge.core.merge import merge
+               overwrite: bool, **merge_options) -> Path:
+    from kinmerge.core.merge import merge_one
     from kinmerge.core.recipe import load_recipe
 
     recipe = load_recipe(resolve(s, outputs))
-    done = dest / "mergekit_config.yml"
-    if reuse and done.is_file() and done.read_text() == recipe.to_yaml():
-        log.info("stage %s: %s already holds this recipe's merge, reused", s.name, dest)
-        return dest
+    if os.path.lexists(dest):
+        same = _holds(dest, recipe.to_yaml())
+        if reuse and same:
+            log.info("stage %s: %s already holds this recipe's merge, reused", s.name, dest)
+            return dest
+        if not overwrite:
+            held = "this recipe's merge" if same else "another merge"
+            raise OutputExistsError(
+                f"stage {s.name!r}: {dest} already holds {held}" + ("" if same else
+                                                                    " (or something else)"),
+                where=str(dest), fix="pass --overwrite to replace it, or choose another "
+                                     "--intermediate-dir, or remove that folder yourself")
     log.info("stage %s -> %s", s.name, dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return merge(recipe, dest, overwrite=True, **merge_options)
+    return merge_one(recipe, dest, overwrite=overwrite, **merge_options)
+
+
+def _holds(dest: Path, recipe_yaml: str) -> bool:
+    """Whether the stage folder `dest` holds the merge of exactly this recipe (its
+    mergekit_config.yml, a regular file read within the recipe size limit)."""
+    done = dest / "mergekit_config.yml"
+    if done.is_symlink() or not done.is_file():
+        return False
+    try:
+        return read_text(done, subject="stage recipe", error=RecipeError)[0] == recipe_yaml
+    except RecipeError:  # unreadable, too large, not UTF-8: not this recipe's merge
+        return False
 
 
 def plan_stages(source: RecipeSource, *, stage: str | None = None,

@@ -10,6 +10,12 @@ every instant either the old or the new OUT is in place. Where that call is miss
 systems, some network file systems) the fallback renames the old OUT aside and the new one in:
 two renames, between which a kill leaves the old OUT under `.{name}.kinmerge-old-...`, where
 the next run finds it and says so.
+
+The whole write holds OUT's lock (`kinmerge.io.rundir.run_lock`), and publishing checks again,
+at the rename, that it replaces only what it was allowed to: nothing when OUT did not exist at
+the start (an OUT that appeared meanwhile is kept and the run fails), else the very folder
+that was there when the run began and `overwrite` allowed (renameat2's RENAME_NOREPLACE, or
+the folder's device and inode compared just before the swap).
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from typing import Iterator
 from kinmerge.io.outpath import NAME_MAX, is_write_error, write_error
 
 log = logging.getLogger(__name__)
+RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 LEFTOVER = re.compile(r"\.kinmerge-(tmp|old)-(?:([0-9a-f]{8})-(\d+)-)?[0-9a-f]{8}$")
@@ -53,36 +60,88 @@ def temp_path(out: Path, kind: str = "tmp") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
+def atomic_dir(out: str | Path, *, overwrite: bool = True,
+               command: str = "write") -> Iterator[Path]:
     """A temporary directory beside `out`, swapped into place on success, removed on failure.
 
     An existing `out` stays whole until the new one replaces it in one step, so a reader never
-    finds a half-written directory (a merge, a zoo) under the final name. An OSError from
-    writing (disk full, file too large, no permission) becomes one KinmergeError.
+    finds a half-written directory (a merge, a zoo) under the final name. OUT's lock is held
+    throughout (`command` names this run to a second one). `overwrite=False` refuses an
+    existing OUT; either way, publishing replaces only the folder that was there at the start.
+    An OSError from writing (disk full, file too large, no permission) becomes one
+    KinmergeError.
     """
+    from kinmerge.io.rundir import run_lock
+
     out = Path(os.path.abspath(out))  # `.` has no name to put a temp folder beside
+    with run_lock(out, command):
+        before = identity(out)
+        if before is not None and not overwrite:
+            raise _exists(out, "already exists")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(out)
+            tmp = temp_path(out)
+            tmp.mkdir()
+        except OSError as e:
+            raise write_error(e, out) from e
+        try:
+            yield tmp
+            publish(tmp, out, replaces=before)
+        except BaseException as e:
+            _remove(tmp)
+            if is_write_error(e, tmp, out):
+                raise write_error(e, out) from e
+            raise
+
+
+@contextlib.contextmanager
+def scratch_dir(out: str | Path) -> Iterator[Path]:
+    """A temporary folder in OUT's own temporary area (named like atomic_dir's, so a killed
+    run's is removed by the next run on OUT), removed when the block ends, however it ends."""
+    out = Path(os.path.abspath(out))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(out)
         tmp = temp_path(out)
         tmp.mkdir()
     except OSError as e:
         raise write_error(e, out) from e
     try:
         yield tmp
-        publish(tmp, out)
-    except BaseException as e:
+    finally:
         _remove(tmp)
-        if is_write_error(e, tmp, out):
-            raise write_error(e, out) from e
-        raise
 
 
-def publish(tmp: Path, out: Path) -> None:
-    """Put the finished folder `tmp` at `out`, replacing (then deleting) what was there."""
-    if not os.path.lexists(out):
-        os.rename(tmp, out)
+def identity(p: Path) -> tuple[int, int] | None:
+    """(device, inode) of what is at `p` (a link is itself), None if nothing is."""
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _exists(out: Path, how: str):
+    from kinmerge.errors import OutputExistsError
+
+    return OutputExistsError(f"output path {out} {how}", where=str(out),
+                             fix="choose another path, or pass overwrite=True (--overwrite on "
+                                 "the command line)")
+
+
+def publish(tmp: Path, out: Path, replaces: tuple[int, int] | None = None) -> None:
+    """Put the finished folder `tmp` at `out`, replacing (then deleting) what was there only
+    if it is `replaces` (the (device, inode) the run started with); an OUT that appeared, or
+    was swapped for another, while the run wrote is kept and the run fails."""
+    now = identity(out)
+    if now is None:
+        _rename_noreplace(tmp, out)
         return
+    if now != replaces:
+        raise _exists(out, "appeared while this run was writing it; it was left as it is"
+                      if replaces is None else
+                      "was replaced by another folder while this run was writing it; it was "
+                      "left as it is")
     if exchange(tmp, out):  # tmp now holds the old OUT
         _remove(tmp)
         return
@@ -90,6 +149,21 @@ def publish(tmp: Path, out: Path) -> None:
     os.rename(out, old)
     os.rename(tmp, out)
     _remove(old)
+
+
+def _rename_noreplace(tmp: Path, out: Path) -> None:
+    fn = _renameat2()
+    if fn is not None:
+        if fn(AT_FDCWD, os.fsencode(tmp), AT_FDCWD, os.fsencode(out), RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise _exists(out, "appeared while this run was writing it; it was left as it is")
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(out))
+    if os.path.lexists(out):  # no atomic no-replace here: the lock keeps kinmerge runs out
+        raise _exists(out, "appeared while this run was writing it; it was left as it is")
+    os.rename(tmp, out)
 
 
 def exchange(a: Path, b: Path) -> bool:

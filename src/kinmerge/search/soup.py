@@ -100,10 +100,18 @@ class SoupResult:
 
 def soup(config: "str | Path | dict | SoupConfig", out: str | Path, *,
          fitness: Fitness | None = None) -> SoupResult:
-    """Cook the greedy soup of `config` into `out` (see the module docstring)."""
+    """Cook the greedy soup of `config` into `out` (see the module docstring), holding OUT's
+    lock (`kinmerge.io.rundir.run_lock`) throughout."""
+    from kinmerge.io.rundir import run_lock
+
     cfg = load_soup_config(config)
     check_device(cfg.device)
-    out = make_dir(check_out(out, input_roots(cfg.ingredients)))  # never an input's folder
+    out = check_out(out, input_roots(cfg.ingredients))  # never an input's folder
+    with run_lock(out, "soup"):
+        return _soup(cfg, make_dir(out), fitness)
+
+
+def _soup(cfg: SoupConfig, out: Path, fitness: Fitness | None) -> SoupResult:
     fit = fitness or TaskFitness(cfg.fitness)
     heldout = all(t.heldout for t in cfg.fitness.tasks)  # every task can report it
     kitchen = _Kitchen(cfg, fit, heldout)
