@@ -72,8 +72,8 @@ def run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = Fa
              breed_evaluations: int = 20) -> DemoResult:
     """Build (or reuse) the zoo, measure kinship, merge two experts, score everything, then
     evolve a recipe and breed the experts (0 trials / evaluations skips either)."""
-    from kinmerge import merge_to_memory
-    from kinmerge.zoo.family import zoo
+    from kinmerge.core.merge import merge_to_memory
+    from kinmerge.zoo.cache import zoo
     shown = Path(out)  # as the caller wrote it, for messages
     out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else [])).resolve()
     t: dict[str, float] = {}

@@ -18,7 +18,7 @@ import kinmerge
 from kinmerge.errors import KinmergeError
 from kinmerge.methods import REGISTRY
 from kinmerge.methods.registry import MERGEKIT_PARAMETERS
-from kinmerge.core.recipe import DTYPES
+from kinmerge.core.dtypes import DTYPES
 from kinmerge.zoo.synthetic import synthetic_llama
 
 SLOW = os.environ.get("KINMERGE_SLOW") == "1"

@@ -92,7 +92,7 @@ def run_all(out: Path, seeds: tuple[int, ...] = SEEDS, examples: Path = Path("ex
     from kinmerge.search.breed import breed
     from kinmerge.demo import run_demo
     from kinmerge.search.evolve import evolve
-    from kinmerge.zoo.family import copy_zoo, zoo
+    from kinmerge.zoo.cache import copy_zoo, zoo
     result = {"meta": meta(seeds)}
     root = copy_zoo(zoo(), zoo_dir)
     result["zoo"] = zoo_result(root)

@@ -35,7 +35,8 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
     """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
     (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     from kinmerge.zoo import artifact
-    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
+    from kinmerge.zoo.cache import copy_zoo, is_zoo, zoo
+    from kinmerge.zoo.family import ZooConfig, build_zoo
     if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
         raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
                             where=str(out), fix="choose a new or empty folder, or a zoo to "

@@ -15,9 +15,11 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.core.layers import LayerScheme, detect, is_embedding, layer_count_problem
 from kinmerge.methods import Method, get_method
 from kinmerge.core.params import value_at
-from kinmerge.core.recipe import Recipe, dtype_of
+from kinmerge.core.dtypes import dtype_of
+from kinmerge.core.schema import Recipe
 from kinmerge.tokenizer.build import VocabPlan, vocab_plan
-from kinmerge.tokenizer.rows import VocabRows, is_vocab_tensor, plan_rows
+from kinmerge.tokenizer.rows import VocabRows, plan_rows
+from kinmerge.tokenizer.vocab import is_vocab_tensor
 from kinmerge.core.validate import check_values, checked_report, inputs_of, recipe_warnings
 
 MAX_SHOWN = 25

@@ -23,6 +23,8 @@ import torch
 from kinmerge.errors import KinmergeError
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
+from kinmerge.zoo.family import FORMAT, ZooConfig, llama_config, save_config, write_tasks
+from kinmerge.zoo.tokenizer import save_tokenizer
 
 log = logging.getLogger(__name__)
 VERSION = "v1"
@@ -75,8 +77,6 @@ def _write_model(tensors: dict[str, torch.Tensor], config: dict, out: Path) -> s
     """A loadable HF directory; returns the sha256 of its model.safetensors."""
     from safetensors.torch import save_file
 
-    from kinmerge.zoo.family import ZooConfig, llama_config, save_config
-    from kinmerge.zoo.tokenizer import save_tokenizer
     out.mkdir(parents=True, exist_ok=True)
     save_config(llama_config(ZooConfig.from_dict(config)), out)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -88,7 +88,6 @@ def materialize(out: str | Path, version: str = VERSION, where: Path | None = No
     """Unpack the shipped zoo into `out` (built aside, then renamed), checking every digest."""
     from safetensors.torch import load_file
 
-    from kinmerge.zoo.family import FORMAT, write_tasks
     meta = shipped_manifest(version, where)
     blob, _ = artifact_paths(version, where)
     if sha256(blob) != meta["artifact_sha256"]:

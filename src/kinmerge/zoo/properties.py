@@ -88,7 +88,7 @@ def composition(root: str | Path, split: str = "heldout") -> dict:
     of them, every pair of them, and each skill's two experts (near relatives)."""
     import itertools
 
-    import kinmerge
+    from kinmerge.core.merge import merge_to_memory
     from kinmerge.evaluate import ExactMatch
     root = Path(root)
     manifest = json.loads((root / "zoo.json").read_text())
@@ -102,7 +102,7 @@ def composition(root: str | Path, split: str = "heldout") -> dict:
         recipe = {"merge_method": "task_arithmetic", "base_model": str(root / "base"),
                   "dtype": "float32", "models": [{"model": str(root / n), "parameters":
                                                   {"weight": KIN_WEIGHT}} for n in names]}
-        model = kinmerge.merge_to_memory(recipe)
+        model = merge_to_memory(recipe)
         return {k: v for e in evaluators for k, v in e(model).items()}
 
     firsts = tuple(names[0] for names in by_skill.values())

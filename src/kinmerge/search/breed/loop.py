@@ -19,7 +19,8 @@ from typing import Callable
 from kinmerge import lineage
 from kinmerge.search.breed.config import PARENT_BASED, BreedConfig
 from kinmerge.search.breed.fitness import KinshipFn
-from kinmerge.search.breed.predict import Prediction, predicted_pairs
+from kinmerge.search.breed.predict import (PairStats, Prediction, candidate_pairs, choose,
+                                           fit_gain, width)
 from kinmerge.search.breed.state import BreedState
 from kinmerge.search.breed.summary import Generation, Merge
 from kinmerge.search.breed.work import BreedJob, FitnessRef, Outcome, run_all
@@ -256,7 +257,7 @@ class Breeder:
         """This generation's pairs, in the order they are merged, and (select: predicted) how
         many candidates were skipped as predicted useless."""
         if self.cfg.select == "predicted":
-            chosen, skipped = predicted_pairs(self, gen, top)
+            chosen, skipped = self.predicted(gen, top)
             return [Pair(*self.ordered(c.a, c.b), "predicted", p) for c, p in chosen], skipped
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         pairs = itertools.combinations(pool if gen == 1 else top, 2)
@@ -268,6 +269,26 @@ class Breeder:
             if partner is not None:
                 planned.append(Pair(top[0], partner, "explore"))
         return planned, None
+
+    def predicted(self, gen: int,
+                  top: list[str]) -> tuple[list[tuple[PairStats, Prediction]], int]:
+        """`select: predicted` (breed/predict.py) on this run: the pairs generation `gen`
+        merges, best first, and how many candidates it skipped, from the fitness and kinship
+        of the models present so far."""
+        rows, fit = self.state.models(), {}
+        for n in rows:  # creation order
+            ev = self.state.evaluation(n) if n in self.present else None
+            if ev is not None:
+                fit[n] = ev[0]
+        names = [n for n in fit if gen > 1 or rows[n].origin == "pool"]
+        ancestors = {n: self.ancestors(n) for n in names} if gen > 1 else {}
+        found = candidate_pairs(names, set(top) if gen > 1 else None, self.merged_pairs(),
+                                ancestors)
+        cands = [PairStats(x, y, fit[x], fit[y], self.kinship(x, y), (rows[x].seq, rows[y].seq))
+                 for x, y in found]
+        kids = [(self.kinship(*r.parents), fit[r.parents[0]], fit[r.parents[1]], fit[n])
+                for n, r in rows.items() if r.parents and n in fit]
+        return choose(cands, fit_gain(kids), self.cfg.kinship.metric, width(self.cfg.k))
 
     def converged(self, kin: float) -> bool:
         thr = self.cfg.kinship.threshold
