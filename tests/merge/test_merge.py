@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import kinmerge
 from kinmerge.io.reader import ModelReader
 from kinmerge.methods.slerp import slerp
-from kinmerge.methods.ties import ties
+from kinmerge.methods.task_vector import ties
 
 
 def load_dir(d) -> dict[str, torch.Tensor]:

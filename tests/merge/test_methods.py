@@ -7,13 +7,11 @@ import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.methods import REGISTRY, get_method
-from kinmerge.methods.dare import dare_linear, dare_ties
 from kinmerge.methods.linear import linear
 from kinmerge.methods.passthrough import passthrough
 from kinmerge.methods.slerp import slerp
 from kinmerge.methods.sparsify import bernoulli_mask, topk_mask
-from kinmerge.methods.task_arithmetic import task_arithmetic
-from kinmerge.methods.ties import ties
+from kinmerge.methods.task_vector import dare_linear, dare_ties, task_arithmetic, ties
 
 T = torch.tensor
 

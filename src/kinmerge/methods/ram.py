@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.task_arithmetic import task_vectors
+from kinmerge.methods.task_vector import task_vectors
 
 
 def ram(tensors: list[torch.Tensor], base: torch.Tensor, *, epsilon: float = 1e-5,
