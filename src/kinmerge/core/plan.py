@@ -35,9 +35,9 @@ class TensorJob:
     params: dict[str, Any]  # keyword -> list (per model) or scalar (global)
     shape: tuple[int, ...]
     out_dtype: torch.dtype
+    work_dtype: torch.dtype  # inputs are cast to it and the result rounded to it
     layer: int | None = None  # output layer index
     vocab: VocabRows | None = None  # inputs' rows laid out in the output vocabulary
-    work_dtype: torch.dtype | None = None  # inputs are cast to it and the result rounded to it
     accum_dtype: torch.dtype | None = None  # the method accumulates in it (registry-declared)
 
 
@@ -249,7 +249,7 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
     first = u.base or (u.sources[0][0], u.sources[0][1])
     work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
-                     u.layer, vocab, work, ctx.method.accumulation(work))
+                     work, u.layer, vocab, ctx.method.accumulation(work))
 
 
 def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from kinmerge import lineage
-from kinmerge.search.breed.config import PARENT_BASED, BreedConfig
+from kinmerge.methods import REGISTRY
+from kinmerge.search.breed.config import BreedConfig
 from kinmerge.search.breed.fitness import KinshipFn
 from kinmerge.search.breed.predict import (PairStats, Prediction, candidate_pairs, choose,
                                            fit_gain, width)
@@ -204,7 +205,8 @@ class Breeder:
     def recipe(self, a: str, b: str) -> dict:
         op = dict(self.cfg.operator)
         model_params = op.pop("model_parameters", {})
-        base = a if op["merge_method"] in PARENT_BASED else self.cfg.base_model
+        parent_base = op["merge_method"] in REGISTRY and REGISTRY[op["merge_method"]].parent_base
+        base = a if parent_base else self.cfg.base_model
         return {**op, "base_model": base,
                 "models": [{"model": a, "parameters": model_params} if a != base
                            else {"model": a}, {"model": b, "parameters": model_params}]}
