@@ -23,6 +23,7 @@ import torch
 from kinmerge.errors import KinmergeError
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
+from kinmerge.zoo.manifest import read_manifest
 from kinmerge.zoo.family import FORMAT, ZooConfig, llama_config, save_config, write_tasks
 from kinmerge.zoo.tokenizer import save_tokenizer
 
@@ -120,28 +121,28 @@ def pack(zoo_dir: str | Path, where: Path, version: str = VERSION) -> Path:
     """Store a trained zoo as an artifact in `where` (how `data/zoo-v1.*` was made)."""
     from safetensors.torch import load_file, save_file
     zoo_dir = Path(zoo_dir)
-    manifest = json.loads((zoo_dir / "zoo.json").read_text())
+    manifest = read_manifest(zoo_dir)
     base = load_file(str(zoo_dir / "base" / "model.safetensors"))
     packed = {f"base/{k}": v.half() for k, v in base.items()}
-    for name, m in manifest["models"].items():
+    for name, m in manifest.models.items():
         if name == "base":
             continue
-        expert = load_file(str(zoo_dir / m["path"] / "model.safetensors"))
+        expert = load_file(str(zoo_dir / m.path / "model.safetensors"))
         packed.update({f"{name}/{k}": (v - packed[f"base/{k}"].float()).half()
                        for k, v in expert.items()})
     where.mkdir(parents=True, exist_ok=True)
     blob, meta_path = artifact_paths(version, where)
     save_file(dict(sorted(packed.items())), str(blob), metadata={"format": "pt"})
     models = {}
-    for name, m in manifest["models"].items():
+    for name, m in manifest.models.items():
         d = where / f".pack-{name}"
-        digest = _write_model(_unpacked(packed, name), manifest["config"], d)
-        models[name] = {"skill": m["skill"], "sha256": digest}
+        digest = _write_model(_unpacked(packed, name), manifest.config, d)
+        models[name] = {"skill": m.skill, "sha256": digest}
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
-    meta = {"version": version, "seed": manifest["seed"], "storage": STORAGE,
-            "artifact_sha256": sha256(blob), "config": manifest["config"],
-            "parents": manifest["parents"], "models": models}
+    meta = {"version": version, "seed": manifest.seed, "storage": STORAGE,
+            "artifact_sha256": sha256(blob), "config": manifest.config,
+            "parents": list(manifest.parents), "models": models}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return blob

@@ -17,6 +17,7 @@ from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
 from kinmerge.zoo import artifact
 from kinmerge.zoo.family import FORMAT, ZooConfig, build_zoo
+from kinmerge.zoo.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ def uses_shipped(cfg: ZooConfig, seed: int) -> bool:
 
 def is_zoo(path: Path, digest: str | None = None) -> bool:
     try:
-        manifest = json.loads((Path(path) / "zoo.json").read_text())
-    except (OSError, ValueError):
+        manifest = read_manifest(path)
+    except KinmergeError:
         return False
-    return manifest.get("format") == FORMAT and (digest is None or manifest["digest"] == digest)
+    return manifest.format == FORMAT and (digest is None or manifest.digest == digest)
 
 
 def copy_zoo(src: Path, out: Path) -> Path:
