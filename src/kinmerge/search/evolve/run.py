@@ -1,7 +1,7 @@
 """`evolve(config, out)`: the PS, DFS or PS+DFS run, its held-out report and its outputs.
 
 >>> result = evolve("examples/evolve-zoo.yml", "runs/evo", workers=2)     # doctest: +SKIP
->>> result.summary["best_heldout"], result.best_recipe                     # doctest: +SKIP
+>>> result.summary.best_heldout, result.best_recipe                        # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -112,10 +112,10 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     studies = [(p.name, p.study) for p in phases]
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
-    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
-    typed = EvolveSummary.from_dict(summary)
-    report.write_summary(out / "summary.json", typed.to_dict())
-    return EvolveResult(out, best, typed, phases)
+    summary = replace(summary, wall_seconds=round(
+        time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2))
+    report.write_summary(out / "summary.json", summary.to_dict())
+    return EvolveResult(out, best, summary, phases)
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:
@@ -220,19 +220,20 @@ def _save_model(p: Phase, out: Path) -> None:
         model.rmdir()
 
 
-def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
-    """Score the winner, the hand-recipe grid and the sources on the held-out split."""
+def _heldout_report(run: _Run, phases: list[Phase]) -> EvolveSummary:
+    """The run's summary: the search's outcome and, with held-out files, the winner, the
+    hand-recipe grid and the sources scored on the held-out split."""
     from kinmerge.search.evolve.baselines import baseline_recipes, source_recipes
 
     cfg, cfg_json = run.cfg, run.cfg.model_dump_json()
     has_heldout = all(t.heldout for t in cfg.fitness.tasks)
-    summary: dict = {"mode": cfg.mode,
-                     "trials": sum(len(report.finished(p.study)) for p in phases),
-                     "best_search": phases[-1].study.best_value,
-                     "timing": {p.name: report.timing(p.study) for p in phases}}
+    searched = EvolveSummary(mode=cfg.mode,
+                             trials=sum(len(report.finished(p.study)) for p in phases),
+                             best_search=phases[-1].study.best_value,
+                             timing={p.name: report.timing(p.study) for p in phases})
     if not has_heldout:
         log.warning("no held-out split in the fitness: held-out scores not reported")
-        return summary
+        return searched
     last = phases[-1]
     jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
                         tuple(last.scales) if last.scales is not None else None)}
@@ -245,19 +246,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
         jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
     futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
-    summary["best_heldout"] = results["best"].fitness
-    summary["best_heldout_scores"] = results["best"].scores
-    if "saved" in results:
-        summary["best_model_heldout"] = results["saved"].fitness
-        summary["best_model_matches"] = results["saved"].fitness == results["best"].fitness
-    for group in ("baseline", "source"):
-        summary[f"{group}s_heldout"] = {k.split("/", 1)[1]: r.fitness
-                                        for k, r in results.items() if k.startswith(group)}
-    bl = summary["baselines_heldout"]
-    if bl:
-        summary["best_baseline"] = max(bl, key=bl.get)
-        summary["winner_beats_best_baseline"] = summary["best_heldout"] > max(bl.values())
-    return summary
+    best, saved = results["best"], results.get("saved")
+    group = {g: {k.split("/", 1)[1]: r.fitness for k, r in results.items() if k.startswith(g)}
+             for g in ("baseline", "source")}
+    bl = group["baseline"]
+    return replace(searched, best_heldout=best.fitness, best_heldout_scores=best.scores,
+                   best_model_heldout=saved.fitness if saved else None,
+                   best_model_matches=saved.fitness == best.fitness if saved else None,
+                   baselines_heldout=bl, sources_heldout=group["source"],
+                   best_baseline=max(bl, key=bl.get) if bl else None,
+                   winner_beats_best_baseline=best.fitness > max(bl.values()) if bl else None)
 
 
 __all__ = ["EvolveResult", "Phase", "evolve"]
