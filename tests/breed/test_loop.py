@@ -180,3 +180,27 @@ def test_a_merge_finished_but_not_recorded_is_adopted(config, fitness, kin, tmp_
     s = run(config(), fitness(), kin, tmp_path, generations=1)
     assert "g1-01" not in merged and "g1-02" not in merged and len(merged) == 4
     assert s["evaluations"] == 10
+
+
+def test_threads_is_an_argument_that_reaches_every_scoring(config, pool, kin, tmp_path,
+                                                           monkeypatch):
+    """breed(threads=N) runs each job's scoring with N torch threads, the environment
+    untouched; without it, the policy's count (here KINMERGE_THREADS) applies: the control."""
+    import torch
+
+    from breed_standins import TargetFitness, mean_target
+
+    class Seen(TargetFitness):
+        def __call__(self, model_dir):
+            self.threads.append(torch.get_num_threads())
+            return super().__call__(model_dir)
+
+    monkeypatch.setenv("KINMERGE_THREADS", "1")
+    for threads, want in ((2, 2), (None, 1)):
+        f = Seen(pool["base"], mean_target(pool))
+        f.threads = []
+        run(config(), f, kin, tmp_path / f"t{threads}", generations=1, threads=threads)
+        assert f.threads and set(f.threads) == {want}, (threads, f.threads)
+    from kinmerge.errors import KinmergeError
+    with pytest.raises(KinmergeError, match="not a thread count: 0"):
+        run(config(), Seen(pool["base"], mean_target(pool)), kin, tmp_path / "t0", threads=0)

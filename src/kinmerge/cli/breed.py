@@ -1,7 +1,6 @@
 """`kinmerge breed BREED_YML --out DIR`."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import click
@@ -9,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kinmerge.cli.app import main
-from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
+from kinmerge.threads import HELP as THREADS_HELP
 
 if TYPE_CHECKING:  # the run itself is imported when the command runs
     from kinmerge.search.breed.summary import Generation
@@ -42,8 +41,6 @@ out = Console()
 def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, seed, workers,
               backend, ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
-    if threads is not None:  # every merge and evaluation of the run follows it
-        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.search.breed import breed
 
     def show(g: Generation) -> None:
@@ -56,7 +53,7 @@ def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, see
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
                    select=select, evaluations=evaluations, seed=seed, on_generation=show,
-                   workers=workers, backend=backend, ray_address=ray_address)
+                   workers=workers, backend=backend, ray_address=ray_address, threads=threads)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
     for g in s.generations:

@@ -1,14 +1,13 @@
 """`kinmerge evolve`: search merge recipes with CMA-ES (see the README, Evolutionary merging)."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from kinmerge.cli.app import main
-from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
+from kinmerge.threads import HELP as THREADS_HELP
 
 if TYPE_CHECKING:  # the run itself is imported when the command runs
     from kinmerge.search.evolve.summary import EvolveSummary
@@ -36,8 +35,6 @@ out = Console()
 def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, resume,
                save_best, threads):
     """Evolve a merge recipe as CONFIG (evolve.yml) says."""
-    if threads is not None:  # through the environment: it reaches the worker processes too
-        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.search.evolve import evolve
 
     def line(s):
@@ -47,7 +44,7 @@ def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, 
 
     result = evolve(config, out_dir, trials=trials, workers=workers, backend=backend,
                     storage=storage, resume=resume, save_best=save_best,
-                    ray_address=ray_address, on_generation=line)
+                    ray_address=ray_address, on_generation=line, threads=threads)
     for text in summary_lines(result.summary, result.best_recipe):
         out.print(text, highlight=False)
 

@@ -63,6 +63,7 @@ class Breeder:
     # models made later by the killed run must stay invisible until the replay reaches them
     present: set[str] = field(default_factory=set)
     runner: Runner = field(default_factory=InlineRunner)  # where merges and scores run
+    threads: int | None = None  # torch threads of each merge and scoring (None: the policy)
 
     # measurements (cached) --------------------------------------------------------------
     def kinship(self, a: str, b: str) -> float:
@@ -173,7 +174,7 @@ class Breeder:
 
     def score_job(self, name: str) -> BreedJob:
         return BreedJob(name, self.state.models()[name].path, self.fitness,
-                        device=self.cfg.device)
+                        device=self.cfg.device, threads=self.threads)
 
     def merge_job(self, pair: Pair, gen: int, name: str) -> BreedJob:
         rows, (a, b), pred = self.state.models(), (pair.a, pair.b), pair.prediction
@@ -182,7 +183,7 @@ class Breeder:
             extra.update(predicted_gain=pred.gain, predicted_by=pred.model)
         return BreedJob(name, str(self.out / "models" / name), self.fitness,
                         self.recipe(rows[a].path, rows[b].path), self.cfg.seed, self.cfg.device,
-                        (rows[a].lineage_id, rows[b].lineage_id), extra)
+                        (rows[a].lineage_id, rows[b].lineage_id), extra, threads=self.threads)
 
     def record_outcome(self, gen: int, w: Work, out: Outcome) -> None:
         """Commit a finished job: the child (if it was merged), then its evaluation."""

@@ -34,6 +34,7 @@ from kinmerge.core.merge import check_device
 from kinmerge.search.runners import Runner, make_runner
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
+from kinmerge.threads import choose
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
           fitness: "Fitness | Callable | None" = None, kinship_fn: KinshipFn | None = None,
           on_generation: Callable[[dict], None] | None = None, plots: bool = True,
           workers: int = 1, backend: str = "local", ray_address: str | None = None,
-          **overrides: Any) -> BreedResult:
+          threads: int | None = None, **overrides: Any) -> BreedResult:
     """Breed the pool of `config` into `out`; rerunning on the same `out` resumes.
 
     `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
@@ -56,10 +57,12 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     explore, select ("topk" or "predicted"), seed, generations, evaluations. A generation's merges and evaluations run
     `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
     at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
-    object must be picklable (a configured fitness always is).
+    object must be picklable (a configured fitness always is). `threads`: torch threads of
+    each merge and scoring, wherever it runs (default: kinmerge.threads' policy).
     """
     cfg = load_breed_config(config, **overrides)
     check_device(cfg.device)
+    choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
     if fitness is None:  # built here once: bad tasks fail before any model is scored
         ref: Any = cfg.fitness.model_dump_json()
@@ -70,7 +73,8 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         check_database(out / "breed.db", "the breed database")
         runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
         try:
-            summary, history = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+            summary, history = _breed(cfg, out, ref, kinship_fn, on_generation, runner,
+                                      threads)
         finally:
             runner.close()
         if plots:  # from what the run holds; only the tree reads the models' lineage files
@@ -82,8 +86,8 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
 
 
 def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
-           on_generation: Callable[[dict], None] | None,
-           runner: Runner) -> tuple[BreedSummary, list[dict]]:
+           on_generation: Callable[[dict], None] | None, runner: Runner,
+           threads: int | None = None) -> tuple[BreedSummary, list[dict]]:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
@@ -91,7 +95,7 @@ def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | No
                                                       sort_keys=False))
         _register_pool(state, cfg)
         breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship,
-                          on_generation, runner=runner)
+                          on_generation, runner=runner, threads=threads)
         stop, gens = breeder.run()
         log.info("stopped: %s", stop)
         summary = _summary(cfg, state, breeder, stop, gens)

@@ -32,6 +32,7 @@ from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.core.layers import detect
 from kinmerge.core.merge import check_device, merge
 from kinmerge.seeds import tensor_seed
+from kinmerge.threads import choose
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class _Run:
     trials: int | None
     on_generation: Callable[[GenerationStats], None] | None
     prefix: str = ""
+    threads: int | None = None  # torch threads of each candidate's merge and scoring
 
     def study_name(self, phase: str) -> str:
         return f"{self.prefix}:{phase}"
@@ -74,14 +76,17 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
            trials: int | None = None, workers: int = 1, backend: str = "local",
            storage: str | None = None, resume: bool = False, save_best: bool = False,
            ray_address: str | None = None,
-           on_generation: Callable[[GenerationStats], None] | None = None) -> EvolveResult:
+           on_generation: Callable[[GenerationStats], None] | None = None,
+           threads: int | None = None) -> EvolveResult:
     """Search merge recipes as `config` says; write best.yml, history.csv, fitness.png,
     summary.json (and best-model/ with `save_best`, always for DFS) into `out`.
 
     OUT is held by this run (a second run on it is refused) and may not be or hold an input
-    model."""
+    model. `threads`: torch threads of each candidate's scoring, wherever it runs (default:
+    kinmerge.threads' policy)."""
     cfg = load_evolve_config(config)
     check_device(cfg.device)
+    choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     make_dir(out)
     with run_lock(out, "evolve"):
@@ -90,7 +95,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
         if storage.startswith("sqlite:///"):
             check_database(storage.removeprefix("sqlite:///"), "the study database")
         run = _Run(cfg, out, None, storage, resume, trials, on_generation,
-                   study_prefix(out, storage, default))
+                   study_prefix(out, storage, default), threads)
         return _evolve(run, workers, backend, ray_address, save_best)
 
 
@@ -162,7 +167,8 @@ def _ps_phase(run: _Run) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
         text = space.decode(genome, seed=seed).to_yaml()
-        return Job(f"ps/{number}", text, "search", cfg_json), {"recipe": text, "seed": seed}
+        return (Job(f"ps/{number}", text, "search", cfg_json, threads=run.threads),
+                {"recipe": text, "seed": seed})
 
     log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
     run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
@@ -182,7 +188,7 @@ def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         path, scales = space.decode(genome)
         text = space.recipe(path).to_yaml()
-        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales))
+        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales), threads=run.threads)
         return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
 
     log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
@@ -235,15 +241,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> EvolveSummary:
         log.warning("no held-out split in the fitness: held-out scores not reported")
         return searched
     last = phases[-1]
+    n = run.threads
     jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
-                        tuple(last.scales) if last.scales is not None else None)}
+                        tuple(last.scales) if last.scales is not None else None, threads=n)}
     for name, text in baseline_recipes(cfg).items():
-        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json)
+        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
     for name, text in source_recipes(cfg).items():
-        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json)
+        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
     saved = run.out / "best-model"
     if saved.exists():  # score the export too: it must be the model that was evaluated
-        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
+        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved), threads=n)
     futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
     best, saved = results["best"], results.get("saved")
