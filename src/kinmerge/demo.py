@@ -80,8 +80,9 @@ class DemoSummary(Record):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DemoSummary":
-        return cls(d["scores"], tuple(d["parents"]), tuple(d["parent_skills"]),  # type: ignore[arg-type]
-                   d["best_merge"], tuple(d["merges"]), d["zoo"], d["kinship"], d["seconds"],
+        return cls(d["scores"], tuple(d["parents"]),  # type: ignore[arg-type]
+                   tuple(d["parent_skills"]), d["best_merge"], tuple(d["merges"]), d["zoo"],
+                   d["kinship"], d["seconds"],
                    DemoEvolve(**d["evolve"]) if d.get("evolve") else None,
                    DemoBreed(**d["breed"]) if d.get("breed") else None)
 

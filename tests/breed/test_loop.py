@@ -12,7 +12,7 @@ from kinmerge.search.breed.state import BreedState
 
 
 def run(config, fitness, kin, out, **kw):
-    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False, **kw).summary
+    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False, **kw).summary.to_dict()
 
 
 def children(out):
@@ -36,7 +36,7 @@ def test_generation_one_merges_every_pair(config, fitness, kin, pool, tmp_path):
 
 
 def test_no_pair_is_merged_twice_and_gains_are_recorded(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     kids = children(out)
     pairs = [frozenset(c.parents) for c in kids]
     assert len(pairs) == len(set(pairs)) and len(s["generations"]) >= 3
@@ -50,7 +50,7 @@ def test_no_pair_is_merged_twice_and_gains_are_recorded(full_run):
 
 
 def test_summary_has_the_documented_fields(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     saved = json.loads((out / "summary.json").read_text())
     assert saved == s
     for key, kind in {"explore": bool, "evaluations": int, "best_score": float,
@@ -110,7 +110,7 @@ def test_exploration_picks_the_least_related_non_ancestor(tmp_path):
 
 
 def test_exploration_children_are_recorded(full_run):
-    s, _ = full_run
+    s = full_run[0].to_dict()
     explored = [g["explored"] for g in s["generations"] if g["explored"]]
     assert explored
     for g in s["generations"][2:]:

@@ -51,7 +51,8 @@ def test_linear_hand_case():
 
 def test_uniform_soup_is_mean():
     xs = [torch.randn(4, 5) for _ in range(3)]
-    torch.testing.assert_close(linear(xs, None, weight=[1, 1, 1], accum=F32), torch.stack(xs).mean(0))
+    torch.testing.assert_close(linear(xs, None, weight=[1, 1, 1], accum=F32),
+                               torch.stack(xs).mean(0))
 
 
 def test_slerp_endpoints_and_midpoint():

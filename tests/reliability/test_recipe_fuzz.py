@@ -81,7 +81,7 @@ def plausible(draw, paths: list[str]) -> dict:
 
     def block(scope: str) -> dict:
         out = {}
-        for p in m.scoped(scope):
+        for p in (p for p in m.params if p.scope == scope):
             if p.required or draw(st.integers(0, 3)):
                 out[p.name] = draw(st.booleans() if p.kind is bool else value)
         return out
