@@ -32,7 +32,8 @@ BUDGET = 40  # evaluations a run, the pool's included (examples/breed-kin.yml ha
 
 def run_seed(seed: int, out: Path, budget: int, strategies: list[str], preset: str) -> list[dict]:
     from kinmerge.search.breed import breed
-    from kinmerge.zoo.family import ZooConfig, zoo
+    from kinmerge.zoo.cache import zoo
+    from kinmerge.zoo.family import ZooConfig
     root = zoo(ZooConfig.preset(preset), seed=seed)
     runs = []
     for name in strategies:

@@ -1,4 +1,5 @@
-"""The import graph: the CLI is the top floor, and the merge and kinship paths stay light."""
+"""The import graph: the CLI is the top floor, no module imports itself back (not even
+lazily or for types), and the merge and kinship paths stay light."""
 from __future__ import annotations
 
 import ast
@@ -19,6 +20,133 @@ def _imports(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
+
+
+def _module_name(path: Path, src: Path) -> str:
+    parts = list(path.relative_to(src.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(src: Path = SRC) -> dict[str, dict[str, int]]:
+    """module -> {module it imports: first line}, for every import in src's modules: at module
+    level, inside functions and under TYPE_CHECKING alike (the `_moved.py` shims left out).
+
+    An edge is what the import statement names: `from pkg import sub` (a submodule) is an
+    edge to `pkg.sub`, `from pkg import name` (anything else) one to `pkg` itself, i.e. to its
+    `__init__`. Python also runs every parent package's `__init__` first; those implicit
+    imports are left out, or every package that re-exports its modules would be a circle."""
+    files = {_module_name(p, src): p for p in src.rglob("*.py") if p.name != "_moved.py"}
+    graph: dict[str, dict[str, int]] = {}
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        edges: dict[str, int] = {}
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in files]
+                targets = subs + ([base] if len(subs) < len(node.names) else [])
+            else:
+                continue
+            for t in targets:
+                while t and t not in files:  # `import kinmerge.x.y` -> the nearest module
+                    t = t.rpartition(".")[0]
+                if t and t != mod:
+                    edges.setdefault(t, node.lineno)
+        graph[mod] = edges
+    return graph
+
+
+def cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """One circle through each strongly connected group of modules, each as the path
+    a -> b -> ... -> a (Tarjan's algorithm, then a shortest way back round)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_round(graph, g) for g in groups]
+
+
+def _round(graph: dict[str, dict[str, int]], group: set[str]) -> list[str]:
+    start = min(group)
+    paths = {start: [start]}
+    todo = [start]
+    while todo:  # breadth first inside the group, back to start
+        v = todo.pop(0)
+        for w in sorted(graph[v]):
+            if w == start:
+                return paths[v] + [start]
+            if w in group and w not in paths:
+                paths[w] = paths[v] + [w]
+                todo.append(w)
+    raise AssertionError(group)  # a strongly connected group always leads back
+
+
+def _named(graph: dict[str, dict[str, int]], circle: list[str]) -> str:
+    return " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(circle, circle[1:])) + \
+        f" -> {circle[-1]}"
+
+
+def test_no_import_circles_lazy_or_type_only():
+    graph = import_graph()
+    assert len(graph) > 100 and "kinmerge.core.plan" in graph["kinmerge.core.merge"]
+    found = [_named(graph, c) for c in cycles(graph)]
+    assert found == [], "import circles:\n" + "\n".join(found)
+
+
+def test_the_circle_finder_sees_lazy_type_only_and_relative_imports(tmp_path):
+    """The control: a package with one circle of each kind the test above must catch."""
+    pkg = tmp_path / "kinmerge"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "from kinmerge.a import A\n",
+        "a.py": "A = 1\ndef f():\n    from kinmerge import b\n",           # lazy
+        "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import kinmerge.a\n",
+        "c.py": "from kinmerge.sub import d\n",
+        "sub/__init__.py": "",
+        "sub/d.py": "from .. import c\n",                                    # relative
+        "e.py": "from kinmerge import A\n",  # a name of kinmerge/__init__ -> kinmerge
+        "_moved.py": "import kinmerge.e\n",  # shims are left out
+        "f.py": "import kinmerge.sub.d\n",   # no circle: nothing comes back to f
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    graph = import_graph(pkg)
+    assert sorted(graph) == ["kinmerge", "kinmerge.a", "kinmerge.b", "kinmerge.c",
+                             "kinmerge.e", "kinmerge.f", "kinmerge.sub", "kinmerge.sub.d"]
+    assert graph["kinmerge.e"] == {"kinmerge": 1} and graph["kinmerge.sub"] == {}
+    found = sorted(cycles(graph))
+    assert found == [["kinmerge.a", "kinmerge.b", "kinmerge.a"],
+                     ["kinmerge.c", "kinmerge.sub.d", "kinmerge.c"]]
+    assert _named(graph, found[1]) == ("kinmerge.c (line 1) -> kinmerge.sub.d (line 1) -> "
+                                       "kinmerge.c")
 
 
 def test_no_module_below_the_cli_imports_it():

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 import kinmerge
-from kinmerge.tokenizer.rows import is_vocab_tensor
+from kinmerge.tokenizer.vocab import is_vocab_tensor
 
 FIXTURE = Path(__file__).parent / "data" / "parity_tokenizer_golden.safetensors"
 REF_KEYS = ("model", "base_model", "source", "tokenizer_source")

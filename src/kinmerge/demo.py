@@ -2,7 +2,7 @@
 breeding run, in a few minutes on a laptop.
 
 >>> result = run_demo("runs/demo")          # what `make demo` runs      # doctest: +SKIP
->>> result.summary["best_merge"]                                         # doctest: +SKIP
+>>> result.summary.best_merge                                            # doctest: +SKIP
 'task_arithmetic_0.8'
 
 Writes into `out`: summary.json (scores of every model, parents, best merge, kinship),
@@ -22,22 +22,75 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
 from kinmerge.evaluate import ExactMatch, evaluate_model
 from kinmerge.figures import pyplot, save
 from kinmerge.io.outpath import check_out, make_dir
-from kinmerge.zoo.manifest import read_manifest
+from kinmerge.record import Record
+from kinmerge.zoo.manifest import ZooManifest, read_manifest
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class DemoEvolve(Record):
+    """The demo's evolve step: the search, and the evolved recipe against the best hand merge
+    on the same held-out prompts."""
+
+    trials: int
+    best_search: float
+    best_recipe: str  # as the caller named the demo's folder
+    heldout_mean: float
+    best_hand_merge: str
+    best_hand_mean: float
+    beats_best_hand_merge: bool
+
+
+@dataclass(frozen=True, eq=False)
+class DemoBreed(Record):
+    """The demo's breeding run, in brief."""
+
+    best_model: str | None
+    best_score: float | None
+    stop_reason: str
+    evaluations: int
+
+
+@dataclass(frozen=True, eq=False)
+class DemoSummary(Record):
+    """summary.json of a demo: every model's held-out scores (each skill and the parents'
+    mean), the parents, the best hand merge, the kinship matrix, the seconds per step, and
+    the evolve and breed steps when they ran."""
+
+    scores: dict[str, dict[str, float]]
+    parents: tuple[str, str]
+    parent_skills: tuple[str, str]
+    best_merge: str
+    merges: tuple[str, ...]
+    zoo: str
+    kinship: dict[str, Any] | None
+    seconds: dict[str, float]
+    evolve: DemoEvolve | None = None
+    breed: DemoBreed | None = None
+
+    _omit_none = ("evolve", "breed")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DemoSummary":
+        return cls(d["scores"], tuple(d["parents"]),  # type: ignore[arg-type]
+                   tuple(d["parent_skills"]), d["best_merge"], tuple(d["merges"]), d["zoo"],
+                   d["kinship"], d["seconds"],
+                   DemoEvolve(**d["evolve"]) if d.get("evolve") else None,
+                   DemoBreed(**d["breed"]) if d.get("breed") else None)
 
 
 @dataclass
 class DemoResult:
     out: Path
-    summary: dict
+    summary: DemoSummary
     kinship: object | None = None  # KinshipMatrix, when kinship is available
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -80,8 +133,8 @@ def run_demo(out: str | Path, **options) -> DemoResult:
 def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
               zoo_dir: str | Path | None = None, evolve_trials: int = 36,
               breed_evaluations: int = 20) -> DemoResult:
-    from kinmerge import merge_to_memory
-    from kinmerge.zoo.family import zoo
+    from kinmerge.core.merge import merge_to_memory
+    from kinmerge.zoo.cache import zoo
     shown = Path(out)  # as the caller wrote it, for messages
     out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else [])).resolve()
     t: dict[str, float] = {}
@@ -89,15 +142,15 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     root = (Path(zoo_dir) if zoo_dir else zoo(config, seed)).resolve()
     manifest = read_manifest(root)
     t["zoo"] = time.perf_counter() - t0
-    a, b = manifest["parents"]
-    experts = [n for n, m in manifest["models"].items() if m["skill"]]
-    skills = list(dict.fromkeys(manifest["models"][n]["skill"] for n in experts))
+    a, b = manifest.parents
+    experts = list(manifest.experts)
+    skills = list(dict.fromkeys(manifest.models[n].skill for n in experts))
 
     t0 = time.perf_counter()
     matrix = measure_kinship(root, experts, out)
     t["kinship"] = time.perf_counter() - t0
 
-    evaluators = [ExactMatch(root / manifest["skills"][s]["heldout"], name=s, progress=progress)
+    evaluators = [ExactMatch(root / manifest.skills[s]["heldout"], name=s, progress=progress)
                   for s in skills]
     scores: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
@@ -115,28 +168,28 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
         log.info("%s: %s", name, _fmt(scores[name]))
     t["merge_and_evaluate"] = time.perf_counter() - t0
 
-    skill_a, skill_b = manifest["models"][a]["skill"], manifest["models"][b]["skill"]
+    skill_a, skill_b = manifest.models[a].skill, manifest.models[b].skill
     best = _add_means(scores, recipes, skill_a, skill_b)
-    summary = {"scores": scores, "parents": [a, b], "parent_skills": [skill_a, skill_b],
-               "best_merge": best, "merges": list(recipes), "zoo": str(root),
-               "kinship": matrix.to_dict() if matrix is not None else None, "seconds": t}
+    evolved = bred = None
     with working_dir(out):  # what evolve and breed write names ./zoo/NAME, relative to OUT
         if evolve_trials:
             t0 = time.perf_counter()
-            summary["evolve"] = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
-                                               evolve_trials, seed)
-            summary["evolve"]["best_recipe"] = str(shown / "evolve" / "best.yml")
+            trials, best_search = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
+                                                 evolve_trials, seed)
             scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml"), evaluators)
             _add_means(scores, recipes, skill_a, skill_b)
-            summary["evolve"].update(compare(scores, best))
+            evolved = compare(scores, best, trials, best_search,
+                              str(shown / "evolve" / "best.yml"))
             t["evolve"] = time.perf_counter() - t0
         if breed_evaluations:
             t0 = time.perf_counter()
-            summary["breed"] = breed_experts(ZOO_IN_OUT, manifest, experts, Path("breed"),
-                                             breed_evaluations, seed)
+            bred = breed_experts(ZOO_IN_OUT, manifest, experts, Path("breed"),
+                                 breed_evaluations, seed)
             t["breed"] = time.perf_counter() - t0
+    summary = DemoSummary(scores, (a, b), (skill_a, skill_b), best, tuple(recipes), str(root),
+                          matrix.to_dict() if matrix is not None else None, t, evolved, bred)
     plot_scores(scores, [skill_a, skill_b], out / "scores.png", title=f"merging {a} + {b}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     from kinmerge.report.html import write_report
     write_report(out)
     return DemoResult(out, summary, matrix, t)
@@ -145,7 +198,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
 ZOO_IN_OUT = "./zoo"  # how the written recipes name the zoo: relative to the demo's folder
 
 
-def write_recipes(out: Path, root: Path, manifest: dict) -> Path:
+def write_recipes(out: Path, root: Path, manifest: ZooManifest) -> Path:
     """OUT/recipes/*.yml naming the models as ./zoo/NAME, and OUT/zoo holding the zoo's models,
     tasks and zoo.json (hard links into the zoo where the file system allows, else copies), so
     the recipes merge from OUT (`cd OUT && kinmerge merge recipes/ties.yml merged/`) after the
@@ -153,12 +206,12 @@ def write_recipes(out: Path, root: Path, manifest: dict) -> Path:
     local = out / "zoo"
     if local.resolve() != root.resolve():
         local.mkdir(exist_ok=True)
-        for name in dict.fromkeys(["base", *manifest["models"], "tasks"]):
+        for name in dict.fromkeys(["base", *manifest.models, "tasks"]):
             _link_tree(root / name, local / name)
         _link_or_copy(str(root / "zoo.json"), str(local / ".zoo.json.tmp"))
         os.replace(local / ".zoo.json.tmp", local / "zoo.json")
     (out / "recipes").mkdir(exist_ok=True)
-    a, b = manifest["parents"]
+    a, b = manifest.parents
     for name, recipe in demo_recipes(ZOO_IN_OUT, a, b).items():
         (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     return out / "recipes"
@@ -201,18 +254,18 @@ def _add_means(scores: dict, recipes: dict, skill_a: str, skill_b: str) -> str:
     return max(recipes, key=lambda n: scores[n]["mean"])
 
 
-def compare(scores: dict, best_hand: str) -> dict:
+def compare(scores: dict, best_hand: str, trials: int, best_search: float,
+            best_recipe: str) -> DemoEvolve:
     """The evolved recipe against the best hand merge, on the same held-out prompts."""
     evolved, hand = scores["evolved"]["mean"], scores[best_hand]["mean"]
-    return {"heldout_mean": evolved, "best_hand_merge": best_hand, "best_hand_mean": hand,
-            "beats_best_hand_merge": evolved > hand}
+    return DemoEvolve(trials, best_search, best_recipe, evolved, best_hand, hand, evolved > hand)
 
 
-def _parent_tasks(root: str, manifest: dict, limit: int | None = 100) -> list[dict]:
+def _parent_tasks(root: str, manifest: ZooManifest, limit: int | None = 100) -> list[dict]:
     """The two parents' skills as evolve/breed tasks: search prompts steer, held-out report."""
-    skills = [manifest["models"][p]["skill"] for p in manifest["parents"]]
-    return [{"name": s, "search": os.path.join(root, manifest["skills"][s]["search"]),
-             "heldout": os.path.join(root, manifest["skills"][s]["heldout"]),
+    skills = [manifest.models[p].skill for p in manifest.parents]
+    return [{"name": s, "search": os.path.join(root, manifest.skills[s]["search"]),
+             "heldout": os.path.join(root, manifest.skills[s]["heldout"]),
              "options": {"max_examples": limit}} for s in skills]
 
 
@@ -222,25 +275,26 @@ SEARCH = {"params": {"weight": [0, 1.5]}, "filters": ["self_attn", "mlp"]}
 SEARCH_EXAMPLES: int | None = None
 
 
-def evolve_parents(root: str, manifest: dict, out: Path, trials: int, seed: int,
-                   search: dict | None = None, limit: int | None = SEARCH_EXAMPLES) -> dict:
-    """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH); `root`
-    is the zoo's folder as the configs will name it (joined as text: ./zoo stays ./zoo)."""
+def evolve_parents(root: str, manifest: ZooManifest, out: Path, trials: int, seed: int,
+                   search: dict | None = None,
+                   limit: int | None = SEARCH_EXAMPLES) -> tuple[int, float]:
+    """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH) into
+    `out` (best.yml); (trials run, best search fitness). `root` is the zoo's folder as the
+    configs will name it (joined as text: ./zoo stays ./zoo)."""
     from kinmerge.search.evolve import evolve
     cfg = {"mode": "ps", "base_model": os.path.join(root, "base"),
-           "models": [os.path.join(root, p) for p in manifest["parents"]],
+           "models": [os.path.join(root, p) for p in manifest.parents],
            "template": {"merge_method": "task_arithmetic", "dtype": "float32"},
            "search": search or SEARCH,
            "fitness": {"tasks": _parent_tasks(root, manifest, limit)},
            "budget": {"trials": trials}, "baselines": {"grid": False}, "seed": seed}
     s = evolve(cfg, out).summary
-    log.info("evolve: best search fitness %.3f after %d trials", s["best_search"], s["trials"])
-    return {"trials": s["trials"], "best_search": s["best_search"],
-            "best_recipe": str(out / "best.yml")}
+    log.info("evolve: best search fitness %.3f after %d trials", s.best_search, s.trials)
+    return s.trials, s.best_search
 
 
-def breed_experts(root: str, manifest: dict, experts: list[str], out: Path,
-                  evaluations: int, seed: int) -> dict:
+def breed_experts(root: str, manifest: ZooManifest, experts: list[str], out: Path,
+                  evaluations: int, seed: int) -> DemoBreed:
     """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator); `root`
     as in evolve_parents."""
     from kinmerge.search.breed import breed
@@ -251,8 +305,8 @@ def breed_experts(root: str, manifest: dict, experts: list[str], out: Path,
            "fitness": {"tasks": _parent_tasks(root, manifest)}, "k": 3, "explore": True,
            "budget": {"evaluations": evaluations, "generations": 10}, "seed": seed}
     s = breed(cfg, out).summary
-    log.info("breed: best %s = %.3f (%s)", s["best_model"], s["best_score"], s["stop_reason"])
-    return {key: s[key] for key in ("best_model", "best_score", "stop_reason", "evaluations")}
+    log.info("breed: best %s = %.3f (%s)", s.best_model, s.best_score, s.stop_reason)
+    return DemoBreed(s.best_model, s.best_score, s.stop_reason, s.evaluations)
 
 
 def measure_kinship(root: Path, experts: list[str], out: Path):

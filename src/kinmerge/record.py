@@ -1,16 +1,16 @@
 """Typed results: frozen dataclasses that turn into JSON only at the edge (`to_dict()`).
 
-A `Record` is also a read-only mapping of its JSON form, as `KinshipResult` is a mapping of
-its metrics: code written against the dicts these results used to be (`summary["best"]`,
-`g["top_k"]`) keeps working while new code reads attributes (`summary.best_score`).
+Results are read by attribute (`summary.best_score`, `g.top_k`); `to_dict()` is their JSON.
+For one release a `Record` still reads as the mapping of its JSON form, as the dicts these
+results used to be (`summary["best"]`), with a DeprecationWarning naming the attribute.
 
 >>> s = breed(...).summary                                   # doctest: +SKIP
->>> s.stop_reason == s["stop_reason"]                        # doctest: +SKIP
-True
+>>> s.stop_reason, s.to_dict()["stop_reason"]                # doctest: +SKIP
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any, Iterator
 
@@ -32,7 +32,7 @@ def jsonable(value: Any) -> Any:
 
 class Record(Mapping):
     """Base of the typed results (subclasses are `@dataclass(frozen=True, eq=False)`;
-    equality is the mapping's, so a record equals the dict it was saved as)."""
+    a record equals another with the same JSON form, and the dict it was saved as)."""
 
     _omit_none: tuple[str, ...] = OMIT
 
@@ -45,7 +45,18 @@ class Record(Mapping):
             out[f.name] = jsonable(value)
         return out
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Record):
+            return self.to_dict() == other.to_dict()
+        return isinstance(other, Mapping) and self.to_dict() == dict(other)
+
+    __hash__ = None  # type: ignore[assignment]  (records hold dicts)
+
     def __getitem__(self, key: str) -> Any:
+        """Deprecated: the key of the JSON form (read the attribute, or `to_dict()`)."""
+        warnings.warn(f"reading a typed result by key is deprecated (removed in kinmerge 0.3):"
+                      f" read {type(self).__name__}.{key} or to_dict()[{key!r}]",
+                      DeprecationWarning, stacklevel=2)
         return self.to_dict()[key]
 
     def __iter__(self) -> Iterator[str]:

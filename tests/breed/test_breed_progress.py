@@ -18,7 +18,8 @@ def test_lines_in_generation_and_plan_order_with_two_workers(config, pool, kin, 
                                                              caplog):
     caplog.set_level(logging.INFO, logger="kinmerge.search.breed")
     s = breed(config(explore=True), tmp_path / "run", fitness=SlowFirst(
-        pool["base"], mean_target(pool)), kinship_fn=kin, plots=False, workers=2).summary
+        pool["base"], mean_target(pool)), kinship_fn=kin, plots=False,
+        workers=2).summary.to_dict()
     lines = [r.getMessage() for r in caplog.records if r.name == "kinmerge.search.breed.loop"]
     gens = [int(m.group(1)) for m in map(GEN.match, lines) if m]
     assert gens == list(range(len(s["generations"]))) and len(gens) >= 3

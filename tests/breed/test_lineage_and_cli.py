@@ -14,7 +14,7 @@ def third_generation(summary: dict) -> str:
 
 
 def test_a_third_generation_model_knows_its_ancestors_back_to_the_pool(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     child = out / "models" / third_generation(s)
     lin = lineage.read(child)
     assert lin.model.generation == 3
@@ -34,7 +34,7 @@ def test_a_third_generation_model_knows_its_ancestors_back_to_the_pool(full_run)
 
 
 def test_a_bred_childs_card_carries_its_scores(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     child = out / "models" / third_generation(s)
     rec = lineage.read(child).model
     card = (child / "README.md").read_text()
@@ -46,7 +46,7 @@ def test_a_bred_childs_card_carries_its_scores(full_run):
 def test_lineage_is_mirrored_in_the_run_database(full_run):
     from kinmerge.search.breed.state import BreedState
 
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     st = BreedState(out / "breed.db")
     recs = st.lineage()
     st.close()

@@ -12,7 +12,7 @@ from kinmerge.search.breed.state import BreedState
 
 
 def run(config, fitness, kin, out, **kw):
-    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False, **kw).summary
+    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False, **kw).summary.to_dict()
 
 
 def children(out):
@@ -36,7 +36,7 @@ def test_generation_one_merges_every_pair(config, fitness, kin, pool, tmp_path):
 
 
 def test_no_pair_is_merged_twice_and_gains_are_recorded(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     kids = children(out)
     pairs = [frozenset(c.parents) for c in kids]
     assert len(pairs) == len(set(pairs)) and len(s["generations"]) >= 3
@@ -50,7 +50,7 @@ def test_no_pair_is_merged_twice_and_gains_are_recorded(full_run):
 
 
 def test_summary_has_the_documented_fields(full_run):
-    s, out = full_run
+    s, out = full_run[0].to_dict(), full_run[1]
     saved = json.loads((out / "summary.json").read_text())
     assert saved == s
     for key, kind in {"explore": bool, "evaluations": int, "best_score": float,
@@ -110,7 +110,7 @@ def test_exploration_picks_the_least_related_non_ancestor(tmp_path):
 
 
 def test_exploration_children_are_recorded(full_run):
-    s, _ = full_run
+    s = full_run[0].to_dict()
     explored = [g["explored"] for g in s["generations"] if g["explored"]]
     assert explored
     for g in s["generations"][2:]:
@@ -180,3 +180,27 @@ def test_a_merge_finished_but_not_recorded_is_adopted(config, fitness, kin, tmp_
     s = run(config(), fitness(), kin, tmp_path, generations=1)
     assert "g1-01" not in merged and "g1-02" not in merged and len(merged) == 4
     assert s["evaluations"] == 10
+
+
+def test_threads_is_an_argument_that_reaches_every_scoring(config, pool, kin, tmp_path,
+                                                           monkeypatch):
+    """breed(threads=N) runs each job's scoring with N torch threads, the environment
+    untouched; without it, the policy's count (here KINMERGE_THREADS) applies: the control."""
+    import torch
+
+    from breed_standins import TargetFitness, mean_target
+
+    class Seen(TargetFitness):
+        def __call__(self, model_dir):
+            self.threads.append(torch.get_num_threads())
+            return super().__call__(model_dir)
+
+    monkeypatch.setenv("KINMERGE_THREADS", "1")
+    for threads, want in ((2, 2), (None, 1)):
+        f = Seen(pool["base"], mean_target(pool))
+        f.threads = []
+        run(config(), f, kin, tmp_path / f"t{threads}", generations=1, threads=threads)
+        assert f.threads and set(f.threads) == {want}, (threads, f.threads)
+    from kinmerge.errors import KinmergeError
+    with pytest.raises(KinmergeError, match="not a thread count: 0"):
+        run(config(), Seen(pool["base"], mean_target(pool)), kin, tmp_path / "t0", threads=0)

@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 
 def run(config, fitness, kin, out, **kw):
     return breed(config(explore=True), out, fitness=fitness, kinship_fn=kin, plots=False,
-                 **kw).summary
+                 **kw).summary.to_dict()
 
 
 def history(out: Path) -> list[dict]:

@@ -31,7 +31,7 @@ def fit_without_spread():
 
 
 def run(config, fitness, kin, out):
-    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False).summary
+    return breed(config, out, fitness=fitness, kinship_fn=kin, plots=False).summary.to_dict()
 
 
 @pytest.fixture(scope="module")

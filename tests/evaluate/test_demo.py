@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from kinmerge.demo import run_demo
+from kinmerge.demo import DemoSummary, run_demo
 
 
 def test_demo_writes_summary_and_plots(tiny_zoo, tmp_path):
@@ -31,6 +31,8 @@ def test_demo_writes_summary_and_plots(tiny_zoo, tmp_path):
     assert (tmp_path / "demo/evolve/best.yml").exists()
     assert s["breed"]["evaluations"] <= 6 and s["breed"]["stop_reason"]
     assert "<img" in (tmp_path / "demo/report.html").read_text()
+    assert result.summary.to_dict() == s  # the typed summary is what summary.json holds
+    assert DemoSummary.from_dict(s).to_dict() == s
 
 
 def test_demo_cli_prints_tables(tiny_zoo, tmp_path):
@@ -44,15 +46,18 @@ def test_demo_cli_prints_tables(tiny_zoo, tmp_path):
 
 
 def test_evolve_verdict_says_which_won():
+    from dataclasses import replace
+
     from kinmerge.cli.demo import evolve_verdict
-    e = {"trials": 30, "best_recipe": "runs/demo/evolve/best.yml", "heldout_mean": 0.9125,
-         "best_hand_merge": "task_arithmetic_0.8", "best_hand_mean": 0.94,
-         "beats_best_hand_merge": False}
+    from kinmerge.demo import DemoEvolve
+    e = DemoEvolve(trials=30, best_search=0.9, best_recipe="runs/demo/evolve/best.yml",
+                   heldout_mean=0.9125, best_hand_merge="task_arithmetic_0.8",
+                   best_hand_mean=0.94, beats_best_hand_merge=False)
     assert evolve_verdict(e) == (
         "evolved recipe (30 trials, runs/demo/evolve/best.yml): held-out mean 0.912 does NOT "
         "beat the best hand merge task_arithmetic_0.8 (0.940)")
     assert " beats the best hand merge" in evolve_verdict(
-        {**e, "heldout_mean": 0.955, "beats_best_hand_merge": True})
+        replace(e, heldout_mean=0.955, beats_best_hand_merge=True))
 
 
 def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_path,
@@ -111,7 +116,7 @@ def test_evolved_and_bred_recipes_merge_after_the_demo_moves_and_the_cache_goes(
     shutil.copytree(tiny_zoo, cache)
     out = tmp_path / "demo"
     s = run_demo(out, zoo_dir=cache, evolve_trials=3, breed_evaluations=6).summary
-    assert s["evolve"]["best_recipe"] == str(out / "evolve/best.yml")
+    assert s.evolve.best_recipe == str(out / "evolve/best.yml")
     written = sorted(str(f.relative_to(out)) for f in out.rglob("*")
                      if f.suffix in (".yml", ".md", ".csv", ".json") and "zoo" not in f.parts)
     leaks = [f for f in written if str(cache) in (out / f).read_text()

@@ -86,7 +86,7 @@ def test_dfs_run_exports_the_evaluated_model(evofam, tmp_path):
            "template": {"dtype": "float32"}, "dfs": {"repeats": 2},
            "fitness": {"function": "evo_fitness:logit_norm"}, "budget": {"trials": 8}}
     res = evolve(cfg, tmp_path / "run")
-    s = res.summary
+    s = res.summary.to_dict()
     assert s["mode"] == "dfs" and s["trials"] == 8
     assert s["best_heldout"] == pytest.approx(s["best_search"], abs=0)
     assert s["best_model_matches"] and s["best_model_heldout"] == s["best_heldout"]
@@ -104,4 +104,4 @@ def test_ps_then_dfs(ps_config, evofam, tmp_path):
     assert [p.name for p in res.phases] == ["ps", "dfs"]
     assert (tmp_path / "run" / "ps-best-model" / "config.json").exists()
     assert str(tmp_path / "run" / "ps-best-model") in res.best_recipe.read_text()
-    assert res.summary["trials"] == 8
+    assert res.summary.trials == 8

@@ -37,7 +37,7 @@ def test_cmaes_improves_and_records_every_trial(ps_config, tmp_path):
     assert len(rows) == 30 and all(r["state"] == "COMPLETE" for r in rows)
     x0 = float(rows[0]["fitness"])
     assert json.loads(rows[0]["genome"]) == [0.5, 0.5]
-    s = res.summary
+    s = res.summary.to_dict()
     assert s["best_search"] > x0 + 0.15  # x0 scores 0.75, the optimum 1
     assert s["winner_beats_best_baseline"] and s["trials"] == 30
     assert gens[0].generation == 0 and gens[-1].best == pytest.approx(s["best_search"])
@@ -48,15 +48,15 @@ def test_cmaes_improves_and_records_every_trial(ps_config, tmp_path):
 
 
 def test_existing_study_needs_resume(ps_config, tmp_path):
-    first = evolve(ps_config(budget={"trials": 3}), tmp_path / "run").summary["wall_seconds"]
+    first = evolve(ps_config(budget={"trials": 3}), tmp_path / "run").summary.wall_seconds
     with pytest.raises(KinmergeError, match=r"pass resume=True \(--resume on the command line\)"):
         evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
     with pytest.raises(KinmergeError, match="evolve.yml changed"):
         evolve(ps_config(seed=5), tmp_path / "run", resume=True)
     res = evolve(ps_config(budget={"trials": 3}), tmp_path / "run", resume=True, trials=5)
-    assert res.summary["trials"] == 5  # the budget may grow on resume
+    assert res.summary.trials == 5  # the budget may grow on resume
     # the resumed run's wall time adds to the first run's
-    assert res.summary["wall_seconds"] > first
+    assert res.summary.wall_seconds > first
 
 
 def _complete(db: Path) -> list[tuple[int, float]]:
@@ -103,9 +103,9 @@ def test_kill_9_then_resume_keeps_every_finished_trial(ps_config, tmp_path):
 def test_two_workers(ps_config, tmp_path):
     res = evolve(ps_config(budget={"trials": 7}), tmp_path / "run", workers=2)
     rows = history(tmp_path / "run")
-    assert res.summary["trials"] == 7 and len({r["trial"] for r in rows}) == 7
+    assert res.summary.trials == 7 and len({r["trial"] for r in rows}) == 7
     assert all(r["worker"] for r in rows)  # scored in pool processes, not inline
-    assert res.summary["best_heldout"] == pytest.approx(res.summary["best_search"])
+    assert res.summary.best_heldout == pytest.approx(res.summary.best_search)
 
 
 def test_ray_backend(ps_config, tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_ray_backend(ps_config, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(  # Ray workers import evo_fitness too
         [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]))
     res = evolve(ps_config(budget={"trials": 6}), tmp_path / "run", workers=2, backend="ray")
-    assert res.summary["trials"] == 6
+    assert res.summary.trials == 6
 
 
 def test_unknown_backend(ps_config, tmp_path):
@@ -126,6 +126,6 @@ def test_saved_best_scores_as_evaluated(ps_config, tmp_path):
                     search={"params": {"weight": [0, 1], "density": [0, 1]}},
                     fitness={"function": "evo_fitness:logit_norm"}, budget={"trials": 4})
     res = evolve(cfg, tmp_path / "run", save_best=True)
-    s = res.summary
+    s = res.summary.to_dict()
     assert s["best_model_matches"] and s["best_model_heldout"] == s["best_heldout"]
     assert (tmp_path / "run" / "best-model" / "mergekit_config.yml").exists()

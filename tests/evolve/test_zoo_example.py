@@ -55,7 +55,7 @@ def test_builtin_task_scores_the_candidate_module(tiny_zoo):
 def test_zoo_example_runs(tiny_zoo, tmp_path):
     cfg = on_tiny("evolve-zoo.yml", tiny_zoo, budget={"trials": 3},
                   baselines={"weights": [1.0], "densities": [0.5]})
-    s = evolve(cfg, tmp_path / "run").summary
+    s = evolve(cfg, tmp_path / "run").summary.to_dict()
     assert s["mode"] == "ps" and s["trials"] == 3
     assert set(s["baselines_heldout"]) == {"task_arithmetic-w1", "ties-w1-d0.5",
                                            "dare_ties-w1-d0.5"}
@@ -80,5 +80,5 @@ def test_lm_eval_fitness(tiny_zoo, tmp_path, monkeypatch):
            "fitness": {"lm_eval": [{"task": "zoo_add_mc", "metric": "acc", "limit": 8,
                                     "include_path": str(tasks)}]},
            "budget": {"trials": 2}, "baselines": {"grid": False}, "seed": 0}
-    s = evolve(cfg, tmp_path / "run").summary
+    s = evolve(cfg, tmp_path / "run").summary.to_dict()
     assert s["trials"] == 2 and 0.0 <= s["best_heldout"] <= 1.0

@@ -33,6 +33,8 @@ def test_nuslerp_hand_cases():
     # colinear vectors are lerped
     torch.testing.assert_close(nuslerp([a, 2 * a], None, weight=[1, 1]), T([1.5, 0.]))
 
+F32 = torch.float32  # the plan's accumulation dtype for float32 work
+
 
 def test_nuslerp_with_base_interpolates_task_vectors():
     base = T([1., 1.])
@@ -80,16 +82,16 @@ def test_multislerp_one_model_and_antipodal_inputs():
 # --- karcher ------------------------------------------------------------------------------------
 def test_karcher_hand_case():
     # symmetric: the mean direction is the bisector; scale = mean norm (1 + 3) / 2
-    torch.testing.assert_close(karcher([T([1., 0.]), T([0., 3.])]), T([2 * R2, 2 * R2]))
-    assert torch.equal(karcher([T([1., 2.])]), T([1., 2.]))
-    assert torch.equal(karcher([torch.zeros(3), torch.zeros(3)]), torch.zeros(3))
+    torch.testing.assert_close(karcher([T([1., 0.]), T([0., 3.])], accum=F32), T([2 * R2, 2 * R2]))
+    assert torch.equal(karcher([T([1., 2.])], accum=F32), T([1., 2.]))
+    assert torch.equal(karcher([torch.zeros(3), torch.zeros(3)], accum=F32), torch.zeros(3))
 
 
 def test_karcher_mean_direction_is_stationary():
     """At the Karcher mean the weighted log maps of the directions sum to zero."""
     g = torch.Generator().manual_seed(0)
     xs = [torch.randn(16, generator=g, dtype=torch.float64) + 2 for _ in range(3)]
-    out = karcher(xs, max_iter=50, tol=1e-12)
+    out = karcher(xs, max_iter=50, tol=1e-12, accum=torch.float64)
     norms = [float(x.norm()) for x in xs]
     assert float(out.norm()) == pytest.approx(sum(norms) / 3, rel=1e-12)
     m = out / out.norm()
@@ -140,7 +142,7 @@ def test_arcee_fusion_keeps_only_outlying_changes():
     # 3k + 1.5 * 4k = 9k keeps only the change of 100
     d = T([[3., 0., 5., 1., 100., 2., 4., 6.]])
     base = torch.zeros(1, 8)
-    got = arcee_fusion([base + d], base)
+    got = arcee_fusion([base + d], base, accum=F32)
     assert torch.equal(got, T([[0., 0., 0., 0., 100., 0., 0., 0.]]))
 
 
@@ -148,7 +150,7 @@ def test_arcee_fusion_samples_large_tensors_from_the_generator():
     g = torch.Generator().manual_seed(0)
     base = torch.randn(1100, 1000, generator=g)
     other = base + 0.01 * torch.randn(1100, 1000, generator=g)
-    runs = [arcee_fusion([other], base, generator=torch.Generator().manual_seed(s))
+    runs = [arcee_fusion([other], base, accum=F32, generator=torch.Generator().manual_seed(s))
             for s in (1, 1, 2)]
     assert torch.equal(runs[0], runs[1])  # seeded: reproducible
     kept = [(r != base).float().mean().item() for r in runs]
@@ -169,9 +171,9 @@ def test_ram_hand_case():
 def test_ramplus_tl_amplifies_unique_changes_by_overlap():
     xs, base = [T([2., 4., 0.]), T([0., 2., 0.])], torch.zeros(3)
     # model 1: 1 shared / 1 unique -> rho 1, clamped to alpha 0.2 -> x(1 + 0.1 * 0.2)
-    torch.testing.assert_close(ramplus_tl(xs, base), T([2.04, 3., 0.]))
-    torch.testing.assert_close(ramplus_tl(xs, base, r=0.5, alpha=2.0), T([3., 3., 0.]))
-    torch.testing.assert_close(ramplus_tl(xs, base, r=0.0), ram(xs, base))
+    torch.testing.assert_close(ramplus_tl(xs, base, accum=F32), T([2.04, 3., 0.]))
+    torch.testing.assert_close(ramplus_tl(xs, base, r=0.5, alpha=2.0, accum=F32), T([3., 3., 0.]))
+    torch.testing.assert_close(ramplus_tl(xs, base, r=0.0, accum=F32), ram(xs, base))
 
 
 # --- recipes: inputs, base --------------------------------------------------------------------

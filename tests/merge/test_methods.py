@@ -7,15 +7,15 @@ import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.methods import REGISTRY, get_method
-from kinmerge.methods.dare import dare_linear, dare_ties
 from kinmerge.methods.linear import linear
 from kinmerge.methods.passthrough import passthrough
 from kinmerge.methods.slerp import slerp
 from kinmerge.methods.sparsify import bernoulli_mask, topk_mask
-from kinmerge.methods.task_arithmetic import task_arithmetic
-from kinmerge.methods.ties import ties
+from kinmerge.methods.task_vector import dare_linear, dare_ties, task_arithmetic, ties
 
 T = torch.tensor
+
+F32 = torch.float32  # the plan's accumulation dtype for float32 work
 
 
 def test_registry_declarations_match_functions():
@@ -45,41 +45,42 @@ def test_linear_hand_case():
     a, b = T([[1., 2., 3.], [4., 5., 6.]]), T([[3., 2., 1.], [0., -5., 2.]])
     # (1*a + 3*b) / 4
     want = T([[2.5, 2.0, 1.5], [1.0, -2.5, 3.0]])
-    assert torch.equal(linear([a, b], None, weight=[1, 3]), want)
-    assert torch.equal(linear([a, b], None, weight=[1, 3], normalize=False), a + 3 * b)
+    assert torch.equal(linear([a, b], None, weight=[1, 3], accum=F32), want)
+    assert torch.equal(linear([a, b], None, weight=[1, 3], normalize=False, accum=F32), a + 3 * b)
 
 
 def test_uniform_soup_is_mean():
     xs = [torch.randn(4, 5) for _ in range(3)]
-    torch.testing.assert_close(linear(xs, None, weight=[1, 1, 1]), torch.stack(xs).mean(0))
+    torch.testing.assert_close(linear(xs, None, weight=[1, 1, 1], accum=F32),
+                               torch.stack(xs).mean(0))
 
 
 def test_slerp_endpoints_and_midpoint():
     a, b = T([1., 0.]), T([0., 2.])
-    assert torch.equal(slerp([b], a, t=0.0), a)
-    torch.testing.assert_close(slerp([b], a, t=1.0), b)
+    assert torch.equal(slerp([b], a, t=0.0, accum=F32), a)
+    torch.testing.assert_close(slerp([b], a, t=1.0, accum=F32), b)
     # 90 degrees apart: sin(pi/4)/sin(pi/2) on each
     s = math.sin(math.pi / 4)
-    torch.testing.assert_close(slerp([b], a, t=0.5), T([s, 2 * s]))
+    torch.testing.assert_close(slerp([b], a, t=0.5, accum=F32), T([s, 2 * s]))
 
 
 def test_slerp_nearly_parallel_falls_back_to_lerp():
     a = T([1., 1., 1.])
     b = a * 2
-    torch.testing.assert_close(slerp([b], a, t=0.25), 0.75 * a + 0.25 * b)
+    torch.testing.assert_close(slerp([b], a, t=0.25, accum=F32), 0.75 * a + 0.25 * b)
 
 
 def test_slerp_zero_vector_left_unnormalized():
     a, b = torch.zeros(3), T([1., 2., 3.])
     # d = 0 -> omega = pi/2, both coefficients sin(pi/4)
-    torch.testing.assert_close(slerp([b], a, t=0.5), math.sin(math.pi / 4) * b)
+    torch.testing.assert_close(slerp([b], a, t=0.5, accum=F32), math.sin(math.pi / 4) * b)
 
 
 def test_slerp_bf16_computes_in_float32():
     a, b = torch.randn(64).bfloat16(), torch.randn(64).bfloat16()
-    out = slerp([b], a, t=0.3)
+    out = slerp([b], a, t=0.3, accum=F32)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, slerp([b.float()], a.float(), t=0.3))
+    torch.testing.assert_close(out, slerp([b.float()], a.float(), t=0.3, accum=F32))
 
 
 def test_task_arithmetic_hand_case_and_negation():
@@ -192,3 +193,22 @@ def test_bf16_arithmetic_runs_in_bf16():
     x = torch.ones(1, dtype=torch.bfloat16)
     got = task_arithmetic([x], base, weight=[0.3])
     assert got.dtype == torch.bfloat16 and float(got) == float(torch.tensor(0.3).bfloat16())
+
+
+def test_the_accumulation_width_is_the_plans_argument_not_the_methods_choice():
+    """Every method that accumulates wider than its inputs takes that width as `accum` (the
+    plan's per-job choice) and computes in it: float32 inputs merged with accum float64 differ
+    from the same merge with accum float32, which repeats to the bit (the control)."""
+    g = torch.Generator().manual_seed(0)
+    x = [torch.randn(64, 64, generator=g) for _ in range(3)]
+    base = torch.randn(64, 64, generator=g)
+    calls = {"linear": lambda **a: linear(x, None, weight=[1, 2, 0.1], **a),
+             "slerp": lambda **a: slerp(x[:1], base, t=0.3, **a),
+             "karcher": lambda **a: get_method("karcher").fn(x, None, **a),
+             "arcee_fusion": lambda **a: get_method("arcee_fusion").fn(x[:1], base, **a),
+             "ramplus_tl": lambda **a: get_method("ramplus_tl").fn(x, base, r=0.3, **a)}
+    assert set(calls) == {n for n, m in REGISTRY.items() if m.accumulate is not None}
+    for name, call in calls.items():
+        wide, narrow = call(accum=torch.float64), call(accum=torch.float32)
+        assert torch.equal(narrow, call(accum=torch.float32)), name
+        assert not torch.equal(wide.double(), narrow.double()), name

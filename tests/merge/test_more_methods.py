@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from kinmerge.errors import KinmergeError, RecipeError
-from kinmerge.methods.breadcrumbs import breadcrumb_mask, breadcrumbs, breadcrumbs_ties
-from kinmerge.methods.della import della, della_linear, keep_probabilities
+from kinmerge.methods.breadcrumbs import breadcrumb_mask
+from kinmerge.methods.della import keep_probabilities
 from kinmerge.methods.model_stock import model_stock
-from kinmerge.methods.task_arithmetic import task_arithmetic
-from kinmerge.methods.ties import ties
+from kinmerge.methods.task_vector import (breadcrumbs, breadcrumbs_ties, della, della_linear,
+                                          task_arithmetic, ties)
 from kinmerge.core.recipe import load_recipe
 
 T = torch.tensor

@@ -117,7 +117,7 @@ def test_moved_evolve_out_resumes_its_own_study(fam, tmp_path):
     first = evolve(evolve_cfg(fam), a)
     shutil.move(a, b)
     res = evolve(evolve_cfg(fam, 9), b, resume=True)
-    assert first.summary["trials"] == 6 and res.summary["trials"] == 9
+    assert first.summary.trials == 6 and res.summary.trials == 9
     names = optuna.get_all_study_names(f"sqlite:///{b / 'study.db'}")
     assert names == [(b / "study-name").read_text().strip() + ":ps"]
 
@@ -132,7 +132,7 @@ def test_study_named_after_an_old_absolute_path_is_adopted(fam, tmp_path):
         con.execute("UPDATE studies SET study_name = '/somewhere/else/evo:ps'")
     con.close()
     res = evolve(evolve_cfg(fam, 9), out, resume=True)
-    assert res.summary["trials"] == 9
+    assert res.summary.trials == 9
     assert (out / "study-name").read_text() == "/somewhere/else/evo\n"
 
 

@@ -18,7 +18,7 @@ import kinmerge
 from kinmerge.errors import KinmergeError
 from kinmerge.methods import REGISTRY
 from kinmerge.methods.registry import MERGEKIT_PARAMETERS
-from kinmerge.core.recipe import DTYPES
+from kinmerge.core.dtypes import DTYPES
 from kinmerge.zoo.synthetic import synthetic_llama
 
 SLOW = os.environ.get("KINMERGE_SLOW") == "1"
@@ -81,7 +81,7 @@ def plausible(draw, paths: list[str]) -> dict:
 
     def block(scope: str) -> dict:
         out = {}
-        for p in m.scoped(scope):
+        for p in (p for p in m.params if p.scope == scope):
             if p.required or draw(st.integers(0, 3)):
                 out[p.name] = draw(st.booleans() if p.kind is bool else value)
         return out

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 
 from kinmerge.errors import KinmergeError
 from kinmerge.zoo import artifact
-from kinmerge.zoo.family import ZooConfig, zoo
+from kinmerge.zoo.cache import zoo
+from kinmerge.zoo.family import ZooConfig
 from kinmerge.zoo.properties import measure, problems
 
 

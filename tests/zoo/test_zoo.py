@@ -120,7 +120,37 @@ def test_manifest_is_a_typed_record(tiny_zoo, tmp_path):
     m = read_manifest(tiny_zoo)
     assert isinstance(m, ZooManifest) and isinstance(m.models["add"], ZooModel)
     assert m.experts == ("add", "add_seed2", "rev") and m.models["base"].skill is None
-    assert m.parents == ("add", "rev") and m["parents"] == ["add", "rev"]
+    assert m.parents == ("add", "rev")
+    with pytest.warns(DeprecationWarning, match=r"read ZooManifest\.parents or to_dict\(\)"):
+        assert m["parents"] == ["add", "rev"]  # the old mapping reads, for one release
     assert m.to_dict() == json.loads((tiny_zoo / "zoo.json").read_text())
     with pytest.raises(KinmergeError, match="holds no readable zoo manifest"):
         read_manifest(tmp_path)
+
+
+def test_the_manifest_reader_refuses_what_is_not_a_manifest(tmp_path, monkeypatch):
+    """zoo.json has one reader; every way a file can fail to be a manifest is one clear error
+    (the control: a real manifest reads, see test_manifest_is_a_typed_record), and is_zoo
+    says no rather than raising."""
+    import json
+
+    import pytest
+
+    from kinmerge.errors import KinmergeError
+    from kinmerge.zoo import manifest as M
+    from kinmerge.zoo.cache import is_zoo
+
+    good = {"format": 2, "seed": 0, "digest": "d", "config": {}, "parents": ["a", "b"],
+            "models": {"base": {"path": "base", "skill": None}}, "skills": {}, "text": "t"}
+    bad = {"models as a list": {**good, "models": []}, "a key missing": {"format": 2},
+           "not an object": [1, 2], "a model without path": {**good, "models": {"a": {}}}}
+    for why, data in bad.items():
+        (tmp_path / "zoo.json").write_text(json.dumps(data))
+        with pytest.raises(KinmergeError, match="holds no readable zoo manifest"):
+            M.read_manifest(tmp_path)
+        assert not is_zoo(tmp_path), why
+    (tmp_path / "zoo.json").write_text(json.dumps(good))
+    assert M.read_manifest(tmp_path).models["base"].skill is None and is_zoo(tmp_path, "d")
+    monkeypatch.setattr(M, "MAX_MANIFEST", 10)
+    with pytest.raises(KinmergeError, match=r"bytes, more than a manifest holds"):
+        M.read_manifest(tmp_path)

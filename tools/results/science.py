@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kinmerge.report.plots import pearson as report_pearson
+from kinmerge.zoo.manifest import read_manifest
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "greedy": {"explore": False},
@@ -34,12 +35,12 @@ def breed_config(root: Path, seed: int, operator: dict, budget: int, k: int = 3,
                  max_examples: int = 100) -> dict:
     """breed.yml for the experts of the zoo at `root` (fitness: mean exact match over its
     skills on the search split; the held-out split is scored separately)."""
-    manifest = json.loads((root / "zoo.json").read_text())
-    experts = [n for n, m in manifest["models"].items() if m["skill"]]
+    manifest = read_manifest(root)
+    experts = list(manifest.experts)
     tasks = [{"name": s, "search": str(root / f["search"]), "heldout": str(root / f["heldout"]),
               "options": {"max_examples": max_examples}}
-             for s, f in manifest["skills"].items()
-             if s in {m["skill"] for m in manifest["models"].values()}]
+             for s, f in manifest.skills.items()
+             if s in {m.skill for m in manifest.models.values()}]
     return {"pool": [str(root / e) for e in experts], "base_model": str(root / "base"),
             "operator": operator, "fitness": {"tasks": tasks}, "k": k,
             "kinship": {"metric": "pcc", "threshold": None},

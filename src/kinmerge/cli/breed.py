@@ -1,14 +1,17 @@
 """`kinmerge breed BREED_YML --out DIR`."""
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from kinmerge.cli.app import main
-from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
+from kinmerge.threads import HELP as THREADS_HELP
+
+if TYPE_CHECKING:  # the run itself is imported when the command runs
+    from kinmerge.search.breed.summary import Generation
 
 out = Console()
 
@@ -38,29 +41,27 @@ out = Console()
 def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, seed, workers,
               backend, ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
-    if threads is not None:  # every merge and evaluation of the run follows it
-        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.search.breed import breed
 
-    def show(g: dict) -> None:
-        extra = f" · explored {' + '.join(g['explored'])}" if g.get("explored") else ""
-        if g.get("skipped"):
-            extra += f" · {g['skipped']} pairs predicted useless"
-        out.print(f"gen {g['generation']}: best {g['best']:.4f} ({g['best_model']}) · "
-                  f"top-k kinship {g['top_k_kinship']:.3f} · {g['evaluations']} evaluations"
+    def show(g: Generation) -> None:
+        extra = f" · explored {' + '.join(g.explored)}" if g.explored else ""
+        if g.skipped:
+            extra += f" · {g.skipped} pairs predicted useless"
+        out.print(f"gen {g.generation}: best {g.best:.4f} ({g.best_model}) · "
+                  f"top-k kinship {g.top_k_kinship:.3f} · {g.evaluations} evaluations"
                   f"{extra}", highlight=False)
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
                    select=select, evaluations=evaluations, seed=seed, on_generation=show,
-                   workers=workers, backend=backend, ray_address=ray_address)
+                   workers=workers, backend=backend, ray_address=ray_address, threads=threads)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
-    for g in s["generations"]:
-        table.add_row(str(g["generation"]), ", ".join(g["top_k"]), f"{g['top_k_kinship']:.3f}",
-                      f"{g['best']:.4f}", str(g["evaluations"]))
+    for g in s.generations:
+        table.add_row(str(g.generation), ", ".join(g.top_k), f"{g.top_k_kinship:.3f}",
+                      f"{g.best:.4f}", str(g.evaluations))
     out.print(table)
-    out.print(f"stopped: {s['stop_reason']} · best {s['best_model']} = {s['best_score']:.4f} "
-              f"· {s['evaluations']} evaluations · {s['best_path']}", highlight=False)
+    out.print(f"stopped: {s.stop_reason} · best {s.best_model} = {s.best_score:.4f} "
+              f"· {s.evaluations} evaluations · {s.best_path}", highlight=False)
     if report:
         from kinmerge.report import write_report
 

@@ -1,13 +1,16 @@
 """`kinmerge evolve`: search merge recipes with CMA-ES (see the README, Evolutionary merging)."""
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from kinmerge.cli.app import main
-from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
+from kinmerge.threads import HELP as THREADS_HELP
+
+if TYPE_CHECKING:  # the run itself is imported when the command runs
+    from kinmerge.search.evolve.summary import EvolveSummary
 
 out = Console()
 
@@ -32,8 +35,6 @@ out = Console()
 def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, resume,
                save_best, threads):
     """Evolve a merge recipe as CONFIG (evolve.yml) says."""
-    if threads is not None:  # through the environment: it reaches the worker processes too
-        os.environ[THREADS_ENV] = str(threads)
     from kinmerge.search.evolve import evolve
 
     def line(s):
@@ -43,21 +44,21 @@ def evolve_cmd(config, out_dir, trials, workers, backend, ray_address, storage, 
 
     result = evolve(config, out_dir, trials=trials, workers=workers, backend=backend,
                     storage=storage, resume=resume, save_best=save_best,
-                    ray_address=ray_address, on_generation=line)
+                    ray_address=ray_address, on_generation=line, threads=threads)
     for text in summary_lines(result.summary, result.best_recipe):
         out.print(text, highlight=False)
 
 
-def summary_lines(s: dict, best_recipe) -> list[str]:
+def summary_lines(s: EvolveSummary, best_recipe) -> list[str]:
     """The end of a run in words: the winner, the best hand recipe, who won."""
-    lines = [f"{s['mode']}: {s['trials']} trials; winner {best_recipe} "
-             f"(search fitness {s['best_search']:.4f})"]
-    if "best_heldout" not in s:
+    lines = [f"{s.mode}: {s.trials} trials; winner {best_recipe} "
+             f"(search fitness {s.best_search:.4f})"]
+    if s.best_heldout is None:
         return lines + ["no held-out split in the fitness: nothing to compare on unseen prompts"]
-    lines.append(f"held-out: winner {s['best_heldout']:.4f}")
-    if s.get("best_baseline"):
-        bl = s["baselines_heldout"][s["best_baseline"]]
-        verdict = "beats" if s["winner_beats_best_baseline"] else "does NOT beat"
-        lines.append(f"held-out: best hand recipe {s['best_baseline']} {bl:.4f} "
-                     f"({len(s['baselines_heldout'])} tried): the winner {verdict} it")
+    lines.append(f"held-out: winner {s.best_heldout:.4f}")
+    if s.best_baseline and s.baselines_heldout:
+        bl = s.baselines_heldout[s.best_baseline]
+        verdict = "beats" if s.winner_beats_best_baseline else "does NOT beat"
+        lines.append(f"held-out: best hand recipe {s.best_baseline} {bl:.4f} "
+                     f"({len(s.baselines_heldout)} tried): the winner {verdict} it")
     return lines

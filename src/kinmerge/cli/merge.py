@@ -13,7 +13,7 @@ from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
 from kinmerge.core.merge import make_plans
 from kinmerge.methods import REGISTRY
-from kinmerge.core.recipe import DTYPES
+from kinmerge.core.dtypes import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
 from kinmerge.core.validate import recipe_warnings
 

@@ -35,7 +35,8 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
     """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
     (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     from kinmerge.zoo import artifact
-    from kinmerge.zoo.family import ZooConfig, build_zoo, copy_zoo, is_zoo, zoo
+    from kinmerge.zoo.cache import copy_zoo, is_zoo, zoo
+    from kinmerge.zoo.family import ZooConfig, build_zoo
     if out.is_dir() and any(out.iterdir()) and not is_zoo(out):
         raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
                             where=str(out), fix="choose a new or empty folder, or a zoo to "
@@ -58,12 +59,13 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
     from kinmerge.zoo.manifest import read_manifest
 
     manifest = read_manifest(path)
-    source = manifest.get("source", f"trained here, seed {manifest['seed']}")
+    shipped = manifest.extra.get("source")  # the shipped zoo says where it came from
+    source = shipped if shipped is not None else f"trained here, seed {manifest.seed}"
     click.echo(f"zoo in {path} ({source}"
-               + (", sha256 of every model checked)" if "source" in manifest else ")"))
-    for name, m in manifest["models"].items():
-        click.echo(f"  {name:<10} {m['skill'] or '(base)'}")
-    click.echo(f"  tasks: {', '.join(manifest['skills'])} (tasks/<skill>/heldout.jsonl)")
+               + (", sha256 of every model checked)" if shipped is not None else ")"))
+    for name, m in manifest.models.items():
+        click.echo(f"  {name:<10} {m.skill or '(base)'}")
+    click.echo(f"  tasks: {', '.join(manifest.skills)} (tasks/<skill>/heldout.jsonl)")
     if scratch and not tiny:  # trained here: say whether it came out usable
         from kinmerge.zoo.properties import check_zoo
         found = check_zoo(path)

@@ -1,6 +1,7 @@
 """The merge core: one path from a recipe to tensors, used by every command.
 
-    recipe.py      the YAML as typed models (load, dump), every problem reported at once
+    schema.py      the recipe's keys as frozen pydantic models
+    recipe.py      load_recipe: YAML -> Recipe, every problem reported at once
     validate.py    parameter ranges and recipe warnings, before any tensor is read
     params.py      a parameter's value at (tensor, layer): number | gradient | filter list
     layers.py      tensor name <-> layer index; renumbering for slices

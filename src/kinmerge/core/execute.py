@@ -79,7 +79,7 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
         return ref.to(dtype=job.out_dtype)  # no weight arithmetic means anything on them
-    dt = job.work_dtype or ref.dtype
+    dt = job.work_dtype
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)

@@ -15,9 +15,11 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.core.layers import LayerScheme, detect, is_embedding, layer_count_problem
 from kinmerge.methods import Method, get_method
 from kinmerge.core.params import value_at
-from kinmerge.core.recipe import Recipe, dtype_of
+from kinmerge.core.dtypes import dtype_of
+from kinmerge.core.schema import Recipe
 from kinmerge.tokenizer.build import VocabPlan, vocab_plan
-from kinmerge.tokenizer.rows import VocabRows, is_vocab_tensor, plan_rows
+from kinmerge.tokenizer.rows import VocabRows, plan_rows
+from kinmerge.tokenizer.vocab import is_vocab_tensor
 from kinmerge.core.validate import check_values, checked_report, inputs_of, recipe_warnings
 
 MAX_SHOWN = 25
@@ -33,9 +35,9 @@ class TensorJob:
     params: dict[str, Any]  # keyword -> list (per model) or scalar (global)
     shape: tuple[int, ...]
     out_dtype: torch.dtype
+    work_dtype: torch.dtype  # inputs are cast to it and the result rounded to it
     layer: int | None = None  # output layer index
     vocab: VocabRows | None = None  # inputs' rows laid out in the output vocabulary
-    work_dtype: torch.dtype | None = None  # inputs are cast to it and the result rounded to it
     accum_dtype: torch.dtype | None = None  # the method accumulates in it (registry-declared)
 
 
@@ -247,7 +249,7 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
     first = u.base or (u.sources[0][0], u.sources[0][1])
     work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
-                     u.layer, vocab, work, ctx.method.accumulation(work))
+                     work, u.layer, vocab, ctx.method.accumulation(work))
 
 
 def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:

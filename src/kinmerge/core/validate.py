@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import TYPE_CHECKING
 
 from kinmerge.methods import REGISTRY, Method
 from kinmerge.methods.registry import MERGEKIT_PARAMETERS, Param
 from kinmerge.core.params import check_value, numbers_in
 from kinmerge.core.dtypes import DTYPES
+from kinmerge.core.schema import Recipe
 from kinmerge.errors import short_repr
 from kinmerge.tokenizer.spec import problems as tokenizer_problems
-
-if TYPE_CHECKING:
-    from kinmerge.core.recipe import Recipe
 
 
 def recipe_problems(r: Recipe) -> list[str]:

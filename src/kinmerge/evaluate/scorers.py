@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from kinmerge.errors import KinmergeError
+from kinmerge.evaluate.evaluators import make_evaluator
 from kinmerge.evaluate.tasks import LmEvalSpec, TaskSpec, task_file
 
 Scorer = Callable[..., float]
@@ -15,8 +16,6 @@ Scorer = Callable[..., float]
 def builtin_scorer(task: TaskSpec, batch_size: int | None = None) -> Scorer:
     """f(candidate, split) -> score for one `tasks:` entry (batch_size: the evaluator's
     default unless given; the task's own `options` win over it)."""
-    from kinmerge.evaluate import make_evaluator
-
     options = {**({"batch_size": batch_size} if batch_size else {}), **task.options,
                "name": task.name}
     evaluators: dict[str, object] = {}  # split -> evaluator, its prompt file read once

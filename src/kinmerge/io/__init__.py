@@ -1,5 +1,5 @@
 """Reading models (lazy, shard by shard), resolving hub ids, and writing sharded outputs."""
-from kinmerge.io.reader import ModelReader, open_model
+from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import InMemorySink, ShardedWriter
 
-__all__ = ["ModelReader", "open_model", "ShardedWriter", "InMemorySink"]
+__all__ = ["ModelReader", "ShardedWriter", "InMemorySink"]

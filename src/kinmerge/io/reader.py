@@ -194,11 +194,6 @@ class ModelReader:
         return f"ModelReader({self.ref!r})"
 
 
-def open_model(ref: str | os.PathLike) -> ModelReader:
-    """Open a model directory or hub id lazily."""
-    return ModelReader(ref)
-
-
 def _safetensors_index(p: Path, files: list[Path],
                        wanted: dict[str, Path]) -> dict[str, TensorInfo]:
     """Headers of every shard; with an index, each tensor from the shard the index names."""

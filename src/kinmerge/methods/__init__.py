@@ -4,8 +4,9 @@ The built-ins are imported here, in one visible list; importing a module registe
 """
 from kinmerge.methods.registry import REGISTRY, Method, Param, get_method, register
 from kinmerge.methods import (  # noqa: F401,E402
-    linear, slerp, task_arithmetic, ties, dare, passthrough,  # issue 2's core set
-    model_stock, breadcrumbs, della,  # further methods mergekit users bring
+    linear, slerp,
+    task_vector,  # task_arithmetic, ties, dare, della, breadcrumbs: one composition, a row each
+    passthrough, model_stock,
     nuslerp,  # the rest of mergekit 0.1.5's registry
     multislerp,
     karcher,

@@ -11,22 +11,23 @@ SAMPLE = 1_000_000  # quantiles of a larger tensor come from this many sampled e
 KL_EPS = 1e-8
 
 
-def arcee_fusion(tensors: list[torch.Tensor], base: torch.Tensor, *,
+def arcee_fusion(tensors: list[torch.Tensor], base: torch.Tensor, *, accum: torch.dtype,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """base + (other - base) where importance >= median + 1.5 * IQR of importance.
 
     importance = |other - base| * KL(softmax(other) || softmax(base)), the KL taken per row
     (last dimension). Quantiles are read off the sorted importances at index q * (n - 1);
     above 10^6 entries, off 10^6 entries drawn with replacement from `generator`. The mask
-    is float32, so bfloat16 inputs give a float32 result, as in mergekit.
+    is in `accum` (the plan's choice from the registry: float32, float64 for float64 work),
+    so bfloat16 inputs are merged in float32 before the result is rounded, as in mergekit.
 
-    >>> arcee_fusion([torch.tensor([[0., 0., 0., 5.]])], torch.zeros(1, 4))
+    >>> arcee_fusion([torch.tensor([[0., 0., 0., 5.]])], torch.zeros(1, 4), accum=torch.float32)
     tensor([[0., 0., 0., 5.]])
     """
     other = tensors[0]
     importance = _importance(other, base)
     q1, median, q3 = _quantiles(importance, torch.tensor([0.25, 0.5, 0.75]), generator)
-    keep = (importance >= median + 1.5 * (q3 - q1)).float()
+    keep = (importance >= median + 1.5 * (q3 - q1)).to(accum)
     return base + (other - base) * keep
 
 
@@ -50,4 +51,5 @@ register(Method(
     name="arcee_fusion", fn=arcee_fusion, needs_base=True, n_models=1, params=(),
     stochastic=True,
     paper="Arcee AI 2025, Arcee Fusion (mergekit v0.1 release notes, arcee.ai blog)",
-    summary="Take the fine-tune's change only where its importance is an outlier."))
+    summary="Take the fine-tune's change only where its importance is an outlier.",
+    accumulate=torch.float32))

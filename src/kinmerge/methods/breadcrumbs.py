@@ -1,12 +1,12 @@
-"""Model Breadcrumbs (Davari & Belilovsky 2024, "Model Breadcrumbs: Scaling Multi-Task Model
-Merging with Sparse Masks"): drop a task vector's largest outliers and its small noise."""
+"""Model Breadcrumbs' mask (Davari & Belilovsky 2024, "Model Breadcrumbs: Scaling Multi-Task
+Model Merging with Sparse Masks"): drop a task vector's largest outliers and its small noise.
+The methods are the `breadcrumbs` and `breadcrumbs_ties` rows of
+`kinmerge.methods.task_vector`."""
 from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
-from kinmerge.methods.sparsify import combine, mergekit_sort_key, rescale_l1, topk_count_mask
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
+from kinmerge.methods.sparsify import mergekit_sort_key, topk_count_mask
 
 
 def breadcrumb_mask(x: torch.Tensor, density: float, gamma: float,
@@ -29,49 +29,11 @@ def mergekit_band_mask(x: torch.Tensor, start: int, count: int) -> torch.Tensor:
     return mask.reshape(x.shape)
 
 
-def _sparsify(tensors, base, density, gamma, rescale, topk) -> torch.Tensor:
-    deltas = task_vectors(tensors, base)  # (n_models, *shape)
-    for k, (d, g) in enumerate(zip(density, gamma)):
-        if d < 1:  # density 1 keeps everything, the gamma outliers too (as in mergekit)
-            kept = deltas[k] * breadcrumb_mask(deltas[k], d, g, topk).to(deltas.dtype)
-            deltas[k] = rescale_l1(deltas[k], kept) if rescale else kept
-    return deltas
+def band(delta: torch.Tensor, density: float, gamma: float, *, topk: str = "stable",
+         generator=None, inplace: bool = False) -> torch.Tensor:
+    """delta with only its breadcrumb band kept (`breadcrumb_mask`), the rest set to 0.
 
-
-def breadcrumbs(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-                density: list[float], gamma: list[float], normalize: bool = False,
-                rescale: bool = False, lambda_: float = 1.0, topk: str = "stable",
-                generator=None) -> torch.Tensor:
-    """Breadcrumb masks (with `rescale`, each masked task vector scaled back to its L1 norm),
-    then task arithmetic.
-
-    >>> breadcrumbs([torch.tensor([9., 1., 3., 2.])], torch.zeros(4), weight=[1],
-    ...             density=[0.5], gamma=[0.25])
+    >>> band(torch.tensor([9., 1., 3., 2.]), 0.5, 0.25)
     tensor([0., 0., 3., 2.])
     """
-    deltas = _sparsify(tensors, base, density, gamma, rescale, topk)
-    return combine(deltas, weight, base, elect=False, normalize=normalize, lambda_=lambda_)
-
-
-def breadcrumbs_ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-                     density: list[float], gamma: list[float], normalize: bool = False,
-                     rescale: bool = False, lambda_: float = 1.0, topk: str = "stable",
-                     generator=None) -> torch.Tensor:
-    """Breadcrumb masks, then TIES sign election and disjoint sum (mergekit's default:
-    normalize false, so agreeing entries add up rather than average)."""
-    deltas = _sparsify(tensors, base, density, gamma, rescale, topk)
-    return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-_PAPER = "Davari & Belilovsky 2024, Model Breadcrumbs (arXiv:2312.06795)"
-# mergekit 0.1.5's defaults: density 1 (no trimming unless asked), normalize false for both
-_P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-      Param("gamma", "model", 0.01, range=UNIT), Param("normalize", "global", False, bool),
-      Param("rescale", "global", False, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(work="select", name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
-                params=_P, options=("topk",), caution=zero_weight_sum,
-                summary="Drop each task vector's largest (gamma) and smallest entries, "
-                        "then task arithmetic."))
-register(Method(work="select", name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
-                paper=_PAPER + "; with TIES sign election", params=_P, options=("topk",),
-                summary="Breadcrumb masks, then TIES election and disjoint sum."))
+    return delta * breadcrumb_mask(delta, density, gamma, topk).to(delta.dtype)

@@ -1,50 +1,17 @@
-"""DARE: drop and rescale task vectors (Yu et al. 2024, "Language Models are Super Mario:
-Absorbing Abilities from Homologous Models as a Free Lunch"), alone or with TIES."""
+"""DARE's drop (Yu et al. 2024, "Language Models are Super Mario: Absorbing Abilities from
+Homologous Models as a Free Lunch"): keep each task-vector entry with probability density.
+The methods are the `dare_linear` and `dare_ties` rows of `kinmerge.methods.task_vector`
+(with their rescale on by default, as in mergekit)."""
 from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
-from kinmerge.methods.sparsify import bernoulli_mask, combine, keep_only, rescale_l1
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
+from kinmerge.methods.sparsify import bernoulli_mask, keep_only
 
 
-def dare_drop(deltas: torch.Tensor, density: list[float], rescale: bool,
-              generator: torch.Generator) -> torch.Tensor:
-    """Keep each entry of tau_k with probability density_k; rescale to tau_k's L1 norm."""
-    for k, d in enumerate(density):
-        if d >= 1:
-            continue
-        keep = bernoulli_mask(deltas[k].shape, d, generator).to(deltas.device)
-        kept = keep_only(deltas[k].clone(), keep)
-        deltas[k] = rescale_l1(deltas[k], kept) if rescale else kept
-    return deltas
-
-
-def dare_linear(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-                density: list[float], normalize: bool = False, rescale: bool = True,
-                lambda_: float = 1.0, generator: torch.Generator) -> torch.Tensor:
-    """DARE drop + rescale, then task arithmetic."""
-    deltas = dare_drop(task_vectors(tensors, base), density, rescale, generator)
-    return combine(deltas, weight, base, elect=False, normalize=normalize, lambda_=lambda_)
-
-
-def dare_ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-              density: list[float], normalize: bool = False, rescale: bool = True,
-              lambda_: float = 1.0, generator: torch.Generator) -> torch.Tensor:
-    """DARE drop + rescale, then TIES sign election and disjoint merge."""
-    deltas = dare_drop(task_vectors(tensors, base), density, rescale, generator)
-    return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-_PARAMS = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-           Param("normalize", "global", False, bool), Param("rescale", "global", True, bool),
-           Param("lambda", "global", 1.0), INT8_MASK)
-_PAPER = "Yu et al. 2024, Language Models are Super Mario (arXiv:2311.03099)"
-register(Method(work="select", name="dare_linear", fn=dare_linear, needs_base=True, stochastic=True,
-                caution=zero_weight_sum,
-                params=_PARAMS, paper=_PAPER,
-                summary="Randomly drop task-vector entries, rescale, then task arithmetic."))
-register(Method(work="select", name="dare_ties", fn=dare_ties, needs_base=True, stochastic=True,
-                params=_PARAMS, paper=_PAPER + "; with TIES sign election",
-                summary="Randomly drop task-vector entries, rescale, then TIES election."))
+def drop(delta: torch.Tensor, density: float, *, generator: torch.Generator, topk=None,
+         inplace: bool = False) -> torch.Tensor:
+    """delta with each entry kept with probability `density` (a Bernoulli mask drawn on the
+    CPU from the per-tensor generator), the others set to 0."""
+    keep = bernoulli_mask(delta.shape, density, generator).to(delta.device)
+    return keep_only(delta if inplace else delta.clone(), keep)

@@ -1,13 +1,11 @@
-"""DELLA (Deep et al. 2024, "DELLA-Merging: Reducing Interference in Model Merging through
-Magnitude-Based Sampling"): drop entries at random, larger magnitudes kept more often."""
+"""DELLA's MagPrune (Deep et al. 2024, "DELLA-Merging: Reducing Interference in Model Merging
+through Magnitude-Based Sampling"): drop entries at random, larger magnitudes kept more often.
+The methods are the `della` and `della_linear` rows of `kinmerge.methods.task_vector`."""
 from __future__ import annotations
 
 import torch
 
 from kinmerge.errors import KinmergeError
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, Range, register
-from kinmerge.methods.sparsify import combine, rescale_l1
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
 
 
 def keep_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
@@ -23,22 +21,16 @@ def keep_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch
     return ((density - epsilon) + ranks / span * 2 * epsilon).reshape(x.shape)
 
 
-def magprune(deltas: torch.Tensor, density: list[float], epsilon: list[float], rescale: bool,
-             generator: torch.Generator) -> torch.Tensor:
-    """Drop entries of each task vector at random, keeping with probability rising with
-    magnitude rank; with `rescale`, scale the kept vector back to the task vector's L1 norm
-    (mergekit's rule, as for DARE; the paper divides each kept entry by its own p)."""
-    for k, (d, e) in enumerate(zip(density, epsilon)):
-        if d >= 1:
-            continue
-        if d <= 0:
-            deltas[k].zero_()
-            continue
-        p = keep_probabilities(deltas[k], d, e)
-        keep = (torch.rand(p.shape, generator=generator) < p).to(deltas.device)
-        kept = deltas[k] * keep.to(deltas.dtype)
-        deltas[k] = rescale_l1(deltas[k], kept) if rescale else kept
-    return deltas
+def magprune(delta: torch.Tensor, density: float, epsilon: float, *,
+             generator: torch.Generator, topk=None, inplace: bool = False) -> torch.Tensor:
+    """delta with each entry kept with a probability rising with its magnitude rank
+    (`keep_probabilities`), the others set to 0; density 0 drops every entry and draws
+    nothing from the generator."""
+    if density <= 0:
+        return torch.zeros_like(delta)
+    p = keep_probabilities(delta, density, epsilon)
+    keep = (torch.rand(p.shape, generator=generator) < p).to(delta.device)
+    return delta * keep.to(delta.dtype)
 
 
 def density_epsilon(params: dict) -> str | None:
@@ -49,38 +41,3 @@ def density_epsilon(params: dict) -> str | None:
                     f"density {d:g}, epsilon {e:g}; lower epsilon or move density away "
                     "from 0 and 1")
     return None
-
-
-def della(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-          density: list[float], epsilon: list[float], normalize: bool = True,
-          rescale: bool = True, lambda_: float = 1.0,
-          generator: torch.Generator) -> torch.Tensor:
-    """MagPrune each task vector, then TIES sign election and disjoint mean."""
-    deltas = magprune(task_vectors(tensors, base), density, epsilon, rescale, generator)
-    return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-def della_linear(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-                 density: list[float], epsilon: list[float], normalize: bool = False,
-                 rescale: bool = True, lambda_: float = 1.0,
-                 generator: torch.Generator) -> torch.Tensor:
-    """MagPrune each task vector, then task arithmetic."""
-    deltas = magprune(task_vectors(tensors, base), density, epsilon, rescale, generator)
-    return combine(deltas, weight, base, elect=False, normalize=normalize, lambda_=lambda_)
-
-
-_PAPER = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
-# mergekit 0.1.5's defaults (epsilon 0.15)
-_P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-      Param("epsilon", "model", 0.15, range=Range(0.0, 0.5, high_open=True)),
-      Param("rescale", "global", True, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(work="select", name="della", fn=della, needs_base=True, stochastic=True,
-                paper=_PAPER,
-                params=_P + (Param("normalize", "global", True, bool),),
-                check=density_epsilon,
-                summary="Magnitude-ranked random drop, rescale, then TIES election."))
-register(Method(work="select", name="della_linear", fn=della_linear, needs_base=True,
-                stochastic=True,
-                paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),),
-                check=density_epsilon, caution=zero_weight_sum,
-                summary="Magnitude-ranked random drop, rescale, then task arithmetic."))

@@ -7,23 +7,24 @@ import torch
 from kinmerge.methods.registry import Method, Param, register
 
 
-def karcher(tensors: list[torch.Tensor], base=None, *, max_iter: float = 10,
-            tol: float = 1e-5, generator=None) -> torch.Tensor:
+def karcher(tensors: list[torch.Tensor], base=None, *, accum: torch.dtype,
+            max_iter: float = 10, tol: float = 1e-5, generator=None) -> torch.Tensor:
     """Equal-weight Karcher mean of the inputs (no base: a base_model is one more input).
 
     Each tensor is one vector, split into norm and direction. The mean direction is found
     by Riemannian gradient steps (log map, weighted mean, exp map) from the normalized
     Euclidean mean, at most `max_iter` times or until the step is shorter than `tol`;
     inputs with norm <= tol do not pull. The result is that direction times the mean norm.
-    Norms are computed in float32 (float64 for float64 inputs), the rest in the working dtype.
+    Norms are computed in `accum` (the plan's choice from the registry: float32, float64 for
+    float64 work), the rest in the working dtype.
 
-    >>> karcher([torch.tensor([1., 0.]), torch.tensor([0., 3.])])
+    >>> karcher([torch.tensor([1., 0.]), torch.tensor([0., 3.])], accum=torch.float32)
     tensor([1.4142, 1.4142])
     """
     if len(tensors) == 1:
         return tensors[0]
     alphas = [1.0 / len(tensors)] * len(tensors)
-    wide = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
+    wide = accum
     norms = [torch.linalg.vector_norm(x.to(wide)) for x in tensors]  # 0-dim, wide
     units = [torch.zeros_like(x) if n.item() == 0.0 else (x / n).to(x.dtype)
              for x, n in zip(tensors, norms)]
@@ -69,4 +70,5 @@ register(Method(
     paper="Karcher 1977, Riemannian center of mass and mollifier smoothing (CPAM); "
           "for model merging arXiv:2603.04972",
     summary="Equal-weight Riemannian mean of the models' directions, times their mean "
-            "norm."))
+            "norm.",
+    accumulate=torch.float32))

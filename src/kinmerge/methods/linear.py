@@ -11,21 +11,21 @@ BLOCK = 1 << 16  # elements per block: the float32 scratch stays in cache
 
 
 def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: list[float],
-           normalize: bool = True, generator=None,
-           accum: torch.dtype | None = None) -> torch.Tensor:
+           accum: torch.dtype, normalize: bool = True, generator=None) -> torch.Tensor:
     """sum_k w_k x_k, divided by sum_k w_k when normalize; in the inputs' dtype.
 
     Accumulated in `accum` (the plan's choice from the registry: float32, float64 for float64
-    work; the same by default) one model at a time, whatever the working dtype, then rounded
+    work) one model at a time, whatever the working dtype, then rounded
     once: mergekit does so, and a bfloat16 sum would lose the
     small weights' contributions. Done block by block, so the float32 scratch is two small
     buffers, not a tensor-sized one (5x faster than whole-tensor ops on a 1B-param merge).
 
-    >>> linear([torch.tensor([1., 2.]), torch.tensor([3., 6.])], None, weight=[1, 3])
+    >>> linear([torch.tensor([1., 2.]), torch.tensor([3., 6.])], None, weight=[1, 3],
+    ...        accum=torch.float32)
     tensor([2.5000, 5.0000])
     """
     dtype, device = tensors[0].dtype, tensors[0].device
-    acc = accum or (torch.float64 if dtype == torch.float64 else torch.float32)
+    acc = accum
     w = torch.tensor(weight, dtype=acc, device=device)  # (n_models,)
     w_sum = w.sum()
     flats = [x.reshape(-1) for x in tensors]

@@ -55,6 +55,7 @@ def slerp_vectors(t: float, a: torch.Tensor, b: torch.Tensor, *, dim: int = -1,
 
 register(Method(
     name="nuslerp", fn=nuslerp, needs_base=False, optional_base=True, n_models=2,
+    parent_base=True,
     params=(Param("weight", "model"), Param("nuslerp_row_wise", "global", False, bool),
             Param("nuslerp_flatten", "global", True, bool)),
     paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH); "

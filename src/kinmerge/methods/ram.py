@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.task_arithmetic import task_vectors
+from kinmerge.methods.task_vector import task_vectors
 
 
 def ram(tensors: list[torch.Tensor], base: torch.Tensor, *, epsilon: float = 1e-5,
@@ -25,21 +25,25 @@ def ram(tensors: list[torch.Tensor], base: torch.Tensor, *, epsilon: float = 1e-
     return base + merged.reshape_as(base)
 
 
-def ramplus_tl(tensors: list[torch.Tensor], base: torch.Tensor, *, r: float = 0.1,
-               alpha: float = 0.2, epsilon: float = 1e-5, generator=None) -> torch.Tensor:
+def ramplus_tl(tensors: list[torch.Tensor], base: torch.Tensor, *, accum: torch.dtype,
+               r: float = 0.1, alpha: float = 0.2, epsilon: float = 1e-5,
+               generator=None) -> torch.Tensor:
     """RAM with each model's unique changes scaled up by 1 + r * clamp(rho_k, 0, alpha).
 
     rho_k = (entries model k shares with others) / (entries only model k changed), counted
     in this tensor ("tensor-local"): a model whose changes mostly overlap others' gets its
-    few unique ones amplified. The scale is float32, so the result is float32.
+    few unique ones amplified. The scale is in `accum` (the plan's choice from the registry:
+    float32, float64 for float64 work), so bfloat16 inputs are merged in float32 before the
+    result is rounded, as in mergekit.
 
-    >>> ramplus_tl([torch.tensor([2., 4., 0.]), torch.tensor([0., 2., 0.])], torch.zeros(3))
+    >>> ramplus_tl([torch.tensor([2., 4., 0.]), torch.tensor([0., 2., 0.])], torch.zeros(3),
+    ...            accum=torch.float32)
     tensor([2.0400, 3.0000, 0.0000])
     """
     tv, changed, counts = _changes(tensors, base, epsilon)
     unique, shared = counts == 1, counts > 1
     rho = (changed & shared).sum(dim=1) / (changed & unique).sum(dim=1).clamp(min=epsilon)
-    scale = 1 + r * rho.clamp(min=0, max=alpha)  # (n_models,)
+    scale = (1 + r * rho.clamp(min=0, max=alpha)).to(accum)  # (n_models,)
     tv = tv * changed
     merged = ((tv * unique * scale.unsqueeze(-1)) + (tv * shared / counts.clamp(min=1)))
     return base + merged.sum(dim=0, keepdim=True).reshape_as(base)
@@ -64,4 +68,5 @@ register(Method(
             Param("epsilon", "global", 1e-5)),
     paper="Reinforced Agent Merging, RAM+ (arXiv:2601.13572)",
     summary="RAM with unique changes amplified by how much each model overlaps the others "
-            "(per tensor)."))
+            "(per tensor).",
+    accumulate=torch.float32))

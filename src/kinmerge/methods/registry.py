@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import torch
@@ -106,7 +106,6 @@ class Method:
     stochastic: bool = False
     n_models: int | None = None  # exact number of inputs (base excluded), if fixed
     min_models: int = 1
-    extra: dict = field(default_factory=dict)
     # run options (not recipe parameters) the function takes as keywords: "topk" is how
     # equal magnitudes are ranked ("stable" or "mergekit"), set by `kinmerge: {topk: ...}`
     # in the recipe or `--ties-topk`
@@ -119,6 +118,9 @@ class Method:
     check: Callable[[dict[str, Any]], str | None] | None = None  # -> an error
     caution: Callable[[dict[str, Any]], str | None] | None = None  # -> a warning
     optional_base: bool = False  # base_model, when the recipe names one, is the base (nuslerp)
+    # an interpolation between two models: in a pairwise merge (breed), the first parent is
+    # the recipe's base_model (slerp's t=0 end) rather than the pool's common base
+    parent_base: bool = False
     # what the thread policy (kinmerge.threads) sizes for: streaming elementwise arithmetic,
     # or per-tensor top-k / random masks over whole task vectors
     work: Literal["elementwise", "select"] = "elementwise"
@@ -140,9 +142,6 @@ class Method:
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
-
-    def scoped(self, scope: str) -> list[Param]:
-        return [p for p in self.params if p.scope == scope]
 
 
 REGISTRY: dict[str, Method] = {}

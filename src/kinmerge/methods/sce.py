@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kinmerge.methods.registry import Method, Param, register
-from kinmerge.methods.task_arithmetic import task_vectors
+from kinmerge.methods.task_vector import task_vectors
 
 
 def sce(tensors: list[torch.Tensor], base: torch.Tensor, *, select_topk: float = 1.0,

@@ -12,17 +12,18 @@ BLOCK = 1 << 20  # elements per block of the norms and the dot product
 
 
 def slerp(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
-          generator=None, accum: torch.dtype | None = None) -> torch.Tensor:
+          accum: torch.dtype, generator=None) -> torch.Tensor:
     """Interpolate from `base` (t=0) to `tensors[0]` (t=1) along the great circle.
 
     Each tensor is one vector. Everything, the scalars included, is computed in `accum`
-    (the plan's choice from the registry; default float32, float64 for float64 inputs), reducing in blocks of 2**20 elements,
-    as mergekit 0.1.5 does: the coefficients then round exactly as its do.
+    (the plan's choice from the registry: float32, float64 for float64 work), reducing in
+    blocks of 2**20 elements, as mergekit 0.1.5 does: the coefficients then round exactly as
+    its do.
 
-    >>> slerp([torch.tensor([0., 1.])], torch.tensor([1., 0.]), t=0.5)
+    >>> slerp([torch.tensor([0., 1.])], torch.tensor([1., 0.]), t=0.5, accum=torch.float32)
     tensor([0.7071, 0.7071])
     """
-    dt = accum or (torch.float64 if base.dtype == torch.float64 else torch.float32)
+    dt = accum
     a, b = base.reshape(1, -1), tensors[0].reshape(1, -1)  # (1, numel): one vector each
     t_ = torch.tensor(t, dtype=dt, device=base.device)
     if a.shape[1] == 0:
@@ -54,7 +55,7 @@ def _norm(x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
 
 
 register(Method(
-    name="slerp", fn=slerp, needs_base=True, n_models=1, with_base=2,
+    name="slerp", fn=slerp, needs_base=True, n_models=1, with_base=2, parent_base=True,
     # t outside [0, 1] extrapolates past the two models: mergekit runs it, so a warning
     params=(Param("t", "global", range=Range(0.0, 1.0, warn=True)),),
     paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH)",

@@ -1,40 +1,18 @@
-"""TIES-merging (Yadav et al. 2023, "TIES-Merging: Resolving Interference When Merging
-Models"): trim, elect sign, disjoint merge."""
+"""TIES-merging's trim (Yadav et al. 2023, "TIES-Merging: Resolving Interference When Merging
+Models"): keep each task vector's largest magnitudes. The method itself (trim, elect sign,
+disjoint merge) is the `ties` row of `kinmerge.methods.task_vector`."""
 from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
-from kinmerge.methods.sparsify import combine, keep_only, rescale_l1, topk_mask
-from kinmerge.methods.task_arithmetic import task_vectors
+from kinmerge.methods.sparsify import keep_only, topk_mask
 
 
-def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
-         density: list[float], normalize: bool = True, rescale: bool = False,
-         lambda_: float = 1.0, topk: str = "stable", generator=None) -> torch.Tensor:
-    """theta_0 + lambda * disjoint mean of the trimmed, sign-agreeing weighted task vectors.
+def trim(delta: torch.Tensor, density: float, *, topk: str = "stable", generator=None,
+         inplace: bool = False) -> torch.Tensor:
+    """delta with all but its int(density · n) largest magnitudes set to 0.
 
-    With `rescale` (mergekit accepts it; off by default) each trimmed task vector is scaled
-    back to its untrimmed L1 norm.
-
-    >>> ties([torch.tensor([3., -1.]), torch.tensor([-1., -2.])], torch.zeros(2),
-    ...      weight=[1, 1], density=[1, 1])
-    tensor([ 3.0000, -1.5000])
+    >>> trim(torch.tensor([3., -1., 2., 0.5]), 0.5)
+    tensor([3., 0., 2., 0.])
     """
-    deltas = task_vectors(tensors, base)  # (n_models, *shape)
-    for k, d in enumerate(density):
-        if d < 1:  # trim: keep the top-k magnitudes of each task vector
-            original = deltas[k].clone() if rescale else None
-            keep_only(deltas[k], topk_mask(deltas[k], d, topk))
-            if rescale:
-                deltas[k] = rescale_l1(original, deltas[k])
-    return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-register(Method(
-    name="ties", fn=ties, needs_base=True, options=("topk",), work="select",
-    params=(Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-            Param("normalize", "global", True, bool), Param("rescale", "global", False, bool),
-            Param("lambda", "global", 1.0), INT8_MASK),
-    paper="Yadav et al. 2023, TIES-Merging (arXiv:2306.01708)",
-    summary="Trim each task vector to its largest entries, elect a sign, average agreeing ones."))
+    return keep_only(delta if inplace else delta.clone(), topk_mask(delta, density, topk))

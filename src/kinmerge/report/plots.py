@@ -1,8 +1,9 @@
 """The paper's figures for the user's own run (Hu et al. 2024, Figs. 2-4):
 fitness per generation, mean top-k kinship per generation, kinship vs |merge gain|.
 
-Every function takes plain numbers and writes one image; `write_run_plots` finds the numbers
-in a run directory (summary.json, history.csv, lineage).
+Every function takes plain numbers or the typed summary and writes one image; `breed` hands
+`run_figures` what it has in memory, and `write_run_plots` reads the same from a run
+directory (summary.json, history.csv, breed.yml, lineage) for `kinmerge report`.
 """
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from matplotlib.ticker import MaxNLocator
 
 from kinmerge.figures import pyplot, save
+
+if TYPE_CHECKING:
+    from kinmerge.lineage.record import LineageRecord
+    from kinmerge.search.breed.summary import BreedSummary, Generation
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return sxy / math.sqrt(sxx * syy)
 
 
-def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
+def fitness_per_generation(gens: Sequence[Generation], children: list[tuple[int, float]],
                            out: Path, title: str = "fitness per generation") -> Path:
     """Best fitness so far per generation (line) over every model's fitness (dots)."""
     plt = pyplot()
@@ -42,7 +47,7 @@ def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
     if children:
         ax.scatter([g for g, _ in children], [f for _, f in children], s=14, alpha=0.5,
                    color="#7f7f7f", label="each model")
-    ax.plot([g["generation"] for g in gens], [g["best"] for g in gens], "o-",
+    ax.plot([g.generation for g in gens], [g.best for g in gens], "o-",
             color="#1f77b4", label="best (top-1)")
     ax.set_xlabel("generation")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
@@ -53,12 +58,12 @@ def fitness_per_generation(gens: list[dict], children: list[tuple[int, float]],
     return save(fig, out)
 
 
-def kinship_per_generation(gens: list[dict], out: Path, metric: str = "pcc",
+def kinship_per_generation(gens: Sequence[Generation], out: Path, metric: str = "pcc",
                            threshold: float | None = None) -> Path:
     """Mean pairwise kinship of the top-k after each generation (the saturation signal)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot([g["generation"] for g in gens], [g["top_k_kinship"] for g in gens], "s-",
+    ax.plot([g.generation for g in gens], [g.top_k_kinship for g in gens], "s-",
             color="#d62728", label=f"top-k mean {metric}")
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="#555555", lw=1, label=f"threshold {threshold}")
@@ -103,34 +108,58 @@ def read_history(path: Path) -> list[dict]:
 
 
 def write_run_plots(run: str | Path) -> list[Path]:
-    """The figures of a breed run (summary.json with per-generation top-k kinship) written
-    into the run folder; other runs bring their own images and get only the family tree."""
-    run = Path(run)
-    written: list[Path] = []
-    summary_f = run / "summary.json"
-    summary = json.loads(summary_f.read_text()) if summary_f.is_file() else {}
-    gens = summary.get("generations") or []
-    if gens and "top_k_kinship" in gens[0]:
-        rows = read_history(run / "history.csv")
-        children = [(int(r["generation"]), float(r["fitness"])) for r in rows if r["fitness"]]
-        points = [(float(r["parent_kinship"]), float(r["merge_gain"])) for r in rows
-                  if r.get("parent_kinship") and r.get("merge_gain")]
-        mode = ("pairs by predicted gain" if summary.get("select") == "predicted"
-                else "with exploration" if summary.get("explore") else "plain greedy")
-        metric = summary.get("metric", "pcc")
-        written.append(fitness_per_generation(gens, children, run / "fitness.png",
-                                              f"fitness per generation ({mode})"))
-        written.append(kinship_per_generation(gens, run / "topk_kinship.png", metric,
-                                              _threshold(run)))
-        written.append(kinship_vs_gain(points, run / "kinship_vs_gain.png", metric))
+    """The figures of a run folder, read from its files: a breed run's (summary.json with
+    per-generation top-k kinship) and, for any run, the family tree of its lineage."""
     from kinmerge.lineage.graph import collect
+
+    run = Path(run)
+    return run_figures(run, _breed_summary(run / "summary.json"),
+                       read_history(run / "history.csv"), _threshold(run), collect(run))
+
+
+def run_figures(run: Path, summary: BreedSummary | None, history: Sequence[Mapping[str, Any]],
+                threshold: float | None, records: dict[str, LineageRecord]) -> list[Path]:
+    """A breed run's figures from its typed summary and history rows (none without a
+    summary), and the family tree of `records` (when any has parents), written into `run`."""
     from kinmerge.lineage.tree import draw
 
-    records = collect(run)
+    written: list[Path] = []
+    if summary is not None and summary.generations:
+        children = [(int(r["generation"]), float(r["fitness"])) for r in history
+                    if _given(r.get("fitness"))]
+        points = [(float(r["parent_kinship"]), float(r["merge_gain"])) for r in history
+                  if _given(r.get("parent_kinship")) and _given(r.get("merge_gain"))]
+        mode = ("pairs by predicted gain" if summary.select == "predicted"
+                else "with exploration" if summary.explore else "plain greedy")
+        written.append(fitness_per_generation(summary.generations, children,
+                                              run / "fitness.png",
+                                              f"fitness per generation ({mode})"))
+        written.append(kinship_per_generation(summary.generations, run / "topk_kinship.png",
+                                              summary.metric, threshold))
+        written.append(kinship_vs_gain(points, run / "kinship_vs_gain.png", summary.metric))
     if any(r.parents for r in records.values()):
         written.append(draw(records, run / "family.png"))
     log.info("plots written: %s", ", ".join(p.name for p in written) or "none")
     return written
+
+
+def _given(v: Any) -> bool:
+    """A history cell that holds a number (a CSV's empty cell is "")."""
+    return v is not None and v != ""
+
+
+def _breed_summary(path: Path) -> BreedSummary | None:
+    """summary.json as a breed run's typed summary; None for any other run's (or none)."""
+    from kinmerge.search.breed.summary import BreedSummary
+
+    try:
+        data = json.loads(path.read_text())
+        gens = data.get("generations") or []
+        if not (gens and "top_k_kinship" in gens[0]):
+            return None
+        return BreedSummary.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _threshold(run: Path) -> float | None:

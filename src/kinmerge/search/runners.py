@@ -17,11 +17,51 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Protocol
+from collections import OrderedDict
+from typing import Any, Callable, Generic, Hashable, Protocol, TypeVar
 
 from kinmerge.errors import KinmergeError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerCache(Generic[T]):
+    """A few objects per worker process, by key, the least recently used dropped first: what
+    a job needs and is slow to build (a fitness reads its task files and tokenizer once), kept
+    where a process pool or a Ray task has nowhere else to keep it.
+
+    >>> c = WorkerCache(2)
+    >>> [c.get(k, lambda: k.upper()) for k in "aba"], c.get("c", str), list(c)
+    (['A', 'B', 'A'], '', ['a', 'c'])
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, T] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], T]) -> T:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return self.put(key, build())
+
+    def put(self, key: Hashable, value: T) -> T:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# fitnesses kept per worker process, by spec: evolve's and breed's jobs share the bound
+FITNESS_CACHE = 4
 
 
 class Runner(Protocol):

@@ -19,8 +19,9 @@ import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.io.reader import ModelReader
-from kinmerge.tokenizer.spec import TokenizerBlock
-from kinmerge.tokenizer.vocab import AddedSpec, Vocab, has_tokenizer, read_vocab, vocab_rows
+from kinmerge.tokenizer.spec import TokenizerBlock, effective
+from kinmerge.tokenizer.vocab import (AddedSpec, Vocab, has_tokenizer, is_vocab_tensor,
+                                      read_vocab, vocab_rows)
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,6 @@ def model_rows(reader: ModelReader, vocab_names: list[str]) -> int | None:
 
 def vocab_plan(recipe, readers: dict[str, ModelReader]) -> VocabPlan | None:
     """The recipe's vocabulary plan, or None when it sets no tokenizer."""
-    from kinmerge.tokenizer.rows import is_vocab_tensor
-    from kinmerge.tokenizer.spec import effective
-
     spec = effective(recipe.tokenizer, recipe.tokenizer_source)
     if spec is None:
         return None

@@ -17,15 +17,6 @@ import torch
 from kinmerge.tokenizer.build import VocabPlan
 from kinmerge.tokenizer.spec import ModelToken, TokenEmbedding, ZeroEmbedding, source_model
 
-VOCAB_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight",
-                  "tok_embeddings.weight", "embed_in.weight", "embed_out.weight")
-
-
-def is_vocab_tensor(name: str) -> bool:
-    """Tensors whose dim 0 is the vocabulary (input embeddings and output heads)."""
-    return name.startswith("lm_head.") or name.endswith(VOCAB_SUFFIXES)
-
-
 ZERO, MEAN = -1, -2  # fill sources that are not one input's row
 
 

@@ -15,6 +15,14 @@ from kinmerge.io.safe_path import inside, check_folder, regular_file
 
 log = logging.getLogger(__name__)
 
+VOCAB_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight",
+                  "tok_embeddings.weight", "embed_in.weight", "embed_out.weight")
+
+
+def is_vocab_tensor(name: str) -> bool:
+    """Tensors whose dim 0 is the vocabulary (input embeddings and output heads)."""
+    return name.startswith("lm_head.") or name.endswith(VOCAB_SUFFIXES)
+
 
 @dataclass(frozen=True)
 class AddedSpec:

@@ -23,6 +23,9 @@ import torch
 from kinmerge.errors import KinmergeError
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
+from kinmerge.zoo.manifest import read_manifest
+from kinmerge.zoo.family import FORMAT, ZooConfig, llama_config, save_config, write_tasks
+from kinmerge.zoo.tokenizer import save_tokenizer
 
 log = logging.getLogger(__name__)
 VERSION = "v1"
@@ -75,8 +78,6 @@ def _write_model(tensors: dict[str, torch.Tensor], config: dict, out: Path) -> s
     """A loadable HF directory; returns the sha256 of its model.safetensors."""
     from safetensors.torch import save_file
 
-    from kinmerge.zoo.family import ZooConfig, llama_config, save_config
-    from kinmerge.zoo.tokenizer import save_tokenizer
     out.mkdir(parents=True, exist_ok=True)
     save_config(llama_config(ZooConfig.from_dict(config)), out)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -88,7 +89,6 @@ def materialize(out: str | Path, version: str = VERSION, where: Path | None = No
     """Unpack the shipped zoo into `out` (built aside, then renamed), checking every digest."""
     from safetensors.torch import load_file
 
-    from kinmerge.zoo.family import FORMAT, write_tasks
     meta = shipped_manifest(version, where)
     blob, _ = artifact_paths(version, where)
     if sha256(blob) != meta["artifact_sha256"]:
@@ -121,28 +121,28 @@ def pack(zoo_dir: str | Path, where: Path, version: str = VERSION) -> Path:
     """Store a trained zoo as an artifact in `where` (how `data/zoo-v1.*` was made)."""
     from safetensors.torch import load_file, save_file
     zoo_dir = Path(zoo_dir)
-    manifest = json.loads((zoo_dir / "zoo.json").read_text())
+    manifest = read_manifest(zoo_dir)
     base = load_file(str(zoo_dir / "base" / "model.safetensors"))
     packed = {f"base/{k}": v.half() for k, v in base.items()}
-    for name, m in manifest["models"].items():
+    for name, m in manifest.models.items():
         if name == "base":
             continue
-        expert = load_file(str(zoo_dir / m["path"] / "model.safetensors"))
+        expert = load_file(str(zoo_dir / m.path / "model.safetensors"))
         packed.update({f"{name}/{k}": (v - packed[f"base/{k}"].float()).half()
                        for k, v in expert.items()})
     where.mkdir(parents=True, exist_ok=True)
     blob, meta_path = artifact_paths(version, where)
     save_file(dict(sorted(packed.items())), str(blob), metadata={"format": "pt"})
     models = {}
-    for name, m in manifest["models"].items():
+    for name, m in manifest.models.items():
         d = where / f".pack-{name}"
-        digest = _write_model(_unpacked(packed, name), manifest["config"], d)
-        models[name] = {"skill": m["skill"], "sha256": digest}
+        digest = _write_model(_unpacked(packed, name), manifest.config, d)
+        models[name] = {"skill": m.skill, "sha256": digest}
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
-    meta = {"version": version, "seed": manifest["seed"], "storage": STORAGE,
-            "artifact_sha256": sha256(blob), "config": manifest["config"],
-            "parents": manifest["parents"], "models": models}
+    meta = {"version": version, "seed": manifest.seed, "storage": STORAGE,
+            "artifact_sha256": sha256(blob), "config": manifest.config,
+            "parents": list(manifest.parents), "models": models}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return blob

@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ from kinmerge.errors import KinmergeError
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
-from kinmerge.zoo.cache import cache_root
 from kinmerge.zoo.manifest import ZooManifest
 from kinmerge.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB, save_tokenizer
 from kinmerge.zoo.train import Schedule, isolated_torch, train
@@ -244,48 +242,4 @@ def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) 
         typed = ZooManifest.from_dict(manifest)  # the typed record writes the JSON
         (tmp / "zoo.json").write_text(json.dumps(typed.to_dict(), indent=2) + "\n")
     log.info("zoo built in %.0fs: %s", time.perf_counter() - t0, out)
-    return out
-
-
-def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None,
-        from_scratch: bool = False) -> Path:
-    """The zoo, cached: the shipped one (the default config, seed 0), unpacked in seconds; any
-    other config or seed, or `from_scratch=True`, trained on first use (minutes)."""
-    from kinmerge.zoo import artifact
-    cfg = config or ZooConfig()
-    shipped = not from_scratch and uses_shipped(cfg, seed)
-    digest = artifact.shipped_digest() if shipped else cfg.digest(seed)
-    path = Path(cache) if cache else cache_root() / "zoo" / digest
-    if is_zoo(path, digest):
-        log.info("using cached zoo %s", path)
-        return path
-    if shipped:
-        return artifact.materialize(path)
-    log.info("building the zoo into %s (a few minutes, once)", path)
-    return build_zoo(path, cfg, seed)
-
-
-def uses_shipped(cfg: ZooConfig, seed: int) -> bool:
-    """Whether (cfg, seed) is what the shipped artifact was trained with."""
-    from kinmerge.zoo import artifact
-    try:
-        meta = artifact.shipped_manifest()
-    except KinmergeError:
-        return False
-    return meta["seed"] == seed and meta["config"] == json.loads(json.dumps(cfg.to_dict()))
-
-
-def is_zoo(path: Path, digest: str | None = None) -> bool:
-    try:
-        manifest = json.loads((Path(path) / "zoo.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return manifest.get("format") == FORMAT and (digest is None or manifest["digest"] == digest)
-
-
-def copy_zoo(src: Path, out: Path) -> Path:
-    """Copy the zoo `src` to `out` (replaced whole, in one swap, if it exists)."""
-    out = check_out(out, [("the cached zoo", src)])
-    with atomic_dir(out) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
     return out

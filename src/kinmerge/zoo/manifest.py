@@ -51,11 +51,18 @@ class ZooManifest(Record):
         return out
 
 
+MAX_MANIFEST = 4 * 2**20  # bytes: a zoo of thousands of models is well under this
+
+
 def read_manifest(root: str | Path) -> ZooManifest:
-    """The manifest of the zoo in `root`; a folder without one is a clear error."""
+    """The manifest of the zoo in `root`, the one reader of zoo.json; a folder without one,
+    or a file that is not a manifest (too large, not JSON, the wrong shape), is a clear
+    error."""
     f = Path(root) / "zoo.json"
     try:
+        if f.stat().st_size > MAX_MANIFEST:
+            raise ValueError(f"{f.stat().st_size} bytes, more than a manifest holds")
         return ZooManifest.from_dict(json.loads(f.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise KinmergeError(f"{root} holds no readable zoo manifest ({e})", where=str(f),
                             fix="build one with `kinmerge zoo build DIR`") from None

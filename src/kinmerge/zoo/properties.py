@@ -9,8 +9,9 @@ differently); these properties must not. `kinmerge zoo build` and the tests chec
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from kinmerge.zoo.manifest import read_manifest
 
 EXPERT_MIN = 0.75  # an expert's held-out exact match on its own skill (zoo-v1's lowest: 0.81)
 BASE_MAX = 0.10    # the base's, on every expert skill, at most
@@ -26,15 +27,15 @@ def measure(root: str | Path, split: str = "heldout") -> dict:
     from kinmerge.evaluate import ExactMatch, evaluate_model
     from kinmerge.kinship import kinship_matrix
     root = Path(root)
-    manifest = json.loads((root / "zoo.json").read_text())
-    models = manifest["models"]
-    skills = {n: m["skill"] for n, m in models.items() if m["skill"]}
-    evaluators = [ExactMatch(root / manifest["skills"][s][split], name=s)
+    manifest = read_manifest(root)
+    models = manifest.models
+    skills = {n: m.skill for n, m in models.items() if m.skill}
+    evaluators = [ExactMatch(root / manifest.skills[s][split], name=s)
                   for s in dict.fromkeys(skills.values())]
-    scores = {n: evaluate_model(root / m["path"], evaluators) for n, m in models.items()}
+    scores = {n: evaluate_model(root / m.path, evaluators) for n, m in models.items()}
     experts = list(skills)
-    matrix = kinship_matrix([str(root / models[e]["path"]) for e in experts],
-                            base=str(root / models["base"]["path"]), metrics=["pcc"])
+    matrix = kinship_matrix([str(root / models[e].path) for e in experts],
+                            base=str(root / models["base"].path), metrics=["pcc"])
     pcc = {f"{a}|{b}": float(matrix["pcc"][i, j]) for i, a in enumerate(experts)
            for j, b in enumerate(experts) if i < j}
     return {"scores": scores, "skills": skills, "pcc": pcc}
@@ -67,7 +68,7 @@ def _skill_pair(p: dict, key: str) -> tuple[str, str]:
 def is_kin(root: str | Path) -> bool:
     """Whether the zoo at `root` is of the kin preset's skills."""
     from kinmerge.zoo.family import ZooConfig
-    cfg = json.loads((Path(root) / "zoo.json").read_text())["config"]
+    cfg = read_manifest(root).config
     return tuple(cfg.get("skills", ())) == ZooConfig.kin().skills
 
 
@@ -88,21 +89,21 @@ def composition(root: str | Path, split: str = "heldout") -> dict:
     of them, every pair of them, and each skill's two experts (near relatives)."""
     import itertools
 
-    import kinmerge
+    from kinmerge.core.merge import merge_to_memory
     from kinmerge.evaluate import ExactMatch
     root = Path(root)
-    manifest = json.loads((root / "zoo.json").read_text())
+    manifest = read_manifest(root)
     by_skill: dict[str, list[str]] = {}
-    for name, m in manifest["models"].items():
-        if m["skill"]:
-            by_skill.setdefault(m["skill"], []).append(name)
-    evaluators = [ExactMatch(root / manifest["skills"][s][split], name=s) for s in by_skill]
+    for name, m in manifest.models.items():
+        if m.skill:
+            by_skill.setdefault(m.skill, []).append(name)
+    evaluators = [ExactMatch(root / manifest.skills[s][split], name=s) for s in by_skill]
 
     def score(names: tuple[str, ...]) -> dict[str, float]:
         recipe = {"merge_method": "task_arithmetic", "base_model": str(root / "base"),
                   "dtype": "float32", "models": [{"model": str(root / n), "parameters":
                                                   {"weight": KIN_WEIGHT}} for n in names]}
-        model = kinmerge.merge_to_memory(recipe)
+        model = merge_to_memory(recipe)
         return {k: v for e in evaluators for k, v in e(model).items()}
 
     firsts = tuple(names[0] for names in by_skill.values())

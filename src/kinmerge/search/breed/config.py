@@ -26,8 +26,6 @@ DEFAULT_OPERATOR: dict[str, Any] = {
                          {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]},
                          {"value": 0.5}]},
 }
-# Methods whose `base_model` is the first parent (t=0 end) rather than the pool's base.
-PARENT_BASED = {"slerp", "nuslerp"}
 
 
 class _Strict(BaseModel):

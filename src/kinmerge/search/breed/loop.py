@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 from kinmerge import lineage
-from kinmerge.search.breed.config import PARENT_BASED, BreedConfig
+from kinmerge.methods import REGISTRY
+from kinmerge.search.breed.config import BreedConfig
 from kinmerge.search.breed.fitness import KinshipFn
-from kinmerge.search.breed.predict import Prediction, predicted_pairs
+from kinmerge.search.breed.predict import (PairStats, Prediction, candidate_pairs, choose,
+                                           fit_gain, width)
 from kinmerge.search.breed.state import BreedState
 from kinmerge.search.breed.summary import Generation, Merge
 from kinmerge.search.breed.work import BreedJob, FitnessRef, Outcome, run_all
@@ -61,6 +63,7 @@ class Breeder:
     # models made later by the killed run must stay invisible until the replay reaches them
     present: set[str] = field(default_factory=set)
     runner: Runner = field(default_factory=InlineRunner)  # where merges and scores run
+    threads: int | None = None  # torch threads of each merge and scoring (None: the policy)
 
     # measurements (cached) --------------------------------------------------------------
     def kinship(self, a: str, b: str) -> float:
@@ -171,7 +174,7 @@ class Breeder:
 
     def score_job(self, name: str) -> BreedJob:
         return BreedJob(name, self.state.models()[name].path, self.fitness,
-                        device=self.cfg.device)
+                        device=self.cfg.device, threads=self.threads)
 
     def merge_job(self, pair: Pair, gen: int, name: str) -> BreedJob:
         rows, (a, b), pred = self.state.models(), (pair.a, pair.b), pair.prediction
@@ -180,7 +183,7 @@ class Breeder:
             extra.update(predicted_gain=pred.gain, predicted_by=pred.model)
         return BreedJob(name, str(self.out / "models" / name), self.fitness,
                         self.recipe(rows[a].path, rows[b].path), self.cfg.seed, self.cfg.device,
-                        (rows[a].lineage_id, rows[b].lineage_id), extra)
+                        (rows[a].lineage_id, rows[b].lineage_id), extra, threads=self.threads)
 
     def record_outcome(self, gen: int, w: Work, out: Outcome) -> None:
         """Commit a finished job: the child (if it was merged), then its evaluation."""
@@ -203,7 +206,8 @@ class Breeder:
     def recipe(self, a: str, b: str) -> dict:
         op = dict(self.cfg.operator)
         model_params = op.pop("model_parameters", {})
-        base = a if op["merge_method"] in PARENT_BASED else self.cfg.base_model
+        parent_base = op["merge_method"] in REGISTRY and REGISTRY[op["merge_method"]].parent_base
+        base = a if parent_base else self.cfg.base_model
         return {**op, "base_model": base,
                 "models": [{"model": a, "parameters": model_params} if a != base
                            else {"model": a}, {"model": b, "parameters": model_params}]}
@@ -256,7 +260,7 @@ class Breeder:
         """This generation's pairs, in the order they are merged, and (select: predicted) how
         many candidates were skipped as predicted useless."""
         if self.cfg.select == "predicted":
-            chosen, skipped = predicted_pairs(self, gen, top)
+            chosen, skipped = self.predicted(gen, top)
             return [Pair(*self.ordered(c.a, c.b), "predicted", p) for c, p in chosen], skipped
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         pairs = itertools.combinations(pool if gen == 1 else top, 2)
@@ -268,6 +272,26 @@ class Breeder:
             if partner is not None:
                 planned.append(Pair(top[0], partner, "explore"))
         return planned, None
+
+    def predicted(self, gen: int,
+                  top: list[str]) -> tuple[list[tuple[PairStats, Prediction]], int]:
+        """`select: predicted` (breed/predict.py) on this run: the pairs generation `gen`
+        merges, best first, and how many candidates it skipped, from the fitness and kinship
+        of the models present so far."""
+        rows, fit = self.state.models(), {}
+        for n in rows:  # creation order
+            ev = self.state.evaluation(n) if n in self.present else None
+            if ev is not None:
+                fit[n] = ev[0]
+        names = [n for n in fit if gen > 1 or rows[n].origin == "pool"]
+        ancestors = {n: self.ancestors(n) for n in names} if gen > 1 else {}
+        found = candidate_pairs(names, set(top) if gen > 1 else None, self.merged_pairs(),
+                                ancestors)
+        cands = [PairStats(x, y, fit[x], fit[y], self.kinship(x, y), (rows[x].seq, rows[y].seq))
+                 for x, y in found]
+        kids = [(self.kinship(*r.parents), fit[r.parents[0]], fit[r.parents[1]], fit[n])
+                for n, r in rows.items() if r.parents and n in fit]
+        return choose(cands, fit_gain(kids), self.cfg.kinship.metric, width(self.cfg.k))
 
     def converged(self, kin: float) -> bool:
         thr = self.cfg.kinship.threshold

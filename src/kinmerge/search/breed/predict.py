@@ -35,12 +35,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from kinmerge.search.breed.loop import Breeder
 
 MIN_CHILDREN = 4  # scored children needed before the fit replaces the prior
 RIDGE = 1e-6  # lambda of the ridge term (keeps the fit defined when features are collinear)
@@ -137,22 +134,3 @@ def candidate_pairs(names: Sequence[str], top: set[str] | None, merged: set[tupl
             continue
         out.append((a, b))
     return out
-
-
-def predicted_pairs(b: "Breeder", gen: int,
-                    top: list[str]) -> tuple[list[tuple[PairStats, Prediction]], int]:
-    """The rule on a run: the pairs generation `gen` merges, best first, and how many
-    candidates it skipped, from the fitness and kinship of the models present so far."""
-    rows, fit = b.state.models(), {}
-    for n in rows:  # creation order
-        ev = b.state.evaluation(n) if n in b.present else None
-        if ev is not None:
-            fit[n] = ev[0]
-    names = [n for n in fit if gen > 1 or rows[n].origin == "pool"]
-    ancestors = {n: b.ancestors(n) for n in names} if gen > 1 else {}
-    found = candidate_pairs(names, set(top) if gen > 1 else None, b.merged_pairs(), ancestors)
-    cands = [PairStats(x, y, fit[x], fit[y], b.kinship(x, y), (rows[x].seq, rows[y].seq))
-             for x, y in found]
-    kids = [(b.kinship(*r.parents), fit[r.parents[0]], fit[r.parents[1]], fit[n])
-            for n, r in rows.items() if r.parents and n in fit]
-    return choose(cands, fit_gain(kids), b.cfg.kinship.metric, width(b.cfg.k))

@@ -9,7 +9,7 @@ OUT/family.json      every lineage record of the run (pool models with their sco
 OUT/*.png            fitness and top-k kinship per generation, kinship vs |merge gain|, tree
 
 >>> result = breed("examples/breed-zoo.yml", "runs/breed")        # doctest: +SKIP
->>> result.summary["stop_reason"], result.summary["best_model"]    # doctest: +SKIP
+>>> result.summary.stop_reason, result.summary.best_model          # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from kinmerge.core.merge import check_device
 from kinmerge.search.runners import Runner, make_runner
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
+from kinmerge.threads import choose
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BreedResult:
     out: Path
-    summary: BreedSummary  # typed; also readable as the dict summary.json holds
+    summary: BreedSummary  # typed; `summary.to_dict()` is what summary.json holds
 
 
 def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
           fitness: "Fitness | Callable | None" = None, kinship_fn: KinshipFn | None = None,
           on_generation: Callable[[dict], None] | None = None, plots: bool = True,
           workers: int = 1, backend: str = "local", ray_address: str | None = None,
-          **overrides: Any) -> BreedResult:
+          threads: int | None = None, **overrides: Any) -> BreedResult:
     """Breed the pool of `config` into `out`; rerunning on the same `out` resumes.
 
     `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
@@ -56,10 +57,12 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     explore, select ("topk" or "predicted"), seed, generations, evaluations. A generation's merges and evaluations run
     `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
     at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
-    object must be picklable (a configured fitness always is).
+    object must be picklable (a configured fitness always is). `threads`: torch threads of
+    each merge and scoring, wherever it runs (default: kinmerge.threads' policy).
     """
     cfg = load_breed_config(config, **overrides)
     check_device(cfg.device)
+    choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
     if fitness is None:  # built here once: bad tasks fail before any model is scored
         ref: Any = cfg.fitness.model_dump_json()
@@ -70,18 +73,21 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         check_database(out / "breed.db", "the breed database")
         runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
         try:
-            summary = _breed(cfg, out, ref, kinship_fn, on_generation, runner)
+            summary, history = _breed(cfg, out, ref, kinship_fn, on_generation, runner,
+                                      threads)
         finally:
             runner.close()
-        if plots:
-            from kinmerge.report.plots import write_run_plots
+        if plots:  # from what the run holds; only the tree reads the models' lineage files
+            from kinmerge.lineage.graph import collect
+            from kinmerge.report.plots import run_figures
 
-            write_run_plots(out)
+            run_figures(out, summary, history, cfg.kinship.threshold, collect(out))
     return BreedResult(out, summary)
 
 
 def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
-           on_generation: Callable[[dict], None] | None, runner: Runner) -> BreedSummary:
+           on_generation: Callable[[dict], None] | None, runner: Runner,
+           threads: int | None = None) -> tuple[BreedSummary, list[dict]]:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
@@ -89,17 +95,18 @@ def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | No
                                                       sort_keys=False))
         _register_pool(state, cfg)
         breeder = Breeder(cfg, out, state, fitness, kinship_fn or kinmerge_kinship,
-                          on_generation, runner=runner)
+                          on_generation, runner=runner, threads=threads)
         stop, gens = breeder.run()
         log.info("stopped: %s", stop)
         summary = _summary(cfg, state, breeder, stop, gens)
         (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-        _write_history(out / "history.csv", state)
+        history = _history(state)
+        _write_history(out / "history.csv", history)
         records = [r.model_dump(mode="json", exclude_none=True) for r in state.lineage().values()]
         (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
     finally:
         state.close()
-    return summary
+    return summary, history
 
 
 def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:
@@ -144,20 +151,26 @@ HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship
            "merge_gain", "scores", "path"]
 
 
-def _write_history(path: Path, state: BreedState) -> None:
-    """One row per model, in creation order."""
+def _history(state: BreedState) -> list[dict]:
+    """history.csv's rows: one per model, in creation order ("" where a value is missing)."""
     recs = {r.name: r for r in state.lineage().values()}
+    rows = []
+    for name, row in state.models().items():
+        ev = state.evaluation(name)
+        rec = recs.get(name)
+        kin = next(iter(rec.parent_kinship.values()), None) if rec else None
+        rows.append({"name": name, "generation": row.generation, "origin": row.origin,
+                     "parents": " + ".join(row.parents),
+                     "fitness": "" if ev is None else round(ev[0], 6),
+                     "parent_kinship": "" if kin is None else round(kin, 6),
+                     "merge_gain": "" if rec is None or rec.merge_gain is None
+                     else round(rec.merge_gain, 6),
+                     "scores": json.dumps(ev[1] if ev else {}), "path": row.path})
+    return rows
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, HISTORY)
         w.writeheader()
-        for name, row in state.models().items():
-            ev = state.evaluation(name)
-            rec = recs.get(name)
-            kin = next(iter(rec.parent_kinship.values()), None) if rec else None
-            w.writerow({"name": name, "generation": row.generation, "origin": row.origin,
-                        "parents": " + ".join(row.parents),
-                        "fitness": "" if ev is None else round(ev[0], 6),
-                        "parent_kinship": "" if kin is None else round(kin, 6),
-                        "merge_gain": "" if rec is None or rec.merge_gain is None
-                        else round(rec.merge_gain, 6),
-                        "scores": json.dumps(ev[1] if ev else {}), "path": row.path})
+        w.writerows(rows)

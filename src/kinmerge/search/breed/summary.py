@@ -66,3 +66,10 @@ class BreedSummary(Record):
     stop_reason: str
     generations: tuple[Generation, ...]
     select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1) or "predicted"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BreedSummary":
+        return cls(d["explore"], d["k"], d["metric"], d["evaluations"], d["budget"],
+                   d["best_score"], d["best_model"], d["best_path"], d["stop_reason"],
+                   tuple(Generation.from_dict(g) for g in d["generations"]),
+                   d.get("select", "topk"))

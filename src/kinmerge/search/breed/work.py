@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,7 +23,8 @@ from kinmerge.evaluate.fitness import Fitness, TaskFitness
 from kinmerge.evaluate.tasks import FitnessSpec
 from kinmerge.io.atomic import remove_leftovers
 from kinmerge.core.merge import merge
-from kinmerge.search.runners import Runner
+from kinmerge.search.runners import FITNESS_CACHE, Runner, WorkerCache
+from kinmerge.threads import using
 
 log = logging.getLogger(__name__)
 FitnessRef = Any  # a FitnessSpec as JSON text (rebuilt, cached, in each worker) or a Fitness
@@ -41,6 +41,7 @@ class BreedJob:
     parent_ids: tuple[str, ...] = ()  # lineage ids a finished folder must descend from
     lineage: dict = field(default_factory=dict)  # generation, parent_kinship
     split: str = "search"
+    threads: int | None = None  # torch threads for the merge and the scoring (None: policy)
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,15 @@ class Outcome:
 
 
 def run_job(job: BreedJob) -> Outcome:
-    """Merge (if needed) and score one model; runs in any worker."""
+    """Merge (if needed) and score one model; runs in any worker, the merge and the scoring
+    each under kinmerge.threads' policy with the job's `threads`."""
     import torch
 
     merged = _merge(job) if job.recipe is not None else False
     fitness = fitness_for(job.fitness)
     cand = Candidate.from_dir(job.path, device=job.device)
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), using("matmul", job.threads):
         scores = fitness.scores(cand, job.split)  # type: ignore[arg-type]
     value = fitness.combine(scores)
     cand.release()
@@ -76,7 +78,7 @@ def _merge(job: BreedJob) -> bool:
         return False  # merged by a killed run before it could record it: adopt it
     _clean_partial(path)  # not there, or a stale folder from another run: (re)merge
     merge(job.recipe, path, seed=job.seed, overwrite=True, device=job.device,
-          lineage=job.lineage)
+          lineage=job.lineage, threads=job.threads)
     log.debug("merged %s", path.name)  # the driver logs it, with the parents, in order
     return True
 
@@ -88,28 +90,19 @@ def _clean_partial(path: Path) -> None:
         shutil.rmtree(path)
 
 
-FITNESS_CACHE = 4  # fitnesses kept per process, by spec (task files and tokenizers read once)
-_FITNESS: OrderedDict[str, Fitness] = OrderedDict()
+_FITNESS: WorkerCache[Fitness] = WorkerCache(FITNESS_CACHE)  # by spec, per process
 
 
 def fitness_for(ref: FitnessRef) -> Fitness:
     """The fitness a job names: rebuilt from its spec once per process, or the object."""
     if not isinstance(ref, str):
         return ref
-    if ref in _FITNESS:
-        _FITNESS.move_to_end(ref)
-        return _FITNESS[ref]
-    fitness = _FITNESS[ref] = TaskFitness(FitnessSpec.model_validate_json(ref))
-    while len(_FITNESS) > FITNESS_CACHE:
-        _FITNESS.popitem(last=False)
-    return fitness
+    return _FITNESS.get(ref, lambda: TaskFitness(FitnessSpec.model_validate_json(ref)))
 
 
 def prime_fitness(ref: str, fitness: Fitness) -> None:
     """Keep `fitness`, built by the driver from `ref`, for jobs run in this process."""
-    _FITNESS[ref] = fitness
-    while len(_FITNESS) > FITNESS_CACHE:
-        _FITNESS.popitem(last=False)
+    _FITNESS.put(ref, fitness)
 
 
 def run_all(runner: Runner, jobs: Sequence[BreedJob],

@@ -1,7 +1,7 @@
 """`evolve(config, out)`: the PS, DFS or PS+DFS run, its held-out report and its outputs.
 
 >>> result = evolve("examples/evolve-zoo.yml", "runs/evo", workers=2)     # doctest: +SKIP
->>> result.summary["best_heldout"], result.best_recipe                     # doctest: +SKIP
+>>> result.summary.best_heldout, result.best_recipe                        # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +32,7 @@ from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.core.layers import detect
 from kinmerge.core.merge import check_device, merge
 from kinmerge.seeds import tensor_seed
+from kinmerge.threads import choose
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class _Run:
     trials: int | None
     on_generation: Callable[[GenerationStats], None] | None
     prefix: str = ""
+    threads: int | None = None  # torch threads of each candidate's merge and scoring
 
     def study_name(self, phase: str) -> str:
         return f"{self.prefix}:{phase}"
@@ -74,14 +76,17 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
            trials: int | None = None, workers: int = 1, backend: str = "local",
            storage: str | None = None, resume: bool = False, save_best: bool = False,
            ray_address: str | None = None,
-           on_generation: Callable[[GenerationStats], None] | None = None) -> EvolveResult:
+           on_generation: Callable[[GenerationStats], None] | None = None,
+           threads: int | None = None) -> EvolveResult:
     """Search merge recipes as `config` says; write best.yml, history.csv, fitness.png,
     summary.json (and best-model/ with `save_best`, always for DFS) into `out`.
 
     OUT is held by this run (a second run on it is refused) and may not be or hold an input
-    model."""
+    model. `threads`: torch threads of each candidate's scoring, wherever it runs (default:
+    kinmerge.threads' policy)."""
     cfg = load_evolve_config(config)
     check_device(cfg.device)
+    choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     make_dir(out)
     with run_lock(out, "evolve"):
@@ -90,7 +95,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
         if storage.startswith("sqlite:///"):
             check_database(storage.removeprefix("sqlite:///"), "the study database")
         run = _Run(cfg, out, None, storage, resume, trials, on_generation,
-                   study_prefix(out, storage, default))
+                   study_prefix(out, storage, default), threads)
         return _evolve(run, workers, backend, ray_address, save_best)
 
 
@@ -112,10 +117,10 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     studies = [(p.name, p.study) for p in phases]
     report.write_history(out / "history.csv", studies)
     report.plot_fitness(out / "fitness.png", studies)
-    summary["wall_seconds"] = round(time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2)
-    typed = EvolveSummary.from_dict(summary)
-    report.write_summary(out / "summary.json", typed.to_dict())
-    return EvolveResult(out, best, typed, phases)
+    summary = replace(summary, wall_seconds=round(
+        time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2))
+    report.write_summary(out / "summary.json", summary.to_dict())
+    return EvolveResult(out, best, summary, phases)
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:
@@ -162,7 +167,8 @@ def _ps_phase(run: _Run) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
         text = space.decode(genome, seed=seed).to_yaml()
-        return Job(f"ps/{number}", text, "search", cfg_json), {"recipe": text, "seed": seed}
+        return (Job(f"ps/{number}", text, "search", cfg_json, threads=run.threads),
+                {"recipe": text, "seed": seed})
 
     log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
     run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
@@ -182,7 +188,7 @@ def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         path, scales = space.decode(genome)
         text = space.recipe(path).to_yaml()
-        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales))
+        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales), threads=run.threads)
         return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
 
     log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
@@ -220,44 +226,43 @@ def _save_model(p: Phase, out: Path) -> None:
         model.rmdir()
 
 
-def _heldout_report(run: _Run, phases: list[Phase]) -> dict:
-    """Score the winner, the hand-recipe grid and the sources on the held-out split."""
+def _heldout_report(run: _Run, phases: list[Phase]) -> EvolveSummary:
+    """The run's summary: the search's outcome and, with held-out files, the winner, the
+    hand-recipe grid and the sources scored on the held-out split."""
     from kinmerge.search.evolve.baselines import baseline_recipes, source_recipes
 
     cfg, cfg_json = run.cfg, run.cfg.model_dump_json()
     has_heldout = all(t.heldout for t in cfg.fitness.tasks)
-    summary: dict = {"mode": cfg.mode,
-                     "trials": sum(len(report.finished(p.study)) for p in phases),
-                     "best_search": phases[-1].study.best_value,
-                     "timing": {p.name: report.timing(p.study) for p in phases}}
+    searched = EvolveSummary(mode=cfg.mode,
+                             trials=sum(len(report.finished(p.study)) for p in phases),
+                             best_search=phases[-1].study.best_value,
+                             timing={p.name: report.timing(p.study) for p in phases})
     if not has_heldout:
         log.warning("no held-out split in the fitness: held-out scores not reported")
-        return summary
+        return searched
     last = phases[-1]
+    n = run.threads
     jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
-                        tuple(last.scales) if last.scales is not None else None)}
+                        tuple(last.scales) if last.scales is not None else None, threads=n)}
     for name, text in baseline_recipes(cfg).items():
-        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json)
+        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
     for name, text in source_recipes(cfg).items():
-        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json)
+        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
     saved = run.out / "best-model"
     if saved.exists():  # score the export too: it must be the model that was evaluated
-        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved))
+        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved), threads=n)
     futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
-    summary["best_heldout"] = results["best"].fitness
-    summary["best_heldout_scores"] = results["best"].scores
-    if "saved" in results:
-        summary["best_model_heldout"] = results["saved"].fitness
-        summary["best_model_matches"] = results["saved"].fitness == results["best"].fitness
-    for group in ("baseline", "source"):
-        summary[f"{group}s_heldout"] = {k.split("/", 1)[1]: r.fitness
-                                        for k, r in results.items() if k.startswith(group)}
-    bl = summary["baselines_heldout"]
-    if bl:
-        summary["best_baseline"] = max(bl, key=bl.get)
-        summary["winner_beats_best_baseline"] = summary["best_heldout"] > max(bl.values())
-    return summary
+    best, saved = results["best"], results.get("saved")
+    group = {g: {k.split("/", 1)[1]: r.fitness for k, r in results.items() if k.startswith(g)}
+             for g in ("baseline", "source")}
+    bl = group["baseline"]
+    return replace(searched, best_heldout=best.fitness, best_heldout_scores=best.scores,
+                   best_model_heldout=saved.fitness if saved else None,
+                   best_model_matches=saved.fitness == best.fitness if saved else None,
+                   baselines_heldout=bl, sources_heldout=group["source"],
+                   best_baseline=max(bl, key=bl.get) if bl else None,
+                   winner_beats_best_baseline=best.fitness > max(bl.values()) if bl else None)
 
 
 __all__ = ["EvolveResult", "Phase", "evolve"]

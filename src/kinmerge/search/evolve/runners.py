@@ -11,11 +11,10 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from kinmerge.search.runners import (InlineRunner, ProcessRunner, RayRunner, Runner,  # noqa: F401
-                              make_runner)
+from kinmerge.search.runners import (FITNESS_CACHE, InlineRunner, ProcessRunner,  # noqa: F401
+                                     RayRunner, Runner, WorkerCache, make_runner)
 from kinmerge.threads import using
 
 log = logging.getLogger(__name__)
@@ -29,6 +28,7 @@ class Job:
     config_json: str  # the EvolveConfig, so a worker builds the same fitness and device
     scales: tuple[float, ...] | None = None
     model_dir: str | None = None  # score this saved model instead (checks an export)
+    threads: int | None = None  # torch threads for the job (None: kinmerge.threads' policy)
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,8 @@ class Result:
 
 
 # A few fitnesses per worker process, by config: evaluators load task files and tokenizers
-# once, not once per candidate (a process pool or a Ray task has nowhere else to keep them).
-FITNESS_CACHE = 4
-_FITNESS: OrderedDict[str, object] = OrderedDict()
+# once, not once per candidate.
+_FITNESS: WorkerCache = WorkerCache(FITNESS_CACHE)
 
 
 def _fitness(config_json: str):
@@ -53,24 +52,19 @@ def _fitness(config_json: str):
     from kinmerge.search.evolve.config import EvolveConfig
     from kinmerge.search.evolve.fitness import BATCH
 
-    if config_json in _FITNESS:
-        _FITNESS.move_to_end(config_json)
-        return _FITNESS[config_json]
-    cfg = EvolveConfig.model_validate_json(config_json)
-    fitness = _FITNESS[config_json] = TaskFitness(cfg.fitness, batch_size=BATCH)
-    while len(_FITNESS) > FITNESS_CACHE:
-        _FITNESS.popitem(last=False)
-    return fitness
+    return _FITNESS.get(config_json, lambda: TaskFitness(
+        EvolveConfig.model_validate_json(config_json).fitness, batch_size=BATCH))
 
 
 def evaluate_job(job: Job) -> Result:
     """Merge the job's recipe in memory, build the model, score it (runs in any worker).
 
-    Under kinmerge.threads' policy for evaluation (KINMERGE_EVAL_THREADS, if set, wins);
-    torch's thread count is restored when the job returns.
+    Under kinmerge.threads' policy for evaluation, with the job's `threads` (evolve's
+    `threads=`); KINMERGE_EVAL_THREADS, if set, still wins over the policy when the job names
+    none. torch's thread count is restored when the job returns.
     """
     n = os.environ.get("KINMERGE_EVAL_THREADS", "").strip()
-    with using("matmul", int(n) if n else None):
+    with using("matmul", job.threads if job.threads is not None else int(n) if n else None):
         return _evaluate_job(job)
 
 
