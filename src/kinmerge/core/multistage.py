@@ -37,6 +37,7 @@ from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
 from kinmerge.io.lora import split_lora
 from kinmerge.io.outpath import check_out, check_replaceable
+from kinmerge.core.write import make_plan, merge_one
 
 log = logging.getLogger(__name__)
 REF_KEYS = ("model", "base_model", "tokenizer_source", "source")
@@ -337,14 +338,12 @@ def _check_intermediate(intermediate_dir, out: Path | None, roots: list,
 
 
 def _final_merge(recipe: dict, out: Path, **options) -> Path:
-    from kinmerge.core.merge import merge_one
 
     return merge_one(recipe, out, **options)
 
 
 def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
                overwrite: bool, **merge_options) -> Path:
-    from kinmerge.core.merge import merge_one
     from kinmerge.core.recipe import load_recipe
 
     recipe = load_recipe(resolve(s, outputs))
@@ -380,7 +379,6 @@ def plan_stages(source: RecipeSource, *, stage: str | None = None,
                 dtype: str | None = None) -> list:
     """(stage, Plan) for each stage the target needs, without computing anything: a later
     stage is planned against the planned outputs of the stages it uses."""
-    from kinmerge.core.merge import make_plan
     from kinmerge.core.recipe import load_recipe
 
     stages, _ = read_stages(source)

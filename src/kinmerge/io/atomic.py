@@ -33,7 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from kinmerge.io.outpath import NAME_MAX, is_write_error, write_error
+from kinmerge.io.outpath import hidden_name, is_write_error, write_error
+from kinmerge.io.rundir import run_lock
 
 log = logging.getLogger(__name__)
 RENAME_NOREPLACE = 1
@@ -46,16 +47,9 @@ def host_tag() -> str:
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _prefix(out: Path) -> str:
-    """`.{name}`, or `.{hash of name}` where the name leaves no room for the suffix."""
-    if len(os.fsencode(out.name)) + 48 <= NAME_MAX:
-        return f".{out.name}"
-    return "." + hashlib.sha1(os.fsencode(out.name)).hexdigest()[:16]
-
-
 def temp_path(out: Path, kind: str = "tmp") -> Path:
     """A fresh temporary path beside `out`, named after its owner (host, pid)."""
-    return out.parent / (f"{_prefix(out)}.kinmerge-{kind}-{host_tag()}-{os.getpid()}-"
+    return out.parent / (f"{hidden_name(out)}.kinmerge-{kind}-{host_tag()}-{os.getpid()}-"
                          f"{uuid.uuid4().hex[:8]}")
 
 
@@ -71,8 +65,6 @@ def atomic_dir(out: str | Path, *, overwrite: bool = True,
     An OSError from writing (disk full, file too large, no permission) becomes one
     KinmergeError.
     """
-    from kinmerge.io.rundir import run_lock
-
     out = Path(os.path.abspath(out))  # `.` has no name to put a temp folder beside
     with run_lock(out, command):
         before = identity(out)
@@ -232,7 +224,7 @@ def remove_leftovers(out: str | Path) -> int:
     freed = 0
     if not out.parent.is_dir():
         return 0
-    prefix = _prefix(out)
+    prefix = hidden_name(out)
     for p in out.parent.glob(f"{glob_escape(prefix)}.kinmerge-*"):
         m = LEFTOVER.search(p.name)
         if not m or not p.name.startswith(prefix + ".kinmerge-"):

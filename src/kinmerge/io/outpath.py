@@ -9,6 +9,7 @@ names the path, says what the errno means and how to fix it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable
@@ -215,3 +216,11 @@ def environment_error(e: BaseException) -> KinmergeError | None:
         return KinmergeError(f"cannot write the run's database: {orig}",
                              fix=FIXES[errno.ENOSPC])
     return None
+
+
+def hidden_name(out: Path) -> str:
+    """The hidden name beside OUT that its temp folders and lock file start with: `.{name}`,
+    or `.{hash of name}` where the name leaves no room for their suffixes."""
+    if len(os.fsencode(out.name)) + 48 <= NAME_MAX:
+        return f".{out.name}"
+    return "." + hashlib.sha1(os.fsencode(out.name)).hexdigest()[:16]

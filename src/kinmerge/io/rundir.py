@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.outpath import hidden_name
 
 LOCK = ".kinmerge.lock"  # the lock file's suffix: `.{OUT name}.kinmerge.lock` beside OUT
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -31,10 +32,8 @@ _GUARD = threading.Lock()
 
 def lock_path(out: str | Path) -> Path:
     """The lock file of OUT: beside it, named after it (hashed when the name is too long)."""
-    from kinmerge.io.atomic import _prefix
-
     out = Path(os.path.abspath(out))
-    return out.parent / f"{_prefix(out)}{LOCK}"
+    return out.parent / f"{hidden_name(out)}{LOCK}"
 
 
 @contextlib.contextmanager
