@@ -75,8 +75,8 @@ def _no_ops(f):
               help="Debug logging and tracebacks (mergekit's -v, repeatable).")
 @_no_ops
 def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
-         allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
-         threads, verbose):
+         allow_nonfinite, allow_norm_growth, cuda, device, gpu_rich, num_threads, random_seed,
+         quiet, overwrite, threads, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(bool(verbose))
     install_signal_handlers()
@@ -87,6 +87,7 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
                            out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                            write_model_card=write_model_card, overwrite=overwrite,
                            progress=bar, allow_nonfinite=allow_nonfinite,
+                           allow_norm_growth=allow_norm_growth,
                            threads=threads or num_threads)
     except KeyboardInterrupt:
         sys.exit(130)

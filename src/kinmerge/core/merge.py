@@ -95,7 +95,7 @@ def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, Pe
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
-                    allow_nonfinite: bool = False,
+                    allow_nonfinite: bool = False, allow_norm_growth: bool = False,
                     ties_topk: str | None = None,
                     threads: int | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
@@ -108,7 +108,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                    allow_nonfinite=allow_nonfinite)
+                    allow_nonfinite=allow_nonfinite, allow_norm_growth=allow_norm_growth)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -118,7 +118,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
           allow_nonfinite: bool = False, ties_topk: str | None = None,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, allow_norm_growth: bool = False) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
@@ -130,6 +130,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
+    A merged tensor whose norm is over 10x its largest input's is named in a warning
+    (absurd output norms) unless `allow_norm_growth`.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
     setting is restored when the call returns.
@@ -155,7 +157,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             try:
                 with using(p.method.work, threads, read_ahead=True):
                     execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                            on_tensor=tick, allow_nonfinite=allow_nonfinite)
+                            on_tensor=tick, allow_nonfinite=allow_nonfinite,
+                            allow_norm_growth=allow_norm_growth)
                 writer.close()
             finally:
                 writer.abort()  # a failure must not keep a deleted shard's space (or mount)
