@@ -77,7 +77,10 @@ def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
 
 def describe(err: dict, root: type[BaseModel]) -> str:
     """One pydantic error as a line a person can act on."""
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    key = err["loc"][-1:] == ("[key]",)  # pydantic's marker: a dict's key is at fault
+    path = err["loc"][:-1] if key else err["loc"]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    loc += " (a key)" if key else ""
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
         known = list(_model_at(root, err["loc"][:-1]).model_fields)
