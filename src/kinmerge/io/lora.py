@@ -292,3 +292,13 @@ def apply_lora(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
     if embedding:  # peft rounds an embedding's update to W's dtype before adding it
         return w + delta.to(w.dtype)
     return (w.float() + delta).to(w.dtype) if w.dtype != torch.float32 else w + delta
+
+
+def check_models(refs: list[str], where: str) -> None:
+    """Every model of a config opens (headers only, `base+lora` included): a missing or
+    broken one is named before a search starts, not as an error deep inside it."""
+    for ref in dict.fromkeys(r for r in refs if r):
+        try:
+            open_reader(ref).close()
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{where}: {e.what}", where=e.where, fix=e.fix) from None
