@@ -57,12 +57,14 @@ class FitnessSpec(BaseModel):
     @field_validator("function")
     @classmethod
     def _function(cls, v: str | None) -> str | None:
-        if v is not None and not FUNCTION.fullmatch(v):
-            path = "/" in v or "\\" in v or v.partition(":")[0].endswith(".py")
+        if v is None:
+            return v
+        if "/" in v or "\\" in v or v.partition(":")[0].endswith(".py"):
             raise ValueError(
                 f"{v[:100]!r} is a file path, not a module name: put the file's folder on "
-                "PYTHONPATH and write module:function (my_fitness.py -> my_fitness:score)"
-                if path else f"{v[:100]!r} is not of the form package.module:callable")
+                "PYTHONPATH and write module:function (my_fitness.py -> my_fitness:score)")
+        if not FUNCTION.fullmatch(v):
+            raise ValueError(f"{v[:100]!r} is not of the form package.module:callable")
         return v
 
     @model_validator(mode="after")
