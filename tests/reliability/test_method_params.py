@@ -240,4 +240,5 @@ def test_fuzz_new_methods_parameters(fam, data):
     for name, t in merged.tensors.items():  # nothing absurd written silently
         top = max(float(torch.linalg.vector_norm(rd.get(name).double())) for rd in readers)
         if float(torch.linalg.vector_norm(t.double())) > 10 * top * (1 + 1e-3):
-            assert any("absurd output norms" in s and f"{name} (" in s for s in said), name
+            assert any("absurd output norms" in s and (f"{name} (" in s or "more" in s)
+                       for s in said), name  # named, or among the "... and N more"
