@@ -224,6 +224,17 @@ def test_soup_refuses_a_nan_score_naming_the_ingredient(models, tmp_path, standi
     assert not (tmp_path / "soup" / "soup").exists()  # nothing merged
 
 
+def test_breed_refuses_a_nan_score_naming_the_model(models, tmp_path, standins, monkeypatch):
+    monkeypatch.setenv("FITNESS_MODE", "nan")
+    from kinmerge.search.breed import breed
+    cfg = {"pool": models["fts"], "base_model": models["base"], "fitness": FN,
+           "budget": {"generations": 1}}
+    with pytest.raises(KinmergeError) as e:
+        breed(cfg, tmp_path / "run", plots=False)
+    assert "the fitness of model " in str(e.value) and "on the search split is nan" in str(e.value)
+    assert "ft1" in str(e.value) or "ft2" in str(e.value)
+
+
 def test_a_fitness_returning_text_is_named(models, tmp_path, standins, monkeypatch):
     monkeypatch.setenv("FITNESS_MODE", "text")
     with pytest.raises(KinmergeError, match=r"the fitness returned 'high' \(str\) as score "

@@ -16,7 +16,8 @@ that does not compile is a problem here, not a traceback later. An alpha may be 
 negative, as in peft (an adapter scaled to nothing, or subtracted); a rank may not.
 
 >>> cfg = read_adapter_config(Path("adapters/chat/adapter_config.json"))  # doctest: +SKIP
->>> cfg.rank("model.layers.0.self_attn.q_proj"), cfg.scale("model.layers.0.mlp.up_proj")  # doctest: +SKIP
+>>> q, up = "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"
+>>> cfg.rank(q), cfg.scale(up)                                            # doctest: +SKIP
 (8, 2.0)
 """
 from __future__ import annotations

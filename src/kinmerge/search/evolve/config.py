@@ -123,11 +123,13 @@ def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConf
 
 
 def check_run_options(trials: int | None, workers: int) -> None:
-    """The command line's numbers (--trials, --workers), bounded like the config's."""
+    """The command line's numbers (--trials, --workers) of evolve and breed, bounded like the
+    configs' numbers."""
     problems = []
-    for name, v, lo, hi in (("trials", trials, 1, MAX_COUNT), ("workers", workers, 1, MAX_WORKERS)):
+    for name, v, lo, hi in (("trials", trials, 1, MAX_COUNT),
+                            ("workers", workers, 1, MAX_WORKERS)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
             problems.append(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
     if problems:
-        raise ConfigError(problems, subject="evolve options", where="--trials / --workers",
+        raise ConfigError(problems, subject="run options", where="--trials / --workers",
                           fix="give a positive number of trials and of workers")
