@@ -120,6 +120,9 @@ def test_nan_alpha_is_refused(tiny):
     ("alpha_pattern", {"[q": 2}, "alpha_pattern.[q (a key): Value error, not a valid regular "
                                  "expression (unterminated character set"),
     ("alpha_pattern", {"q_proj": "2"}, "alpha_pattern.q_proj"),
+    ("rank_pattern", {"(\\w+)+x": 2}, "rank_pattern.(\\w+)+x (a key): Value error, a repetition "
+                                      "inside a repetition (like `(a+)+`) can take exponential "
+                                      "time to match"),
     ("target_modules", 5, "target_modules"),
     ("use_rslora", "yes", "use_rslora: Input should be a valid boolean (got 'yes')"),
 ])

@@ -31,6 +31,11 @@ from typing import Annotated, Any
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr)
 
+try:  # the regular-expression parser (renamed in Python 3.11)
+    import re._parser as _parser  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _parser  # type: ignore[no-redef]
+
 from kinmerge.errors import ConfigError, ModelLoadError
 from kinmerge.io.configfile import validate
 from kinmerge.io.safe_path import regular_file, unreadable
@@ -48,9 +53,37 @@ def _regex(key: str) -> str:
         raise ValueError(f"a pattern may have at most {MAX_PATTERN_CHARS} characters")
     try:
         re.compile(key)
+        nested = _nested_repeat(_parser.parse(key).data)
     except (re.error, RecursionError, OverflowError) as e:
         raise ValueError(f"not a valid regular expression ({e})") from None
+    if nested:  # (a+)+ and the like: matching can take exponential time (a hang)
+        raise ValueError("a repetition inside a repetition (like `(a+)+`) can take "
+                         "exponential time to match; write the module names plainly")
     return key
+
+
+def _nested_repeat(items: list, inside: bool = False) -> bool:
+    """Whether a parsed pattern repeats without bound something of variable length that
+    itself repeats (`(a+)+`, `(a*)*`): the shape that backtracks exponentially. Fixed
+    counts (`(ab{2}){3}`) are fine."""
+    for op, arg in items:
+        name = str(op)
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            lo, hi, sub = arg
+            if inside and lo != hi:
+                return True
+            if _nested_repeat(list(sub), inside or hi is _parser.MAXREPEAT):
+                return True
+        elif name == "SUBPATTERN":
+            if _nested_repeat(list(arg[-1]), inside):
+                return True
+        elif name == "BRANCH":
+            if any(_nested_repeat(list(b), inside) for b in arg[1]):
+                return True
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            if _nested_repeat(list(arg[1]), inside):
+                return True
+    return False
 
 
 def _number(v: Any) -> Any:
