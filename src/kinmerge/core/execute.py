@@ -21,7 +21,9 @@ from kinmerge.seeds import tensor_seed
 from kinmerge.tokenizer.rows import apply_rows
 
 log = logging.getLogger(__name__)
-Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
+# a job's inputs as read, and (norm, finite) of each, the base first: the reader thread takes
+# the norms while the previous job computes, so the checks cost little wall time
+Inputs = tuple[list[torch.Tensor], torch.Tensor | None, list[tuple[float, bool]]]
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
@@ -48,7 +50,7 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
         for i, job in enumerate(jobs):
-            tensors, base = ahead.result() if ahead else _load(job, readers)
+            tensors, base, norms = ahead.result() if ahead else _load(job, readers)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
             # read ahead only where it does not raise the peak memory (kinmerge.core.peak)
             ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
@@ -59,10 +61,8 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
                 if not allow_nonfinite:
                     raise nonfinite.refuse(bad[-1])
             else:
-                inputs = _inputs(job, tensors, base)
-                norms = [nonfinite.norm(t) for _, t in inputs]
                 if not all(ok for _, ok in norms):  # NaN/Inf the method dropped
-                    found = nonfinite.inspect(job.name, out, inputs)
+                    found = nonfinite.inspect(job.name, out, _inputs(job, tensors, base))
                     dropped.append(nonfinite.Dropped(job.name, found.culprits))
                 elif not allow_norm_growth and (
                         a := nonfinite.absurd(job.name, out_norm, [n for n, _ in norms])):
@@ -93,7 +93,7 @@ def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     tensors = [readers[m].get(n) for m, n in job.sources]
     base = readers[job.base[0]].get(job.base[1]) if job.base else None
-    return tensors, base
+    return tensors, base, [nonfinite.norm(t) for _, t in _inputs(job, tensors, base)]
 
 
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
