@@ -81,7 +81,7 @@ def test_bad_files_are_reported_with_their_line(tmp_path):
     with pytest.raises(KinmergeError, match="line 2 lacks answer") as e:
         ExactMatch(f)
     assert f"{f}:2" in e.value.message
-    with pytest.raises(KinmergeError, match="evaluation file not found"):
+    with pytest.raises(KinmergeError, match="task file .* not found"):
         ExactMatch(tmp_path / "missing.jsonl")
     mc = write_rows(tmp_path / "mc.jsonl", [{"prompt": "a", "choices": ["x"], "answer": "y"}])
     with pytest.raises(KinmergeError, match="answer 'y' is not one of the choices"):

@@ -92,7 +92,7 @@ def test_tokenizer_block_tokens_force_zero_and_padding(added, tmp_path):
     ({"tokenizer": {"tokens": {"<x>": {"force": True}}}},
      "tokenizer.tokens['<x>']: `force` needs a `source`"),
     ({"tokenizer": {"pad_to_multiple_of": 0}},
-     "tokenizer.pad_to_multiple_of must be a positive integer, got 0"),
+     "tokenizer.pad_to_multiple_of must be a whole number in [1, 65536], got 0"),
 ])
 def test_recipe_errors(added, change, message):
     with pytest.raises(kinmerge.KinmergeError) as e:

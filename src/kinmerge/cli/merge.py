@@ -31,6 +31,9 @@ def merge_options(f):
     f = click.option("--allow-nonfinite", is_flag=True,
                      help="Write the model even if a merged tensor holds NaN/Inf (warns, "
                           "naming them); by default that fails the merge.")(f)
+    f = click.option("--allow-norm-growth", is_flag=True,
+                     help="Do not warn about merged tensors whose norm is over 10x the "
+                          "largest input norm of that tensor (absurd output norms).")(f)
     return f
 
 
@@ -59,8 +62,8 @@ def merge_options(f):
               "--overwrite); default: OUT's temporary area, removed when the run ends.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card,
-              allow_nonfinite, device, seed, dtype, work_dtype, overwrite, progress, ties_topk,
-              stage, intermediate_dir, threads):
+              allow_nonfinite, allow_norm_growth, device, seed, dtype, work_dtype, overwrite,
+              progress, ties_topk, stage, intermediate_dir, threads):
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
 
     A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
@@ -68,7 +71,8 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
         options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
                        out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                        write_model_card=write_model_card, overwrite=overwrite, progress=bar,
-                       allow_nonfinite=allow_nonfinite, ties_topk=ties_topk, threads=threads)
+                       allow_nonfinite=allow_nonfinite, ties_topk=ties_topk, threads=threads,
+                       allow_norm_growth=allow_norm_growth)
         path = kinmerge.merge(recipe, out_path, stage=stage, intermediate_dir=intermediate_dir,
                               **options)
     out.print(f"merged model written to {path}", highlight=False)
@@ -84,14 +88,14 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_card,
-                   allow_nonfinite, dtype, overwrite, progress, threads):
+                   allow_nonfinite, allow_norm_growth, dtype, overwrite, progress, threads):
     """Merge the PEFT LoRA adapter LORA into BASE and write the model directory OUT."""
     with merge_bar(progress) as bar:
         path = kinmerge.lora_merge(model, out_path, dtype=dtype, out_shard_size=out_shard_size,
                                    copy_tokenizer=copy_tokenizer,
                                    write_model_card=write_model_card, overwrite=overwrite,
                                    progress=bar, allow_nonfinite=allow_nonfinite,
-                                   threads=threads)
+                                   allow_norm_growth=allow_norm_growth, threads=threads)
     out.print(f"merged model written to {path}", highlight=False)
 
 

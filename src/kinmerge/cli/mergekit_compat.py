@@ -93,12 +93,14 @@ def _run(verbose: int, quiet: bool, call) -> None:
         sys.exit(130)
 
 
-def _options(bar, out_shard_size, copy_tokenizer, write_model_card, allow_nonfinite, cuda,
-             device, gpu_rich, num_threads, random_seed, overwrite, threads) -> dict:
+def _options(bar, out_shard_size, copy_tokenizer, write_model_card, allow_nonfinite,
+             allow_norm_growth, cuda, device, gpu_rich, num_threads, random_seed, overwrite,
+             threads) -> dict:
     return dict(seed=random_seed, device=device or ("cuda" if cuda or gpu_rich else "cpu"),
                 out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                 write_model_card=write_model_card, overwrite=overwrite, progress=bar,
-                allow_nonfinite=allow_nonfinite, threads=threads or num_threads)
+                allow_nonfinite=allow_nonfinite, allow_norm_growth=allow_norm_growth,
+                threads=threads or num_threads)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,56 +21,79 @@ from kinmerge.seeds import tensor_seed
 from kinmerge.tokenizer.rows import apply_rows
 
 log = logging.getLogger(__name__)
-Inputs = tuple[list[torch.Tensor], torch.Tensor | None]
+# a job's inputs as read, and (norm, finite) of each, the base first: the reader thread takes
+# the norms while the previous job computes, so the checks cost little wall time
+Inputs = tuple[list[torch.Tensor], torch.Tensor | None, list[tuple[float, bool]]]
 
 
 def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: int = 0,
             device: str | torch.device = "cpu",
             on_tensor: Callable[[TensorJob], None] | None = None,
-            allow_nonfinite: bool = False) -> None:
+            allow_nonfinite: bool = False, allow_norm_growth: bool = False) -> None:
     """Compute every tensor of `plan` in order and `sink.add` it.
 
     Each job's working, accumulation and output dtypes are the plan's. The stochastic
     methods draw from a generator seeded by (seed, output tensor name), so results do not
     depend on order, threads or device.
     An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
-    (then every such tensor is named in one warning at the end).
+    (then every such tensor is named in one warning at the end). Inputs holding NaN/Inf
+    where the result is finite, and results whose norm is over nonfinite.NORM_RATIO times
+    their largest input's, are named in one warning each (the latter unless
+    `allow_norm_growth`).
     """
     device = torch.device(device)
     jobs = plan.jobs
     ahead_ok = read_ahead(plan, readers)  # the plan's working dtypes
     bad: list[nonfinite.NonFinite] = []
+    dropped: list[nonfinite.Dropped] = []
+    absurd: list[nonfinite.Absurd] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
         for i, job in enumerate(jobs):
-            tensors, base = ahead.result() if ahead else _load(job, readers)
+            tensors, base, norms = ahead.result() if ahead else _load(job, readers)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
             # read ahead only where it does not raise the peak memory (kinmerge.core.peak)
             ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device)
-            if not nonfinite.all_finite(out):
+            out_norm, out_ok = nonfinite.norm(out)
+            if not out_ok:
                 bad.append(_nonfinite(job, out, tensors, base))
                 if not allow_nonfinite:
                     raise nonfinite.refuse(bad[-1])
+            else:
+                if not all(ok for _, ok in norms):  # NaN/Inf the method dropped
+                    found = nonfinite.inspect(job.name, out, _inputs(job, tensors, base))
+                    dropped.append(nonfinite.Dropped(job.name, found.culprits))
+                elif not allow_norm_growth and (
+                        a := nonfinite.absurd(job.name, out_norm, [n for n, _ in norms])):
+                    absurd.append(a)
             sink.add(job.name, out)
             del tensors, base, out
             if on_tensor:
                 on_tensor(job)
     nonfinite.warn(bad)
+    nonfinite.warn_dropped(dropped)
+    nonfinite.warn_absurd(absurd)
+
+
+def _inputs(job: TensorJob, tensors: list[torch.Tensor],
+            base: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
+    """(model, tensor) of every input of `job`, the base first."""
+    inputs = [(m, t) for (m, _), t in zip(job.sources, tensors)]
+    if base is not None:
+        inputs.insert(0, (job.base[0], base))
+    return inputs
 
 
 def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
                base: torch.Tensor | None) -> nonfinite.NonFinite:
-    inputs = [(m, t) for (m, _), t in zip(job.sources, tensors)]
-    if base is not None:
-        inputs.insert(0, (job.base[0], base))
-    return nonfinite.inspect(job.name, out, inputs)
+    return nonfinite.inspect(job.name, out, _inputs(job, tensors, base))
 
 
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     tensors = [readers[m].get(n) for m, n in job.sources]
     base = readers[job.base[0]].get(job.base[1]) if job.base else None
-    return tensors, base
+    return tensors, base, [nonfinite.norm(t) for _, t in _inputs(job, tensors, base)]
 
 
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],

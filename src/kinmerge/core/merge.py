@@ -42,7 +42,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
           allow_nonfinite: bool = False, ties_topk: str | None = None,
-          threads: int | None = None, stage: str | None = None,
+          threads: int | None = None, allow_norm_growth: bool = False,
+          stage: str | None = None,
           intermediate_dir: str | os.PathLike | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
@@ -57,6 +58,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     "stable" (earliest first, faster).
     An output tensor holding NaN/Inf fails the merge (NonFiniteError, naming the tensor and
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
+    A merged tensor whose norm is over 10x its largest input's is named in a warning
+    (absurd output norms) unless `allow_norm_growth`.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
     setting is restored when the call returns.
@@ -68,7 +71,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                    out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                    write_model_card=write_model_card, overwrite=overwrite, progress=progress,
                    lineage=lineage, allow_nonfinite=allow_nonfinite, ties_topk=ties_topk,
-                   threads=threads)
+                   threads=threads, allow_norm_growth=allow_norm_growth)
     if multistage.is_multistage(recipe):
         return multistage.merge_stages(recipe, out, stage=stage,
                                        intermediate_dir=intermediate_dir, **options)

@@ -5,10 +5,18 @@ overflow to Inf; either way the file looks fine until someone runs it. The execu
 every output tensor (a chunked scan, bounded memory); only when one is bad are its inputs
 scanned to say which models hold NaN/Inf there. By default the merge then fails;
 `allow_nonfinite=True` (`--allow-nonfinite`) writes it anyway and logs a warning naming them.
+
+Two quieter failures are named too, in one warning line per merge each:
+- an input holding NaN/Inf in a tensor whose merged result is finite (the method dropped
+  those entries, as TIES may): the input is still broken, and the next recipe may not drop them;
+- a finite result whose norm is more than NORM_RATIO times the largest input norm of that
+  tensor (weights or scales that explode it); `allow_norm_growth=True` (`--allow-norm-growth`)
+  silences that one.
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +26,7 @@ from kinmerge.errors import KinmergeError
 log = logging.getLogger(__name__)
 CHUNK = 2**24  # elements per NaN/Inf count: 16 MB of booleans at most, whatever the tensor
 MAX_LISTED = 10
+NORM_RATIO = 10.0  # a merged tensor's norm above this many times its largest input's: absurd
 
 
 class NonFiniteError(KinmergeError):
@@ -92,3 +101,79 @@ def warn(found: list[NonFinite]) -> None:
     more = f"\n  ... and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
     log.warning("%d output tensors hold NaN/Inf (written anyway: allow_nonfinite):\n  %s%s",
                 len(found), "\n  ".join(lines), more)
+
+
+def norm(t: torch.Tensor) -> tuple[float, bool]:
+    """(L2 norm, holds no NaN/Inf) of `t` in one pass; the norm is NaN or inf when it does not.
+
+    A NaN propagates into the sum of squares and an Inf makes it inf, so a finite norm proves
+    every value finite; only an inf norm needs a second look (finite values can overflow it:
+    then it is taken again in float64).
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return 0.0, True
+    n = float(torch.linalg.vector_norm(t))
+    if math.isfinite(n):
+        return n, True
+    if not all_finite(t):
+        return n, False
+    return float(torch.linalg.vector_norm(t, dtype=torch.float64)), True
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A finite output tensor some of whose inputs hold NaN/Inf (the method dropped them)."""
+
+    tensor: str
+    culprits: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.tensor} (in {', '.join(self.culprits)})"
+
+
+@dataclass(frozen=True)
+class Absurd:
+    """A finite output tensor whose norm is far above every input's."""
+
+    tensor: str
+    out_norm: float
+    in_norm: float  # the largest input norm
+
+    @property
+    def ratio(self) -> float:
+        return self.out_norm / self.in_norm if self.in_norm > 0 else math.inf
+
+    def describe(self) -> str:
+        return f"{self.tensor} ({self.out_norm:.4g} vs {self.in_norm:.4g}, {self.ratio:.3g}x)"
+
+
+def absurd(name: str, out_norm: float, in_norms: list[float]) -> Absurd | None:
+    """The finding when `out_norm` exceeds NORM_RATIO times the largest finite input norm."""
+    finite = [n for n in in_norms if math.isfinite(n)]
+    if not finite or not math.isfinite(out_norm):
+        return None
+    top = max(finite)
+    return Absurd(name, out_norm, top) if out_norm > NORM_RATIO * top else None
+
+
+def _listed(items: list) -> str:
+    lines = [x.describe() for x in items[:MAX_LISTED]]
+    more = f"\n  ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return "\n  ".join(lines) + more
+
+
+def warn_dropped(found: list[Dropped]) -> None:
+    """One warning naming the inputs whose NaN/Inf the method dropped from the result."""
+    if found:
+        log.warning("input models hold NaN/Inf in %d tensor(s) whose merged result is finite "
+                    "(the method dropped those entries; the inputs are still broken, and "
+                    "another recipe may not drop them):\n  %s", len(found), _listed(found))
+
+
+def warn_absurd(found: list[Absurd]) -> None:
+    """One warning naming the tensors whose merged norm is absurdly large."""
+    if found:
+        log.warning("absurd output norms: %d merged tensor(s) have a norm over %gx the largest "
+                    "input norm of that tensor (merged vs largest input):\n  %s\n  check the "
+                    "recipe's weights and scales; allow_norm_growth=True (--allow-norm-growth) "
+                    "silences this warning", len(found), NORM_RATIO, _listed(found))

@@ -13,8 +13,14 @@ from kinmerge.errors import short_repr
 Value = Any  # float | bool | list[float] | list[dict]
 
 
-def check_value(value: Value, *, boolean: bool = False) -> str | None:
-    """Why `value` is not a valid parameter value, or None when it is."""
+def check_value(value: Value, *, boolean: bool = False, integer: bool = False) -> str | None:
+    """Why `value` is not a valid parameter value, or None when it is. An `integer` value
+    is one whole number (a count: no gradient, no filter list)."""
+    if integer:
+        if _is_number(value) and (not isinstance(value, float) or value.is_integer()):
+            return None
+        return f"expected one whole number (a count, not a gradient or a filter list), got " \
+               f"{short_repr(value)}"
     if boolean:  # mergekit (pydantic) also reads 0 and 1 as false and true
         ok = isinstance(value, bool) or _is_number(value) and value in (0, 1)
         return None if ok else f"expected true or false, got {short_repr(value)}"

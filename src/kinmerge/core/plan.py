@@ -302,7 +302,7 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
                 ctx.problems.append(f"no value of {p.name!r} applies to tensor {u.name} "
                                     "(a filter list without a catch-all entry?)")
             v = p.default if v is None else v
-            values.append(bool(v) if p.kind is bool else v)
+            values.append(bool(v) if p.kind is bool else int(v) if p.kind is int else v)
         out[p.arg] = values if p.scope == "model" else values[0]
     if ok:  # a gradient or filter can make the values, hence the verdict, differ per tensor
         check_values(ctx.method, u.name, out, ctx.checked)

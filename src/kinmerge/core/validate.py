@@ -179,7 +179,7 @@ def _param_problems(r: Recipe, m: Method) -> tuple[list[str], list[str]]:
             if p.scope == "global" and model is not None:
                 out.append(f"{where}: {key!r} is a global parameter of {m.name}; put it under "
                            "the top-level or the slice's `parameters`")
-            why = check_value(value, boolean=p.kind is bool)
+            why = check_value(value, boolean=p.kind is bool, integer=p.kind is int)
             if why:
                 out.append(f"{where}.{key}: {why}")
             elif p.kind is not bool:

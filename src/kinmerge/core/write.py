@@ -102,7 +102,7 @@ def plan_peak(recipe: RecipeLike, *, dtype: str | None = None) -> tuple[Plan, Pe
 
 def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str = "cpu",
                     dtype: str | None = None, work_dtype: str | None = None,
-                    allow_nonfinite: bool = False,
+                    allow_nonfinite: bool = False, allow_norm_growth: bool = False,
                     ties_topk: str | None = None,
                     threads: int | None = None) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
@@ -114,7 +114,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
-                    allow_nonfinite=allow_nonfinite)
+                    allow_nonfinite=allow_nonfinite, allow_norm_growth=allow_norm_growth)
     return MergedModel(sink.tensors, p.config, p)
 
 
@@ -124,7 +124,7 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
               write_model_card: bool = True, overwrite: bool = False,
               progress: OnTensor | None = None, lineage: dict | None = None,
               allow_nonfinite: bool = False, ties_topk: str | None = None,
-              threads: int | None = None) -> Path:
+              threads: int | None = None, allow_norm_growth: bool = False) -> Path:
     """`kinmerge.merge` of one recipe (a stage of a multi-stage file included): see
     `kinmerge.core.merge.merge` for the keywords."""
     out = Path(out)
@@ -149,7 +149,8 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
                 try:
                     with using(p.method.work, threads, read_ahead=True):
                         execute(p, readers, writer, seed=_seed(r, seed), device=device,
-                                on_tensor=tick, allow_nonfinite=allow_nonfinite)
+                                on_tensor=tick, allow_nonfinite=allow_nonfinite,
+                                allow_norm_growth=allow_norm_growth)
                     writer.close()
                 finally:
                     writer.abort()  # a failure must not keep a deleted shard's space (or mount)

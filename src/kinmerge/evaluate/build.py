@@ -109,7 +109,16 @@ def tokenizer(path: str | os.PathLike) -> Any:
     from kinmerge.io.safe_path import check_folder
 
     check_folder(path)  # transformers reads whatever tokenizer files the folder has
-    return _tokenizer(str(Path(path).resolve()))
+    try:
+        return _tokenizer(str(Path(path).resolve()))
+    except KinmergeError:
+        raise
+    except Exception as e:  # transformers' many ways of saying "no tokenizer here"
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise KinmergeError(f"no tokenizer could be loaded from {path} ({why})",
+                            where=str(path), fix="task fitness needs the model's tokenizer "
+                            "files (tokenizer.json, tokenizer_config.json) in its folder: "
+                            "copy them from the base model") from None
 
 
 @functools.lru_cache(maxsize=TOKENIZER_CACHE)

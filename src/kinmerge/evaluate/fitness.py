@@ -15,10 +15,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, runtime_checkable
 
+from kinmerge.errors import KinmergeError, short_repr
 from kinmerge.evaluate.candidate import Candidate
 from kinmerge.evaluate.tasks import FitnessSpec, import_callable, weighted_mean
 
@@ -67,9 +69,9 @@ class TaskFitness:
             got = fn(candidate, split)
             if isinstance(got, dict):  # a function may report several named scores
                 self.weights.update({k: self.weights[name] for k in got if k not in self.weights})
-                out.update({k: float(v) for k, v in got.items()})
+                out.update(numbers(got, candidate))
             else:
-                out[name] = float(got)
+                out[name] = number(got, name, candidate)
         return out
 
     def combine(self, scores: Mapping[str, float]) -> float:
@@ -87,8 +89,8 @@ class FunctionFitness:
     def scores(self, candidate: Candidate, split: Split) -> dict[str, float]:
         got = self.fn(candidate, split)
         if isinstance(got, dict):
-            return {k: float(v) for k, v in got.items()}
-        return {"function": float(got)}
+            return numbers(got, candidate)
+        return {"function": number(got, "function", candidate)}
 
     def combine(self, scores: Mapping[str, float]) -> float:
         return weighted_mean(dict(scores), {})
@@ -102,10 +104,50 @@ class EvaluatorFitness:
         self.evaluator = evaluator
 
     def scores(self, candidate: Candidate, split: Split) -> dict[str, float]:
-        return {k: float(v) for k, v in self.evaluator(candidate).items()}
+        return numbers(self.evaluator(candidate), candidate)
 
     def combine(self, scores: Mapping[str, float]) -> float:
         return weighted_mean(dict(scores), {})
+
+
+def number(value: Any, name: str, candidate: Any) -> float:
+    """A score as a float; a value that is not a number is one error naming the score and
+    the candidate. NaN passes: each search has its policy for it (evolve: a failed trial;
+    breed and soup: an error naming the model)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
+            hasattr(value, "__float__") and not isinstance(value, (str, bytes))):
+        raise KinmergeError(f"the fitness returned {short_repr(value)} "
+                            f"({type(value).__name__}) as score {name[:80]!r} of "
+                            f"{describe(candidate)}, not a number", where="fitness",
+                            fix="return a float, or a dict of named floats")
+    return float(value)
+
+
+def numbers(scores: Any, candidate: Any) -> dict[str, float]:
+    return {str(k): number(v, str(k), candidate) for k, v in scores.items()}
+
+
+def describe(candidate: Any) -> str:
+    """A candidate in words: its folder, else its merge recipe's models."""
+    path = getattr(candidate, "path", None)
+    if path is not None:
+        return f"model {path}"
+    plan = getattr(getattr(candidate, "merged", None), "plan", None)
+    recipe = getattr(plan, "recipe", None)
+    if recipe is not None:
+        return f"the {recipe.merge_method} merge of {', '.join(recipe.model_refs())}"
+    return "a candidate"
+
+
+def check_finite(fitness: float, candidate: Any, split: str) -> float:
+    """`fitness`, or one error naming the candidate when it is NaN or infinite (breed and
+    soup cannot rank a NaN: it compares false with everything)."""
+    if not math.isfinite(fitness):
+        raise KinmergeError(f"the fitness of {describe(candidate)} on the {split} split is "
+                            f"{fitness!r}", where="fitness",
+                            fix="check the fitness function or the task files on this model; "
+                                "a model holding NaN weights scores NaN too")
+    return fitness
 
 
 def as_fitness(obj: Any) -> Fitness:

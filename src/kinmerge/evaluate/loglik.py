@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from kinmerge.errors import KinmergeError
-from kinmerge.evaluate.base import batches, progress, read_jsonl
+from kinmerge.evaluate.base import batches, progress, read_jsonl, read_task_lines
 from kinmerge.evaluate.model import LoadedModel, ModelLike, load_model
 
 
@@ -104,9 +104,7 @@ class Perplexity:
             rows = read_jsonl(self.path, ("prompt", "answer"), max_examples)
             self.pairs = [(r["prompt"], str(r["answer"])) for r in rows]
         else:
-            if not self.path.is_file():
-                raise KinmergeError(f"text file not found: {self.path}", where=str(self.path))
-            lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+            lines = [ln for ln in read_task_lines(self.path) if ln.strip()]
             self.pairs = [("", ln) for ln in lines[:max_examples]]
             if not self.pairs:
                 raise KinmergeError(f"no text in {self.path}", where=str(self.path))

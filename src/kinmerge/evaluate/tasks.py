@@ -5,11 +5,17 @@ held-out file, reported only, with a weight), lm-evaluation-harness tasks, a use
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+import re
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.configfile import MAX_MODELS, Count, Weight
+
+MAX_TASKS = 100  # tasks of one fitness block
+# "package.module:callable": dotted identifiers, a colon, an identifier
+FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class TaskSpec(BaseModel):
@@ -21,7 +27,7 @@ class TaskSpec(BaseModel):
     evaluator: str = "exact_match"
     search: str  # prompts that steer the search (evolve) or the breeding
     heldout: str | None = None  # prompts never used for decisions; for the final report
-    weight: float = 1.0
+    weight: Weight = 1.0
     options: dict[str, Any] = {}  # passed to the evaluator (max_examples, max_new_tokens, ...)
 
 
@@ -33,8 +39,8 @@ class LmEvalSpec(BaseModel):
     task: str  # scored during the search
     heldout_task: str | None = None  # scored for the final report (default: `task`)
     metric: str = "acc"
-    weight: float = 1.0
-    limit: int | None = None
+    weight: Weight = 1.0
+    limit: Count | None = None
     include_path: str | None = None  # folder of local task YAMLs
 
 
@@ -44,9 +50,22 @@ class FitnessSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: list[TaskSpec] = []
-    lm_eval: list[LmEvalSpec] = []
+    tasks: Annotated[list[TaskSpec], Field(max_length=MAX_TASKS)] = []
+    lm_eval: Annotated[list[LmEvalSpec], Field(max_length=MAX_TASKS)] = []
     function: str | None = None
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "/" in v or "\\" in v or v.partition(":")[0].endswith(".py"):
+            raise ValueError(
+                f"{v[:100]!r} is a file path, not a module name: put the file's folder on "
+                "PYTHONPATH and write module:function (my_fitness.py -> my_fitness:score)")
+        if not FUNCTION.fullmatch(v):
+            raise ValueError(f"{v[:100]!r} is not of the form package.module:callable")
+        return v
 
     @model_validator(mode="after")
     def _some(self) -> "FitnessSpec":
@@ -72,10 +91,43 @@ def weighted_mean(scores: dict[str, float], weights: dict[str, float]) -> float:
 
 def import_callable(target: str) -> Callable:
     """A user's fitness function given as "package.module:callable"."""
+    if not FUNCTION.fullmatch(target):
+        raise KinmergeError(f"fitness function {target[:100]!r} is not of the form "
+                            "package.module:callable", where="fitness.function",
+                            fix="write module:function, the module importable here (a file "
+                                "path is not a module name: put its folder on PYTHONPATH)")
     mod, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise KinmergeError(f"cannot import fitness function {target!r}: {e}",
-                            where="fitness.function",
+        fn = getattr(importlib.import_module(mod), attr)
+    except Exception as e:  # ImportError, AttributeError, or the module's own error
+        raise KinmergeError(f"cannot import fitness function {target!r}: "
+                            f"{type(e).__name__}: {str(e)[:200]}", where="fitness.function",
                             fix="give it as package.module:callable, importable here") from e
+    if not callable(fn):
+        raise KinmergeError(f"fitness function {target!r} is a {type(fn).__name__}, not a "
+                            "callable", where="fitness.function",
+                            fix="name a function f(candidate, split)")
+    return fn
+
+
+def check_fitness(spec: FitnessSpec, models: list[str]) -> None:
+    """Everything a fitness needs that can fail before a search starts: every task file read
+    and checked (both splits, through the evaluators' one reader), the function imported,
+    and, when built-in or lm-eval tasks will run, the tokenizer of each of `models` (the
+    folders whose tokenizer the candidates use) loaded."""
+    from kinmerge.evaluate import make_evaluator
+    from kinmerge.evaluate.build import tokenizer
+    from kinmerge.io.hub import resolve_model
+    from kinmerge.io.lora import split_lora
+
+    for t in spec.tasks:
+        for split in ("search", "heldout") if t.heldout else ("search",):
+            make_evaluator(t.evaluator, task_file(t, split), **{**t.options, "name": t.name})
+    if spec.function:
+        import_callable(spec.function)
+    if spec.tasks or spec.lm_eval:
+        for ref in dict.fromkeys(models):
+            tokenizer(resolve_model(split_lora(ref)[0]))
+
+
+MODELS = Annotated[list[str], Field(max_length=MAX_MODELS)]  # a config's list of models

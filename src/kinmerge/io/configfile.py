@@ -5,15 +5,25 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from kinmerge.io import yamlload
 from kinmerge.errors import ConfigError, short_repr
 
 M = TypeVar("M", bound=BaseModel)
 MAX_LISTED = 50  # problems listed in one error; the rest are counted
+
+# The bounded number types of every configuration file (evolve.yml, breed.yml, soup.yml, the
+# fitness block): one place that says what a seed, a count or a real number may be.
+MAX_SEED = 2**32 - 1  # numpy's and optuna's samplers take seeds below 2**32
+MAX_COUNT = 1_000_000  # trials, generations, evaluations, examples: far past any real run
+MAX_MODELS = 1000  # models of a pool, a soup, an evolve run
+Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
+Count = Annotated[StrictInt, Field(ge=1, le=MAX_COUNT)]  # a positive count
+Real = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]  # finite, sane
+Weight = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e6)]  # a task's weight
 
 
 def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
@@ -77,7 +87,10 @@ def validate(model: type[M], data: dict, *, subject: str, where: str, fix: str,
 
 def describe(err: dict, root: type[BaseModel]) -> str:
     """One pydantic error as a line a person can act on."""
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    key = err["loc"][-1:] == ("[key]",)  # pydantic's marker: a dict's key is at fault
+    path = err["loc"][:-1] if key else err["loc"]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    loc += " (a key)" if key else ""
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
         known = list(_model_at(root, err["loc"][:-1]).model_fields)

@@ -10,28 +10,38 @@ and never a second copy of the model:
                                override r and alpha per module)
 
 computed as peft's `merge_and_unload` does on CPU: B @ A in float32, scaled, added to W in
-float32 and rounded once to W's dtype (an embedding's update is rounded to W's dtype first). Tensors the adapter stores whole (`modules_to_save`,
-an embedding's `base_layer`) replace the base's.
+float32 and rounded once to W's dtype (an embedding's update is rounded to W's dtype first).
+Tensors the adapter stores whole (`modules_to_save`, an embedding's `base_layer`) replace the
+base's.
+
+The adapter is checked as peft checks it when it loads one, before any tensor is merged:
+adapter_config.json through its schema (kinmerge.io.adapter_config); every factor 2-D, lora_A
+and lora_B of one rank, the rank the config declares for that module (peft refuses a
+mismatch; scaling by a wrong r would silently shrink or blow up the update), and B @ A the
+shape of the weight it updates. A pickled adapter_model.bin goes through the models'
+weights-only unpickling and its refusal (kinmerge.io.reader.load_pickled).
 
 >>> r = LoraModelReader("models/llama+adapters/chat-lora")     # doctest: +SKIP
 >>> r.get("model.layers.0.self_attn.q_proj.weight")            # W + s·BA  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import json
-import math
+import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from kinmerge.errors import ModelLoadError
+from kinmerge.io.adapter_config import AdapterConfig, read_adapter_config
 from kinmerge.io.hub import resolve_model
-from kinmerge.io.reader import ModelReader
-from kinmerge.io.safe_path import inside, regular_file
+from kinmerge.io.reader import ModelReader, load_pickled
+from kinmerge.io.safe_path import inside, present, regular_file
+from kinmerge.io.safetensors_file import TensorInfo, read_header, read_tensor
+
+log = logging.getLogger(__name__)
 
 PREFIX = "base_model.model."
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -73,15 +83,27 @@ class Adapter:
     fan_in_fan_out: bool
     pairs: dict[str, LoraPair]  # base tensor name -> its factors
     whole: dict[str, str]  # base tensor name -> adapter key of a tensor that replaces it
+    # the weights: a safetensors file's checked header, or a pickled file's tensors
+    infos: dict[str, TensorInfo] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self.infos[key].shape if key in self.infos else self.tensors[key].shape)
+
+    def get(self, key: str) -> torch.Tensor:
+        return read_tensor(self.infos[key]) if key in self.infos else self.tensors[key]
+
+    def keys(self) -> list[str]:
+        return list(self.infos or self.tensors)
 
 
 def read_adapter(ref: str) -> Adapter:
-    """Parse a PEFT LoRA adapter directory (local or a hub id)."""
+    """Parse and check a PEFT LoRA adapter directory (local or a hub id)."""
     path = resolve_model(ref)
-    if not (path / "adapter_config.json").is_file():
+    if not present(path / "adapter_config.json"):  # a FIFO or a link is refused below
         raise ModelLoadError("no adapter_config.json: not a PEFT adapter", where=str(path),
                              fix="point after the `+` at a directory saved by peft")
-    cfg = _read_config(inside(path, "adapter_config.json", what="adapter_config.json"))
+    cfg = read_adapter_config(inside(path, "adapter_config.json", what="adapter_config.json"))
     _check_supported(cfg, path)
     name = next((f for f in ADAPTER_FILES if (path / f).is_file()), None)
     if name is None:
@@ -89,67 +111,83 @@ def read_adapter(ref: str) -> Adapter:
                              fix="save the adapter with peft's save_pretrained")
     file = inside(path, name, what="adapter weights")  # no link out of the adapter folder
     regular_file(file, what="adapter weights")
-    keys = _adapter_keys(file)
-    pairs, whole = {}, {}
+    if file.suffix == ".safetensors":
+        adapter = Adapter(path, file, cfg.fan_in_fan_out, {}, {}, infos=read_header(file)[0])
+    else:  # the models' pickle refusal, in kinmerge's words
+        adapter = Adapter(path, file, cfg.fan_in_fan_out, {}, {},
+                          tensors=load_pickled(file, what="adapter weights"))
+    keys = adapter.keys()
     for key in keys:
         name = key.removeprefix(PREFIX)
         if m := re.fullmatch(r"(.+)\.lora_A(?:\.[^.]+)?\.weight", name):
-            pairs[m[1]] = _pair(cfg, m[1], key, keys, embedding=False)
+            adapter.pairs[f"{m[1]}.weight"] = _pair(cfg, adapter, m[1], key, embedding=False)
         elif m := re.fullmatch(r"(.+)\.lora_embedding_A(?:\.[^.]+)?", name):
-            pairs[m[1]] = _pair(cfg, m[1], key, keys, embedding=True)
+            adapter.pairs[f"{m[1]}.weight"] = _pair(cfg, adapter, m[1], key, embedding=True)
         elif ".lora_" in name:
             continue  # lora_B (and its bias) are found from lora_A
         else:  # modules_to_save, or an embedding's saved base layer
-            whole[name.replace(".base_layer.", ".").replace(".modules_to_save.", ".")] = key
-    return Adapter(path, file, bool(cfg.get("fan_in_fan_out")),
-                   {f"{mod}.weight": p for mod, p in pairs.items()}, whole)
+            adapter.whole[name.replace(".base_layer.", ".")
+                          .replace(".modules_to_save.", ".")] = key
+    _check_targets(cfg, adapter)
+    return adapter
 
 
-def _read_config(f: Path) -> dict:
-    regular_file(f, what="adapter_config.json")
-    try:
-        cfg = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"adapter_config.json is not valid JSON: {e}", where=str(f),
-                             fix="repair or re-download the adapter") from e
-    if not isinstance(cfg, dict):
-        raise ModelLoadError("adapter_config.json is not a JSON object", where=str(f),
-                             fix="repair or re-download the adapter")
-    return cfg
-
-
-def _check_supported(cfg: dict, path: Path) -> None:
-    kind = cfg.get("peft_type", "LORA")
-    why = (f"peft_type {kind}" if kind != "LORA" else
-           "DoRA (use_dora)" if cfg.get("use_dora") else None)
+def _check_supported(cfg: AdapterConfig, path: Path) -> None:
+    kind = cfg.peft_type
+    why = (f"peft_type {kind[:40]}" if kind != "LORA" else
+           "DoRA (use_dora)" if cfg.use_dora else None)
     if why:
         raise ModelLoadError(f"{why} adapters are not supported, only plain LoRA",
                              where=str(path), fix="merge it with peft's merge_and_unload "
                              "first and use the merged model")
 
 
-def _adapter_keys(file: Path) -> list[str]:
-    if file.suffix == ".safetensors":
-        with safe_open(file, "pt") as f:
-            return list(f.keys())
-    return list(torch.load(file, map_location="cpu", weights_only=True))
-
-
-def _pair(cfg: dict, module: str, a_key: str, keys: list[str], embedding: bool) -> LoraPair:
+def _pair(cfg: AdapterConfig, adapter: Adapter, module: str, a_key: str,
+          embedding: bool) -> LoraPair:
+    """One module's factors, checked as peft checks them on load: both present and 2-D,
+    of one rank, the rank the config declares for the module."""
     b_key = a_key.replace("lora_embedding_A", "lora_embedding_B").replace("lora_A", "lora_B")
     bias = b_key.removesuffix(".weight") + ".bias" if not embedding else None
-    r = _pattern(cfg.get("rank_pattern") or {}, module, cfg.get("r", 8))
-    alpha = _pattern(cfg.get("alpha_pattern") or {}, module, cfg.get("lora_alpha", 8))
-    scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-    return LoraPair(a_key, b_key, scale, embedding, bias if bias in keys else None)
+    keys = set(adapter.keys())
+
+    def bad(what: str, fix: str) -> ModelLoadError:
+        return ModelLoadError(f"LoRA factors of {module[:200]}: {what}", where=str(adapter.file),
+                              fix=fix)
+
+    if b_key not in keys:
+        raise bad(f"{a_key[:200]} has no {b_key.rsplit('.', 2)[-2]} beside it",
+                  "re-save the adapter with peft (every lora_A needs its lora_B)")
+    a, b = adapter.shape(a_key), adapter.shape(b_key)
+    if len(a) != 2 or len(b) != 2:
+        raise bad(f"factors must be 2-D matrices, got lora_A of shape {list(a)} and lora_B "
+                  f"of shape {list(b)} ({a_key[:200]})", "re-save the adapter with peft")
+    declared = cfg.rank(module)
+    if a[0] != b[1] or a[0] != declared:
+        raise bad(f"lora_A {list(a)} and lora_B {list(b)} do not both have the rank "
+                  f"{declared} that adapter_config.json declares for this module "
+                  "(r or rank_pattern); peft refuses such an adapter",
+                  "use the adapter_config.json saved with these weights")
+    if bias in keys and adapter.shape(bias) != (b[0],):
+        raise bad(f"lora_B's bias has shape {list(adapter.shape(bias))}, expected [{b[0]}]",
+                  "re-save the adapter with peft")
+    return LoraPair(a_key, b_key, cfg.scale(module), embedding, bias if bias in keys else None)
 
 
-def _pattern(patterns: dict, module: str, default):
-    """peft's rule: the first pattern that matches the end of the module name (at a dot)."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
-    return default
+def _check_targets(cfg: AdapterConfig, adapter: Adapter) -> None:
+    """target_modules naming modules the file has no factors for: a warning, not an error.
+
+    peft itself accepts a target list some of whose names match no module (configs often
+    list every projection of an architecture family), so refusing would refuse adapters
+    peft loads; but it can also mean the weights are not the ones the config was saved with,
+    so it is said.
+    """
+    modules = [n.removesuffix(".weight") for n in adapter.pairs]
+    missing = cfg.untargeted(modules + [n.removesuffix(".weight") for n in adapter.whole])
+    if missing:
+        log.warning("adapter_config.json's target_modules name %d module(s) the adapter holds "
+                    "no LoRA factors for: %s (adapter %s); only the modules with factors are "
+                    "changed", len(missing), ", ".join(m[:80] for m in missing[:10]),
+                    adapter.path)
 
 
 class LoraModelReader(ModelReader):
@@ -166,13 +204,23 @@ class LoraModelReader(ModelReader):
             raise ModelLoadError(f"the adapter targets {len(missing)} tensor(s) the model "
                                  f"lacks (first: {missing[0]})", where=str(self.adapter.path),
                              fix="use the base model the adapter was trained on")
+        for name, pair in self.adapter.pairs.items():
+            self._check_fits(name, pair)
+
+    def _check_fits(self, name: str, pair: LoraPair) -> None:
+        """B @ A (transposed for embeddings and fan_in_fan_out) has the weight's shape."""
+        (out, _), (_, inp) = self.adapter.shape(pair.b), self.adapter.shape(pair.a)
+        delta = (inp, out) if pair.embedding or self.adapter.fan_in_fan_out else (out, inp)
+        want = self.shape(name)
+        if delta != tuple(want):
+            raise ModelLoadError(
+                f"the LoRA update of {name[:200]} (lora_B {list(self.adapter.shape(pair.b))} "
+                f"@ lora_A {list(self.adapter.shape(pair.a))} = {list(delta)}) does not fit "
+                f"the weight's shape {list(want)}", where=str(self.adapter.file),
+                fix="use the base model the adapter was trained on")
 
     def _raw(self, key: str) -> torch.Tensor:
-        f = self.adapter.file
-        if f.suffix == ".safetensors":
-            with safe_open(f, "pt") as st:
-                return st.get_tensor(key)
-        return torch.load(f, map_location="cpu", weights_only=True)[key]
+        return self.adapter.get(key)
 
     def names(self) -> list[str]:
         return sorted(set(super().names()) | set(self.adapter.whole))
@@ -182,8 +230,7 @@ class LoraModelReader(ModelReader):
 
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self.adapter.whole:
-            with safe_open(self.adapter.file, "pt") as st:
-                return tuple(st.get_slice(self.adapter.whole[name]).get_shape())
+            return self.adapter.shape(self.adapter.whole[name])
         return super().shape(name)
 
     def dtype(self, name: str) -> torch.dtype:
@@ -245,3 +292,13 @@ def apply_lora(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
     if embedding:  # peft rounds an embedding's update to W's dtype before adding it
         return w + delta.to(w.dtype)
     return (w.float() + delta).to(w.dtype) if w.dtype != torch.float32 else w + delta
+
+
+def check_models(refs: list[str], where: str) -> None:
+    """Every model of a config opens (headers only, `base+lora` included): a missing or
+    broken one is named before a search starts, not as an error deep inside it."""
+    for ref in dict.fromkeys(r for r in refs if r):
+        try:
+            open_reader(ref).close()
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{where}: {e.what}", where=e.where, fix=e.fix) from None

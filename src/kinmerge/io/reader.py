@@ -84,25 +84,7 @@ class ModelReader:
         if self._bin_cache and self._bin_cache[0] == f:
             return self._bin_cache[1]
         self._bin_cache = None  # free the previous shard before loading the next
-        regular_file(f, what="weight file")  # is_zipfile and torch.load would block on a FIFO
-        try:
-            # weights_only: the unpickler builds tensors and containers, nothing else
-            sd = torch.load(f, map_location="cpu", weights_only=True,
-                            mmap=zipfile.is_zipfile(f))  # legacy pickles cannot be mapped
-        except pickle.UnpicklingError as e:
-            raise _refused(f, e) from None  # torch's text advises disabling the protection
-        except OSError as e:
-            raise unreadable(f, e, what="weight file") from e
-        except Exception as e:
-            why = str(e).splitlines()[0][:200] if str(e) else ""
-            why = "" if "weights_only" in why else f": {why}"
-            raise ModelLoadError(f"cannot read pickled checkpoint ({type(e).__name__}{why})",
-                                 where=str(f), fix="re-download or re-save the checkpoint"
-                                 ) from None
-        if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in sd.items()):
-            raise UnsafeCheckpointError("checkpoint is not a flat dict of tensors", where=str(f),
-                                        fix="save the model's state_dict, or use safetensors")
+        sd = load_pickled(f)
         self._bin_cache = (f, sd)
         return sd
 
@@ -192,6 +174,32 @@ class ModelReader:
 
     def __repr__(self) -> str:
         return f"ModelReader({self.ref!r})"
+
+
+def load_pickled(f: Path, *, what: str = "weight file") -> dict[str, torch.Tensor]:
+    """The flat {name: tensor} dict of a pickled checkpoint (models' pytorch_model*.bin and
+    adapters' adapter_model.bin alike), unpickled weights-only: a file holding anything else
+    is refused in kinmerge's words (UnsafeCheckpointError), never run."""
+    regular_file(f, what=what)  # is_zipfile and torch.load would block on a FIFO
+    try:
+        # weights_only: the unpickler builds tensors and containers, nothing else
+        sd = torch.load(f, map_location="cpu", weights_only=True,
+                        mmap=zipfile.is_zipfile(f))  # legacy pickles cannot be mapped
+    except pickle.UnpicklingError as e:
+        raise _refused(f, e) from None  # torch's text advises disabling the protection
+    except OSError as e:
+        raise unreadable(f, e, what=what) from e
+    except Exception as e:
+        why = str(e).splitlines()[0][:200] if str(e) else ""
+        why = "" if "weights_only" in why else f": {why}"
+        raise ModelLoadError(f"cannot read pickled checkpoint ({type(e).__name__}{why})",
+                             where=str(f), fix="re-download or re-save the checkpoint"
+                             ) from None
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                           for k, v in sd.items()):
+        raise UnsafeCheckpointError("checkpoint is not a flat dict of tensors", where=str(f),
+                                    fix="save the model's state_dict, or use safetensors")
+    return sd
 
 
 def _safetensors_index(p: Path, files: list[Path],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
+from kinmerge.methods.registry import NON_NEGATIVE, Method, Param, register
 
 
 def nearswap(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
@@ -24,6 +24,6 @@ def nearswap(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
 
 register(Method(
     name="nearswap", fn=nearswap, needs_base=True, n_models=1,
-    params=(Param("t", "global"),),
+    params=(Param("t", "global", range=NON_NEGATIVE),),  # a distance: t < 0 moves away
     paper="alchemonaut 2024, NearSwap (huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001)",
     summary="Move each base entry to the other model's value by at most t."))

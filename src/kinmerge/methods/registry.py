@@ -51,7 +51,7 @@ class Range:
         if self.low == -math.inf and self.high == math.inf:
             return "any finite number"
         lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
+        hi = ")" if self.high_open or self.high == math.inf else "]"  # inf is refused
         return f"{lo}{_num(self.low)}, {_num(self.high)}{hi}"
 
 
@@ -62,21 +62,27 @@ def _num(x: float) -> str:
 FINITE = Range()
 UNIT = Range(0.0, 1.0)
 NON_NEGATIVE = Range(0.0)
+POSITIVE = Range(0.0, low_open=True)
+MAX_ITERATIONS = 1000  # upper bound of every iteration count a method takes (karcher max_iter)
 
 
 @dataclass(frozen=True)
 class Param:
     """One parameter a method declares: per model (`weight`) or global (`normalize`).
 
+    `kind` is float, bool or int. An int parameter (an iteration count) is one whole number:
+    a gradient or a filter list is refused for it, and it reaches the function as an int.
     `range` bounds its numbers (default: any finite number; gradient anchors and filter-list
-    values are checked one by one). `effect=False` marks a parameter mergekit declares that
-    changes no number (`int8_mask`): accepted silently, not passed to the function.
+    values are checked one by one). Every number a method takes declares its range here, in
+    one place, so `validate` and `plan` refuse it before any tensor is read. `effect=False`
+    marks a parameter mergekit declares that changes no number (`int8_mask`): accepted
+    silently, not passed to the function.
     """
 
     name: str
     scope: Literal["model", "global"]
     default: float | bool | None = None  # None: required
-    kind: type = float  # float or bool
+    kind: type = float  # float, int or bool
     range: Range = FINITE
     effect: bool = True
 

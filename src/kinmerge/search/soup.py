@@ -21,14 +21,15 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kinmerge.io.configfile import read_yaml, validate
+from kinmerge.io.configfile import MAX_MODELS, read_yaml, validate
 from kinmerge.evaluate.candidate import Candidate
-from kinmerge.evaluate.fitness import Fitness, TaskFitness
-from kinmerge.evaluate.tasks import FitnessSpec
+from kinmerge.evaluate.fitness import Fitness, TaskFitness, check_finite
+from kinmerge.evaluate.tasks import FitnessSpec, check_fitness
+from kinmerge.io.lora import check_models
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.core.merge import check_device, merge, merge_to_memory
 from kinmerge.core.recipe import load_recipe
@@ -41,9 +42,9 @@ class SoupConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ingredients: list[str]
+    ingredients: Annotated[list[str], Field(max_length=MAX_MODELS)]
     fitness: FitnessSpec
-    dtype: str = "float32"  # the soup's working and output dtype
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"  # working and output
     device: str = "cpu"  # where soups are merged and scored
 
     @model_validator(mode="after")
@@ -107,6 +108,10 @@ def soup(config: "str | Path | dict | SoupConfig", out: str | Path, *,
     cfg = load_soup_config(config)
     check_device(cfg.device)
     out = check_out(out, input_roots(cfg.ingredients))  # never an input's folder
+    # every ingredient, task file and tokenizer checked before OUT is created
+    check_models(cfg.ingredients, "soup config ingredients")
+    if fitness is None:
+        check_fitness(cfg.fitness, cfg.ingredients)
     with run_lock(out, "soup"):
         return _soup(cfg, make_dir(out), fitness)
 
@@ -149,7 +154,9 @@ class _Kitchen:
                 cand = Candidate.from_merge(merge_to_memory(recipe(self.cfg, members),
                                                             device=self.cfg.device),
                                             device=self.cfg.device)
-            self._cache[key] = self.fitness.combine(self.fitness.scores(cand, split))
+            # a NaN score compares false with every other: the soup refuses it, naming it
+            self._cache[key] = check_finite(self.fitness.combine(self.fitness.scores(cand, split)),
+                                            cand, split)
             cand.release()
         return self._cache[key]
 

@@ -19,6 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from kinmerge.errors import short_repr
+
+# the vocabulary is rounded up to a multiple of this: more than a few thousand rows of
+# padding is never meant (mergekit users write 8, 64 or 128), and 10**12 rows cannot be built
+MAX_PAD_TO_MULTIPLE_OF = 65536
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,9 +102,10 @@ def problems(tokenizer: TokenizerBlock | None, tokenizer_source: str | None,
         out.append(f"{key}: 'base' needs base_model")
     elif spec.source not in ("base", "union") and spec.source not in models:
         out.append(f"{key} {spec.source!r} is neither 'union', 'base' nor a model of the recipe")
-    if spec.pad_to_multiple_of is not None and spec.pad_to_multiple_of < 1:
-        out.append(f"tokenizer.pad_to_multiple_of must be a positive integer, "
-                   f"got {spec.pad_to_multiple_of}")
+    pad = spec.pad_to_multiple_of
+    if pad is not None and not 1 <= pad <= MAX_PAD_TO_MULTIPLE_OF:
+        out.append(f"tokenizer.pad_to_multiple_of must be a whole number in [1, "
+                   f"{MAX_PAD_TO_MULTIPLE_OF}], got {short_repr(pad)}")
     for tok, e in (spec.tokens or {}).items():
         m = source_model(e)
         if m is not None and m not in models:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from kinmerge.io.configfile import read_yaml, validate
+from kinmerge.io.configfile import MAX_MODELS, Count, Real, Seed, read_yaml, validate
 from kinmerge.evaluate.tasks import FitnessSpec, TaskSpec  # noqa: F401 (re-exported)
 
 # The paper's operator (Hu et al. 2024, Algorithm 1): SLERP, first parent as the t=0 end,
@@ -36,34 +36,37 @@ class KinshipSpec(_Strict):
     metric: Literal["pcc", "cs", "ed"] = "pcc"
     # early stop when the mean pairwise kinship of the top-k reaches this (similarity metrics:
     # >= threshold; ed, a distance: <= threshold). null: never.
-    threshold: float | None = 0.9
+    threshold: Real | None = 0.9  # finite: a NaN threshold would never (or always) stop
+
+    @model_validator(mode="after")
+    def _in_range(self) -> "KinshipSpec":
+        t = self.threshold
+        if t is not None and self.metric in ("pcc", "cs") and not -1 <= t <= 1:
+            raise ValueError(f"kinship.threshold of {self.metric} (a similarity in [-1, 1]) "
+                             f"must lie in [-1, 1], got {t}")
+        if t is not None and self.metric == "ed" and t < 0:
+            raise ValueError(f"kinship.threshold of ed (a distance) must be >= 0, got {t}")
+        return self
 
 
 class Budget(_Strict):
-    evaluations: int | None = None  # every model scored counts, the pool's included
-    generations: int | None = 10
-
-    @field_validator("evaluations", "generations")
-    @classmethod
-    def _positive(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("must be >= 1 (or null for no limit)")
-        return v
+    evaluations: Count | None = None  # every model scored counts, the pool's included
+    generations: Count | None = 10  # null: no limit
 
 
 class BreedConfig(_Strict):
-    pool: list[str]
+    pool: Annotated[list[str], Field(max_length=MAX_MODELS)]
     base_model: str  # the pool's common base: kinship is measured on deltas from it
     operator: dict[str, Any] = DEFAULT_OPERATOR
     fitness: FitnessSpec
-    k: int = 3
+    k: Annotated[StrictInt, Field(ge=2, le=MAX_MODELS)] = 3
     explore: bool = True
     # how each generation chooses its pairs: "topk" (Algorithm 1: the top-k pairwise, plus
     # exploration) or "predicted" (rank candidate pairs by predicted gain; breed/predict.py)
     select: Literal["topk", "predicted"] = "topk"
     kinship: KinshipSpec = KinshipSpec()
     budget: Budget = Budget()
-    seed: int = 0
+    seed: Seed = 0
     device: str = "cpu"  # where children are merged and models scored (cpu, cuda, cuda:N)
 
     @model_validator(mode="after")

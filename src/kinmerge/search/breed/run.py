@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 import yaml
 
+from kinmerge.evaluate.tasks import check_fitness
+from kinmerge.io.lora import check_models
+from kinmerge.search.evolve.config import check_run_options
 from kinmerge import lineage
 from kinmerge.search.breed.config import BreedConfig, load_breed_config
 from kinmerge.search.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
@@ -61,9 +64,15 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     each merge and scoring, wherever it runs (default: kinmerge.threads' policy).
     """
     cfg = load_breed_config(config, **overrides)
+    check_run_options(None, workers)
     check_device(cfg.device)
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
-    out = make_dir(check_out(out, input_roots([*cfg.pool, cfg.base_model])))
+    out = check_out(out, input_roots([*cfg.pool, cfg.base_model]))
+    # every pool model, task file and tokenizer checked before OUT or breed.db is created
+    check_models([*cfg.pool, cfg.base_model], "breed config pool")
+    if fitness is None:
+        check_fitness(cfg.fitness, cfg.pool)
+    out = make_dir(out)
     if fitness is None:  # built here once: bad tasks fail before any model is scored
         ref: Any = cfg.fitness.model_dump_json()
         prime_fitness(ref, from_spec(cfg.fitness))

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from kinmerge import lineage
 from kinmerge.evaluate.candidate import Candidate
-from kinmerge.evaluate.fitness import Fitness, TaskFitness
+from kinmerge.evaluate.fitness import Fitness, TaskFitness, check_finite
 from kinmerge.evaluate.tasks import FitnessSpec
 from kinmerge.io.atomic import remove_leftovers
 from kinmerge.core.merge import merge
@@ -65,7 +65,7 @@ def run_job(job: BreedJob) -> Outcome:
     t0 = time.perf_counter()
     with torch.no_grad(), using("matmul", job.threads):
         scores = fitness.scores(cand, job.split)  # type: ignore[arg-type]
-    value = fitness.combine(scores)
+    value = check_finite(fitness.combine(scores), cand, job.split)  # NaN cannot be ranked
     cand.release()
     return Outcome(job.name, merged, scores, value, time.perf_counter() - t0,
                    f"{socket.gethostname()}:{os.getpid()}")

@@ -9,14 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from kinmerge.io.configfile import read_yaml, validate
+from kinmerge.errors import ConfigError
+from kinmerge.io.configfile import MAX_COUNT, MAX_MODELS, Count, Real, Seed, read_yaml, validate
 from kinmerge.evaluate.tasks import FitnessSpec, LmEvalSpec, TaskSpec  # noqa: F401 (re-exported)
 
 Mode = Literal["ps", "dfs", "ps+dfs"]
+MAX_LAYER_GROUPS = 1024
+MAX_FILTERS = 64
+MAX_REPEATS = 16  # DFS repetitions of the two models' layers
+MAX_WORKERS = 256
+Range = tuple[Real, Real]
 
 
 class _Strict(BaseModel):
@@ -26,9 +32,13 @@ class _Strict(BaseModel):
 class SearchSpec(_Strict):
     """Which recipe values are searched and over which range (the genome maps [0, 1] onto it)."""
 
-    params: dict[str, tuple[float, float]] = {"weight": (0.0, 1.0), "density": (0.0, 1.0)}
-    layer_groups: int = 1  # >1: one value per group of layers, exported as a gradient
-    filters: list[str] = []  # one value per filter (plus a catch-all), exported as a filter list
+    # each range finite: the genome maps [0, 1] onto it, and [0, .inf] maps onto nothing
+    params: Annotated[dict[str, Range], Field(max_length=64)] = {
+        "weight": (0.0, 1.0), "density": (0.0, 1.0)}
+    # >1: one value per group of layers, exported as a gradient
+    layer_groups: Annotated[StrictInt, Field(ge=1, le=MAX_LAYER_GROUPS)] = 1
+    # one value per filter (plus a catch-all), exported as a filter list
+    filters: Annotated[list[str], Field(max_length=MAX_FILTERS)] = []
 
     @field_validator("params")
     @classmethod
@@ -38,41 +48,41 @@ class SearchSpec(_Strict):
                 raise ValueError(f"range of {name!r} must have low < high, got [{lo}, {hi}]")
         return v
 
-    @field_validator("layer_groups")
-    @classmethod
-    def _groups(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("layer_groups must be >= 1")
-        return v
-
 
 class DfsSpec(_Strict):
     """Data-flow space: r repetitions of A's then B's layers, and transition scales."""
 
-    repeats: int = 3
+    repeats: Annotated[StrictInt, Field(ge=1, le=MAX_REPEATS)] = 3
     scales: Literal["matrix", "none"] = "matrix"
-    scale_range: tuple[float, float] = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
+    scale_range: Range = (0.5, 1.5)  # genome 0.5 decodes to the middle: keep 1 there
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"scale_range must have low < high, got [{v[0]}, {v[1]}]")
+        return v
 
 
 class Budget(_Strict):
-    trials: int = 40  # PS trials (finished ones; failures are re-asked)
-    dfs_trials: int | None = None  # DFS trials; default: trials
-    popsize: int | None = None  # default 4 + floor(3 ln n)
+    trials: Count = 40  # PS trials (finished ones; failures are re-asked)
+    dfs_trials: Count | None = None  # DFS trials; default: trials
+    popsize: Annotated[StrictInt, Field(ge=2, le=10_000)] | None = None  # default 4+⌊3 ln n⌋
 
 
 class Baselines(_Strict):
     """Hand recipes scored on the held-out split beside the winner."""
 
     grid: bool = True  # task_arithmetic / ties / dare_ties at uniform weights
-    weights: list[float] = [0.5, 1.0]
-    densities: list[float] = [0.5]
-    recipes: dict[str, str] = {}  # name -> recipe YAML path
+    weights: Annotated[list[Real], Field(max_length=64)] = [0.5, 1.0]
+    densities: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=64)] = [0.5]
+    recipes: Annotated[dict[str, str], Field(max_length=64)] = {}  # name -> recipe YAML path
 
 
 class EvolveConfig(_Strict):
     mode: Mode = "ps"
     base_model: str | None = None
-    models: list[str]
+    models: Annotated[list[str], Field(max_length=MAX_MODELS)]
     template: dict[str, Any] = {"merge_method": "dare_ties", "dtype": "float32"}
     search: SearchSpec = SearchSpec()
     dfs: DfsSpec = DfsSpec()
@@ -80,7 +90,7 @@ class EvolveConfig(_Strict):
     fitness: FitnessSpec
     budget: Budget = Budget()
     baselines: Baselines = Baselines()
-    seed: int = 0
+    seed: Seed = 0
     device: str = "cpu"  # where candidates are merged and scored (cpu, cuda, cuda:N)
 
     @model_validator(mode="after")
@@ -110,3 +120,16 @@ def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConf
     data, where = read_yaml(source, subject="evolve config", example="examples/evolve-zoo.yml")
     return validate(EvolveConfig, data, subject="evolve config", where=where,
                     fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml")
+
+
+def check_run_options(trials: int | None, workers: int) -> None:
+    """The command line's numbers (--trials, --workers) of evolve and breed, bounded like the
+    configs' numbers."""
+    problems = []
+    for name, v, lo, hi in (("trials", trials, 1, MAX_COUNT),
+                            ("workers", workers, 1, MAX_WORKERS)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+            problems.append(f"{name} must be a whole number in [{lo}, {hi}], got {v!r}")
+    if problems:
+        raise ConfigError(problems, subject="run options", where="--trials / --workers",
+                          fix="give a positive number of trials and of workers")

@@ -17,7 +17,9 @@ import optuna
 import yaml
 
 from kinmerge.search.evolve import report
-from kinmerge.search.evolve.config import EvolveConfig, load_evolve_config
+from kinmerge.evaluate.tasks import check_fitness
+from kinmerge.io.lora import check_models
+from kinmerge.search.evolve.config import EvolveConfig, check_run_options, load_evolve_config
 from kinmerge.search.evolve.dfs import DfsSpace, write_dfs_config
 from kinmerge.search.evolve.runners import Job, Runner, evaluate_job, make_runner
 from kinmerge.search.evolve.search import (GenerationStats, default_popsize, open_study,
@@ -85,9 +87,13 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     model. `threads`: torch threads of each candidate's scoring, wherever it runs (default:
     kinmerge.threads' policy)."""
     cfg = load_evolve_config(config)
+    check_run_options(trials, workers)
     check_device(cfg.device)
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
+    # every input, task file and the tokenizer checked before OUT or the study is created
+    check_models([*cfg.models, cfg.base_model, cfg.dfs_partner], "evolve config models")
+    check_fitness(cfg.fitness, [cfg.base_model or cfg.models[0]])
     make_dir(out)
     with run_lock(out, "evolve"):
         default = storage is None

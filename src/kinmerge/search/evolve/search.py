@@ -20,7 +20,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from kinmerge.errors import KinmergeError
+from kinmerge.errors import KinmergeError, short_repr
 from kinmerge.search.evolve.runners import Job, Result, Runner, evaluate_job
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,14 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
             study.tell(trial, state=TrialState.FAIL)
         raise
     tracker.flush()
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        first = study.trials[0] if study.trials else None
+        recipe = first.user_attrs.get("recipe", "") if first else ""
+        raise KinmergeError(
+            f"{phase}: every trial's fitness was NaN or failed, so there is no best recipe "
+            f"(first candidate: trial 0, recipe {short_repr(recipe)})",
+            where=f"the {phase} study", fix="check the fitness on one candidate by hand "
+            "(a fitness function returning NaN, or models that merge into NaN)")
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, r: Result, tracker: "_Tracker") -> None:
@@ -138,6 +146,10 @@ def _tell(study: optuna.Study, trial: optuna.Trial, r: Result, tracker: "_Tracke
                  "load_seconds": r.load_seconds, "eval_seconds": r.eval_seconds, "worker": r.worker,
                  "generation": gen}.items():
         trial.set_user_attr(k, v)
+    if not math.isfinite(r.fitness):  # the policy: a failed trial, named here (optuna's rule)
+        log.warning("trial %d scored %r (scores %s): recorded as failed; recipe %s",
+                    trial.number, r.fitness, short_repr(r.scores),
+                    short_repr(trial.user_attrs.get("recipe", "")))
     study.tell(trial, r.fitness)
     tracker.add(gen, r.fitness)
 
