@@ -123,7 +123,7 @@ def test_every_writer_takes_the_same_lock(job, tmp_path):
                                              {**doc, "base_model": "s1"}]))
         with pytest.raises(KinmergeError, match=busy):
             kinmerge.merge(multi, out)
-        from kinmerge.zoo.family import copy_zoo
+        from kinmerge.zoo.cache import copy_zoo
         src = tmp_path / "zoo-src"
         src.mkdir()
         with pytest.raises(KinmergeError, match=busy):
