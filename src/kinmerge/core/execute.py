@@ -78,8 +78,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
-        return ref.to(dtype=job.out_dtype)  # no weight arithmetic means anything on them
+        return _own(ref.to(dtype=job.out_dtype), ref)  # no weight arithmetic means anything
     dt = job.work_dtype or ref.dtype
+    inputs = [*tensors, *([base] if base is not None else [])]
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)
@@ -95,4 +96,11 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
-    return out.to(dtype=dt).to(dtype=job.out_dtype).cpu()
+    return _own(out.to(dtype=dt).to(dtype=job.out_dtype).cpu(), *inputs)
+
+
+def _own(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    """`out`, copied if it shares memory with an input: a reader may hand out tensors it
+    keeps (kinmerge.io.cache), and a merged model must never alias them."""
+    ptr = out.untyped_storage().data_ptr()
+    return out.clone() if any(t.untyped_storage().data_ptr() == ptr for t in inputs) else out

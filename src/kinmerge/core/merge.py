@@ -23,6 +23,7 @@ from kinmerge.lineage.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.cache import TensorCache
 from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
@@ -97,13 +98,18 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False,
                     ties_topk: str | None = None,
-                    threads: int | None = None) -> MergedModel:
+                    threads: int | None = None, cache: "TensorCache | None" = None
+                    ) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
-    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
+    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`.
+    `cache` (kinmerge.io.cache.TensorCache): source tensors are taken from it and kept in it
+    for the next merge (same bytes as without; an evolution worker keeps one)."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
+        if cache is not None:
+            readers = cache.open(readers)
         p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):

@@ -102,6 +102,9 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
     """Ask, evaluate and tell until the study holds `trials` COMPLETE trials.
 
     make_job(trial number, genome) -> (job, user attrs to store with the trial).
+    A whole CMA-ES generation is asked at once, and told in the order it was asked: the
+    trials, genomes and scores are the same whether one worker runs them or many, and
+    whichever finishes first (the runner queues what exceeds its workers).
     """
     dists = {n: UNIT for n in names}
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -111,8 +114,9 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
     pending: dict[cf.Future, optuna.Trial] = {}
     try:
         while done < trials:
-            # the first trial runs alone: CMA-ES needs one finished trial to know the space
-            width = 1 if done == 0 else runner.workers
+            # the first trial runs alone: CMA-ES needs one finished trial to know the space;
+            # then what the current generation lacks (trial 0 sits before generation 0)
+            width = 1 if done == 0 else popsize - (done - 1) % popsize
             while len(pending) < width and done + len(pending) < trials:
                 trial = study.ask(dists)
                 genome = [trial.params[n] for n in names]
@@ -120,10 +124,10 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
                 for k, v in {**attrs, "genome": genome}.items():
                     trial.set_user_attr(k, v)
                 pending[runner.submit(evaluate_job, job)] = trial
-            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for fut in finished:
-                trial = pending.pop(fut)
-                _tell(study, trial, fut.result(), tracker)
+            while pending:  # told in the order asked, once the generation is in
+                fut = next(iter(pending))
+                result = fut.result()
+                _tell(study, pending.pop(fut), result, tracker)
                 done += 1
     except BaseException:
         for trial in pending.values():  # mark what we can; a kill -9 is handled on resume
