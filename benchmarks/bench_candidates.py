@@ -6,7 +6,8 @@ base and fine-tunes with bench_merge's builder, then, each in a fresh worker pro
 its peak RSS is its own):
 
   evolve     --candidates candidates as evolution scores them: merge_to_memory of a
-             dare_ties recipe (evolve's default template) over the base and two fine-tunes
+             --method recipe (default dare_ties, evolve's template) over the base and two
+             fine-tunes
              with fresh weights and densities, the module built, a fixed scorer run;
              without the worker cache, then with it (worker_cache = the sources' size)
   breed      --children children as breeding makes them: merged into a folder on disk,
@@ -55,15 +56,18 @@ KEYS = ("size", "params", "source_read_s", "outside_scoring_s", "outside_scoring
         "score_s", "peak_rss_mb", "sources_mb", "model_mb")
 
 
-def candidate_recipe(p: dict[str, str], i: int) -> dict:
-    """Candidate i: dare_ties over the base and two fine-tunes, its own weights/densities."""
+def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> dict:
+    """Candidate i: `method` over the base and two fine-tunes, its own weights (and
+    densities, for the methods that take them)."""
     import random
 
     rng = random.Random(i)
-    return {"merge_method": "dare_ties", "base_model": p["base"], "dtype": "bfloat16",
-            "seed": i, "models": [{"model": p[m], "parameters": {
-                "weight": round(rng.uniform(0.2, 0.8), 3),
-                "density": round(rng.uniform(0.3, 0.9), 3)}} for m in ("ft1", "ft2")]}
+    params = [{"weight": round(rng.uniform(0.2, 0.8), 3),
+               "density": round(rng.uniform(0.3, 0.9), 3)} for _ in range(2)]
+    if method not in ("ties", "dare_ties", "dare_linear", "breadcrumbs", "della"):
+        params = [{"weight": q["weight"]} for q in params]
+    return {"merge_method": method, "base_model": p["base"], "dtype": "bfloat16", "seed": i,
+            "models": [{"model": p[m], "parameters": q} for m, q in zip(("ft1", "ft2"), params)]}
 
 
 def perplexity(model, vocab: int) -> float:
@@ -81,7 +85,7 @@ def peak_mb() -> float:
 
 # --- worker side ------------------------------------------------------------------------------
 
-def work_evolve(p: dict[str, str], n: int, cache_bytes: int) -> dict:
+def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str) -> dict:
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
     from kinmerge.io.cache import TensorCache
@@ -90,7 +94,7 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int) -> dict:
     rows = []
     for i in range(-1, n):  # -1: a warm-up (imports, first module; with the cache, its fill)
         t0 = time.perf_counter()
-        merged = kinmerge.merge_to_memory(candidate_recipe(p, i), cache=cache)
+        merged = kinmerge.merge_to_memory(candidate_recipe(p, i, method), cache=cache)
         t1 = time.perf_counter()
         cand = Candidate.from_merge(merged)
         model = cand.model
@@ -152,7 +156,7 @@ def source_read_s(p: dict[str, str]) -> float:
 def worker_main(args: argparse.Namespace) -> None:
     p = json.loads(args.worker_models)
     if args.worker == "evolve":
-        out = work_evolve(p, args.candidates, args.cache_bytes)
+        out = work_evolve(p, args.candidates, args.cache_bytes, args.method)
     elif args.worker == "breed":
         with tempfile.TemporaryDirectory(dir=args.root) as d:
             out = work_breed(p, args.children, d)
@@ -167,7 +171,7 @@ def run_worker(kind: str, p: dict[str, str], args: argparse.Namespace,
                cache_bytes: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--worker-models", json.dumps(p),
            "--candidates", str(args.candidates), "--children", str(args.children),
-           "--cache-bytes", str(cache_bytes), "--root", str(args.root)]
+           "--cache-bytes", str(cache_bytes), "--root", str(args.root), "--method", args.method]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -225,6 +229,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="0.1B,0.27B,0.84B")
     ap.add_argument("--candidates", type=int, default=3)
     ap.add_argument("--children", type=int, default=2)
+    ap.add_argument("--method", default="dare_ties",
+                    help="the candidates' merge method (default: evolve's template, dare_ties)")
     ap.add_argument("--root", type=Path, default=Path("runs/bench-candidates"))
     ap.add_argument("--json", action="store_true", help="print the JSON object last")
     ap.add_argument("--worker", help=argparse.SUPPRESS)

@@ -45,8 +45,10 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
         for i, job in enumerate(jobs):
             tensors, base = ahead.result() if ahead else _load(job, readers)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
-            # read ahead only where it does not raise the peak memory (kinmerge.core.peak)
-            ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
+            # read ahead only where it does not raise the peak memory (kinmerge.core.peak),
+            # and where there is a read to hide (a cached input costs no thread handoff)
+            ahead = pool.submit(_load, nxt, readers) \
+                if ahead_ok[i] and not _held(nxt, readers) else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device)
             if not nonfinite.all_finite(out):
                 bad.append(_nonfinite(job, out, tensors, base))
@@ -65,6 +67,12 @@ def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
     if base is not None:
         inputs.insert(0, (job.base[0], base))
     return nonfinite.inspect(job.name, out, inputs)
+
+
+def _held(job: TensorJob, readers: dict[str, ModelReader]) -> bool:
+    """Every input of `job` is in memory already (a reader's `held`, kinmerge.io.cache)."""
+    refs = list(job.sources) + ([job.base] if job.base else [])
+    return all(getattr(readers[m], "held", lambda n: False)(n) for m, n in refs)
 
 
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:

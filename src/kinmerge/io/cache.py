@@ -92,6 +92,10 @@ class CachedReader:
     def get(self, name: str) -> torch.Tensor:
         return self.cache.get(self, name)
 
+    def held(self, name: str) -> bool:
+        """`get(name)` will not read (the executor skips reading it ahead)."""
+        return (self.stamp, name) in self.cache._entries
+
     def __contains__(self, name: str) -> bool:
         return name in self.reader
 
