@@ -30,6 +30,9 @@ Reported per size (medians over the timed candidates):
     .venv/bin/python benchmarks/bench_candidates.py --sizes 0.1B,0.27B,0.84B --json
     .venv/bin/python benchmarks/bench_candidates.py --sizes 0.05B --candidates 2 --children 1
 
+With --device cuda the candidates are merged, cached and scored on the GPU (children stay on
+the CPU) and the detail adds the cached worker's peak GPU memory.
+
 The last line printed with --json is one JSON object {"sizes": [{...}, ...]} with exactly
 the keys above; the lines before it are a readable table and the per-candidate detail.
 """
@@ -73,10 +76,17 @@ def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> di
 def perplexity(model, vocab: int) -> float:
     import torch
 
-    ids = torch.tensor([[b % vocab for b in TEXT.encode()][:TOKENS]])
+    device = next(model.parameters()).device
+    ids = torch.tensor([[b % vocab for b in TEXT.encode()][:TOKENS]], device=device)
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss
     return float(torch.exp(loss))
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+        torch.cuda.synchronize()
 
 
 def peak_mb() -> float:
@@ -85,19 +95,23 @@ def peak_mb() -> float:
 
 # --- worker side ------------------------------------------------------------------------------
 
-def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str) -> dict:
+def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
+                device: str = "cpu") -> dict:
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
     from kinmerge.io.cache import TensorCache
 
-    cache = TensorCache(cache_bytes) if cache_bytes else None
+    cache = TensorCache(cache_bytes, device) if cache_bytes else None
     rows = []
     for i in range(-1, n):  # -1: a warm-up (imports, first module; with the cache, its fill)
         t0 = time.perf_counter()
-        merged = kinmerge.merge_to_memory(candidate_recipe(p, i, method), cache=cache)
+        merged = kinmerge.merge_to_memory(candidate_recipe(p, i, method), cache=cache,
+                                          device=device)
+        sync(device)
         t1 = time.perf_counter()
-        cand = Candidate.from_merge(merged)
+        cand = Candidate.from_merge(merged, device=device)
         model = cand.model
+        sync(device)
         t2 = time.perf_counter()
         ppl = perplexity(model, merged.config["vocab_size"])
         t3 = time.perf_counter()
@@ -109,7 +123,11 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str) -> dic
             warm = row
         cand.release()
         del merged, cand, model
-    return {"rows": rows, "warm_up": warm, "peak_rss_mb": peak_mb(),
+    gpu = {}
+    if device.startswith("cuda"):
+        import torch
+        gpu = {"peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20)}
+    return {"rows": rows, "warm_up": warm, "peak_rss_mb": peak_mb(), **gpu,
             "cache": repr(cache) if cache is not None else None}
 
 
@@ -156,7 +174,7 @@ def source_read_s(p: dict[str, str]) -> float:
 def worker_main(args: argparse.Namespace) -> None:
     p = json.loads(args.worker_models)
     if args.worker == "evolve":
-        out = work_evolve(p, args.candidates, args.cache_bytes, args.method)
+        out = work_evolve(p, args.candidates, args.cache_bytes, args.method, args.device)
     elif args.worker == "breed":
         with tempfile.TemporaryDirectory(dir=args.root) as d:
             out = work_breed(p, args.children, d)
@@ -171,7 +189,8 @@ def run_worker(kind: str, p: dict[str, str], args: argparse.Namespace,
                cache_bytes: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--worker-models", json.dumps(p),
            "--candidates", str(args.candidates), "--children", str(args.children),
-           "--cache-bytes", str(cache_bytes), "--root", str(args.root), "--method", args.method]
+           "--cache-bytes", str(cache_bytes), "--root", str(args.root), "--method", args.method,
+           "--device", args.device]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -215,7 +234,8 @@ def measure(size: str, args: argparse.Namespace) -> dict:
            "score_s": med(plain["rows"] + cached["rows"], "score_s"),
            "peak_rss_mb": round(cached["peak_rss_mb"]), "sources_mb": round(sources_mb),
            "model_mb": round(model_mb)}
-    detail = {"size": size, "shape": shape, "evolve_uncached": plain, "evolve_cached": cached,
+    detail = {"size": size, "shape": shape, "device": args.device, "method": args.method,
+              "peak_gpu_mb": cached.get("peak_gpu_mb"), "evolve_uncached": plain, "evolve_cached": cached,
               "uncached_peak_rss_mb": round(plain["peak_rss_mb"]), "breed": breed,
               "breed_merge_s": med(breed["rows"], "merge_s") if breed["rows"] else None,
               "breed_load_build_s": med(breed["rows"], "build_s") if breed["rows"] else None,
@@ -229,6 +249,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="0.1B,0.27B,0.84B")
     ap.add_argument("--candidates", type=int, default=3)
     ap.add_argument("--children", type=int, default=2)
+    ap.add_argument("--device", default="cpu",
+                    help="where candidates are merged, cached and scored (cpu, cuda)")
     ap.add_argument("--method", default="dare_ties",
                     help="the candidates' merge method (default: evolve's template, dare_ties)")
     ap.add_argument("--root", type=Path, default=Path("runs/bench-candidates"))

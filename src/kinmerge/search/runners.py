@@ -161,7 +161,7 @@ class NodePathError(KinmergeError):
         self.path, self.node = path, node
         super().__init__(f"node {node} cannot see {path}: every node of the cluster must see "
                          "the run's model paths and its output folder at the same place",
-                         where=f"Ray node {node}",
+                         where=f"a Ray task on {node}",
                          fix="put the models and --out on a filesystem every node mounts at "
                              "the same path (use absolute paths), or name models by hub id")
 
