@@ -235,7 +235,8 @@ def measure(size: str, args: argparse.Namespace) -> dict:
            "peak_rss_mb": round(cached["peak_rss_mb"]), "sources_mb": round(sources_mb),
            "model_mb": round(model_mb)}
     detail = {"size": size, "shape": shape, "device": args.device, "method": args.method,
-              "peak_gpu_mb": cached.get("peak_gpu_mb"), "evolve_uncached": plain, "evolve_cached": cached,
+              "peak_gpu_mb": cached.get("peak_gpu_mb"), "evolve_uncached": plain,
+              "evolve_cached": cached,
               "uncached_peak_rss_mb": round(plain["peak_rss_mb"]), "breed": breed,
               "breed_merge_s": med(breed["rows"], "merge_s") if breed["rows"] else None,
               "breed_load_build_s": med(breed["rows"], "build_s") if breed["rows"] else None,

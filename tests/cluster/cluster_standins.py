@@ -52,6 +52,7 @@ def trapped_closeness(candidate, split: str) -> float:
 class TrappedScore(TargetScore):
     """breed_standins.TargetScore, with the trap."""
 
-    def __call__(self, candidate, split: str = "search") -> dict[str, float]:  # type: ignore[override]
+    def __call__(self, candidate,  # type: ignore[override]
+                 split: str = "search") -> dict[str, float]:
         trap(split, Path(candidate.path).name)
         return super().__call__(candidate, split)
