@@ -52,8 +52,10 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
         for i, job in enumerate(jobs):
             tensors, base, norms = ahead.result() if ahead else _load(job, readers)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
-            # read ahead only where it does not raise the peak memory (kinmerge.core.peak)
-            ahead = pool.submit(_load, nxt, readers) if ahead_ok[i] else None
+            # read ahead only where it does not raise the peak memory (kinmerge.core.peak),
+            # and where there is a read to hide (a cached input costs no thread handoff)
+            ahead = pool.submit(_load, nxt, readers) \
+                if ahead_ok[i] and not _held(nxt, readers) else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device)
             out_norm, out_ok = nonfinite.norm(out)
             if not out_ok:
@@ -90,6 +92,12 @@ def _nonfinite(job: TensorJob, out: torch.Tensor, tensors: list[torch.Tensor],
     return nonfinite.inspect(job.name, out, _inputs(job, tensors, base))
 
 
+def _held(job: TensorJob, readers: dict[str, ModelReader]) -> bool:
+    """Every input of `job` is in memory already (a reader's `held`, kinmerge.io.cache)."""
+    refs = list(job.sources) + ([job.base] if job.base else [])
+    return all(getattr(readers[m], "held", lambda n: False)(n) for m, n in refs)
+
+
 def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     tensors = [readers[m].get(n) for m, n in job.sources]
     base = readers[job.base[0]].get(job.base[1]) if job.base else None
@@ -101,8 +109,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
-        return ref.to(dtype=job.out_dtype)  # no weight arithmetic means anything on them
+        return _own(ref.to(dtype=job.out_dtype), ref)  # no weight arithmetic means anything
     dt = job.work_dtype
+    inputs = [*tensors, *([base] if base is not None else [])]
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
         base = base.to(device=device, dtype=dt)
@@ -118,4 +127,11 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
-    return out.to(dtype=dt).to(dtype=job.out_dtype).cpu()
+    return _own(out.to(dtype=dt).to(dtype=job.out_dtype).cpu(), *inputs)
+
+
+def _own(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    """`out`, copied if it shares memory with an input: a reader may hand out tensors it
+    keeps (kinmerge.io.cache), and a merged model must never alias them."""
+    ptr = out.untyped_storage().data_ptr()
+    return out.clone() if any(t.untyped_storage().data_ptr() == ptr for t in inputs) else out

@@ -23,6 +23,7 @@ from kinmerge.lineage.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
+from kinmerge.io.cache import TensorCache
 from kinmerge.io.lora import open_reader, split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
@@ -80,10 +81,14 @@ def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[st
 
 @contextlib.contextmanager
 def _planned(recipe: RecipeLike, *, planned: dict | None = None,
+             cache: "TensorCache | None" = None,
              **plan_options) -> Iterator[tuple[Recipe, dict[str, ModelReader], Plan]]:
-    """The one entry path of every merge: load -> open -> plan (models closed on exit)."""
+    """The one entry path of every merge: load -> open -> plan (models closed on exit);
+    with a `cache`, the readers take source tensors from it and keep them there."""
     r = load_recipe(recipe)
     with open_models(r, planned) as readers:
+        if cache is not None:
+            readers = cache.open(readers)
         yield r, readers, plan(r, readers, **plan_options)
 
 
@@ -104,13 +109,16 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False, allow_norm_growth: bool = False,
                     ties_topk: str | None = None,
-                    threads: int | None = None) -> MergedModel:
+                    threads: int | None = None, cache: "TensorCache | None" = None
+                    ) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
-    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
+    A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`.
+    `cache` (kinmerge.io.cache.TensorCache): source tensors are taken from it and kept in it
+    for the next merge (same bytes as without; an evolution worker keeps one)."""
     check_device(device)
-    with _planned(recipe, dtype=dtype, work_dtype=work_dtype, topk=ties_topk) as (r, readers,
-                                                                                   p):
+    with _planned(recipe, cache=cache, dtype=dtype, work_dtype=work_dtype,
+                  topk=ties_topk) as (r, readers, p):
         sink = InMemorySink()
         with using(p.method.work, threads, read_ahead=True):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,

@@ -5,6 +5,13 @@ same runners. `submit(fn, arg)` runs `fn(arg)` somewhere and returns a future of
 `fn` must be a module-level function and `arg` picklable (a process or a Ray task receives
 them). The caller never knows which runner it has.
 
+Where models live on a cluster: every model path a run names (and the run's OUT folder,
+where breeding writes children and evolution its exports) must be a path every node sees at
+the same place (a shared filesystem); a hub id is fetched by each node itself (network or a
+pre-filled Hugging Face cache on every node). A Ray task first checks that it sees the run's
+paths and fails at once with one error naming its node and the path (never retried: the
+path will not appear on a retry).
+
 >>> runner = make_runner("local", workers=2)            # doctest: +SKIP
 >>> runner.submit(len, "abc").result()                  # doctest: +SKIP
 3
@@ -62,6 +69,7 @@ class WorkerCache(Generic[T]):
 
 # fitnesses kept per worker process, by spec: evolve's and breed's jobs share the bound
 FITNESS_CACHE = 4
+RETRIES = 3  # Ray reruns a task whose node or worker process died (never one that raised)
 
 
 class Runner(Protocol):
@@ -112,9 +120,13 @@ def _init_worker() -> None:
 
 class RayRunner:
     """Runs jobs as Ray tasks: on the cluster at `address`, or a local one started here.
-    gpus: GPUs each task asks for (1 when the run's device is a GPU)."""
+    gpus: GPUs each task asks for (1 when the run's device is a GPU). shared: the paths every
+    task must see (see `shared_paths`); a task that does not see one fails with an error
+    naming its node and the path. A task whose node dies is retried by Ray elsewhere (jobs
+    are deterministic, and the caller records each result once)."""
 
-    def __init__(self, workers: int, address: str | None = None, gpus: float = 0):
+    def __init__(self, workers: int, address: str | None = None, gpus: float = 0,
+                 shared: tuple[str, ...] = ()):
         try:
             import ray
         except ImportError as e:
@@ -132,13 +144,11 @@ class RayRunner:
                 # nothing should be left in the home directory
                 self._temp = kw["_temp_dir"] = tempfile.mkdtemp(prefix="kmray-", dir="/tmp")
             ray.init(include_dashboard=False, log_to_driver=False, **kw)
-        self.workers, self._gpus = workers, gpus
-        self._tasks: dict[Callable, Any] = {}
+        self.workers, self._gpus, self._shared = workers, gpus, tuple(shared)
+        self._task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES)(_on_node)
 
     def submit(self, fn: Callable[[Any], Any], arg: Any) -> cf.Future:
-        if fn not in self._tasks:
-            self._tasks[fn] = self._ray.remote(num_cpus=1, num_gpus=self._gpus)(fn)
-        return self._tasks[fn].remote(arg).future()
+        return _unwrapped(self._task.remote(fn, arg, self._shared).future())
 
     def close(self) -> None:
         if self._started:
@@ -147,11 +157,81 @@ class RayRunner:
             shutil.rmtree(self._temp, ignore_errors=True)
 
 
+def shared_paths(refs: Any) -> tuple[str, ...]:
+    """The local paths among `refs` (model references, `base+lora` split, and folders), as
+    written: what every node of a cluster must see. A reference that is no path here is a
+    hub id, which each node resolves itself."""
+    from kinmerge.io.lora import split_lora
+
+    out: list[str] = []
+    for ref in refs:
+        if ref is None:
+            continue
+        for part in split_lora(ref) if "+" in str(ref) else (str(ref), None):
+            if part and os.path.exists(part) and part not in out:
+                out.append(str(part))
+    return tuple(out)
+
+
+def _on_node(fn: Callable[[Any], Any], arg: Any, shared: tuple[str, ...]) -> Any:
+    """A Ray task's body: check this node sees the run's paths, then run the job."""
+    missing = next((p for p in shared if not os.path.exists(p)), None)
+    if missing is not None:
+        raise NodePathError(missing, _node_name())
+    return fn(arg)
+
+
+def _node_name() -> str:
+    import socket
+
+    try:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return (f"{socket.gethostname()} ({ray.util.get_node_ip_address()}, "
+                f"Ray node {ctx.get_node_id()[:12]})")
+    except Exception:  # noqa: BLE001 -- a name for the message; never fails the check itself
+        return socket.gethostname()
+
+
+class NodePathError(KinmergeError):
+    """A cluster node does not see a path the run needs (a model, or the run's folder)."""
+
+    def __init__(self, path: str, node: str):
+        self.path, self.node = path, node
+        super().__init__(f"node {node} cannot see {path}: every node of the cluster must see "
+                         "the run's model paths and its output folder at the same place",
+                         where=f"a Ray task on {node}",
+                         fix="put the models and --out on a filesystem every node mounts at "
+                             "the same path (use absolute paths), or name models by hub id")
+
+    def __reduce__(self):  # rebuilt on the driver from its fields, not its message
+        return NodePathError, (self.path, self.node)
+
+
+def _unwrapped(ray_future: cf.Future) -> cf.Future:
+    """A future that fails with the job's own KinmergeError (not Ray's wrapper around it,
+    whose text carries a remote traceback)."""
+    out: cf.Future = cf.Future()
+
+    def done(f: cf.Future) -> None:
+        try:
+            out.set_result(f.result())
+        except BaseException as e:  # noqa: BLE001 -- handed on through the future
+            cause = getattr(e, "cause", None)
+            out.set_exception(cause if isinstance(cause, KinmergeError) else e)
+
+    ray_future.add_done_callback(done)
+    return out
+
+
 def make_runner(backend: str, workers: int, *, ray_address: str | None = None,
-                device: str = "cpu") -> Runner:
-    """inline (local, 1 worker), a process pool (local, K workers) or Ray."""
+                device: str = "cpu", shared: tuple[str, ...] = ()) -> Runner:
+    """inline (local, 1 worker), a process pool (local, K workers) or Ray. shared: the
+    paths every Ray node must see (`shared_paths` of the run's models and OUT)."""
     if backend == "ray":
-        return RayRunner(workers, ray_address, gpus=1 if device.startswith("cuda") else 0)
+        return RayRunner(workers, ray_address, gpus=1 if device.startswith("cuda") else 0,
+                         shared=shared)
     if backend != "local":
         raise KinmergeError(f"unknown backend {backend!r}", where="--backend",
                             fix="use local or ray")

@@ -34,7 +34,7 @@ from kinmerge.search.breed.summary import BreedSummary, Generation
 from kinmerge.search.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
 from kinmerge.core.merge import check_device
-from kinmerge.search.runners import Runner, make_runner
+from kinmerge.search.runners import Runner, make_runner, shared_paths
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.threads import choose
@@ -80,7 +80,8 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         ref = as_fitness(fitness)
     with run_lock(out, "breed"):
         check_database(out / "breed.db", "the breed database")
-        runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+        runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device,
+                             shared=shared_paths([*cfg.pool, cfg.base_model, str(out)]))
         try:
             summary, history = _breed(cfg, out, ref, kinship_fn, on_generation, runner,
                                       threads)

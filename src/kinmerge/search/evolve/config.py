@@ -92,6 +92,26 @@ class EvolveConfig(_Strict):
     baselines: Baselines = Baselines()
     seed: Seed = 0
     device: str = "cpu"  # where candidates are merged and scored (cpu, cuda, cuda:N)
+    # bytes each worker keeps of the source models' tensors across candidates, on `device`
+    # (e.g. 6GB, 500M, or bytes; 0: read the sources for every candidate). Same results.
+    worker_cache: int = 0
+
+    @field_validator("worker_cache", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        from kinmerge.errors import KinmergeError
+        from kinmerge.io.shards import parse_size
+
+        if v in (0, "0"):
+            return 0
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int)
+                                                                     and v < 0):
+            raise ValueError("worker_cache is a size such as 6GB, 500M or a number of bytes")
+        try:
+            return parse_size(v)
+        except KinmergeError:
+            raise ValueError(f"worker_cache {v!r} is not a size: write e.g. 6GB, 500M, 2GiB "
+                             "or a number of bytes (0 turns the cache off)") from None
 
     @model_validator(mode="after")
     def _shape(self) -> "EvolveConfig":
@@ -106,9 +126,10 @@ class EvolveConfig(_Strict):
 
     def fingerprint(self) -> str:
         """A hash of what shapes the search (a resumed run must match it); the trial budget
-        and the baselines are left out, so a resumed run may extend the budget; so is the
-        device, so a run started on a CPU may be resumed on a GPU."""
+        and the baselines are left out, so a resumed run may extend the budget; so are the
+        device and the worker cache, so a run started on a CPU may be resumed on a GPU."""
         data = self.model_dump(mode="json", exclude={"baselines": True, "device": True,
+                                                     "worker_cache": True,
                                                      "budget": {"trials", "dfs_trials"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

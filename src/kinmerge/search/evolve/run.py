@@ -22,6 +22,7 @@ from kinmerge.io.lora import check_models
 from kinmerge.search.evolve.config import EvolveConfig, check_run_options, load_evolve_config
 from kinmerge.search.evolve.dfs import DfsSpace, write_dfs_config
 from kinmerge.search.evolve.runners import Job, Runner, evaluate_job, make_runner
+from kinmerge.search.runners import shared_paths
 from kinmerge.search.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
 from kinmerge.search.evolve.space import ParamSpace
@@ -90,6 +91,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     check_run_options(trials, workers)
     check_device(cfg.device)
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
+    _check_memory(cfg, workers, backend, ray_address)  # before anything is written
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     # every input, task file and the tokenizer checked before OUT or the study is created
     check_models([*cfg.models, cfg.base_model, cfg.dfs_partner], "evolve config models")
@@ -110,7 +112,9 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
     cfg, out = run.cfg, run.out
     (out / "evolve.yml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     t0 = time.perf_counter()
-    run.runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device)
+    run.runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device,
+                             shared=shared_paths([*cfg.models, cfg.base_model,
+                                                  cfg.dfs_partner, str(out)]))
     try:
         phases = _phases(run)
         best = out / "best.yml"
@@ -127,6 +131,19 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
         time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2))
     report.write_summary(out / "summary.json", summary.to_dict())
     return EvolveResult(out, best, summary, phases)
+
+
+def _check_memory(cfg: EvolveConfig, workers: int, backend: str,
+                  ray_address: str | None) -> None:
+    """Refuse, before anything starts, a run whose workers cannot fit (kinmerge.search.memory).
+    A Ray task holds a GPU of its own; a cluster given by address is planned per worker."""
+    from kinmerge.search.memory import memory_plan
+
+    ray, gpu = backend == "ray", cfg.device.startswith("cuda")
+    sharing = 1 if (ray and (gpu or ray_address)) else max(workers, 1)
+    plan = memory_plan(cfg, workers=sharing, here=not (ray and ray_address))
+    log.info("%s", plan)
+    plan.check()
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:

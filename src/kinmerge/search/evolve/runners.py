@@ -56,6 +56,24 @@ def _fitness(config_json: str):
         EvolveConfig.model_validate_json(config_json).fitness, batch_size=BATCH))
 
 
+_CACHE: dict[str, object] = {}  # this worker's TensorCache, by device and budget
+
+
+def _cache(device: str, budget: int):
+    """This worker's source-tensor cache (kinmerge.io.cache), or None when the budget is 0;
+    one per process: a new device or budget replaces it."""
+    from kinmerge.io.cache import TensorCache
+
+    if budget <= 0:
+        _CACHE.clear()
+        return None
+    key = f"{device}/{budget}"
+    if key not in _CACHE:
+        _CACHE.clear()  # the old one's tensors go before the new one fills
+        _CACHE[key] = TensorCache(budget, device)
+    return _CACHE[key]
+
+
 def evaluate_job(job: Job) -> Result:
     """Merge the job's recipe in memory, build the model, score it (runs in any worker).
 
@@ -75,12 +93,14 @@ def _evaluate_job(job: Job) -> Result:
     from kinmerge.search.evolve.config import EvolveConfig
     from kinmerge.core.recipe import load_recipe
 
-    device = EvolveConfig.model_validate_json(job.config_json).device
+    cfg = EvolveConfig.model_validate_json(job.config_json)
+    device = cfg.device
     fitness = _fitness(job.config_json)
     if job.model_dir:
         cand = load_candidate(job.model_dir, device)
     else:
-        cand = build_candidate(load_recipe(job.recipe_yaml), scales=job.scales, device=device)
+        cand = build_candidate(load_recipe(job.recipe_yaml), scales=job.scales, device=device,
+                               cache=_cache(device, cfg.worker_cache))
     t0, loaded_before = time.perf_counter(), cand.load_seconds
     with torch.no_grad():
         scores = fitness.scores(cand, job.split)

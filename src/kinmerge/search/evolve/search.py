@@ -102,31 +102,34 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
     """Ask, evaluate and tell until the study holds `trials` COMPLETE trials.
 
     make_job(trial number, genome) -> (job, user attrs to store with the trial).
+    A whole CMA-ES generation is asked at once, run at most `runner.workers` jobs at a time,
+    and told in the order it was asked: the trials, genomes and scores are the same whether
+    one worker runs them or many, and whichever finishes first.
     """
     dists = {n: UNIT for n in names}
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if not study.get_trials(deepcopy=False):
         study.enqueue_trial(dict(zip(names, x0)))  # trial 0 scores x0 itself
     tracker = _Tracker(phase, popsize, on_generation, study)
-    pending: dict[cf.Future, optuna.Trial] = {}
+    batch: list[tuple[optuna.Trial, Job]] = []
     try:
         while done < trials:
-            # the first trial runs alone: CMA-ES needs one finished trial to know the space
-            width = 1 if done == 0 else runner.workers
-            while len(pending) < width and done + len(pending) < trials:
+            # the first trial runs alone: CMA-ES needs one finished trial to know the space;
+            # then what the current generation lacks (trial 0 sits before generation 0)
+            width = 1 if done == 0 else popsize - (done - 1) % popsize
+            while len(batch) < width and done + len(batch) < trials:
                 trial = study.ask(dists)
                 genome = [trial.params[n] for n in names]
                 job, attrs = make_job(trial.number, genome)
                 for k, v in {**attrs, "genome": genome}.items():
                     trial.set_user_attr(k, v)
-                pending[runner.submit(evaluate_job, job)] = trial
-            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for fut in finished:
-                trial = pending.pop(fut)
-                _tell(study, trial, fut.result(), tracker)
+                batch.append((trial, job))
+            results = _run_batch(runner, [job for _, job in batch])
+            while batch:  # told in the order asked
+                _tell(study, batch.pop(0)[0], results.pop(0), tracker)
                 done += 1
     except BaseException:
-        for trial in pending.values():  # mark what we can; a kill -9 is handled on resume
+        for trial, _ in batch:  # mark what we can; a kill -9 is handled on resume
             study.tell(trial, state=TrialState.FAIL)
         raise
     tracker.flush()
@@ -138,6 +141,22 @@ def run_search(study: optuna.Study, names: Sequence[str], x0: Sequence[float], t
             f"(first candidate: trial 0, recipe {short_repr(recipe)})",
             where=f"the {phase} study", fix="check the fitness on one candidate by hand "
             "(a fitness function returning NaN, or models that merge into NaN)")
+
+
+def _run_batch(runner: Runner, jobs: list[Job]) -> list[Result]:
+    """Every job's result, in order, with at most `runner.workers` running at once (a Ray
+    cluster would otherwise start one per free CPU, each holding a model)."""
+    results: list[Result | None] = [None] * len(jobs)
+    running: dict[cf.Future, int] = {}
+    nxt = 0
+    while nxt < len(jobs) or running:
+        while nxt < len(jobs) and len(running) < max(runner.workers, 1):
+            running[runner.submit(evaluate_job, jobs[nxt])] = nxt
+            nxt += 1
+        finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        for fut in finished:
+            results[running.pop(fut)] = fut.result()
+    return results  # type: ignore[return-value]
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, r: Result, tracker: "_Tracker") -> None:
