@@ -106,7 +106,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     with open_models(r) as readers:
         p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
         sink = InMemorySink()
-        with using(p.method.work, threads, read_ahead=True):
+        with using(p.method.work, threads):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
                     allow_nonfinite=allow_nonfinite)
     return MergedModel(sink.tensors, p.config, p)
@@ -153,7 +153,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
             writer = ShardedWriter(tmp, p.entries, max_shard)
             tick = (lambda job: progress(p, job)) if progress else None
             try:
-                with using(p.method.work, threads, read_ahead=True):
+                with using(p.method.work, threads):
                     execute(p, readers, writer, seed=_seed(r, seed), device=device,
                             on_tensor=tick, allow_nonfinite=allow_nonfinite)
                 writer.close()
