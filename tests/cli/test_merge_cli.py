@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -228,8 +229,6 @@ def test_kinmerge_yaml_parses_every_mergekit_flag(flag):
 
 
 def test_kinmerge_yaml_threads_quiet_and_no_ops_merge(family, tmp_path):
-    import torch
-
     before = torch.get_num_threads()
     f = write(tmp_path, ties(family))
     r = run([f, tmp_path / "out", "-j", "1", "--quiet", "--async-write", "--write-threads", "3",
@@ -240,3 +239,32 @@ def test_kinmerge_yaml_threads_quiet_and_no_ops_merge(family, tmp_path):
     assert torch.get_num_threads() == before  # -j applies to this merge only
     r = run([f, tmp_path / "out2", "-j", "0"], cli=kinmerge_yaml)
     assert r.exit_code == 2 and "Invalid value for '-j' / '--num-threads'" in r.output
+
+
+def test_kinmerge_yaml_breaks_ties_as_mergekit_by_default(family_bf16, tmp_path):
+    """kinmerge-yaml's default top-k order is stock mergekit's; `kinmerge merge` keeps the
+    stable one; --ties-topk and the recipe's `kinmerge: {topk}` choose either."""
+    import kinmerge
+    from safetensors.torch import load_file
+
+    recipe = ties(family_bf16, dtype="bfloat16")
+    want = {o: kinmerge.merge_to_memory(recipe, ties_topk=o).tensors
+            for o in ("mergekit", "stable")}
+    # the control: on these bfloat16 models the two orders give other bytes
+    assert any(not torch.equal(want["mergekit"][n], want["stable"][n]) for n in want["stable"])
+
+    def got(args, rec=recipe, merge_cmd=False):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        where = [write(tmp_path, rec, f"{out.name}.yml"), out, *args]
+        r = run(["merge", *where]) if merge_cmd else run(where, cli=kinmerge_yaml)
+        assert r.exit_code == 0, r.output
+        tensors = load_file(out / "model.safetensors")
+        return next(o for o, w in want.items()
+                    if all(torch.equal(tensors[n], w[n]) for n in w))
+
+    assert got(["--no-copy-tokenizer"]) == "mergekit"
+    assert got(["--no-copy-tokenizer", "--ties-topk", "stable"]) == "stable"
+    assert got(["--no-copy-tokenizer"], {**recipe, "kinmerge": {"topk": "stable"}}) == "stable"
+    assert got(["--no-copy-tokenizer", "--ties-topk", "mergekit"],
+               {**recipe, "kinmerge": {"topk": "stable"}}) == "mergekit"
+    assert got(["--no-progress", "--no-copy-tokenizer"], merge_cmd=True) == "stable"
