@@ -33,6 +33,7 @@ from kinmerge.core.peak import PeakEstimate, expected_peak
 from kinmerge.core.plan import Plan, TensorJob, plan
 from kinmerge.core.recipe import Recipe, load_recipe
 from kinmerge.threads import using
+from kinmerge.tokenizer import chat
 from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,12 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
             _copy_side_file(tok_dir, f, tmp)
         if p.vocab is not None:  # tokens the union (or the tokenizer: block) adds
             write_appended(p.vocab, tok_dir, tmp)
-    if p.recipe.chat_template:
-        (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
+    # a format's name expands to its template, `auto` to the inputs' most common one; the
+    # file wins over a chat_template key in the copied tokenizer_config.json when loaded
+    template = chat.resolve(p.recipe.chat_template,
+                            [readers[ref].path for ref in p.recipe.model_refs()])
+    if template:
+        (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))

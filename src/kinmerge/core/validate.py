@@ -14,6 +14,7 @@ from kinmerge.methods.registry import MERGEKIT_PARAMETERS, Param
 from kinmerge.core.params import check_value, numbers_in
 from kinmerge.core.dtypes import DTYPES
 from kinmerge.errors import short_repr
+from kinmerge.tokenizer import chat
 from kinmerge.tokenizer.spec import problems as tokenizer_problems
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
                             f"(use one of {', '.join(DTYPES)})")
     problems += tokenizer_problems(r.tokenizer, r.tokenizer_source, r.base_model,
                                    r.model_refs())
+    if r.chat_template is not None:
+        problems += [x for x in [chat.template_problem(r.chat_template)] if x]
     return problems, warnings
 
 
