@@ -222,7 +222,9 @@ def test_kinmerge_yaml_parses_every_mergekit_flag(flag):
               "--num-threads": ("num_threads", 2), "--gpu-rich": ("gpu_rich", True),
               "--no-copy-tokenizer": ("copy_tokenizer", False),
               "--no-write-model-card": ("write_model_card", False),
-              "--out-shard-size": ("out_shard_size", "1B"), "--device": ("device", "cpu")}
+              "--out-shard-size": ("out_shard_size", "1B"), "--device": ("device", "cpu"),
+              "--unsafe-truncate-embeddings": ("unsafe_truncate_embeddings", True),
+              "--no-unsafe-truncate-embeddings": ("unsafe_truncate_embeddings", False)}
     if flag[0] in expect:
         key, value = expect[flag[0]]
         assert p[key] == value
@@ -268,3 +270,30 @@ def test_kinmerge_yaml_breaks_ties_as_mergekit_by_default(family_bf16, tmp_path)
     assert got(["--no-copy-tokenizer", "--ties-topk", "mergekit"],
                {**recipe, "kinmerge": {"topk": "stable"}}) == "mergekit"
     assert got(["--no-progress", "--no-copy-tokenizer"], merge_cmd=True) == "stable"
+
+
+def test_kinmerge_yaml_unsafe_truncate_embeddings(tmp_path):
+    """As mergekit's flag: differing vocabularies keep the rows every model has (48 and 40
+    rows: the first 40 of each, merged), config vocab_size follows; without it, refused."""
+    from safetensors.torch import load_file
+
+    big = synthetic_llama(tmp_path / "big", layers=1, hidden=8, intermediate=8, vocab=48, seed=0)
+    small = synthetic_llama(tmp_path / "small", layers=1, hidden=8, intermediate=8, vocab=40,
+                            seed=1)
+    recipe = {"merge_method": "linear", "dtype": "float32", "models": [
+        {"model": str(big), "parameters": {"weight": 1.0}},
+        {"model": str(small), "parameters": {"weight": 1.0}}]}
+    f = write(tmp_path, recipe)
+    r = run([f, tmp_path / "refused", "--no-copy-tokenizer"], cli=kinmerge_yaml)
+    assert r.exit_code == 2 and "shape mismatch for model.embed_tokens.weight" in r.output
+    assert not (tmp_path / "refused").exists()
+    r = run([f, tmp_path / "out", "--no-copy-tokenizer", "--unsafe-truncate-embeddings"],
+            cli=kinmerge_yaml)
+    assert r.exit_code == 0, r.output
+    got, a, b = (load_file(d / "model.safetensors") for d in (tmp_path / "out", big, small))
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert got[name].shape == (40, 8)
+        assert torch.equal(got[name], (a[name][:40] + b[name][:40]) / 2)
+    assert torch.equal(got["model.norm.weight"], (a["model.norm.weight"]
+                                                  + b["model.norm.weight"]) / 2)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"] == 40

@@ -39,8 +39,6 @@ NO_OPS = {
     "async-write": "reads already overlap compute; each shard is written once, in order",
     "clone-tensors": "every output tensor is its own copy",
     "safe-serialization": "output is always safetensors (--no-safe-serialization too)",
-    "unsafe-truncate-embeddings": "not implemented: differing vocabularies are refused with "
-                                  "a message; set tokenizer_source instead",
 }
 # flags with a value that change nothing here, and why
 NO_OP_VALUES = {
@@ -94,12 +92,17 @@ def _no_ops(f):
               help="How TIES/breadcrumbs trims rank equal magnitudes. Default: the recipe's "
                    "`kinmerge: {topk: ...}`, else mergekit (stock mergekit's order: its "
                    "bytes); stable: earliest first, as `kinmerge merge` does by default.")
+@click.option("--unsafe-truncate-embeddings/--no-unsafe-truncate-embeddings", default=False,
+              help="UNSAFE, as in mergekit: with no tokenizer configured, embeddings and "
+                   "output heads whose vocabularies differ keep the rows every model has "
+                   "(config vocab_size follows). Assumes those token ids mean the same tokens "
+                   "in every model; prefer tokenizer_source / tokenizer:.")
 @click.option("-v", "--verbose", count=True,
               help="Debug logging and tracebacks (mergekit's -v, repeatable).")
 @_no_ops
 def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card,
          allow_nonfinite, cuda, device, gpu_rich, num_threads, random_seed, quiet, overwrite,
-         threads, ties_topk, verbose):
+         threads, ties_topk, unsafe_truncate_embeddings, verbose):
     """Merge CONFIG (mergekit YAML) into OUT, as mergekit-yaml does."""
     setup_logging(bool(verbose))
     install_signal_handlers()
@@ -111,6 +114,7 @@ def main(config_file, out_path, out_shard_size, copy_tokenizer, write_model_card
                            write_model_card=write_model_card, overwrite=overwrite,
                            progress=bar, allow_nonfinite=allow_nonfinite,
                            threads=threads or num_threads,
-                           ties_topk=ties_topk or recipe_topk(config_file) or "mergekit")
+                           ties_topk=ties_topk or recipe_topk(config_file) or "mergekit",
+                           truncate_embeddings=unsafe_truncate_embeddings)
     except KeyboardInterrupt:
         sys.exit(130)

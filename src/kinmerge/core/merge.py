@@ -98,14 +98,16 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False,
                     ties_topk: str | None = None,
-                    threads: int | None = None) -> MergedModel:
+                    threads: int | None = None,
+                    truncate_embeddings: bool = False) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`."""
     r = load_recipe(recipe)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
+                 truncate_embeddings=truncate_embeddings)
         sink = InMemorySink()
         with using(p.method.work, threads):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
@@ -119,7 +121,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           write_model_card: bool = True, overwrite: bool = False,
           progress: OnTensor | None = None, lineage: dict | None = None,
           allow_nonfinite: bool = False, ties_topk: str | None = None,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, truncate_embeddings: bool = False) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
     Everything is written to a temporary directory beside `out` and renamed into place only
@@ -133,7 +135,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     the input models holding NaN/Inf there) unless `allow_nonfinite`, which only warns.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
-    setting is restored when the call returns.
+    setting is restored when the call returns. The merge's bytes do not depend on it.
+    `truncate_embeddings` (mergekit's --unsafe-truncate-embeddings): with no tokenizer
+    configured, embeddings whose vocabularies differ keep the rows every input has.
     """
     out = Path(out)
     r = load_recipe(recipe)
@@ -147,7 +151,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with open_models(r) as readers:
-        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk)
+        p = plan(r, readers, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
+                 truncate_embeddings=truncate_embeddings)
         for w in p.warnings:
             log.warning(w)
         with atomic_dir(out) as tmp:
