@@ -170,7 +170,8 @@ def _slices_units(ctx: _Ctx) -> list[_Unit]:
         return []
     units, offset = [], 0
     for sl in r.slices:
-        ref_src = next((x for x in sl.sources if x.model == r.base_model), sl.sources[0])
+        base = sl.base_model or r.base_model  # a slice may name its own base, as in mergekit
+        ref_src = next((x for x in sl.sources if x.model == base), sl.sources[0])
         a_ref, b_ref = ref_src.layer_range
         by_layer = _names_by_layer(ctx.readers[ref_src.model], s)
         for j in range(b_ref - a_ref):
@@ -200,9 +201,10 @@ def _slice_unit(ctx: _Ctx, sl, out_name: str, at: list[str], u: float,
                 layer: int | None, ref: tuple[str, str]) -> _Unit:
     """`at[i]` is the input tensor name that slice source i contributes."""
     r, takes_base = ctx.recipe, ctx.method.takes_base
+    slice_base = sl.base_model or r.base_model
     sources, base = [], None
     for src, name in zip(sl.sources, at):
-        if takes_base and src.model == r.base_model and base is None:
+        if takes_base and src.model == slice_base and base is None:
             base = (src.model, name)
         else:
             sources.append((src.model, name, [src.parameters, sl.parameters, r.parameters]))

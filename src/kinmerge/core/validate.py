@@ -110,9 +110,12 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
             out.append(f"slices[{i}]: all sources need layer ranges of one length, got "
                        f"{sorted(lengths)}")
         refs = [s.model for s in sl.sources]
-        n = len([x for x in refs if not (m.takes_base and x == r.base_model)])
-        if m.takes_base and r.base_model and r.base_model not in refs:
-            out.append(f"slices[{i}] has no source from base_model {r.base_model!r}")
+        base = sl.base_model or r.base_model  # the slice's own base, else the recipe's
+        n = len([x for x in refs if not (m.takes_base and x == base)])
+        if m.takes_base and base and base not in refs:
+            key = f"slices[{i}].base_model" if sl.base_model else "base_model"
+            out.append(f"slices[{i}] has no source from {key} {base!r} (the base's tensors "
+                       "are read from the slice's sources: add it as one)")
         if m.with_base is not None and len(refs) != m.with_base:
             out.append(f"slices[{i}]: {m.name} takes exactly {m.with_base} sources, "
                        f"got {len(refs)}")
@@ -136,13 +139,10 @@ def _levels(r: Recipe) -> list[tuple[str, dict, str | None]]:
 
 
 def _slice_keys(r: Recipe) -> tuple[list[str], list[str]]:
-    """mergekit's per-slice `base_model` and `residual_weight`."""
+    """mergekit's per-slice `residual_weight` (a slice's own `base_model` is that slice's
+    base: plan and the slice checks read it)."""
     problems, warnings = [], []
     for i, sl in enumerate(r.slices or []):
-        if sl.base_model is not None and sl.base_model != r.base_model:
-            problems.append(f"slices[{i}].base_model {short_repr(sl.base_model)}: a slice's own "
-                            "base model differing from the recipe's base_model is not "
-                            "supported; merge that slice in a recipe of its own")
         if sl.residual_weight is not None:
             warnings.append(f"slices[{i}].residual_weight changes nothing (mergekit 0.1.5 "
                             "ignores it too)")
@@ -248,7 +248,7 @@ def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
         out.append((f"base_model ({r.base_model}, an input of {m.name})", {}))
     for i, sl in enumerate(r.slices or []):
         for j, s in enumerate(sl.sources):
-            if not (m.takes_base and s.model == r.base_model):
+            if not (m.takes_base and s.model == (sl.base_model or r.base_model)):
                 out.append((f"slices[{i}].sources[{j}] ({s.model})", {**sl.parameters,
                                                                       **s.parameters}))
     return out
