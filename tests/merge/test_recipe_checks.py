@@ -278,3 +278,14 @@ def test_a_slice_base_model_is_that_slices_base(family):
             src = name.replace("layers.0.", "layers.2.")
             want = b.get(src) + 0.5 * (c.get(src) - b.get(src))
             torch.testing.assert_close(two[here], want, rtol=0, atol=1e-6)
+
+
+def test_modules_are_refused_with_the_reason():
+    got = problems({"merge_method": "linear", "modules": {
+        "text_decoder": {"models": [{"model": "a", "parameters": {"weight": 1}}]},
+        "vision_tower": {"models": [{"model": "a", "parameters": {"weight": 1}}]}}})
+    assert len(got) == 1 and got[0].startswith(
+        "modules: ('text_decoder', 'vision_tower') is not supported: mergekit merges each "
+        "module of a multi-module model")
+    assert "merging the modules as one would pair layers of different modules" in got[0]
+    assert "Write the merge with models: or slices:" in got[0]

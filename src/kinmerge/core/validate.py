@@ -39,6 +39,14 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
         return [f"unknown merge_method {short_repr(r.merge_method)}: {hint}"
                 f"known methods are {', '.join(sorted(REGISTRY))}"], []
     m = REGISTRY[r.merge_method]
+    if r.modules is not None:
+        return [f"modules: ({', '.join(map(short_repr, list(r.modules)[:4]))}) is not supported: "
+                "mergekit merges each module of a multi-module model (a vision-language "
+                "model's text decoder, vision tower, projector) with its own layers, names and "
+                "slices from its architecture files; kinmerge knows one stack of layers per "
+                "model, and merging the modules as one would pair layers of different "
+                "modules. Write the merge with models: or slices: (for a text-only model, the "
+                "module's own models:/slices: are the same recipe)"], []
     problems = _shape_problems(r, m) + _duplicate_models(r)
     more, warnings = _param_problems(r, m)
     problems += more
