@@ -12,7 +12,6 @@ tests/io/test_lora.py checks kinmerge's on-the-fly LoRA against them without pef
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from kinmerge.zoo.tokenizer import VOCAB, save_tokenizer
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_lora_golden.safetensors"
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args, write_golden  # noqa: E402
+from parity_mergekit import ONE_THREAD, golden_args, mergekit_env, write_golden  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MAKE_ADAPTER = """
 import sys, torch
@@ -71,7 +70,7 @@ def main() -> int:
         return 0
     mk_python = Path(args.mergekit_bin).parent / "python"
     root = Path(tempfile.mkdtemp(prefix="kinmerge-loragolden-"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = mergekit_env()
     try:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict = {"mergekit": "0.1.5", "models": {}, "cases": {}}
@@ -96,7 +95,7 @@ def main() -> int:
                                                  str(root / f"lora-{dt}")), sort_keys=False))
             proc = subprocess.run([args.mergekit_bin, str(rf), str(root / name), "--quiet",
                                    "--no-copy-tokenizer", "--no-write-model-card",
-                                   "--lora-merge-cache", str(root / "cache")],
+                                   "--lora-merge-cache", str(root / "cache"), *ONE_THREAD],
                                   capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 raise RuntimeError(f"mergekit-yaml failed on {name}:\n{proc.stderr[-3000:]}")

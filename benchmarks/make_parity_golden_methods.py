@@ -23,8 +23,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import (golden_args, method_recipes, resolve, run_mergekit,  # noqa: E402
-                             write_golden)
+from parity_mergekit import (PORTABLE_KERNELS, golden_args, mergekit_env,  # noqa: E402
+                             method_recipes, resolve, run_mergekit, write_golden)
 
 from kinmerge.io.reader import ModelReader  # noqa: E402
 from kinmerge.zoo.architectures import synthetic_model  # noqa: E402
@@ -85,9 +85,16 @@ class Packer:
         return lid, cid
 
 
+# methods whose output depends on the CPU's vector width (a threshold on softmax-based
+# importances): mergekit runs them on torch's portable kernels, the same on every CPU, and
+# tests/merge/test_parity_methods.py compares kinmerge under the same kernels
+CPU_DEPENDENT = {"arcee_fusion"}
+
+
 def _run(bin_: str, recipe_file: Path, out: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
-    run_mergekit(bin_, recipe_file, out)
+    portable = yaml.safe_load(recipe_file.read_text())["merge_method"] in CPU_DEPENDENT
+    run_mergekit(bin_, recipe_file, out, mergekit_env(**(PORTABLE_KERNELS if portable else {})))
     (out / DONE).touch()
     return recipe_file
 

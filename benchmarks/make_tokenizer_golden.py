@@ -14,7 +14,6 @@ mergekit numbers the union's new tokens in the iteration order of a Python set o
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from kinmerge.zoo.vocab import with_added_tokens
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "parity_tokenizer_golden.safetensors"
 sys.path.insert(0, str(Path(__file__).parent))
-from parity_mergekit import golden_args, write_golden  # noqa: E402
+from parity_mergekit import ONE_THREAD, golden_args, mergekit_env, write_golden  # noqa: E402
 TINY = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1)
 MODELS = ("base", "ft1", "ft2")
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
@@ -119,13 +118,14 @@ def build_inputs(root: Path) -> dict[str, str]:
 
 
 def run_mergekit(bin_: str, recipe: Path, out: Path, multi: bool = False) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    env = mergekit_env(PYTHONHASHSEED="0")
     if multi:  # mergekit-multi takes OUT and the intermediate folder as options
         cmd = [str(Path(bin_).parent / "mergekit-multi"), str(recipe), "--out-path", str(out),
                "-I", str(out.parent / f"{out.name}-stages")]
     else:
         cmd = [bin_, str(recipe), str(out)]
-    proc = subprocess.run(cmd + ["--no-write-model-card", "--quiet", "--random-seed", "0"],
+    proc = subprocess.run(cmd + ["--no-write-model-card", "--quiet", "--random-seed", "0",
+                                 *ONE_THREAD],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"mergekit-yaml failed on {recipe}:\n{proc.stderr[-3000:]}")

@@ -262,12 +262,28 @@ def write_golden(out: Path, tensors: dict[str, torch.Tensor], key: str, meta: di
     print(f"wrote {out} ({out.stat().st_size} bytes, {cases} cases)")
 
 
-def run_mergekit(bin_: str, recipe_file: Path, out: Path) -> float:
+# mergekit's bytes follow its torch thread count (its reductions round by the OpenMP split:
+# measured, a float32 model_stock merge differs in 21 of 39 tensors between 1 and 2 threads);
+# parity is defined at one thread, which kinmerge's merge arithmetic always uses
+ONE_THREAD = ["--num-threads", "1"]
+# torch's portable CPU kernels: where a golden depends on the CPU's vector width (arcee_fusion:
+# a threshold on softmax-based importances), made and compared under these on every machine
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "default"}
+
+
+def mergekit_env(**extra: str) -> dict[str, str]:
+    """The environment every golden generator runs mergekit in: one thread, offline."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1", **extra}
+
+
+def run_mergekit(bin_: str, recipe_file: Path, out: Path,
+                 env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run([bin_, str(recipe_file), str(out), "--no-copy-tokenizer",
-                           "--no-write-model-card", "--quiet", "--random-seed", "0"],
-                          capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+                           "--no-write-model-card", "--quiet", "--random-seed", "0",
+                           *ONE_THREAD], capture_output=True, text=True,
+                          env=env or mergekit_env())
     if proc.returncode != 0:
         raise RuntimeError(f"mergekit-yaml failed on {recipe_file}:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0

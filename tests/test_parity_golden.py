@@ -65,11 +65,13 @@ def test_ulps_counts_steps_across_zero():
     assert ulps(x, y).tolist() == [1, 0, 2]
 
 
+@pytest.mark.parametrize("threads", [1, 4])  # a merge's bytes do not follow the thread count
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_matches_mergekit(golden, name):
+def test_matches_mergekit(golden, name, threads):
     data, paths = golden
     case = CASES[name]
-    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[case["inputs"]]))
+    merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], paths[case["inputs"]]),
+                                      threads=threads)
     want = unpack(data[f"out/{name}"], META["layouts"][str(case["num_hidden_layers"])])
     assert sorted(merged.tensors) == sorted(want)
     assert merged.config["num_hidden_layers"] == case["num_hidden_layers"]

@@ -16,9 +16,10 @@ from kinmerge.kinship import kinship
 def test_policy_by_work():
     pick = lambda work, **kw: threads.choose(work, env={}, **kw).threads  # noqa: E731
     assert pick("elementwise", cpus=16, busy=0) == 1
-    assert pick("select", cpus=16, busy=0, read_ahead=True) == 4  # capped
-    assert pick("select", cpus=2, busy=0, read_ahead=True) == 1  # the reader keeps a core
-    assert pick("select", cpus=3, busy=0, read_ahead=True) == 2
+    # merge arithmetic runs on one thread whatever the count (threads.arithmetic): a merge
+    # of either kind gets 1, so the executor never has to switch torch's count per tensor
+    assert pick("select", cpus=16, busy=0) == 1
+    assert pick("select", cpus=3, busy=0) == 1
     assert pick("matmul", cpus=8, busy=0) == 8
     assert pick("matmul", cpus=8, busy=3) == 5  # others running take their cores
     assert pick("matmul", cpus=2, busy=5) == 1
@@ -141,5 +142,6 @@ def test_help_says_the_default(cmd):
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "--threads INTEGER" in text
-    assert "Default: kinmerge's policy: 1 for linear-like merges and kinship" in text
+    assert "Default: kinmerge's policy: 1 for merges and kinship (memory-bound)" in text
     assert "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it." in text
+    assert "A merge's arithmetic runs on one thread whatever this says" in text

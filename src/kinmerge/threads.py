@@ -10,14 +10,23 @@ spin until the scheduler runs it again. One thread loses nothing on such work an
 stalled that way. With `OMP_WAIT_POLICY=PASSIVE` the collapse goes (`ties` 9.3 s on two
 threads), but that setting is read only when torch loads, so it cannot be relied on.
 
+Merge arithmetic always runs on one thread (`arithmetic()`, around every method call), so a
+merge's bytes are a function of the recipe and the inputs alone. torch's reductions (sums,
+dot products, means, variances) split their input across the OpenMP threads and add the
+partial results, so their rounding follows the thread count: a float32 DARE or model_stock
+merge of a 0.4M-element tensor gives other bytes with 2 threads than with 1. One thread is
+also how merges are compared with mergekit (run with one thread, its torch reductions round
+the same way). The thread count chosen here still applies around the arithmetic (reading,
+LoRA products, dtype casts: work whose result does not depend on it) and to kinship,
+evaluation and scoring.
+
 The policy, in order (the first that applies wins):
   1. `threads=N` (`--threads N`), 2. `KINMERGE_THREADS=N`,
   3. the user's own `OMP_NUM_THREADS` / `MKL_NUM_THREADS` (respected: torch already read it),
-  4. by the work: `elementwise` merges (linear, task_arithmetic, slerp, ...) and kinship: 1;
-     `select` merges (ties, dare, della, breadcrumbs: top-k and masks): the free CPUs less one
-     for the read-ahead thread, at least 1, at most 4; `matmul` (eval, evolve, breed scoring):
-     the free CPUs. Free CPUs = the CPUs this process may use (affinity, cgroup quota) less
-     the other processes running right now (/proc/loadavg), at least 1.
+  4. by the work: merges (`elementwise`: linear, slerp, ...; `select`: ties, dare, della,
+     breadcrumbs) and kinship: 1; `matmul` (eval, evolve, breed scoring): the free CPUs.
+     Free CPUs = the CPUs this process may use (affinity, cgroup quota) less the other
+     processes running right now (/proc/loadavg), at least 1.
 
 The CLI applies the choice for the whole process (`apply`); the Python API wraps each public
 call in `using(...)`, which restores torch's thread count when the call returns.
@@ -41,10 +50,10 @@ Work = Literal["elementwise", "select", "matmul"]
 F = TypeVar("F", bound=Callable)
 ENV = "KINMERGE_THREADS"
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-SELECT_MAX = 4
-HELP = ("Torch threads. Default: kinmerge's policy: 1 for linear-like merges and kinship "
-        "(memory-bound), the free CPUs less one (at most 4) for ties/dare/della, the free "
-        "CPUs for evaluation. KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it.")
+HELP = ("Torch threads. Default: kinmerge's policy: 1 for merges and kinship (memory-bound), "
+        "the free CPUs for evaluation. KINMERGE_THREADS, or an OMP_NUM_THREADS you set, "
+        "overrides it. A merge's arithmetic runs on one thread whatever this says, so its "
+        "bytes do not depend on it.")
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def others_running(loadavg: Path = Path("/proc/loadavg")) -> int:
     return max(0, running - 1)
 
 
-def choose(work: Work, threads: int | None = None, *, read_ahead: bool = False,
+def choose(work: Work, threads: int | None = None, *,
            cpus: int | None = None, busy: int | None = None,
            env: dict[str, str] | None = None) -> ThreadChoice:
     """The thread count for `work` (see the module docstring for the order of the rules)."""
@@ -117,14 +126,10 @@ def choose(work: Work, threads: int | None = None, *, read_ahead: bool = False,
     for name in (ENV, *USER_ENV):
         if env.get(name, "").strip():
             return ThreadChoice(_positive(env[name], name), name, cpus)
-    free = max(1, cpus - (others_running() if busy is None else busy))
-    if work == "elementwise":
-        n = 1
-    elif work == "select":
-        n = min(SELECT_MAX, max(1, free - (1 if read_ahead else 0)))
-    else:
-        n = free
-    return ThreadChoice(n, "policy", cpus)
+    if work in ("elementwise", "select"):  # merge arithmetic runs on one thread (arithmetic())
+        return ThreadChoice(1, "policy", cpus)
+    return ThreadChoice(max(1, cpus - (others_running() if busy is None else busy)), "policy",
+                        cpus)
 
 
 def _positive(value: object, where: str) -> int:
@@ -138,19 +143,18 @@ def _positive(value: object, where: str) -> int:
     return n
 
 
-def apply(work: Work, threads: int | None = None, *, read_ahead: bool = False) -> ThreadChoice:
+def apply(work: Work, threads: int | None = None) -> ThreadChoice:
     """Set torch's thread count for the rest of the process (the CLI's way)."""
     import torch
 
-    c = choose(work, threads, read_ahead=read_ahead)
+    c = choose(work, threads)
     torch.set_num_threads(c.threads)
     log.debug("torch threads: %d (%s; %d usable CPUs)", c.threads, c.source, c.cpus)
     return c
 
 
 @contextlib.contextmanager
-def using(work: Work, threads: int | None = None, *, read_ahead: bool = False
-          ) -> Iterator[ThreadChoice]:
+def using(work: Work, threads: int | None = None) -> Iterator[ThreadChoice]:
     """Run the block with the policy's thread count; torch's count is restored on exit.
 
     What a public API call does, so no process-wide torch setting outlives the call.
@@ -158,7 +162,7 @@ def using(work: Work, threads: int | None = None, *, read_ahead: bool = False
     import torch
 
     before = torch.get_num_threads()
-    c = choose(work, threads, read_ahead=read_ahead)
+    c = choose(work, threads)
     torch.set_num_threads(c.threads)
     log.debug("torch threads: %d (%s; %d usable CPUs)", c.threads, c.source, c.cpus)
     try:
@@ -166,6 +170,30 @@ def using(work: Work, threads: int | None = None, *, read_ahead: bool = False
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def arithmetic() -> Iterator[None]:
+    """Run the block on one torch thread; torch's count is restored on exit.
+
+    The executor runs every merge method inside it: torch's reductions round according to
+    how the OpenMP threads split them, and a tail of a split elementwise kernel can take a
+    scalar path (exp, log) that rounds unlike the vector one, so only a fixed thread count
+    makes the bytes a function of the recipe and inputs alone. One is the count mergekit's
+    results are compared at. A no-op where torch already runs one thread (the default policy
+    for merges), so the common path costs nothing.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def with_threads(work: Work) -> Callable[[F], F]:

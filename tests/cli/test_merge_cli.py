@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -221,15 +222,15 @@ def test_kinmerge_yaml_parses_every_mergekit_flag(flag):
               "--num-threads": ("num_threads", 2), "--gpu-rich": ("gpu_rich", True),
               "--no-copy-tokenizer": ("copy_tokenizer", False),
               "--no-write-model-card": ("write_model_card", False),
-              "--out-shard-size": ("out_shard_size", "1B"), "--device": ("device", "cpu")}
+              "--out-shard-size": ("out_shard_size", "1B"), "--device": ("device", "cpu"),
+              "--unsafe-truncate-embeddings": ("unsafe_truncate_embeddings", True),
+              "--no-unsafe-truncate-embeddings": ("unsafe_truncate_embeddings", False)}
     if flag[0] in expect:
         key, value = expect[flag[0]]
         assert p[key] == value
 
 
 def test_kinmerge_yaml_threads_quiet_and_no_ops_merge(family, tmp_path):
-    import torch
-
     before = torch.get_num_threads()
     f = write(tmp_path, ties(family))
     r = run([f, tmp_path / "out", "-j", "1", "--quiet", "--async-write", "--write-threads", "3",
@@ -240,3 +241,59 @@ def test_kinmerge_yaml_threads_quiet_and_no_ops_merge(family, tmp_path):
     assert torch.get_num_threads() == before  # -j applies to this merge only
     r = run([f, tmp_path / "out2", "-j", "0"], cli=kinmerge_yaml)
     assert r.exit_code == 2 and "Invalid value for '-j' / '--num-threads'" in r.output
+
+
+def test_kinmerge_yaml_breaks_ties_as_mergekit_by_default(family_bf16, tmp_path):
+    """kinmerge-yaml's default top-k order is stock mergekit's; `kinmerge merge` keeps the
+    stable one; --ties-topk and the recipe's `kinmerge: {topk}` choose either."""
+    import kinmerge
+    from safetensors.torch import load_file
+
+    recipe = ties(family_bf16, dtype="bfloat16")
+    want = {o: kinmerge.merge_to_memory(recipe, ties_topk=o).tensors
+            for o in ("mergekit", "stable")}
+    # the control: on these bfloat16 models the two orders give other bytes
+    assert any(not torch.equal(want["mergekit"][n], want["stable"][n]) for n in want["stable"])
+
+    def got(args, rec=recipe, merge_cmd=False):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        where = [write(tmp_path, rec, f"{out.name}.yml"), out, *args]
+        r = run(["merge", *where]) if merge_cmd else run(where, cli=kinmerge_yaml)
+        assert r.exit_code == 0, r.output
+        tensors = load_file(out / "model.safetensors")
+        return next(o for o, w in want.items()
+                    if all(torch.equal(tensors[n], w[n]) for n in w))
+
+    assert got(["--no-copy-tokenizer"]) == "mergekit"
+    assert got(["--no-copy-tokenizer", "--ties-topk", "stable"]) == "stable"
+    assert got(["--no-copy-tokenizer"], {**recipe, "kinmerge": {"topk": "stable"}}) == "stable"
+    assert got(["--no-copy-tokenizer", "--ties-topk", "mergekit"],
+               {**recipe, "kinmerge": {"topk": "stable"}}) == "mergekit"
+    assert got(["--no-progress", "--no-copy-tokenizer"], merge_cmd=True) == "stable"
+
+
+def test_kinmerge_yaml_unsafe_truncate_embeddings(tmp_path):
+    """As mergekit's flag: differing vocabularies keep the rows every model has (48 and 40
+    rows: the first 40 of each, merged), config vocab_size follows; without it, refused."""
+    from safetensors.torch import load_file
+
+    big = synthetic_llama(tmp_path / "big", layers=1, hidden=8, intermediate=8, vocab=48, seed=0)
+    small = synthetic_llama(tmp_path / "small", layers=1, hidden=8, intermediate=8, vocab=40,
+                            seed=1)
+    recipe = {"merge_method": "linear", "dtype": "float32", "models": [
+        {"model": str(big), "parameters": {"weight": 1.0}},
+        {"model": str(small), "parameters": {"weight": 1.0}}]}
+    f = write(tmp_path, recipe)
+    r = run([f, tmp_path / "refused", "--no-copy-tokenizer"], cli=kinmerge_yaml)
+    assert r.exit_code == 2 and "shape mismatch for model.embed_tokens.weight" in r.output
+    assert not (tmp_path / "refused").exists()
+    r = run([f, tmp_path / "out", "--no-copy-tokenizer", "--unsafe-truncate-embeddings"],
+            cli=kinmerge_yaml)
+    assert r.exit_code == 0, r.output
+    got, a, b = (load_file(d / "model.safetensors") for d in (tmp_path / "out", big, small))
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert got[name].shape == (40, 8)
+        assert torch.equal(got[name], (a[name][:40] + b[name][:40]) / 2)
+    assert torch.equal(got["model.norm.weight"], (a["model.norm.weight"]
+                                                  + b["model.norm.weight"]) / 2)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"] == 40

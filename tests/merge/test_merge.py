@@ -167,14 +167,18 @@ def test_sharded_output_hf_names_and_index(family, tmp_path):
     assert all(torch.equal(single[k], got[k]) for k in got)
 
 
+# a Jinja template (mergekit refuses one under 20 characters, or without "{", as a typo)
+TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+
+
 def test_side_files(family, tmp_path):
     (Path(family["base"]) / "tokenizer.json").write_text('{"fake": true}')
     try:
-        out = kinmerge.merge(ties_recipe(family, chat_template="{{ messages }}"), tmp_path / "m")
+        out = kinmerge.merge(ties_recipe(family, chat_template=TEMPLATE), tmp_path / "m")
     finally:
         (Path(family["base"]) / "tokenizer.json").unlink()
     assert (out / "tokenizer.json").read_text() == '{"fake": true}'
-    assert (out / "chat_template.jinja").read_text() == "{{ messages }}"
+    assert (out / "chat_template.jinja").read_text() == TEMPLATE
     card = (out / "README.md").read_text()
     assert card.startswith("---\nbase_model:\n") and "- merge\n- kinmerge" in card
     assert "merge_method: ties" in card

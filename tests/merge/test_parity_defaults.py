@@ -41,11 +41,12 @@ def inputs(tmp_path_factory):
     return paths
 
 
+@pytest.mark.parametrize("threads", [1, 4])  # a merge's bytes do not follow the thread count
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bit_identical_to_mergekit(inputs, name):
+def test_bit_identical_to_mergekit(inputs, name, threads):
     case = CASES[name]
     merged = kinmerge.merge_to_memory(resolve_refs(case["recipe"], inputs[case["inputs"]]),
-                                      ties_topk=case["topk"])
+                                      ties_topk=case["topk"], threads=threads)
     with safe_open(FIXTURE, "pt") as f:
         want = {k.split("/", 1)[1]: f.get_tensor(k) for k in f.keys()
                 if k.startswith(name + "/")}

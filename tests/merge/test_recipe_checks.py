@@ -244,7 +244,48 @@ def test_mergekit_slice_keys():
                      "slices": [{"sources": src, "base_model": "b", "residual_weight": 0.5}]})
     assert recipe_warnings(r) == [
         "slices[0].residual_weight changes nothing (mergekit 0.1.5 ignores it too)"]
+    # a slice's own base (one of its sources) is that slice's base, as in mergekit
+    assert load_recipe({"merge_method": "slerp", "base_model": "b", "parameters": {"t": 0.5},
+                        "slices": [{"sources": src, "base_model": "x"}]}).slices[0].base_model \
+        == "x"
     assert problems({"merge_method": "slerp", "base_model": "b", "parameters": {"t": 0.5},
-                     "slices": [{"sources": src, "base_model": "x"}]}) == [
-        "slices[0].base_model 'x': a slice's own base model differing from the recipe's "
-        "base_model is not supported; merge that slice in a recipe of its own"]
+                     "slices": [{"sources": src, "base_model": "y"}]}) == [
+        "slices[0] has no source from slices[0].base_model 'y' (the base's tensors are read "
+        "from the slice's sources: add it as one)"]
+
+
+def test_a_slice_base_model_is_that_slices_base(family):
+    """Layers of a slice naming its own base are task vectors from that base, bit for bit
+    the layers a one-slice recipe with that base gives."""
+    base, (ft1, ft2, ft3) = family["base"], family["ft"]
+    w = {"weight": 0.5}
+    two = kinmerge.merge_to_memory({
+        "merge_method": "task_arithmetic", "base_model": base, "slices": [
+            {"sources": [{"model": base, "layer_range": [0, 2]},
+                         {"model": ft1, "layer_range": [0, 2], "parameters": w}]},
+            {"base_model": ft2, "sources": [
+                {"model": ft2, "layer_range": [2, 3]},
+                {"model": ft3, "layer_range": [2, 3], "parameters": w}]}]}).tensors
+    alone = kinmerge.merge_to_memory({
+        "merge_method": "task_arithmetic", "base_model": ft2, "slices": [{"sources": [
+            {"model": ft2, "layer_range": [2, 3]},
+            {"model": ft3, "layer_range": [2, 3], "parameters": w}]}]}).tensors
+    from kinmerge.io.reader import ModelReader
+    with ModelReader(ft2) as b, ModelReader(ft3) as c:
+        for name in [n for n in alone if n.startswith("model.layers.0.")]:
+            here = name.replace("layers.0.", "layers.2.")
+            assert torch.equal(two[here], alone[name]), here
+            src = name.replace("layers.0.", "layers.2.")
+            want = b.get(src) + 0.5 * (c.get(src) - b.get(src))
+            torch.testing.assert_close(two[here], want, rtol=0, atol=1e-6)
+
+
+def test_modules_are_refused_with_the_reason():
+    got = problems({"merge_method": "linear", "modules": {
+        "text_decoder": {"models": [{"model": "a", "parameters": {"weight": 1}}]},
+        "vision_tower": {"models": [{"model": "a", "parameters": {"weight": 1}}]}}})
+    assert len(got) == 1 and got[0].startswith(
+        "modules: ('text_decoder', 'vision_tower') is not supported: mergekit merges each "
+        "module of a multi-module model")
+    assert "merging the modules as one would pair layers of different modules" in got[0]
+    assert "Write the merge with models: or slices:" in got[0]

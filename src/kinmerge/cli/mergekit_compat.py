@@ -7,6 +7,14 @@ lines work unchanged. What each does here (the README's "mergekit compatibility"
   --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's
   CPU threads for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);
 - no effect, because kinmerge always behaves that way or has nothing to relax (see NO_OPS).
+
+TIES-family trims (ties, breadcrumbs, dare_ties ... wherever magnitudes are ranked) break ties
+between equal magnitudes as stock mergekit does by default here (`--ties-topk mergekit`), so
+a drop-in run gives mergekit's bytes; `kinmerge merge` keeps the stable order (earliest
+first). mergekit's order comes from torch's unstable sort; measured on one machine with
+mergekit-yaml 0.1.5 on bfloat16 models, it was the same over three runs and at 1, 2 and 4
+threads, and kinmerge's `mergekit` order reproduced it bit for bit. A recipe's own
+`kinmerge: {topk: ...}` is kept unless --ties-topk is given.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from kinmerge.cli.app import exit_on_error, install_signal_handlers, setup_loggi
 from kinmerge.cli.merge import merge_options
 from kinmerge.cli.progress import merge_bar
 from kinmerge.core.multistage import run_all
+from kinmerge.errors import KinmergeError
 from kinmerge.threads import HELP as THREADS_HELP
 
 # boolean flags (each with its --no- form) that change nothing here, and why
@@ -32,8 +41,6 @@ NO_OPS = {
     "async-write": "reads already overlap compute; each shard is written once, in order",
     "clone-tensors": "every output tensor is its own copy",
     "safe-serialization": "output is always safetensors (--no-safe-serialization too)",
-    "unsafe-truncate-embeddings": "not implemented: differing vocabularies are refused with "
-                                  "a message; set tokenizer_source instead",
 }
 # flags with a value that change nothing here, and why
 NO_OP_VALUES = {
@@ -45,6 +52,16 @@ NO_OP_VALUES = {
                               "product, one rounding to the weight's dtype)"),
     "write-threads": (int, "writes are sequential; see --async-write"),
 }
+
+
+def recipe_topk(config_file: str) -> str | None:
+    """The recipe's own `kinmerge: {topk: ...}`, None where it has no `kinmerge:` block (or
+    does not load: the merge then reports why)."""
+    try:
+        recipe = kinmerge.load_recipe(config_file)
+    except KinmergeError:
+        return None
+    return recipe.kinmerge.topk if recipe.kinmerge else None
 
 
 def _no_ops(f):
@@ -75,6 +92,18 @@ def _mergekit_options(f):
                      help="mergekit replaces OUT by default (only a model folder or an empty "
                           "one is ever replaced)."),
         click.option("--threads", type=click.IntRange(min=1), default=None, help=THREADS_HELP),
+        click.option("--ties-topk", type=click.Choice(["mergekit", "stable"]), default=None,
+                     help="How TIES/breadcrumbs trims rank equal magnitudes. Default: the "
+                          "recipe's `kinmerge: {topk: ...}`, else mergekit (stock mergekit's "
+                          "order: its bytes); stable: earliest first, as `kinmerge merge` does "
+                          "by default."),
+        click.option("--unsafe-truncate-embeddings/--no-unsafe-truncate-embeddings",
+                     default=False,
+                     help="UNSAFE, as in mergekit: with no tokenizer configured, embeddings "
+                          "and output heads whose vocabularies differ keep the rows every "
+                          "model has (config vocab_size follows). Assumes those token ids mean "
+                          "the same tokens in every model; prefer tokenizer_source / "
+                          "tokenizer:."),
         click.option("-v", "--verbose", count=True,
                      help="Debug logging and tracebacks (mergekit's -v, repeatable)."),
         _no_ops,
@@ -93,14 +122,16 @@ def _run(verbose: int, quiet: bool, call) -> None:
         sys.exit(130)
 
 
-def _options(bar, out_shard_size, copy_tokenizer, write_model_card, allow_nonfinite,
-             allow_norm_growth, cuda, device, gpu_rich, num_threads, random_seed, overwrite,
-             threads) -> dict:
+def _options(config_file, bar, out_shard_size, copy_tokenizer, write_model_card,
+             allow_nonfinite, allow_norm_growth, cuda, device, gpu_rich, num_threads,
+             random_seed, overwrite, threads, ties_topk, unsafe_truncate_embeddings) -> dict:
     return dict(seed=random_seed, device=device or ("cuda" if cuda or gpu_rich else "cpu"),
                 out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                 write_model_card=write_model_card, overwrite=overwrite, progress=bar,
                 allow_nonfinite=allow_nonfinite, allow_norm_growth=allow_norm_growth,
-                threads=threads or num_threads)
+                threads=threads or num_threads,
+                ties_topk=ties_topk or recipe_topk(config_file) or "mergekit",
+                truncate_embeddings=unsafe_truncate_embeddings)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,7 +146,7 @@ def main(config_file, out_path, quiet, verbose, **options):
     document (else the last) is written to OUT, the stages it needs live in OUT's temporary
     area while it runs."""
     _run(verbose, quiet, lambda bar: kinmerge.merge(config_file, out_path,
-                                                    **_options(bar, **options)))
+                                                    **_options(config_file, bar, **options)))
 
 
 @click.command("kinmerge-multi", context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,7 +169,7 @@ def multi_main(config_file, intermediate_dir, out_path, lazy, quiet, verbose, **
     without a name, if any, is written to --out-path."""
     def call(bar) -> None:
         done = run_all(config_file, intermediate_dir, out=out_path, lazy=lazy,
-                       **_options(bar, **options))
+                       **_options(config_file, bar, **options))
         for name, path in done.items():
             click.echo(f"{'final merge' if name is None else 'stage ' + name}: {path}")
 

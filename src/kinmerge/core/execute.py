@@ -18,6 +18,7 @@ from kinmerge.io.writer import Sink
 from kinmerge.core.peak import read_ahead
 from kinmerge.core.plan import Plan, TensorJob
 from kinmerge.seeds import tensor_seed
+from kinmerge.threads import arithmetic
 from kinmerge.tokenizer.rows import apply_rows
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     """Compute every tensor of `plan` in order and `sink.add` it.
 
     Each job's working, accumulation and output dtypes are the plan's. The stochastic
-    methods draw from a generator seeded by (seed, output tensor name), so results do not
-    depend on order, threads or device.
+    methods draw from a generator seeded by (seed, output tensor name), and every method runs
+    on one torch thread (`threads.arithmetic`), so results do not depend on the job order,
+    the read-ahead or torch's thread count.
     An output holding NaN/Inf raises NonFiniteError at once, unless `allow_nonfinite`
     (then every such tensor is named in one warning at the end). Inputs holding NaN/Inf
     where the result is finite, and results whose norm is over nonfinite.NORM_RATIO times
@@ -121,7 +123,9 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     gen = None
     if plan.method.stochastic:
         gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
-    with torch.no_grad():
+    # the arithmetic runs on one thread whatever torch's count: reductions round by how the
+    # threads split them, so any other count would make the bytes follow it (threads.arithmetic)
+    with torch.no_grad(), arithmetic():
         accum = {"accum": job.accum_dtype} if job.accum_dtype is not None else {}
         out = plan.method.fn(tensors, base, generator=gen, **job.params, **accum)
     # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the

@@ -43,7 +43,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
           progress: OnTensor | None = None, lineage: dict | None = None,
           allow_nonfinite: bool = False, ties_topk: str | None = None,
           threads: int | None = None, allow_norm_growth: bool = False,
-          stage: str | None = None,
+          truncate_embeddings: bool = False, stage: str | None = None,
           intermediate_dir: str | os.PathLike | None = None) -> Path:
     """Merge `recipe` into the Hugging Face model directory `out`.
 
@@ -62,7 +62,9 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     (absurd output norms) unless `allow_norm_growth`.
     `progress(plan, job)` is called after each output tensor (the CLI draws its bar with it).
     `threads`: torch threads for this call (default: kinmerge.threads' policy); torch's own
-    setting is restored when the call returns.
+    setting is restored when the call returns. The merge's bytes do not depend on it.
+    `truncate_embeddings` (mergekit's --unsafe-truncate-embeddings): with no tokenizer
+    configured, embeddings whose vocabularies differ keep the rows every input has.
     A file of several YAML documents (or documents with `name:`, mergekit-multi's format)
     runs as stages through `kinmerge.core.multistage.merge_stages`, which takes `stage` and
     `intermediate_dir`.
@@ -71,7 +73,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                    out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
                    write_model_card=write_model_card, overwrite=overwrite, progress=progress,
                    lineage=lineage, allow_nonfinite=allow_nonfinite, ties_topk=ties_topk,
-                   threads=threads, allow_norm_growth=allow_norm_growth)
+                   threads=threads, allow_norm_growth=allow_norm_growth,
+                   truncate_embeddings=truncate_embeddings)
     if multistage.is_multistage(recipe):
         return multistage.merge_stages(recipe, out, stage=stage,
                                        intermediate_dir=intermediate_dir, **options)

@@ -82,11 +82,13 @@ class _Ctx:
     options: dict[str, Any] = field(default_factory=dict)
     # (is an error, message) of the method's check/caution -> output tensors it holds for
     checked: dict[tuple[bool, str], list[str]] = field(default_factory=dict)
+    truncate: bool = False  # --unsafe-truncate-embeddings
+    truncated_rows: int | None = None  # the vocabulary rows truncation kept
 
 
 def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
          dtype: str | None = None, work_dtype: str | None = None,
-         topk: str | None = None) -> Plan:
+         topk: str | None = None, truncate_embeddings: bool = False) -> Plan:
     """Check `recipe` against its models and list what to compute; raises PlanError.
 
     Each job's dtypes are settled here: the working dtype is `work_dtype`, else `dtype` /
@@ -95,6 +97,11 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
     else the reference tensor's; methods declaring wider accumulation get it per job.
     topk: how TIES/breadcrumbs rank equal magnitudes ("stable" or "mergekit"); default the
     recipe's `kinmerge: {topk: ...}`, else "stable".
+    truncate_embeddings (mergekit's --unsafe-truncate-embeddings): where the recipe configures
+    no tokenizer, embeddings and output heads whose vocabularies differ keep the rows all
+    inputs have (the first min(rows)) instead of being refused; this assumes the shared token
+    ids mean the same tokens in every model, which nothing checks. config.json's vocab_size
+    follows.
     """
     m = get_method(recipe.merge_method)
     refs = recipe.model_refs()
@@ -102,7 +109,8 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
     ref_reader = readers[reference]
     ctx = _Ctx(recipe, m, readers, detect(ref_reader.names(), ref_reader.config),
                warnings=recipe_warnings(recipe),
-               options={"topk": topk or (recipe.kinmerge.topk if recipe.kinmerge else "stable")})
+               options={"topk": topk or (recipe.kinmerge.topk if recipe.kinmerge else "stable")},
+               truncate=truncate_embeddings)
     _check_architectures(ctx, refs)
     ctx.vocab = vocab_plan(recipe, readers)
     units = _models_units(ctx) if recipe.models is not None else _slices_units(ctx)
@@ -164,7 +172,8 @@ def _slices_units(ctx: _Ctx) -> list[_Unit]:
         return []
     units, offset = [], 0
     for sl in r.slices:
-        ref_src = next((x for x in sl.sources if x.model == r.base_model), sl.sources[0])
+        base = sl.base_model or r.base_model  # a slice may name its own base, as in mergekit
+        ref_src = next((x for x in sl.sources if x.model == base), sl.sources[0])
         a_ref, b_ref = ref_src.layer_range
         by_layer = _names_by_layer(ctx.readers[ref_src.model], s)
         for j in range(b_ref - a_ref):
@@ -194,9 +203,10 @@ def _slice_unit(ctx: _Ctx, sl, out_name: str, at: list[str], u: float,
                 layer: int | None, ref: tuple[str, str]) -> _Unit:
     """`at[i]` is the input tensor name that slice source i contributes."""
     r, takes_base = ctx.recipe, ctx.method.takes_base
+    slice_base = sl.base_model or r.base_model
     sources, base = [], None
     for src, name in zip(sl.sources, at):
-        if takes_base and src.model == r.base_model and base is None:
+        if takes_base and src.model == slice_base and base is None:
             base = (src.model, name)
         else:
             sources.append((src.model, name, [src.parameters, sl.parameters, r.parameters]))
@@ -246,10 +256,29 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
                                     [ctx.readers[m].shape(n)[0] for m, n in inputs])
         ctx.problems += problems
         shape = (ctx.vocab.out.rows, *shape[1:])
+    elif ctx.truncate and is_vocab_tensor(u.name):
+        vocab, shape = _truncated(ctx, u, shape)
     first = u.base or (u.sources[0][0], u.sources[0][1])
     work = compute or ctx.readers[first[0]].dtype(first[1])
     return TensorJob(u.name, tuple((m, n) for m, n, _ in u.sources), u.base, params, shape, dt,
                      work, u.layer, vocab, ctx.method.accumulation(work))
+
+
+def _truncated(ctx: _Ctx, u: _Unit, shape: tuple[int, ...]
+               ) -> tuple[VocabRows | None, tuple[int, ...]]:
+    """--unsafe-truncate-embeddings: every input's first min(rows) rows, as they are."""
+    inputs = [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else [])
+    rows = [ctx.readers[m].shape(n)[0] for m, n in inputs]
+    keep = min(rows)
+    if all(r == keep for r in rows):
+        return None, shape
+    ctx.warnings.append(f"{u.name}: rows {', '.join(map(str, sorted(set(rows))))} truncated to "
+                        f"the {keep} all inputs have (--unsafe-truncate-embeddings: token ids "
+                        "below it must mean the same tokens in every model)")
+    ctx.truncated_rows = keep
+    empty = torch.empty(0, dtype=torch.long)
+    take = torch.arange(keep).expand(len(inputs), keep)
+    return VocabRows(keep, keep, take, empty, empty, empty, empty.bool()), (keep, *shape[1:])
 
 
 def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:
@@ -269,6 +298,8 @@ def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:
         if got == want:
             continue
         vocab_like = is_vocab_tensor(name)
+        if vocab_like and got[1:] == want[1:] and ctx.vocab is None and ctx.truncate:
+            continue  # the shared prefix of rows is kept (_job)
         if vocab_like and got[1:] == want[1:] and ctx.vocab is not None:
             if ctx.vocab.by_index:
                 ctx.warnings.append(f"{name}: model {model} has {got[0]} rows, the base "
@@ -321,6 +352,8 @@ def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
     config = dict(ctx.readers[reference].config)
     if ctx.vocab is not None and "vocab_size" in config:
         config["vocab_size"] = ctx.vocab.out.rows
+    if ctx.truncated_rows is not None and "vocab_size" in config:
+        config["vocab_size"] = ctx.truncated_rows
     dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
         name = str(next(iter(dtypes))).removeprefix("torch.")

@@ -101,6 +101,9 @@ class Recipe(_Strict):
     tokenizer_source: str | None = None
     tokenizer: TokenizerBlock | None = None  # mergekit's block: source, tokens, pad_to_multiple_of
     chat_template: str | None = None
+    # mergekit's per-module layout of multi-module (vision-language) models: read so that it
+    # is refused with its reason (core.validate), not as an unknown key
+    modules: dict[str, Any] | None = None
     seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
     kinmerge: KinmergeOptions | None = None
 

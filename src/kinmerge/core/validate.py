@@ -14,6 +14,7 @@ from kinmerge.core.params import check_value, numbers_in
 from kinmerge.core.dtypes import DTYPES
 from kinmerge.core.schema import Recipe
 from kinmerge.errors import short_repr
+from kinmerge.tokenizer import chat
 from kinmerge.tokenizer.spec import problems as tokenizer_problems
 
 
@@ -35,6 +36,14 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
         return [f"unknown merge_method {short_repr(r.merge_method)}: {hint}"
                 f"known methods are {', '.join(sorted(REGISTRY))}"], []
     m = REGISTRY[r.merge_method]
+    if r.modules is not None:
+        return [f"modules: ({', '.join(map(short_repr, list(r.modules)[:4]))}) is not supported: "
+                "mergekit merges each module of a multi-module model (a vision-language "
+                "model's text decoder, vision tower, projector) with its own layers, names and "
+                "slices from its architecture files; kinmerge knows one stack of layers per "
+                "model, and merging the modules as one would pair layers of different "
+                "modules. Write the merge with models: or slices: (for a text-only model, the "
+                "module's own models:/slices: are the same recipe)"], []
     problems = _shape_problems(r, m) + _duplicate_models(r)
     more, warnings = _param_problems(r, m)
     problems += more
@@ -48,6 +57,8 @@ def check_recipe(r: Recipe) -> tuple[list[str], list[str]]:
                             f"(use one of {', '.join(DTYPES)})")
     problems += tokenizer_problems(r.tokenizer, r.tokenizer_source, r.base_model,
                                    r.model_refs())
+    if r.chat_template is not None:
+        problems += [x for x in [chat.template_problem(r.chat_template)] if x]
     return problems, warnings
 
 
@@ -104,9 +115,12 @@ def _shape_problems(r: Recipe, m: Method) -> list[str]:
             out.append(f"slices[{i}]: all sources need layer ranges of one length, got "
                        f"{sorted(lengths)}")
         refs = [s.model for s in sl.sources]
-        n = len([x for x in refs if not (m.takes_base and x == r.base_model)])
-        if m.takes_base and r.base_model and r.base_model not in refs:
-            out.append(f"slices[{i}] has no source from base_model {r.base_model!r}")
+        base = sl.base_model or r.base_model  # the slice's own base, else the recipe's
+        n = len([x for x in refs if not (m.takes_base and x == base)])
+        if m.takes_base and base and base not in refs:
+            key = f"slices[{i}].base_model" if sl.base_model else "base_model"
+            out.append(f"slices[{i}] has no source from {key} {base!r} (the base's tensors "
+                       "are read from the slice's sources: add it as one)")
         if m.with_base is not None and len(refs) != m.with_base:
             out.append(f"slices[{i}]: {m.name} takes exactly {m.with_base} sources, "
                        f"got {len(refs)}")
@@ -130,13 +144,10 @@ def _levels(r: Recipe) -> list[tuple[str, dict, str | None]]:
 
 
 def _slice_keys(r: Recipe) -> tuple[list[str], list[str]]:
-    """mergekit's per-slice `base_model` and `residual_weight`."""
+    """mergekit's per-slice `residual_weight` (a slice's own `base_model` is that slice's
+    base: plan and the slice checks read it)."""
     problems, warnings = [], []
     for i, sl in enumerate(r.slices or []):
-        if sl.base_model is not None and sl.base_model != r.base_model:
-            problems.append(f"slices[{i}].base_model {short_repr(sl.base_model)}: a slice's own "
-                            "base model differing from the recipe's base_model is not "
-                            "supported; merge that slice in a recipe of its own")
         if sl.residual_weight is not None:
             warnings.append(f"slices[{i}].residual_weight changes nothing (mergekit 0.1.5 "
                             "ignores it too)")
@@ -242,7 +253,7 @@ def _input_levels(r: Recipe, m: Method) -> list[tuple[str, dict]]:
         out.append((f"base_model ({r.base_model}, an input of {m.name})", {}))
     for i, sl in enumerate(r.slices or []):
         for j, s in enumerate(sl.sources):
-            if not (m.takes_base and s.model == r.base_model):
+            if not (m.takes_base and s.model == (sl.base_model or r.base_model)):
                 out.append((f"slices[{i}].sources[{j}] ({s.model})", {**sl.parameters,
                                                                       **s.parameters}))
     return out

@@ -35,6 +35,7 @@ from kinmerge.core.peak import PeakEstimate, expected_peak
 from kinmerge.core.plan import Plan, TensorJob, plan
 from kinmerge.core.recipe import Recipe, load_recipe
 from kinmerge.threads import using
+from kinmerge.tokenizer import chat
 from kinmerge.tokenizer.write import write_appended
 
 log = logging.getLogger(__name__)
@@ -109,18 +110,18 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
                     dtype: str | None = None, work_dtype: str | None = None,
                     allow_nonfinite: bool = False, allow_norm_growth: bool = False,
                     ties_topk: str | None = None,
-                    threads: int | None = None, cache: "TensorCache | None" = None
-                    ) -> MergedModel:
+                    threads: int | None = None, cache: "TensorCache | None" = None,
+                    truncate_embeddings: bool = False) -> MergedModel:
     """Merge into a dict of tensors (same plan/execute as `merge`, no disk writes).
 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`.
     `cache` (kinmerge.io.cache.TensorCache): source tensors are taken from it and kept in it
     for the next merge (same bytes as without; an evolution worker keeps one)."""
     check_device(device)
-    with _planned(recipe, cache=cache, dtype=dtype, work_dtype=work_dtype,
-                  topk=ties_topk) as (r, readers, p):
+    with _planned(recipe, cache=cache, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
+                  truncate_embeddings=truncate_embeddings) as (r, readers, p):
         sink = InMemorySink()
-        with using(p.method.work, threads, read_ahead=True):
+        with using(p.method.work, threads):
             execute(p, readers, sink, seed=_seed(r, seed), device=device,
                     allow_nonfinite=allow_nonfinite, allow_norm_growth=allow_norm_growth)
     return MergedModel(sink.tensors, p.config, p)
@@ -132,7 +133,8 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
               write_model_card: bool = True, overwrite: bool = False,
               progress: OnTensor | None = None, lineage: dict | None = None,
               allow_nonfinite: bool = False, ties_topk: str | None = None,
-              threads: int | None = None, allow_norm_growth: bool = False) -> Path:
+              threads: int | None = None, allow_norm_growth: bool = False,
+              truncate_embeddings: bool = False) -> Path:
     """`kinmerge.merge` of one recipe (a stage of a multi-stage file included): see
     `kinmerge.core.merge.merge` for the keywords."""
     out = Path(out)
@@ -147,15 +149,15 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
                                     fix="choose another path, or pass overwrite=True "
                                         "(--overwrite on the command line)")
         check_replaceable(out)
-        with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk) as (_, readers,
-                                                                                 p):
+        with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
+                      truncate_embeddings=truncate_embeddings) as (_, readers, p):
             for w in p.warnings:
                 log.warning(w)
             with atomic_dir(out, overwrite=overwrite, command="merge") as tmp:
                 writer = ShardedWriter(tmp, p.entries, max_shard)
                 tick = (lambda job: progress(p, job)) if progress else None
                 try:
-                    with using(p.method.work, threads, read_ahead=True):
+                    with using(p.method.work, threads):
                         execute(p, readers, writer, seed=_seed(r, seed), device=device,
                                 on_tensor=tick, allow_nonfinite=allow_nonfinite,
                                 allow_norm_growth=allow_norm_growth)
@@ -208,8 +210,12 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
             _copy_side_file(tok_dir, f, tmp)
         if p.vocab is not None:  # tokens the union (or the tokenizer: block) adds
             write_appended(p.vocab, tok_dir, tmp)
-    if p.recipe.chat_template:
-        (tmp / "chat_template.jinja").write_text(p.recipe.chat_template)
+    # a format's name expands to its template, `auto` to the inputs' most common one; the
+    # file wins over a chat_template key in the copied tokenizer_config.json when loaded
+    template = chat.resolve(p.recipe.chat_template,
+                            [readers[ref].path for ref in p.recipe.model_refs()])
+    if template:
+        (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
     (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
     if card:
         (tmp / "README.md").write_text(model_card(p.recipe, name))
