@@ -11,7 +11,6 @@ import kinmerge
 from kinmerge.core import multistage
 from kinmerge.cli.app import main
 from kinmerge.cli.progress import merge_bar
-from kinmerge.core.merge import plan_peak
 from kinmerge.methods import REGISTRY
 from kinmerge.core.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
@@ -147,6 +146,8 @@ def plan_cmd(recipe, as_json, limit):
                           highlight=False)
             _show_plan(p, as_json, limit, {"stage": s.name} if as_json else {})
         return
+    from kinmerge.core.merge import plan_peak  # torch: only once a plan is made
+
     p, peak = plan_peak(recipe)
     _show_plan(p, as_json, limit, peak=peak)
 

@@ -23,7 +23,8 @@ from kinmerge.lineage.card import model_card
 from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
-from kinmerge.io.lora import open_reader, split_lora
+from kinmerge.io.lora import open_reader
+from kinmerge.io.refs import split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.safe_path import inside, present, regular_file

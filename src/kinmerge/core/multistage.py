@@ -22,7 +22,7 @@ from pathlib import Path
 from kinmerge.io import yamlload
 from kinmerge.io.configfile import read_text
 from kinmerge.errors import RecipeError
-from kinmerge.io.lora import split_lora
+from kinmerge.io.refs import split_lora
 
 log = logging.getLogger(__name__)
 REF_KEYS = ("model", "base_model", "tokenizer_source", "source")

@@ -31,23 +31,11 @@ from safetensors import safe_open
 from kinmerge.errors import ModelLoadError
 from kinmerge.io.hub import resolve_model
 from kinmerge.io.reader import ModelReader
+from kinmerge.io.refs import split_lora
 from kinmerge.io.safe_path import inside, regular_file
 
 PREFIX = "base_model.model."
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def split_lora(ref: str | os.PathLike) -> tuple[str, str | None]:
-    """`base+lora` -> (`base`, `lora`); a plain reference (or an existing path) has no LoRA."""
-    ref = str(ref)
-    if "+" not in ref or Path(ref).expanduser().exists():
-        return ref, None
-    parts = ref.split("+")
-    if len(parts) != 2 or not all(parts):
-        raise ModelLoadError(f"cannot read model reference {ref!r}: expected `model` or "
-                             "`model+lora`", where=ref, fix="write one `+` between the model "
-                             "and the LoRA adapter")
-    return parts[0], parts[1]
 
 
 def open_reader(ref: str | os.PathLike) -> ModelReader:

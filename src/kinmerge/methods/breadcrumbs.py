@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
 from kinmerge.methods.sparsify import combine, mergekit_sort_key, rescale_l1, topk_count_mask
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
+from kinmerge.methods.task_arithmetic import task_vectors
 
 
 def breadcrumb_mask(x: torch.Tensor, density: float, gamma: float,
@@ -61,17 +60,3 @@ def breadcrumbs_ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight:
     normalize false, so agreeing entries add up rather than average)."""
     deltas = _sparsify(tensors, base, density, gamma, rescale, topk)
     return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-_PAPER = "Davari & Belilovsky 2024, Model Breadcrumbs (arXiv:2312.06795)"
-# mergekit 0.1.5's defaults: density 1 (no trimming unless asked), normalize false for both
-_P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-      Param("gamma", "model", 0.01, range=UNIT), Param("normalize", "global", False, bool),
-      Param("rescale", "global", False, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(work="select", name="breadcrumbs", fn=breadcrumbs, needs_base=True, paper=_PAPER,
-                params=_P, options=("topk",), caution=zero_weight_sum,
-                summary="Drop each task vector's largest (gamma) and smallest entries, "
-                        "then task arithmetic."))
-register(Method(work="select", name="breadcrumbs_ties", fn=breadcrumbs_ties, needs_base=True,
-                paper=_PAPER + "; with TIES sign election", params=_P, options=("topk",),
-                summary="Breadcrumb masks, then TIES election and disjoint sum."))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
 from kinmerge.methods.sparsify import bernoulli_mask, combine, keep_only, rescale_l1
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
+from kinmerge.methods.task_arithmetic import task_vectors
 
 
 def dare_drop(deltas: torch.Tensor, density: list[float], rescale: bool,
@@ -35,16 +34,3 @@ def dare_ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[f
     """DARE drop + rescale, then TIES sign election and disjoint merge."""
     deltas = dare_drop(task_vectors(tensors, base), density, rescale, generator)
     return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-_PARAMS = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-           Param("normalize", "global", False, bool), Param("rescale", "global", True, bool),
-           Param("lambda", "global", 1.0), INT8_MASK)
-_PAPER = "Yu et al. 2024, Language Models are Super Mario (arXiv:2311.03099)"
-register(Method(work="select", name="dare_linear", fn=dare_linear, needs_base=True, stochastic=True,
-                caution=zero_weight_sum,
-                params=_PARAMS, paper=_PAPER,
-                summary="Randomly drop task-vector entries, rescale, then task arithmetic."))
-register(Method(work="select", name="dare_ties", fn=dare_ties, needs_base=True, stochastic=True,
-                params=_PARAMS, paper=_PAPER + "; with TIES sign election",
-                summary="Randomly drop task-vector entries, rescale, then TIES election."))

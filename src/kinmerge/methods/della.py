@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from kinmerge.errors import KinmergeError
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, Range, register
 from kinmerge.methods.sparsify import combine, rescale_l1
-from kinmerge.methods.task_arithmetic import task_vectors, zero_weight_sum
+from kinmerge.methods.task_arithmetic import task_vectors
 
 
 def keep_probabilities(x: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
@@ -41,16 +40,6 @@ def magprune(deltas: torch.Tensor, density: list[float], epsilon: list[float], r
     return deltas
 
 
-def density_epsilon(params: dict) -> str | None:
-    """MagPrune's keep probabilities run from density − ε to density + ε: inside (0, 1)."""
-    for d, e in zip(params["density"], params["epsilon"]):
-        if 0 < d < 1 and not (0 < d - e and d + e < 1):
-            return (f"della needs 0 < density ± epsilon < 1 (keep probabilities), got "
-                    f"density {d:g}, epsilon {e:g}; lower epsilon or move density away "
-                    "from 0 and 1")
-    return None
-
-
 def della(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float],
           density: list[float], epsilon: list[float], normalize: bool = True,
           rescale: bool = True, lambda_: float = 1.0,
@@ -67,20 +56,3 @@ def della_linear(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: lis
     """MagPrune each task vector, then task arithmetic."""
     deltas = magprune(task_vectors(tensors, base), density, epsilon, rescale, generator)
     return combine(deltas, weight, base, elect=False, normalize=normalize, lambda_=lambda_)
-
-
-_PAPER = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
-# mergekit 0.1.5's defaults (epsilon 0.15)
-_P = (Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-      Param("epsilon", "model", 0.15, range=Range(0.0, 0.5, high_open=True)),
-      Param("rescale", "global", True, bool), Param("lambda", "global", 1.0), INT8_MASK)
-register(Method(work="select", name="della", fn=della, needs_base=True, stochastic=True,
-                paper=_PAPER,
-                params=_P + (Param("normalize", "global", True, bool),),
-                check=density_epsilon,
-                summary="Magnitude-ranked random drop, rescale, then TIES election."))
-register(Method(work="select", name="della_linear", fn=della_linear, needs_base=True,
-                stochastic=True,
-                paper=_PAPER, params=_P + (Param("normalize", "global", False, bool),),
-                check=density_epsilon, caution=zero_weight_sum,
-                summary="Magnitude-ranked random drop, rescale, then task arithmetic."))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
 
 EPS = 1e-8  # colinear when 1 - cos^2 <= EPS^2
 NORM_FLOOR = 1e-7  # smallest norm a vector is divided by
@@ -51,13 +50,3 @@ def slerp_vectors(t: float, a: torch.Tensor, b: torch.Tensor, *, dim: int = -1,
     if dim != -1 and not flatten:
         out = out.transpose(dim, -1)
     return out.reshape(shape)
-
-
-register(Method(
-    name="nuslerp", fn=nuslerp, needs_base=False, optional_base=True, n_models=2,
-    params=(Param("weight", "model"), Param("nuslerp_row_wise", "global", False, bool),
-            Param("nuslerp_flatten", "global", True, bool)),
-    paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH); "
-          "NuSLERP as defined by mergekit (Goddard et al. 2024, arXiv:2403.13257)",
-    summary="Slerp between two models at t = w2/(w1+w2); of task vectors with a base; "
-            "whole tensor, per row, or per column."))

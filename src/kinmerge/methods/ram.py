@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
 from kinmerge.methods.task_arithmetic import task_vectors
 
 
@@ -51,17 +50,3 @@ def _changes(tensors: list[torch.Tensor], base: torch.Tensor, epsilon: float):
     tv = task_vectors(tensors, base).view(len(tensors), -1)
     changed = tv.abs() > epsilon
     return tv, changed, changed.sum(dim=0, keepdim=True)
-
-
-register(Method(
-    name="ram", fn=ram, needs_base=True, params=(Param("epsilon", "global", 1e-5),),
-    paper="Reinforced Agent Merging (arXiv:2601.13572)",
-    summary="Unique changes kept whole, shared changes averaged over the models that made "
-            "them."))
-register(Method(
-    name="ramplus_tl", fn=ramplus_tl, needs_base=True,
-    params=(Param("r", "global", 0.1), Param("alpha", "global", 0.2),
-            Param("epsilon", "global", 1e-5)),
-    paper="Reinforced Agent Merging, RAM+ (arXiv:2601.13572)",
-    summary="RAM with unique changes amplified by how much each model overlaps the others "
-            "(per tensor)."))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.errors import short_repr
-from kinmerge.methods.registry import INT8_MASK, Method, Param, register
 from kinmerge.methods.sparsify import combine
 
 
@@ -26,21 +24,3 @@ def task_arithmetic(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: 
     """
     return combine(task_vectors(tensors, base), weight, base, elect=False,
                    normalize=normalize, lambda_=lambda_)
-
-
-def zero_weight_sum(params: dict) -> str | None:
-    """A warning: with normalize, weights summing to 0 leave the sum undivided (mergekit
-    divides by 1 then too), which is rarely what normalize was written for."""
-    if params.get("normalize") and abs(sum(params["weight"])) < 1e-8:
-        weights = short_repr(params["weight"])
-        return (f"the weights {weights} sum to 0, so normalize cannot divide by "
-                "their sum: the weighted task vectors are added undivided (as in mergekit)")
-    return None
-
-
-register(Method(
-    name="task_arithmetic", fn=task_arithmetic, needs_base=True, caution=zero_weight_sum,
-    params=(Param("weight", "model"), Param("normalize", "global", False, bool),
-            Param("lambda", "global", 1.0), INT8_MASK),
-    paper="Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv:2212.04089)",
-    summary="Add weighted task vectors to the base; negative weights subtract a task."))

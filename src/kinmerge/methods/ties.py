@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, register
 from kinmerge.methods.sparsify import combine, keep_only, rescale_l1, topk_mask
 from kinmerge.methods.task_arithmetic import task_vectors
 
@@ -29,12 +28,3 @@ def ties(tensors: list[torch.Tensor], base: torch.Tensor, *, weight: list[float]
             if rescale:
                 deltas[k] = rescale_l1(original, deltas[k])
     return combine(deltas, weight, base, elect=True, normalize=normalize, lambda_=lambda_)
-
-
-register(Method(
-    name="ties", fn=ties, needs_base=True, options=("topk",), work="select",
-    params=(Param("weight", "model"), Param("density", "model", 1.0, range=UNIT),
-            Param("normalize", "global", True, bool), Param("rescale", "global", False, bool),
-            Param("lambda", "global", 1.0), INT8_MASK),
-    paper="Yadav et al. 2023, TIES-Merging (arXiv:2306.01708)",
-    summary="Trim each task vector to its largest entries, elect a sign, average agreeing ones."))
