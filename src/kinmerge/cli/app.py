@@ -76,7 +76,7 @@ def install_signal_handlers():
 
 def report_error(e: KinmergeError) -> None:
     """One clear message on stderr; never interpreted as markup (recipes contain brackets)."""
-    console.print(Text("error: ", style="bold red") + Text(e.message), highlight=False,
+    console.print(Text("error: ", style="bold red") + Text(e.cli_message), highlight=False,
                   soft_wrap=True)
 
 

@@ -141,8 +141,8 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
     check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
     if os.path.lexists(out) and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path, or pass overwrite=True "
-                                    "(--overwrite on the command line)")
+                                fix="choose another path, or pass overwrite=True",
+                                cli_fix="choose another path, or pass --overwrite")
     check_replaceable(out)
     max_shard = parse_size(out_shard_size)
     check_device(device)
@@ -173,12 +173,15 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise KinmergeError(f"not a device: {device!r}", where="--device",
-                            fix="use cpu, cuda or cuda:N") from e
+        raise KinmergeError(f"not a device: {device!r}", where=f"device={device!r}",
+                            cli_where=f"--device {device}", fix="use cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise KinmergeError("CUDA was requested but torch sees no GPU", where=f"--device {device}",
+        raise KinmergeError("CUDA was requested but torch sees no GPU", where=f"device={device!r}",
+                            cli_where=f"--device {device}",
                             fix="run on a machine with a GPU and a CUDA build of torch, "
-                                "or use --device cpu")
+                                "or use device='cpu'",
+                            cli_fix="run on a machine with a GPU and a CUDA build of torch, "
+                                    "or use --device cpu")
 
 
 def _seed(r: Recipe, seed: int | None) -> int:

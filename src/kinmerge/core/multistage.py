@@ -176,7 +176,8 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                fix="choose another path or pass --overwrite")
+                                fix="choose another path, or pass overwrite=True",
+                                cli_fix="choose another path, or pass --overwrite")
     stages, _ = read_stages(source)
     order = run_order(stages, stage)
     keep = intermediate_dir is not None
