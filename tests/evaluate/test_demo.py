@@ -90,7 +90,7 @@ def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_
 
     monkeypatch.chdir(tmp_path)  # from another folder: a clear error, not a hub download
     r = CliRunner().invoke(main, ["merge", "elsewhere/recipes/ties.yml", "m2"])
-    assert r.exit_code == 2 and "model './zoo/base' not found: no such directory" in r.output
+    assert r.exit_code == 2 and "model './zoo/base' not found: no folder ./zoo/base" in r.output
 
 
 def test_evolved_and_bred_recipes_merge_after_the_demo_moves_and_the_cache_goes(
