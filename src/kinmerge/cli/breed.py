@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
 
-out = Console()
+out = Stdout()
 
 
 @main.command("breed")

@@ -6,11 +6,10 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from kinmerge import threads
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 
 
 @main.command("demo")
@@ -28,7 +27,7 @@ def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     threads.apply("elementwise")
     t0 = time.perf_counter()
     result = run_demo(out, seed=seed, zoo_dir=zoo_dir, progress=not quiet)
-    console = Console()
+    console = Stdout()
     if result.kinship is not None:
         console.print(kinship_table(result.kinship))
     console.print(scores_table(result.summary))

@@ -9,10 +9,9 @@ import json
 import math
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from kinmerge.cli.app import console as err, exit_on_error, main, setup_logging
+from kinmerge.cli.app import Stdout, console as err, exit_on_error, main, setup_logging
 from kinmerge.cli.progress import progress_bar
 from kinmerge.errors import KinmergeError
 from kinmerge.io.outpath import check_out, input_roots
@@ -20,7 +19,7 @@ from kinmerge import kinship as km  # kinship(), kinship_matrix() and plot load 
 from kinmerge.kinship.metrics import COMPAT_MODES, METRICS, parse_metrics
 from kinmerge.threads import HELP as THREADS_HELP
 
-out = Console(highlight=False)
+out = Stdout(highlight=False)
 MEANING = {"cs": "cosine similarity of the weight changes",
            "pcc": "Pearson correlation of the weight changes",
            "ed": "Euclidean distance between the weight changes"}

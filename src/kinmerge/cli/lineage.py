@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from kinmerge import lineage as lin
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.errors import KinmergeError
 from kinmerge.lineage.show import ancestors, tree
 
-out = Console()
+out = Stdout()
 
 
 @main.group("lineage")

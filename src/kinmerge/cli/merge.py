@@ -4,19 +4,18 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 import kinmerge
 from kinmerge.core import multistage
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.cli.progress import merge_bar
 from kinmerge.methods import REGISTRY
 from kinmerge.core.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
 from kinmerge.core.validate import recipe_warnings
 
-out = Console()
+out = Stdout()
 
 
 def merge_options(f):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from kinmerge.io.configfile import read_yaml, validate
 from kinmerge.core.dtypes import DTYPES, dtype_of  # noqa: F401  (re-exported)
-from kinmerge.errors import RecipeError
+from kinmerge.errors import KinmergeError, RecipeError
 from kinmerge.tokenizer.spec import TokenizerBlock
 from kinmerge.core.validate import recipe_problems
 
@@ -127,6 +127,40 @@ class Recipe(_Strict):
         return yaml.safe_dump(data, sort_keys=False)
 
 
+# The other YAML files kinmerge reads, by the key that marks each (checked in this order, on a
+# document without merge_method): how to run each, in Python and on the command line.
+OTHER_CONFIGS = (
+    ("pool", "breed", "kinmerge.search.breed.breed(FILE, OUT)", "kinmerge breed FILE --out DIR"),
+    ("ingredients", "soup", "kinmerge.search.soup.soup(FILE, OUT)", "kinmerge soup FILE --out DIR"),
+    ("fitness", "evolve", "kinmerge.search.evolve.evolve(FILE, OUT)",
+     "kinmerge evolve FILE --out DIR"),
+)
+
+
+class NotARecipeError(RecipeError):
+    """A YAML file of another kind (breed, soup, evolve) where a recipe was expected."""
+
+    def __init__(self, what: str, **kw):
+        KinmergeError.__init__(self, what, **kw)
+        self.problems, self.subject = [what], "recipe"
+
+
+def refuse_other_config(data, where: str) -> None:
+    """A breed, soup or evolve config handed in as a recipe is one error that names what it
+    is and the command that runs it, not a line per key a recipe does not know."""
+    if not isinstance(data, dict) or "merge_method" in data:
+        return
+    for key, kind, python, cli in OTHER_CONFIGS:
+        if key in data:
+            path = where if where != "recipe text" else "FILE"
+            an = "an" if kind[0] in "aeiou" else "a"
+            raise NotARecipeError(f"this is {an} {kind} config (it has `{key}:`), not a merge "
+                                  "recipe", where=where,
+                                  fix=f"run it with {python.replace('FILE', repr(path))}",
+                                  cli_fix=f"use `{cli.replace('FILE', path)}` (`validate`, "
+                                          "`plan` and `merge` read merge recipes)")
+
+
 def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
     """Parse and check a recipe from a YAML file, a YAML string, a dict, or a Recipe.
 
@@ -141,6 +175,7 @@ def load_recipe(source: "str | Path | dict | Recipe") -> Recipe:
     else:
         data, where = read_yaml(source, subject="recipe", example="examples/ties.yml",
                                 allow_text=True, error=RecipeError)
+        refuse_other_config(data, where)
         recipe = validate(Recipe, data, subject="recipe", where=where, error=RecipeError,
                           fix="correct the keys shown; see examples/ for the format")
     problems = recipe_problems(recipe)

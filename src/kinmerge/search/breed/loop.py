@@ -227,6 +227,7 @@ class Breeder:
         """Breed until a stop rule fires; returns (stop reason, per-generation records)."""
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         self.present = set(pool)
+        log.info("scoring the pool: %d models (a line as each is evaluated)", len(pool))
         _, out_of_budget = self.measure(0, [Pair(name, None, "pool") for name in pool])
         if out_of_budget:
             return "budget", []
