@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kinmerge.errors import KinmergeError
-from tools.results.render import (BLOCKS, block_text, caption, demo_block, example_lines,
-                                     replace_block, write_docs, zoo_block)
+from tools.results.render import (BLOCKS, DOC_BLOCKS, block_text, caption, demo_block,
+                                  example_lines, replace_block, write_docs, zoo_block)
 
 ROOT = Path(__file__).parents[1]
 META = {"machine": "Test CPU (2 cores)", "torch": "2.13.0", "threads": 1, "seeds": [0, 1],
@@ -84,26 +84,33 @@ def test_replace_block_and_missing_markers(tmp_path):
         replace_block(text, "demo", "x")
 
 
-def test_write_docs_rewrites_readme_and_examples(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("".join(f"<!-- results:{n} -->\n<!-- /results:{n} -->\n" for n in BLOCKS))
+def test_write_docs_rewrites_readme_results_page_and_examples(tmp_path):
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    readme.write_text("# kinmerge\n<!-- results:demo -->\nold\n<!-- /results:demo -->\nend\n")
+    page.write_text("".join(f"<!-- results:{n} -->\n<!-- /results:{n} -->\n" for n in BLOCKS))
     ex = tmp_path / "examples"
     ex.mkdir()
     for f, n in (("evolve-zoo.yml", "evolve"), ("breed-zoo.yml", "breed")):
         (ex / f).write_text(f"# results:{n}\n# /results:{n}\nseed: 0\n")
-    write_docs(results(), readme, ex)
+    write_docs(results(), tmp_path, ex)
     for n, render in BLOCKS.items():
-        assert block_text(readme.read_text(), n) == render(results())
+        assert block_text(page.read_text(), n) == render(results())
+    assert block_text(readme.read_text(), "demo") == demo_block(results())
+    assert readme.read_text().endswith("<!-- /results:demo -->\nend\n")
     assert (ex / "evolve-zoo.yml").read_text().splitlines()[1].startswith("# measured by")
 
 
-def test_readme_tables_are_the_generators_output():
-    """Edit a measured table by hand, or change the generator without `make results`: fails."""
+def test_readme_and_results_page_tables_are_the_generators_output():
+    """Edit a measured table by hand, or change the generator without `make results`: fails.
+    The README keeps the demo's table; the docs' Results page holds every block."""
     data = json.loads((ROOT / "docs" / "results.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    for name, render in BLOCKS.items():
-        assert block_text(readme, name) == render(data), \
-            f"README results:{name} differs from its generator: run `make results`"
+    assert DOC_BLOCKS == {"README.md": ("demo",), "docs/results.md": tuple(BLOCKS)}
+    for rel, names in DOC_BLOCKS.items():
+        text = (ROOT / rel).read_text()
+        for name in names:
+            assert block_text(text, name) == BLOCKS[name](data), \
+                f"{rel} results:{name} differs from its generator: run `make results`"
     for f, n in (("evolve-zoo.yml", "evolve"), ("breed-zoo.yml", "breed")):
         text = (ROOT / "examples" / f).read_text()
         got = re.search(rf"^# results:{n}\n(.*?)\n# /results:{n}$", text, re.S | re.M)

@@ -1,4 +1,4 @@
-"""The kinship metrics of semantics.md section 3, from float64 Moments.
+"""The kinship metrics (docs/concepts/kinship-metrics.md), from float64 Moments.
 
 - cs:  cosine similarity of the two deltas, sum xy / sqrt(sum x^2 sum y^2) (signed; ModelKinship
        reports |cs|, available with `absolute_cosine=True`)

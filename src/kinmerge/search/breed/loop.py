@@ -1,4 +1,4 @@
-"""Iterative merging with kinship (Hu et al. 2024, Algorithm 1; semantics.md section 4).
+"""Iterative merging with kinship (Hu et al. 2024, Algorithm 1; docs/guides/breed.md, "The loop").
 
 Generation 1 merges every pair of the pool; each later generation merges every pair of the
 top-k not merged before and, with exploration, the best model with its least-related
