@@ -119,8 +119,18 @@ def breed_block(r: dict) -> str:
 
 
 def example_lines(r: dict, name: str) -> list[str]:
-    """The measured comment of examples/evolve-zoo.yml ("evolve") or breed-zoo.yml ("breed")."""
+    """The measured comment of examples/evolve-zoo.yml ("evolve"), breed-zoo.yml ("breed") or
+    task_arithmetic.yml ("task_arithmetic": the demo's task_arithmetic_0.8, the same merge)."""
     m = r["meta"]
+    if name == "task_arithmetic":
+        runs = r["demo"]["runs"]
+        got = {k: runs[0]["scores"]["task_arithmetic_0.8"][k] for k in ("rev", "sort")}
+        same = all(x["scores"]["task_arithmetic_0.8"] == runs[0]["scores"]["task_arithmetic_0.8"]
+                   for x in runs)
+        return [f"# measured by `make results` ({m['date']}; the demo's task_arithmetic_0.8), "
+                f"held-out: rev {got['rev']:.3f}, sort {got['sort']:.3f}"
+                + (f" (every seed: {len(runs)})" if same and len(runs) > 1 else
+                   f" (seed {runs[0]['seed']})")]
     if name == "evolve":
         runs = r["evolve"]["runs"]
         body = "; ".join(f"seed {x['seed']}: winner {x['best_heldout']:.3f} vs "
@@ -154,6 +164,8 @@ def block_text(text: str, name: str) -> str | None:
     return m.group(1) if m else None
 
 
+EXAMPLE_BLOCKS = (("evolve", "evolve-zoo.yml"), ("breed", "breed-zoo.yml"),
+                  ("task_arithmetic", "task_arithmetic.yml"))
 # Where the blocks live: the README shows the demo's table; the docs site's Results page
 # shows them all. tests/test_results_docs.py checks each of these against its generator.
 DOC_BLOCKS = {"README.md": ("demo",), "docs/results.md": tuple(BLOCKS)}
@@ -171,7 +183,7 @@ def write_docs(results: dict, root: Path, examples: Path,
             text = replace_block(text, name, BLOCKS[name](results))
         path.write_text(text)
         written.append(path)
-    for name, file in (("evolve", "evolve-zoo.yml"), ("breed", "breed-zoo.yml")):
+    for name, file in EXAMPLE_BLOCKS:
         path = examples / file
         path.write_text(replace_block(path.read_text(), name,
                                       "\n".join(example_lines(results, name)), yaml=True))
