@@ -298,3 +298,31 @@ def test_validate_names_a_config_of_another_kind(example, kind, key, command):
     # the control: a recipe that merely misspells merge_method still lists its keys
     with pytest.raises(Exception, match="unknown key 'merge_methd'"):
         load_recipe({"merge_methd": "linear", "models": [{"model": "a"}]})
+
+
+def test_kinmerge_yaml_on_a_multi_stage_recipe_names_the_command_that_runs_it(tmp_path):
+    """mergekit-yaml reads one document; a multi-document file is a multi-stage recipe, and
+    the error says so (it used to say "fix the YAML at the line shown", with no line)."""
+    f = tmp_path / "multi.yml"
+    f.write_text("name: a\nmerge_method: linear\nmodels: [{model: x, parameters: {weight: 1}}]"
+                 "\n---\nmerge_method: linear\nmodels: [{model: a, parameters: {weight: 1}}]\n")
+    r = run([f, tmp_path / "out"], cli=kinmerge_yaml)
+    assert r.exit_code == 2
+    assert r.output == (
+        "error: recipe has 1 problem:\n  - the file holds 2 YAML documents: a multi-stage "
+        "recipe (mergekit-multi's format), which this reads as one recipe\n"
+        f"  where: {f}\n  fix: run it with `kinmerge merge {f} OUT` (it runs the stages in "
+        "order); kinmerge-yaml, like mergekit-yaml, reads one document\n")
+    from kinmerge.core.recipe import load_recipe
+    from kinmerge.errors import RecipeError
+    from kinmerge.search.soup import load_soup_config
+
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f)
+    assert e.value.fix == f"run it with kinmerge.merge_stages({str(f)!r}, OUT)"
+    with pytest.raises(Exception) as e:  # any other file: one document, and how to get there
+        load_soup_config(f)
+    assert "holds 2 YAML documents (separated by `---`); a soup config is one" in str(e.value)
+    # the control: kinmerge's own commands read the same file as its stages
+    r = run(["validate", f, "--no-models"])
+    assert r.exit_code == 0 and "recipe OK: 2 stages" in r.output
