@@ -22,6 +22,9 @@ def test_reference_pages_are_generated_from_the_code():
     for path, text in render().items():
         assert path.read_text() == text, f"{path.name}: run `python -m tools.docs`"
     assert sorted(p.name for p in REFERENCE.glob("*.md")) == sorted([*PAGES, "mergekit.md"])
+    # the hand-written mergekit page's parameter table is the registry's too
+    mergekit = (REFERENCE / "mergekit.md").read_text()
+    assert "| `della_linear` | `weight`, `density` (1), `epsilon` (0.15) |" in mergekit
 
 
 def test_reference_pages_name_every_method_command_and_key():

@@ -9,6 +9,8 @@
   help and options.
 - config.md: every key of a recipe, evolve.yml, breed.yml and soup.yml, from their pydantic
   schemas: type, default, and the comment the schema gives the field.
+- mergekit.md is written by hand, but its method-parameter table (between the
+  `<!-- generated:method-parameters -->` markers) comes from the registry.
 
 The pages are a function of the code alone (no terminal width, no paths of this machine), so
 tests/test_docs.py can require that the committed pages equal what this renders.
@@ -277,11 +279,49 @@ def _field_comments(cls: type[BaseModel]) -> dict[str, str]:
     return out
 
 
+def method_parameters_block() -> str:
+    """The parameter table of mergekit.md: each method's per-model and global parameters with
+    their defaults, methods with the same parameters on one row."""
+    from kinmerge.methods import REGISTRY
+
+    def shown(p) -> str:
+        if p.required:
+            return f"`{p.name}`"
+        value = str(p.default).lower() if p.kind is bool else f"{p.default:g}"
+        return f"`{p.name}` ({value}{', no effect' if not p.effect else ''})"
+
+    rows: dict[tuple[str, str], list[str]] = {}
+    for name, m in REGISTRY.items():
+        cols = tuple(", ".join(shown(p) for p in m.scoped(scope)) or "–"
+                     for scope in ("model", "global"))
+        rows.setdefault(cols, []).append(f"`{name}`")
+    return ("| method | per model (default) | global (default) |\n| --- | --- | --- |\n"
+            + "".join(f"| {', '.join(names)} | {per} | {glob} |\n"
+                      for (per, glob), names in rows.items())).rstrip("\n")
+
+
 PAGES = {"methods.md": methods_page, "cli.md": cli_page, "config.md": config_page}
+# hand-written pages with generated blocks: page -> {block name: renderer}
+BLOCKS = {"mergekit.md": {"method-parameters": method_parameters_block}}
+
+
+def with_blocks(text: str, blocks: dict) -> str:
+    for name, block in blocks.items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)",
+                             re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"no generated:{name} markers")
+        text = pattern.sub(lambda m: m.group(1) + block() + "\n" + m.group(2), text, count=1)
+    return text
 
 
 def render() -> dict[Path, str]:
-    return {REFERENCE / name: page() for name, page in PAGES.items()}
+    pages = {REFERENCE / name: page() for name, page in PAGES.items()}
+    for name, blocks in BLOCKS.items():
+        path = REFERENCE / name
+        if path.exists():  # a hand-written page: only its blocks are generated
+            pages[path] = with_blocks(path.read_text(), blocks)
+    return pages
 
 
 def main(argv: list[str]) -> int:
