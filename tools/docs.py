@@ -106,22 +106,28 @@ def cli_page() -> str:
            "to stdout; progress, warnings and \"written to\" lines to stderr. Piped or "
            "redirected, tables are not wrapped (a row is one line) and long steps print a "
            "line per finished model instead of a progress bar.\n\n"]
-    root = click.Context(main, info_name="kinmerge")
+    root = _context(main, "kinmerge")
     out.append(_command("kinmerge", main, root, level=2, group=True))
     for name in sorted(main.list_commands(root)):
         cmd = main.get_command(root, name)
-        sub = click.Context(cmd, info_name=name, parent=root)
+        sub = _context(cmd, name, root)
         out.append(_command(f"kinmerge {name}", cmd, sub, level=2))
         if isinstance(cmd, click.Group):
             for child in sorted(cmd.list_commands(sub)):
                 c = cmd.get_command(sub, child)
-                out.append(_command(f"kinmerge {name} {child}", c,
-                                    click.Context(c, info_name=child, parent=sub), level=3))
-    out.append(_command("kinmerge-yaml", kinmerge_yaml,
-                        click.Context(kinmerge_yaml, info_name="kinmerge-yaml"), level=2))
-    out.append(_command("merge_cal", merge_cal,
-                        click.Context(merge_cal, info_name="merge_cal"), level=2))
+                out.append(_command(f"kinmerge {name} {child}", c, _context(c, child, sub),
+                                    level=3))
+    out.append(_command("kinmerge-yaml", kinmerge_yaml, _context(kinmerge_yaml, "kinmerge-yaml"),
+                        level=2))
+    out.append(_command("merge_cal", merge_cal, _context(merge_cal, "merge_cal"), level=2))
     return "".join(out)
+
+
+def _context(cmd: click.Command, name: str, parent: click.Context | None = None):
+    """The context the command runs in (its context_settings applied: `-h` as well as
+    `--help`), built without parsing a command line."""
+    return click.Context(cmd, info_name=name, parent=parent,
+                         **{k: v for k, v in cmd.context_settings.items()})
 
 
 def _command(title: str, cmd: click.Command, ctx: click.Context, level: int,

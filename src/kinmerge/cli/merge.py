@@ -7,13 +7,11 @@ import click
 from rich.table import Table
 
 import kinmerge
-from kinmerge.core import multistage
 from kinmerge.cli.app import Stdout, main
 from kinmerge.cli.progress import merge_bar
+from kinmerge.core.dtypes import DTYPES
 from kinmerge.methods import REGISTRY
-from kinmerge.core.recipe import DTYPES
 from kinmerge.threads import HELP as THREADS_HELP
-from kinmerge.core.validate import recipe_warnings
 
 out = Stdout()
 
@@ -61,6 +59,8 @@ def merge_cmd(recipe, out_path, out_shard_size, copy_tokenizer, write_model_card
     """Merge the models of RECIPE (mergekit YAML) into the model directory OUT.
 
     A RECIPE of several YAML documents runs as stages (mergekit-multimerge's format)."""
+    from kinmerge.core import multistage
+
     with merge_bar(progress) as bar:
         options = dict(seed=seed, device=device, dtype=dtype, work_dtype=work_dtype,
                        out_shard_size=out_shard_size, copy_tokenizer=copy_tokenizer,
@@ -100,6 +100,9 @@ def lora_merge_cmd(model, out_path, out_shard_size, copy_tokenizer, write_model_
 @click.option("--no-models", is_flag=True, help="Check the YAML alone; do not open models.")
 def validate_cmd(recipe, no_models):
     """List every problem of RECIPE at once; exit non-zero if there is any."""
+    from kinmerge.core import multistage
+    from kinmerge.core.validate import recipe_warnings
+
     if multistage.is_multistage(recipe):
         _validate_stages(recipe, no_models)
         return
@@ -116,6 +119,8 @@ def validate_cmd(recipe, no_models):
 
 
 def _validate_stages(recipe, no_models: bool) -> None:
+    from kinmerge.core import multistage
+
     stages, _ = multistage.read_stages(recipe)
     if no_models:
         for s in stages:
@@ -138,6 +143,8 @@ def plan_cmd(recipe, as_json, limit):
     memory the merge is expected to take.
 
     A multi-stage RECIPE shows each stage the last one needs, in run order."""
+    from kinmerge.core import multistage
+
     if multistage.is_multistage(recipe):
         for s, p in multistage.plan_stages(recipe):
             if not as_json:
