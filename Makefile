@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test demo bench results science clean
+.PHONY: install test demo docs bench results science clean
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ test: install
 
 demo: install
 	$(BIN)/kinmerge demo --out runs/demo
+
+# The docs site (docs/, mkdocs.yml): regenerate the reference pages from the code, then build
+# into runs/site/ with warnings as errors. Installs the `docs` extra's pinned mkdocs first.
+docs: install
+	$(BIN)/python -c "import mkdocs, material" 2>/dev/null || \
+		$(BIN)/python -m pip install -q -c constraints.txt mkdocs mkdocs-material pymdown-extensions
+	$(BIN)/python -m tools.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir runs/site
 
 # Rerun the README's measured experiments on the shipped zoo (~15-30 min on 2 cores) and
 # rewrite its tables and the examples' measured comments from their summary.json files.

@@ -1,14 +1,14 @@
 """Greedy vs exploration vs predicted pair selection on a zoo family, over seeds.
 
     .venv/bin/python benchmarks/breed_science.py                 # seeds 0 1 2
-    .venv/bin/python benchmarks/breed_science.py --write-docs    # and rewrite the README block
+    .venv/bin/python benchmarks/breed_science.py --write-docs    # and rewrite the docs block
 
 On 2 cores: ~10 min of breeding, plus 5-8 min for each seed's kin zoo the first time.
 For each seed the `kin` zoo preset is built (cached after the first time),
 then bred three ways at the same evaluation budget (see tools/results/science.py). Writes
 OUT/science.json, prints the table, draws OUT/{best_per_generation,topk_kinship,
 kinship_vs_gain}.png; with --write-docs also docs/breed-science.json, the figures under
-docs/figures/ and the README's `results:breed-science` block.
+docs/figures/ and the `results:breed-science` block of docs/results.md.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="kin", help="zoo preset (ZooConfig.preset)")
     ap.add_argument("--out", type=Path, default=Path("runs/breed-science"))
     ap.add_argument("--write-docs", action="store_true",
-                    help="also write docs/breed-science.json, docs/figures/ and the README block")
+                    help="also write docs/breed-science.json, docs/figures/ and the docs block")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from tools.results.collect import meta
@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in pngs:
             shutil.copy(p, Path("docs/figures") / p.name)
         Path("docs/breed-science.json").write_text(json.dumps(data, indent=1) + "\n")
-        readme = Path("README.md")
-        readme.write_text(replace_block(readme.read_text(), "breed-science", render(data)))
-        print("rewrote README.md (results:breed-science), docs/breed-science.json, docs/figures/")
+        page = Path("docs/results.md")
+        page.write_text(replace_block(page.read_text(), "breed-science", render(data)))
+        print("rewrote docs/results.md (results:breed-science), docs/breed-science.json, "
+              "docs/figures/")
     return 0
 
 

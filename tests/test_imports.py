@@ -161,9 +161,9 @@ def test_no_module_below_the_cli_imports_it():
     assert offenders == {}
 
 
-def _loaded_after(code: str) -> list[str]:
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     probe = (f"import sys\n{code}\n"
-             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+             f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
     env_path = str(SRC.parent)
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, check=True)
@@ -213,3 +213,53 @@ def test_every_moved_module_exists_at_its_new_path():
     for old, new in _moved.all_moved().items():
         rel = Path(*new.split(".")[1:])
         assert (SRC / f"{rel}.py").is_file() or (SRC / rel / "__init__.py").is_file(), (old, new)
+
+
+def _command_loads(args: list[str]) -> tuple[int, list[str], str]:
+    """Run `kinmerge ARGS` in a fresh process; its exit code, the heavy packages it loaded
+    (torch among them), and its output."""
+    probe = (f"import sys\nsys.argv = ['kinmerge', *{args!r}]\n"
+             "from kinmerge.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code or 0\n"
+             f"print('LOADED=' + ','.join(m for m in ('torch', *{HEAVY!r}) "
+             "if m in sys.modules))\nprint('EXIT=' + str(code))\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       cwd=SRC.parents[1], check=True,
+                       env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin",
+                            "COLUMNS": "100"})
+    lines = r.stdout.splitlines()
+    loaded = [m for m in lines[-2].removeprefix("LOADED=").split(",") if m]
+    return int(lines[-1].removeprefix("EXIT=")), loaded, "\n".join(lines[:-2])
+
+
+def test_help_methods_and_validate_start_without_torch():
+    """The commands users type all day answer before torch could even load (about 2 s)."""
+    code, loaded, text = _command_loads(["--help"])
+    assert (code, loaded) == (0, []) and "Commands:" in text
+    code, loaded, text = _command_loads(["methods", "ties"])
+    assert (code, loaded) == (0, []) and "ties" in text and "density" in text
+    code, loaded, text = _command_loads(["validate", "examples/ties.yml", "--no-models"])
+    assert (code, loaded) == (0, []) and text == "recipe OK (models not checked)"
+    # the control: the same probe sees torch once a merge function is reached
+    assert _loaded_after("import kinmerge", ("torch",)) == []
+    assert _loaded_after("import kinmerge\nkinmerge.merge", ("torch",)) == ["torch"]
+
+
+def test_lazy_public_names_are_the_real_ones():
+    probe = """
+import kinmerge, kinmerge.io, kinmerge.kinship
+from kinmerge.core.merge import merge, MergedModel
+from kinmerge.core.recipe import load_recipe
+from kinmerge.io.reader import ModelReader
+from kinmerge.kinship.measure import kinship
+from kinmerge.methods import get_method
+from kinmerge.methods.task_vector import ties
+assert kinmerge.merge is merge and kinmerge.MergedModel is MergedModel
+assert kinmerge.load_recipe is load_recipe and kinmerge.io.ModelReader is ModelReader
+assert kinmerge.kinship.kinship is kinship and get_method("ties").fn is ties
+assert set(kinmerge.__all__) <= set(dir(kinmerge))
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr

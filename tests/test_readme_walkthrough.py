@@ -1,11 +1,12 @@
-"""The README's zoo, demo, evolve and breed sections, run top to bottom as a newcomer would.
+"""The README's first merge and the guide pages, run top to bottom as a newcomer would.
 
-Every ```bash and ```python block between "## The model zoo" and "## Safety and failure
-behaviour" (a reference section whose examples name placeholder files) runs in
-order in one working folder, on a seconds-to-build zoo with the shipped zoo's four experts
-(`kinmerge zoo build zoo/` is given that zoo; searches get small budgets). Lines that need
-the network, Ray or an install are listed in SKIP with the reason. The full walk is slow
-(KINMERGE_SLOW=1); the checks above it run in the default suite.
+Every ```bash and ```python block of WALK — the README's "A first merge", then the guides
+to the zoo and the demo, evolution, breeding and greedy soup (the merging and kinship guides
+are reference-style: their examples name placeholder files) — runs in order in one working
+folder, on a seconds-to-build zoo with the shipped zoo's four experts (`kinmerge zoo build
+zoo/` is given that zoo; searches get small budgets). Lines that need the network, Ray or an
+install are listed in SKIP with the reason. The full walk is slow (KINMERGE_SLOW=1); the
+checks above it run in the default suite.
 """
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-START, END = "## The model zoo, evaluators and the demo", "## Safety and failure behaviour"
+# (file, first heading walked, heading it stops at or None for the end of the page)
+WALK = [("README.md", "## A first merge", "## What the demo measures"),
+        ("docs/guides/zoo.md", "# ", None),
+        ("docs/guides/evolve.md", "# ", None),
+        ("docs/guides/breed.md", "# ", None),
+        ("docs/guides/soup.md", "# ", None)]
 SKIP = {
+    "source .venv": "activates the environment (the walk runs kinmerge from the sources)",
     "make ": "installs a venv (the demo line is run as `kinmerge demo` instead)",
     "--backend ray": "starts a Ray cluster",
     "kinmerge push": "uploads to the Hugging Face Hub",
@@ -40,8 +47,12 @@ REWRITE = [
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text[text.index(START):text.index(END)]
+    """The walked parts of every page of WALK, in order."""
+    parts = []
+    for rel, start, end in WALK:
+        text = (ROOT / rel).read_text()
+        parts.append(text[text.index(start):text.index(end) if end else len(text)])
+    return "\n".join(parts)
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -158,3 +169,16 @@ def test_walkthrough_runs_top_to_bottom(walk_zoo, tmp_path):
                 _run(kinmerge + [*line.split("#")[0].split()[1:]], cwd, env, fails)
             ran += 1
     assert ran >= 15
+
+
+def test_the_walk_covers_the_readme_and_every_guide_with_commands():
+    """Moving a section between pages must keep it walked: the pages above hold every
+    `kinmerge evolve|breed|soup|eval|zoo build` line of the docs' guides."""
+    walked = section()
+    for cmd in ("kinmerge zoo build zoo/", "kinmerge merge examples/task_arithmetic.yml",
+                "kinmerge evolve examples/evolve-zoo.yml", "kinmerge breed examples/breed-zoo.yml",
+                "kinmerge soup examples/soup-zoo.yml", "kinmerge eval "):
+        assert cmd in walked, cmd
+    guides = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs" / "guides").glob("*.md"))
+    unwalked = {"docs/guides/merging.md", "docs/guides/kinship.md"}  # placeholder file names
+    assert set(guides) - unwalked == {rel for rel, _, _ in WALK[1:]}

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from kinmerge.errors import KinmergeError
-from tools.results.render import (BLOCKS, block_text, caption, demo_block, example_lines,
-                                     replace_block, write_docs, zoo_block)
+from tools.results.render import (BLOCKS, DOC_BLOCKS, EXAMPLE_BLOCKS, block_text, caption,
+                                  demo_block, example_lines, replace_block, write_docs,
+                                  zoo_block)
 
 ROOT = Path(__file__).parents[1]
 META = {"machine": "Test CPU (2 cores)", "torch": "2.13.0", "threads": 1, "seeds": [0, 1],
@@ -19,6 +20,8 @@ META = {"machine": "Test CPU (2 cores)", "torch": "2.13.0", "threads": 1, "seeds
 
 def results() -> dict:
     runs = [{"seed": s, "scores": {"base": {"add": 0.0, "rev": 0.0, "sort": 0.0, "mean": 0.0},
+                                   "task_arithmetic_0.8": {"add": 0.0, "rev": 0.865,
+                                                           "sort": 0.895, "mean": 0.88},
                                    "evolved": {"add": 0.0, "rev": 0.97, "sort": 0.95,
                                                "mean": 0.96}},
              "best_hand": "task_arithmetic_0.8", "best_hand_mean": 0.94, "evolved_mean": 0.96,
@@ -73,6 +76,24 @@ def test_example_comment_lines():
         "# measured by `make results` (2026-11-30): explore best g1-06 0.955 after 16")
 
 
+def test_task_arithmetic_example_line_is_the_demos_merge():
+    assert example_lines(results(), "task_arithmetic") == [
+        "# measured by `make results` (2026-11-30; the demo's task_arithmetic_0.8), held-out: "
+        "rev 0.865, sort 0.895 (every seed: 2)"]
+    one_seed = results()
+    one_seed["demo"]["runs"] = one_seed["demo"]["runs"][1:]
+    assert example_lines(one_seed, "task_arithmetic")[0].endswith("sort 0.895 (seed 1)")
+    # the numbers quoted are the demo's: the example must be that very recipe
+    from kinmerge.core.recipe import load_recipe
+    from kinmerge.demo import demo_recipes
+
+    example = load_recipe(ROOT / "examples" / "task_arithmetic.yml")
+    demo = load_recipe(demo_recipes("zoo", "rev", "sort")["task_arithmetic_0.8"])
+    assert example == demo
+    # the control: another of the demo's merges is not equal
+    assert example != load_recipe(demo_recipes("zoo", "rev", "sort")["task_arithmetic_1.0"])
+
+
 def test_replace_block_and_missing_markers(tmp_path):
     text = "a\n<!-- results:zoo -->\nold\n<!-- /results:zoo -->\nb\n"
     assert replace_block(text, "zoo", "new") == \
@@ -84,27 +105,34 @@ def test_replace_block_and_missing_markers(tmp_path):
         replace_block(text, "demo", "x")
 
 
-def test_write_docs_rewrites_readme_and_examples(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("".join(f"<!-- results:{n} -->\n<!-- /results:{n} -->\n" for n in BLOCKS))
+def test_write_docs_rewrites_readme_results_page_and_examples(tmp_path):
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    readme.write_text("# kinmerge\n<!-- results:demo -->\nold\n<!-- /results:demo -->\nend\n")
+    page.write_text("".join(f"<!-- results:{n} -->\n<!-- /results:{n} -->\n" for n in BLOCKS))
     ex = tmp_path / "examples"
     ex.mkdir()
-    for f, n in (("evolve-zoo.yml", "evolve"), ("breed-zoo.yml", "breed")):
+    for n, f in EXAMPLE_BLOCKS:
         (ex / f).write_text(f"# results:{n}\n# /results:{n}\nseed: 0\n")
-    write_docs(results(), readme, ex)
+    write_docs(results(), tmp_path, ex)
     for n, render in BLOCKS.items():
-        assert block_text(readme.read_text(), n) == render(results())
+        assert block_text(page.read_text(), n) == render(results())
+    assert block_text(readme.read_text(), "demo") == demo_block(results())
+    assert readme.read_text().endswith("<!-- /results:demo -->\nend\n")
     assert (ex / "evolve-zoo.yml").read_text().splitlines()[1].startswith("# measured by")
 
 
-def test_readme_tables_are_the_generators_output():
-    """Edit a measured table by hand, or change the generator without `make results`: fails."""
+def test_readme_and_results_page_tables_are_the_generators_output():
+    """Edit a measured table by hand, or change the generator without `make results`: fails.
+    The README keeps the demo's table; the docs' Results page holds every block."""
     data = json.loads((ROOT / "docs" / "results.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    for name, render in BLOCKS.items():
-        assert block_text(readme, name) == render(data), \
-            f"README results:{name} differs from its generator: run `make results`"
-    for f, n in (("evolve-zoo.yml", "evolve"), ("breed-zoo.yml", "breed")):
+    assert DOC_BLOCKS == {"README.md": ("demo",), "docs/results.md": tuple(BLOCKS)}
+    for rel, names in DOC_BLOCKS.items():
+        text = (ROOT / rel).read_text()
+        for name in names:
+            assert block_text(text, name) == BLOCKS[name](data), \
+                f"{rel} results:{name} differs from its generator: run `make results`"
+    for n, f in EXAMPLE_BLOCKS:
         text = (ROOT / "examples" / f).read_text()
         got = re.search(rf"^# results:{n}\n(.*?)\n# /results:{n}$", text, re.S | re.M)
         assert got and got.group(1).splitlines() == example_lines(data, n), f

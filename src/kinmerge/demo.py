@@ -139,16 +139,21 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     out = make_dir(check_out(out, [("--zoo", Path(zoo_dir))] if zoo_dir else [])).resolve()
     t: dict[str, float] = {}
     t0 = time.perf_counter()
+    log.info("demo: the zoo (unpacked once, then cached)")
     root = (Path(zoo_dir) if zoo_dir else zoo(config, seed)).resolve()
     manifest = read_manifest(root)
     t["zoo"] = time.perf_counter() - t0
     a, b = manifest.parents
     experts = list(manifest.experts)
     skills = list(dict.fromkeys(manifest.models[n].skill for n in experts))
+    # a line per step and per scored model: logs and CI see the demo move
+    log.info("demo: zoo %s ready in %.1f s; kinship of %s", root, t["zoo"], ", ".join(experts))
 
     t0 = time.perf_counter()
     matrix = measure_kinship(root, experts, out)
     t["kinship"] = time.perf_counter() - t0
+    log.info("demo: scoring the zoo's models, then %d merges of %s and %s",
+             len(demo_recipes(root, a, b)), a, b)
 
     evaluators = [ExactMatch(root / manifest.skills[s]["heldout"], name=s, progress=progress)
                   for s in skills]
@@ -177,6 +182,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
             trials, best_search = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
                                                  evolve_trials, seed)
             scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml"), evaluators)
+            log.info("%s: %s", "evolved", _fmt(scores["evolved"]))
             _add_means(scores, recipes, skill_a, skill_b)
             evolved = compare(scores, best, trials, best_search,
                               str(shown / "evolve" / "best.yml"))

@@ -11,19 +11,35 @@ from typing import Any
 
 
 class KinmergeError(Exception):
-    """Root of every error caused by the user's input rather than by a bug."""
+    """Root of every error caused by the user's input rather than by a bug.
 
-    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+    `fix` and `where` speak Python (`pass overwrite=True`); when the command line words them
+    differently (`pass --overwrite`), `cli_fix` / `cli_where` say it so, and the CLI prints
+    `cli_message`. Each reader sees the names they typed.
+    """
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None,
+                 cli_where: str | None = None, cli_fix: str | None = None):
         self.what, self.where, self.fix = what, where, fix
+        self.cli_where, self.cli_fix = cli_where, cli_fix
         super().__init__(self.message)
 
     @property
     def message(self) -> str:
+        """The error as Python callers read it (str(e))."""
+        return self._render(self.where, self.fix)
+
+    @property
+    def cli_message(self) -> str:
+        """The error as the command line prints it: flags, not keywords."""
+        return self._render(self.cli_where or self.where, self.cli_fix or self.fix)
+
+    def _render(self, where: str | None, fix: str | None) -> str:
         parts = [self.what]
-        if self.where:
-            parts.append(f"  where: {self.where}")
-        if self.fix:
-            parts.append(f"  fix: {self.fix}")
+        if where:
+            parts.append(f"  where: {where}")
+        if fix:
+            parts.append(f"  fix: {fix}")
         return "\n".join(parts)
 
 
@@ -34,14 +50,14 @@ class ConfigError(KinmergeError):
     subject = "configuration"
 
     def __init__(self, problems: list[str], *, where: str | None = None, fix: str | None = None,
-                 subject: str | None = None):
+                 subject: str | None = None, cli_fix: str | None = None):
         self.problems = list(problems)
         self.subject = subject or self.subject
         n = len(self.problems)
         what = f"{self.subject} has {n} problem{'s' if n != 1 else ''}:\n" + "\n".join(
             f"  - {p}" for p in self.problems
         )
-        super().__init__(what, where=where, fix=fix)
+        super().__init__(what, where=where, fix=fix, cli_fix=cli_fix)
 
 
 class RecipeError(ConfigError):

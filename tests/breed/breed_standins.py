@@ -1,5 +1,5 @@
 """Stand-ins for breeding tests: a deterministic fake fitness and, while kinmerge.kinship is
-not there, a float64 numpy kinship (concatenated deltas, semantics.md section 3)."""
+not there, a float64 numpy kinship (concatenated deltas, docs/concepts/kinship-metrics.md)."""
 from __future__ import annotations
 
 import time

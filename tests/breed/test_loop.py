@@ -1,6 +1,7 @@
 """The breeding loop on synthetic models with a deterministic fake fitness."""
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,13 @@ def children(out):
         st.close()
 
 
-def test_generation_one_merges_every_pair(config, fitness, kin, pool, tmp_path):
-    s = run(config(), fitness(), kin, tmp_path, generations=1)
+def test_generation_one_merges_every_pair(config, fitness, kin, pool, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="kinmerge.search.breed"):
+        s = run(config(), fitness(), kin, tmp_path, generations=1)
+    # the run's start says what it is doing, then a line per evaluation (logs, CI)
+    said = [m for m in caplog.messages if m.startswith(("scoring the pool", "evaluated"))]
+    assert said[0] == "scoring the pool: 4 models (a line as each is evaluated)"
+    assert len(said) == 1 + 4 + 6
     kids = children(tmp_path)
     pool_names = ["add", "rev", "mul", "cap"]
     assert {frozenset(c.parents) for c in kids} == {

@@ -110,7 +110,7 @@ def test_render_has_the_three_tables_and_the_paper_value():
     assert "reports r = -0.59" in text and "seeds 0, 1" in text
 
 
-def test_readme_block_is_the_generators_output():
+def test_results_page_block_is_the_generators_output():
     """Edit the measured tables by hand, or change the renderer without rerunning
     `benchmarks/breed_science.py --write-docs`: fails."""
     from pathlib import Path
@@ -118,10 +118,11 @@ def test_readme_block_is_the_generators_output():
     from tools.results.render import block_text
     root = Path(__file__).parents[2]
     data = json.loads((root / "docs" / "breed-science.json").read_text())
-    readme = (root / "README.md").read_text()
-    assert block_text(readme, "breed-science") == render(data), \
-        "README results:breed-science differs: run benchmarks/breed_science.py --write-docs"
+    page = (root / "docs" / "results.md").read_text()
+    assert block_text(page, "breed-science") == render(data), \
+        "docs/results.md results:breed-science differs: run benchmarks/breed_science.py " \
+        "--write-docs"
     for name in ("best_per_generation", "topk_kinship", "kinship_vs_gain"):
-        assert f"docs/figures/{name}.png" in readme
+        assert f"](figures/{name}.png)" in page
         assert (root / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000
     assert len(data["meta"]["seeds"]) >= 3 and len(data["runs"]) == 3 * len(data["meta"]["seeds"])

@@ -36,7 +36,7 @@ def test_eval_json_and_table(model):
                                   "--task", f"em={model / 't.jsonl'}",
                                   "--task", f"perplexity:ppl={model / 't.jsonl'}"])
     assert r.exit_code == 0, r.output
-    scores = json.loads(r.output)[str(model / "m")]
+    scores = json.loads(r.stdout)[str(model / "m")]
     assert scores["em"] == 0.0 and scores["ppl"] > 1.0  # random weights: wrong, perplexed
     r = CliRunner().invoke(main, ["eval", str(model / "m"), "--zoo", str(model / "zoo")])
     assert r.exit_code == 0 and "rev" in r.output and "0.0000" in r.output
@@ -53,16 +53,34 @@ def test_eval_errors(model, args, msg):
     assert r.exit_code == 2 and msg in r.output
 
 
-def test_eval_progress_only_when_asked_or_on_a_terminal(model):
-    args = ["eval", str(model / "m"), "--json", "--task", f"em={model / 't.jsonl'}"]
-    quiet = CliRunner().invoke(main, args)  # not a terminal: no bar, no model line
-    assert quiet.exit_code == 0 and "[1/1]" not in quiet.output
-    assert json.loads(quiet.output)  # stdout stays pure JSON
+def test_eval_progress_bars_on_a_terminal_lines_off_one(model):
+    args = ["eval", str(model / "m"), "--json", "--task", f"em={model / 't.jsonl'}",
+            "--task", f"em2={model / 't.jsonl'}"]
+    quiet = CliRunner().invoke(main, args)  # not a terminal: a line per finished model
+    assert quiet.exit_code == 0, quiet.output
+    line = quiet.stderr.strip()
+    assert line.startswith(f"[1/1] {model / 'm'}: em=0.0000 em2=0.0000 mean=0.0000 (")
+    assert line.endswith(" s)") and len(quiet.stderr.splitlines()) == 1
+    assert json.loads(quiet.stdout)  # stdout stays pure JSON
     shown = CliRunner().invoke(main, [*args, "--progress"])
     assert shown.exit_code == 0, shown.output
     assert f"[1/1] {model / 'm'}" in shown.output
     off = CliRunner().invoke(main, [*args, "--no-progress"])
-    assert "[1/1]" not in off.output
+    assert "[1/1]" not in off.output and off.stderr == ""
+
+
+def test_eval_table_shows_the_mean_over_tasks(model):
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), "--task", f"a={model / 't.jsonl'}",
+                                  "--task", f"perplexity:p={model / 't.jsonl'}"],
+                           env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.output
+    scores = json.loads(CliRunner().invoke(main, [
+        "eval", str(model / "m"), "--json", "--task", f"a={model / 't.jsonl'}",
+        "--task", f"perplexity:p={model / 't.jsonl'}"]).stdout)[str(model / "m")]
+    mean = (scores["a"] + scores["p"]) / 2
+    header = next(x for x in r.stdout.splitlines() if "model" in x)
+    assert header.split("┃")[-2].strip() == "mean"
+    assert mean > 0.5 and f"{mean:.4f}" in r.stdout  # perplexity > 1: the mean is not 0
 
 
 def test_evaluate_model_logs_one_line_per_model(model, caplog):

@@ -1,6 +1,7 @@
 """`kinmerge merge|validate|plan|methods` and `kinmerge-yaml`, including every bad input of
 issue 2: one clear message, exit 2, no traceback, no partial output."""
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -297,3 +298,87 @@ def test_kinmerge_yaml_unsafe_truncate_embeddings(tmp_path):
     assert torch.equal(got["model.norm.weight"], (a["model.norm.weight"]
                                                   + b["model.norm.weight"]) / 2)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["vocab_size"] == 40
+
+
+def test_tables_keep_words_whole_when_piped(family, tmp_path):
+    """Piped or redirected (CliRunner is not a terminal), a table is not wrapped: each
+    method's summary and paper, and each plan row's tensor and inputs, sit whole on a line."""
+    from kinmerge.methods import REGISTRY
+
+    r = run(["methods"])
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    for m in REGISTRY.values():
+        row = next(x for x in lines if x.startswith(f"│ {m.name} "))
+        assert m.summary in row and m.paper in row, m.name
+    f = write(tmp_path, ties(family))
+    r = run(["plan", f])
+    assert r.exit_code == 0, r.output
+    row = next(x for x in r.output.splitlines() if "model.layers.0.mlp.up_proj.weight" in x)
+    assert f"{family['ft'][0]}:model.layers.0.mlp.up_proj.weight" in row
+    assert "density=[0.5, 0.5]" in row
+    # the control: at a terminal's 80 columns the same table must wrap
+    from rich.console import Console
+
+    from kinmerge.cli import merge as cli_merge
+
+    narrow = Console(width=80, record=True, file=open(os.devnull, "w"))
+    old, cli_merge.out = cli_merge.out, narrow
+    try:
+        cli_merge.methods_cmd.callback(None)
+    finally:
+        cli_merge.out = old
+    text = narrow.export_text()
+    assert max(map(len, text.splitlines())) <= 80
+    assert not any(REGISTRY["ties"].summary in x for x in text.splitlines())
+
+
+@pytest.mark.parametrize("example,kind,key,command", [
+    ("examples/breed-zoo.yml", "a breed", "pool", "breed"),
+    ("examples/soup-zoo.yml", "a soup", "ingredients", "soup"),
+    ("examples/evolve-zoo.yml", "an evolve", "fitness", "evolve"),
+])
+def test_validate_names_a_config_of_another_kind(example, kind, key, command):
+    """One line that says what the file is and what runs it, not a line per unknown key."""
+    root = Path(__file__).resolve().parents[2]
+    r = run(["validate", root / example])
+    assert r.exit_code == 2
+    assert r.output == (f"error: this is {kind} config (it has `{key}:`), not a merge recipe\n"
+                        f"  where: {root / example}\n"
+                        f"  fix: use `kinmerge {command} {root / example} --out DIR` "
+                        "(`validate`, `plan` and `merge` read merge recipes)\n")
+    from kinmerge.core.recipe import NotARecipeError, load_recipe
+
+    with pytest.raises(NotARecipeError) as e:
+        load_recipe(root / example)
+    assert e.value.fix.startswith(f"run it with kinmerge.search.{command}.{command}(")
+    # the control: a recipe that merely misspells merge_method still lists its keys
+    with pytest.raises(Exception, match="unknown key 'merge_methd'"):
+        load_recipe({"merge_methd": "linear", "models": [{"model": "a"}]})
+
+
+def test_a_multi_stage_recipe_read_as_one_recipe_names_the_command_that_runs_it(tmp_path):
+    """A multi-document file is a multi-stage recipe: `kinmerge merge` and kinmerge-yaml run
+    its stages; where one recipe is read (load_recipe), the error says what runs it (it used
+    to say "fix the YAML at the line shown", with no line)."""
+    f = tmp_path / "multi.yml"
+    f.write_text("name: a\nmerge_method: linear\nmodels: [{model: x, parameters: {weight: 1}}]"
+                 "\n---\nmerge_method: linear\nmodels: [{model: a, parameters: {weight: 1}}]\n")
+    r = run([f, tmp_path / "out"], cli=kinmerge_yaml)  # runs stage a first: its model is missing
+    assert r.exit_code == 2 and "model 'x' not found" in r.output, r.output
+    assert "YAML documents" not in r.output and not (tmp_path / "out").exists()
+    from kinmerge.core.recipe import load_recipe
+    from kinmerge.errors import RecipeError
+    from kinmerge.search.soup import load_soup_config
+
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f)
+    assert e.value.fix == (f"run it with kinmerge.merge({str(f)!r}, OUT) (it runs the stages in "
+                           "order; kinmerge.core.multistage reads them)")
+    assert e.value.cli_fix == f"run it with `kinmerge merge {f} OUT` (it runs the stages in order)"
+    with pytest.raises(Exception) as e:  # any other file: one document, and how to get there
+        load_soup_config(f)
+    assert "holds 2 YAML documents (separated by `---`); a soup config is one" in str(e.value)
+    # the control: kinmerge's own commands read the same file as its stages
+    r = run(["validate", f, "--no-models"])
+    assert r.exit_code == 0 and "recipe OK: 2 stages" in r.output

@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 from click.testing import CliRunner
 
 from kinmerge.demo import DemoSummary, run_demo
 
 
-def test_demo_writes_summary_and_plots(tiny_zoo, tmp_path):
-    result = run_demo(tmp_path / "demo", zoo_dir=tiny_zoo, evolve_trials=3,
-                      breed_evaluations=6)
+def test_demo_writes_summary_and_plots(tiny_zoo, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="kinmerge"):
+        result = run_demo(tmp_path / "demo", zoo_dir=tiny_zoo, evolve_trials=3,
+                          breed_evaluations=6)
+    # from its first second a line per step and per scored model (logs and CI see it move)
+    said = [m for m in caplog.messages if m.startswith("demo: ")]
+    assert said[0] == "demo: the zoo (unpacked once, then cached)"
+    assert said[2] == "demo: scoring the zoo's models, then 7 merges of add and rev"
+    scored = [m.split(":")[0] for m in caplog.messages
+              if re.match(r"^[\w.-]+: add=\d", m)]
+    assert scored[:4] == ["base", "add", "add_seed2", "rev"] and "evolved" in scored
     s = json.loads((tmp_path / "demo/summary.json").read_text())
     assert s["parents"] == ["add", "rev"]
     assert s["best_merge"] in s["merges"] and s["best_merge"] in s["scores"]
@@ -95,7 +105,7 @@ def test_demo_recipes_merge_after_the_zoo_moves_and_out_is_copied(tiny_zoo, tmp_
 
     monkeypatch.chdir(tmp_path)  # from another folder: a clear error, not a hub download
     r = CliRunner().invoke(main, ["merge", "elsewhere/recipes/ties.yml", "m2"])
-    assert r.exit_code == 2 and "model './zoo/base' not found: no such directory" in r.output
+    assert r.exit_code == 2 and "model './zoo/base' not found: no folder ./zoo/base" in r.output
 
 
 def test_evolved_and_bred_recipes_merge_after_the_demo_moves_and_the_cache_goes(

@@ -49,8 +49,14 @@ def test_cmaes_improves_and_records_every_trial(ps_config, tmp_path):
 
 def test_existing_study_needs_resume(ps_config, tmp_path):
     first = evolve(ps_config(budget={"trials": 3}), tmp_path / "run").summary.wall_seconds
-    with pytest.raises(KinmergeError, match=r"pass resume=True \(--resume on the command line\)"):
+    with pytest.raises(KinmergeError) as e:
         evolve(ps_config(budget={"trials": 3}), tmp_path / "run")
+    db = str((tmp_path / "run" / "study.db").resolve())
+    assert e.value.message == (f"{db} already holds this run's ps study (the search was started "
+                               f"before)\n  where: {db}\n  fix: pass resume=True to continue "
+                               "it, or choose another out folder")
+    assert e.value.cli_fix == "pass --resume to continue it, or choose another --out"
+    assert "sqlite:" not in e.value.cli_message and ":ps" not in e.value.cli_message
     with pytest.raises(KinmergeError, match="evolve.yml changed"):
         evolve(ps_config(seed=5), tmp_path / "run", resume=True)
     res = evolve(ps_config(budget={"trials": 3}), tmp_path / "run", resume=True, trials=5)

@@ -85,8 +85,44 @@ def test_no_weights(tmp_path):
 
 
 def test_missing_directory_message(tmp_path):
-    with pytest.raises(ModelLoadError, match="no such directory"):
+    with pytest.raises(ModelLoadError, match="no folder"):
         ModelReader(tmp_path / "nope")
+
+
+def test_a_misspelt_local_folder_is_a_local_typo_not_a_download(tmp_path, monkeypatch):
+    """`zoo/sorrt` beside a local zoo/ names the folder meant; no download is tried, even
+    with the hub reachable (a download attempt would fail the test)."""
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub
+    import huggingface_hub.constants as c
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    real = huggingface_hub.snapshot_download
+
+    def no_network(*a, local_files_only=False, **kw):
+        assert local_files_only, "a download was attempted"
+        return real(*a, local_files_only=True, **kw)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zoo" / "sort").mkdir(parents=True)
+    (tmp_path / "zoo" / "reverse").mkdir()
+    with pytest.raises(ModelLoadError) as e:
+        ModelReader("zoo/sorrt")
+    assert e.value.what == ("model 'zoo/sorrt' not found: no folder zoo/sorrt "
+                            "(did you mean zoo/sort?)")
+    assert "./zoo/ exists" in e.value.fix and "hf download zoo/sorrt" in e.value.fix
+    with pytest.raises(ModelLoadError) as e:  # a path-like name: the same local error
+        ModelReader("./zoo/revrse")
+    assert e.value.what.endswith("no folder ./zoo/revrse (did you mean zoo/reverse?)")
+    with pytest.raises(ModelLoadError) as e:  # nothing close: no guess
+        ModelReader("zoo/qqqqqqq")
+    assert e.value.what == "model 'zoo/qqqqqqq' not found: no folder zoo/qqqqqqq"
+    # the control: a real hub id whose org is also a local folder still loads from the cache
+    make_cache(cache, "zoo/tiny", {"model.safetensors":
+                                   lambda p: save_file({"w": torch.ones(2)}, p)})
+    assert torch.equal(ModelReader("zoo/tiny").get("w"), torch.ones(2))
 
 
 def make_cache(root, repo, files: dict, commit="a" * 40, ref="main"):

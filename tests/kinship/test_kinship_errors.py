@@ -36,7 +36,8 @@ def test_different_architectures(kin_family, tmp_path):
 def test_missing_base(kin_family, tmp_path):
     with pytest.raises(KinmergeError, match="no base model given") as e:
         kinship(kin_family["a"], kin_family["b"], base=None)
-    assert "--base BASE" in str(e.value)
+    assert "as base=..." in str(e.value) and "--base" not in str(e.value)
+    assert "--base BASE" in e.value.cli_message
     with pytest.raises(ModelLoadError, match="not found"):
         kinship(kin_family["a"], kin_family["b"], base=str(tmp_path / "nowhere"))
 

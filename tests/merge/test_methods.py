@@ -1,4 +1,4 @@
-"""Each merge method against hand-computed cases and the formulas of semantics.md section 2."""
+"""Each merge method against hand-computed cases and the formulas of their docstrings."""
 import inspect
 import math
 

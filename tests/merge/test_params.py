@@ -1,4 +1,4 @@
-"""Parameter values: numbers, gradients over layers, filter lists (semantics.md section 1)."""
+"""Parameter values: numbers, gradients over layers, filter lists (docs/guides/merging.md, Recipes)."""
 import pytest
 
 from kinmerge.core.params import check_value, gradient_at, value_at

@@ -35,14 +35,16 @@ def test_nan_input_fails_the_merge_naming_tensor_and_model(tiny):
     assert e.value.what == (f"the merge produced NaN/Inf values in output tensor {BAD}: "
                             f"2 NaN, 1 Inf; input models holding NaN/Inf in it: "
                             f"{tiny['ft']} (2 NaN, 1 Inf)")
-    assert e.value.fix.endswith("to write the model anyway, pass --allow-nonfinite "
-                                "(allow_nonfinite=True)")
+    # Python names the keyword, the command line its flag
+    assert e.value.fix.endswith("to write the model anyway, pass allow_nonfinite=True")
+    assert e.value.cli_fix.endswith("to write the model anyway, pass --allow-nonfinite")
     assert not (tiny["root"] / "out").exists()
     assert not list(tiny["root"].glob(".out*"))  # no temp folder left behind
     with pytest.raises(NonFiniteError):
         kinmerge.merge_to_memory(rec)
     r = cli("merge", rec, tiny["root"] / "out")
     assert_clean_failure(r, f"NaN/Inf values in output tensor {BAD}: 2 NaN, 1 Inf")
+    assert "pass --allow-nonfinite" in r.output and "allow_nonfinite=True" not in r.output
     assert_clean_failure(cli(rec, tiny["root"] / "out", prog=kinmerge_yaml),
                          "input models holding NaN/Inf in it")
 
@@ -72,7 +74,8 @@ def test_overflow_without_bad_inputs_is_named_as_such(tiny):
     with pytest.raises(NonFiniteError) as e:
         kinmerge.merge_to_memory(rec)
     assert "no input holds NaN/Inf in it (the arithmetic overflowed)" in e.value.what
-    assert e.value.fix.startswith("compute in a wider dtype (--work-dtype float32")
+    assert e.value.fix.startswith("compute in a wider dtype (work_dtype='float32'")
+    assert e.value.cli_fix.startswith("compute in a wider dtype (--work-dtype float32")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])

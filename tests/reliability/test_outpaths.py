@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import kinmerge
 from kinmerge.cli import main
+from kinmerge.errors import OutputExistsError
 from kinmerge.cli.mergekit_compat import main as kinmerge_yaml
 from kinmerge.io import atomic
 from kinmerge.zoo.synthetic import synthetic_llama
@@ -109,7 +110,13 @@ def test_overwrite_replaces_a_previous_merge(models, tmp_path):
     assert run(["merge", f, out]).exit_code == 0
     (out / "stale.txt").write_text("from the previous OUT")
     r = run(["merge", f, out])
-    assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
+    assert r.exit_code == 2 and "already exists" in r.output
+    # the command line names its flag, Python the keyword: each reader sees what they type
+    assert "fix: choose another path, or pass --overwrite\n" in r.output
+    assert "overwrite=True" not in r.output
+    with pytest.raises(OutputExistsError) as e:
+        kinmerge.merge(f, out)
+    assert e.value.fix == "choose another path, or pass overwrite=True"
     assert run(["merge", f, out, "--overwrite"]).exit_code == 0
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").exists()
     assert not leftovers(tmp_path)
@@ -222,7 +229,7 @@ def test_out_under_a_regular_file_is_refused(models, tmp_path):
 
 
 def test_permission_denied_while_writing_is_one_error(models, tmp_path, monkeypatch):
-    km = sys.modules["kinmerge.core.merge"]
+    km = sys.modules["kinmerge.core.write"]
 
     def denied(tmp, *a):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "config.json"))

@@ -206,7 +206,7 @@ def test_breed_pool_entry_that_does_not_exist(models, tmp_path, standins):
     out = tmp_path / "run"
     with pytest.raises(KinmergeError) as e:
         breed(cfg, out)
-    assert f"breed config pool: model {gone!r} not found: no such directory" in str(e.value)
+    assert f"breed config pool: model {gone!r} not found: no folder {gone}" in str(e.value)
     assert not out.exists()
     f = tmp_path / "breed.yml"
     f.write_text(yaml.safe_dump(cfg))

@@ -50,3 +50,32 @@ def evolve_like(tmp_path):
     fig.savefig(d / "fitness.png")
     plt.close(fig)
     return d
+
+
+@pytest.fixture
+def evolve_run(tmp_path):
+    """An evolve run folder as `kinmerge evolve` leaves it: 40 trials of history with long
+    floats, genomes and recipes; baselines in summary.json in no particular order."""
+    import json
+
+    d = tmp_path / "evolve-run"
+    d.mkdir()
+    summary = {"mode": "ps", "trials": 40, "best_search": 0.6123456789012345,
+               "best_heldout": 0.5377, "winner_beats_best_baseline": True,
+               "best_baseline": "task_arithmetic-w0.75",
+               "baselines_heldout": {"ties-w1-d0.5": 0.042, "task_arithmetic-w0.75": 0.198,
+                                     "dare_ties-w1-d0.5": 0.087},
+               "sources_heldout": {"base": 0.003, "rev": 0.355}}
+    (d / "summary.json").write_text(json.dumps(summary))
+    recipe = ("merge_method: dare_ties\nbase_model: ./zoo/base\nmodels:\n"
+              + "".join(f"  - model: ./zoo/expert_with_a_long_name_{i}\n    parameters: "
+                        f"{{weight: 0.{i}1234567, density: 0.{i}7654321}}\n" for i in range(3)))
+    (d / "best.yml").write_text(recipe)
+    rows = ["phase,generation,trial,state,fitness,seed,merge_seconds,scores,genome,recipe"]
+    for t in range(40):
+        rows.append(f"ps,{t // 9},{t},COMPLETE,{0.53770000000001 if t == 0 else t / 97},"
+                    f"{1000 + t},0.0123456789,\"{{\"\"add\"\": 0.0, \"\"rev\"\": 0.855, "
+                    f"\"\"sort\"\": 0.76}}\",\"[0.12345678, 0.98765432]\","
+                    f"\"{recipe}\"")
+    (d / "history.csv").write_text("\n".join(rows) + "\n")
+    return d

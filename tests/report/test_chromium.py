@@ -64,6 +64,35 @@ def png_pixels(path):
     return width, height, rows, bpp
 
 
+def render_check(tmp_path, url, size, name):
+    """The page's own record of how it rendered (#render-check), at window `size`."""
+    dom = chromium(tmp_path, "--dump-dom", f"--window-size={size}",
+                   "--virtual-time-budget=5000", url, name=name)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    m = re.search(r"id=\"render-check\" data-status=\"(\w+)\">([^<]*)<", dom.stdout)
+    assert m, dom.stdout[-2000:]
+    return m.group(1), json.loads(m.group(2).replace("&quot;", '"'))
+
+
+def test_evolve_report_reads_in_the_first_screen_and_breaks_no_word(evolve_run, tmp_path):
+    """At 1200x900 the verdict is on the first screen, no table cell breaks a word, and the
+    history's rows are one line each (a 900 px screen holds well over 3 trials)."""
+    page = write_report(evolve_run, plots=False)
+    status, check = render_check(tmp_path, page.resolve().as_uri(), "1200,900", "evo")
+    assert status == "ok", check
+    assert check["broken"] == [] and check["words"] > 400
+    assert check["headline_bottom"] <= 900 and check["overflow"] <= 0
+    assert check["tallest_row"] < 40, check  # 900 px / 40 px: 20 trials a screen at least
+    # the control: with the old cell style (wrap anywhere) in a narrow window, the same
+    # check finds words broken across lines, so a pass above means something
+    html = page.read_text().replace("white-space:nowrap}", "overflow-wrap:anywhere;"
+                                    "white-space:normal;max-width:6em}")
+    old = tmp_path / "old.html"
+    old.write_text(html)
+    status, check = render_check(tmp_path, old.resolve().as_uri(), "600,900", "old")
+    assert status == "bad" and check["broken"], check
+
+
 def test_report_renders_in_headless_chromium(breed_run, tmp_path):
     page = write_report(breed_run)
     url = page.resolve().as_uri()

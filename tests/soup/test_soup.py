@@ -3,6 +3,7 @@ uniform average of the rest, and it beats the uniform soup and the best ingredie
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -41,8 +42,17 @@ def config(family) -> dict:
             "fitness": {"function": "soup_standins:closeness"}}
 
 
-def test_greedy_soup_keeps_what_helps(family, env, tmp_path):
-    r = soup(config(family), tmp_path / "s")
+def test_greedy_soup_keeps_what_helps(family, env, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="kinmerge.search.soup"):
+        r = soup(config(family), tmp_path / "s")
+    # a line per scored model or soup, as it finishes (each scored once): the 4 ingredients
+    # on both splits, the 3 soups tried, then the held-out scores of greedy and uniform
+    scored = [m.split(":")[0] for m in caplog.messages if m.startswith("scored ")]
+    assert scored == [*(f"scored {n} ({split})" for n in ("noisy", "ft1", "ft2", "ft3")
+                        for split in ("search", "heldout")),
+                      "scored soup of 2 (search)", "scored soup of 3 (search)",
+                      "scored soup of 4 (search)", "scored soup of 3 (heldout)",
+                      "scored soup of 4 (heldout)"]
     assert [s.members[0] for s in r.ranking][-1] == family["noisy"]  # ranked last
     assert set(r.greedy.members) == set(family["good"])
     assert [st.accepted for st in r.steps] == [True, True, False]

@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     elif argv != ["write"]:
         print(__doc__, file=sys.stderr)
         return 2
-    for path in write_docs(json.loads(RESULTS.read_text()), Path("README.md"), Path("examples")):
+    for path in write_docs(json.loads(RESULTS.read_text()), Path("."), Path("examples")):
         print(f"rewrote {path}")
     return 0
 

@@ -1,12 +1,12 @@
 """Rerun the README's experiments on the shipped zoo and keep what its tables show.
 
     python -m tools.results run runs/results     # what `make results` runs (~15 min)
-    python -m tools.results write                # docs/results.json -> README, examples
+    python -m tools.results write                # docs/results.json -> docs, examples
 
 Every experiment writes its own `summary.json` under the run folder; `collect` keeps the
 numbers the tables need, with the machine, seeds, date and load average, in
-`docs/results.json`, from which `render` writes the README blocks (a test checks that the
-README still matches them).
+`docs/results.json`, from which `render` writes the blocks of README.md and docs/results.md
+(a test checks that they still match).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The README's measured tables and the examples' measured comments, rendered from the
-collected results (`docs/results.json`), and written between marker comments.
+"""The docs' measured tables (README.md, docs/results.md) and the examples' measured
+comments, rendered from the collected results (`docs/results.json`), and written between
+marker comments.
 
 A block in a Markdown file:   <!-- results:NAME --> ... <!-- /results:NAME -->
 A block in a YAML example:    # results:NAME ... # /results:NAME   (whole comment lines)
@@ -118,8 +119,18 @@ def breed_block(r: dict) -> str:
 
 
 def example_lines(r: dict, name: str) -> list[str]:
-    """The measured comment of examples/evolve-zoo.yml ("evolve") or breed-zoo.yml ("breed")."""
+    """The measured comment of examples/evolve-zoo.yml ("evolve"), breed-zoo.yml ("breed") or
+    task_arithmetic.yml ("task_arithmetic": the demo's task_arithmetic_0.8, the same merge)."""
     m = r["meta"]
+    if name == "task_arithmetic":
+        runs = r["demo"]["runs"]
+        got = {k: runs[0]["scores"]["task_arithmetic_0.8"][k] for k in ("rev", "sort")}
+        same = all(x["scores"]["task_arithmetic_0.8"] == runs[0]["scores"]["task_arithmetic_0.8"]
+                   for x in runs)
+        return [f"# measured by `make results` ({m['date']}; the demo's task_arithmetic_0.8), "
+                f"held-out: rev {got['rev']:.3f}, sort {got['sort']:.3f}"
+                + (f" (every seed: {len(runs)})" if same and len(runs) > 1 else
+                   f" (seed {runs[0]['seed']})")]
     if name == "evolve":
         runs = r["evolve"]["runs"]
         body = "; ".join(f"seed {x['seed']}: winner {x['best_heldout']:.3f} vs "
@@ -153,14 +164,26 @@ def block_text(text: str, name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def write_docs(results: dict, readme: Path, examples: Path) -> list[Path]:
-    """Rewrite every block of the README and the two zoo examples; returns the files written."""
-    text = readme.read_text()
-    for name, render in BLOCKS.items():
-        text = replace_block(text, name, render(results))
-    readme.write_text(text)
-    written = [readme]
-    for name, file in (("evolve", "evolve-zoo.yml"), ("breed", "breed-zoo.yml")):
+EXAMPLE_BLOCKS = (("evolve", "evolve-zoo.yml"), ("breed", "breed-zoo.yml"),
+                  ("task_arithmetic", "task_arithmetic.yml"))
+# Where the blocks live: the README shows the demo's table; the docs site's Results page
+# shows them all. tests/test_results_docs.py checks each of these against its generator.
+DOC_BLOCKS = {"README.md": ("demo",), "docs/results.md": tuple(BLOCKS)}
+
+
+def write_docs(results: dict, root: Path, examples: Path,
+               doc_blocks: dict[str, tuple[str, ...]] = DOC_BLOCKS) -> list[Path]:
+    """Rewrite every block of the docs (README.md, docs/results.md under `root`) and of the
+    two zoo examples; returns the files written."""
+    written = []
+    for rel, names in doc_blocks.items():
+        path = root / rel
+        text = path.read_text()
+        for name in names:
+            text = replace_block(text, name, BLOCKS[name](results))
+        path.write_text(text)
+        written.append(path)
+    for name, file in EXAMPLE_BLOCKS:
         path = examples / file
         path.write_text(replace_block(path.read_text(), name,
                                       "\n".join(example_lines(results, name)), yaml=True))

@@ -1,4 +1,4 @@
-"""The README block and the figures of the breeding experiment (results/science.py)."""
+"""The docs block (docs/results.md) and the figures of the breeding experiment (results/science.py)."""
 from __future__ import annotations
 
 from pathlib import Path

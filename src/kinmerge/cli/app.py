@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.text import Text
 
@@ -21,6 +21,23 @@ from kinmerge.errors import KinmergeError
 from kinmerge.io.outpath import environment_error
 
 console = Console(stderr=True)
+PIPE_WIDTH = 10_000  # no wrapping when piped: a table row stays whole, no word is cut
+
+
+class Stdout(Console):
+    """Results on stdout: at the terminal's width on a terminal; piped or redirected, never
+    wrapped, so a table row is one line (a multi-line cell aside) and no word is broken at
+    80 columns (`kinmerge methods | cat`, `kinmerge plan R > plan.txt`)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, super().size.height)
+        return super().size
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
 
 
 class KinmergeGroup(click.Group):
@@ -76,7 +93,7 @@ def install_signal_handlers():
 
 def report_error(e: KinmergeError) -> None:
     """One clear message on stderr; never interpreted as markup (recipes contain brackets)."""
-    console.print(Text("error: ", style="bold red") + Text(e.message), highlight=False,
+    console.print(Text("error: ", style="bold red") + Text(e.cli_message), highlight=False,
                   soft_wrap=True)
 
 

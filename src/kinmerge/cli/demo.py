@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from kinmerge import threads
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 
 if TYPE_CHECKING:  # the demo itself is imported when the command runs
     from kinmerge.demo import DemoEvolve, DemoSummary
@@ -32,7 +31,7 @@ def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     threads.apply("elementwise")
     t0 = time.perf_counter()
     result = run_demo(out, seed=seed, zoo_dir=zoo_dir, progress=not quiet)
-    console = Console()
+    console = Stdout()
     if result.kinship is not None:
         console.print(kinship_table(result.kinship))
     console.print(scores_table(result.summary))

@@ -4,17 +4,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.errors import KinmergeError
 from kinmerge.threads import HELP as THREADS_HELP
 
-out = Console()
+out = Stdout()
 err = Console(stderr=True)
 
 
@@ -57,7 +58,8 @@ def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object {model: {task: score}}.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
 @click.option("--progress/--no-progress", default=None,
-              help="A bar per model and task (default: only when stderr is a terminal).")
+              help="A bar per model and task (default: on a terminal; off one, a line per "
+                   "finished model on stderr).")
 def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threads, progress):
     """Score MODELS (directories or hub ids) on tasks (prompt/answer JSONL, text files)."""
     from kinmerge.evaluate import evaluate_model, make_evaluator
@@ -67,22 +69,38 @@ def eval_cmd(models, tasks, zoo_dir, split, max_examples, device, as_json, threa
         raise KinmergeError("no task to score", where="kinmerge eval",
                             fix="give --task NAME=FILE (repeatable) or --zoo DIR")
     bars = sys.stderr.isatty() if progress is None else progress
-    # the bars (or nothing, off a terminal) replace the library's one log line per model
+    lines = progress is None and not bars  # logs and CI: a line per finished model
+    # the bars or lines replace the library's one log line per model
     logging.getLogger("kinmerge.evaluate").setLevel(logging.WARNING)
     evaluators = [make_evaluator(kind, path, name=name, device=device, max_examples=max_examples,
                                  progress=bars) for kind, name, path in specs]
+    names = [name for _, name, _ in specs]
     scores = {}
     for i, m in enumerate(models, 1):
         if bars:
             err.print(f"[{i}/{len(models)}] {m}", highlight=False)
+        t0 = time.perf_counter()
         scores[m] = evaluate_model(m, evaluators, threads=threads)
+        if lines:
+            got = " ".join(f"{n}={scores[m][n]:.4f}" for n in names)
+            mean = f" mean={task_mean(scores[m], names):.4f}" if len(names) > 1 else ""
+            err.print(f"[{i}/{len(models)}] {m}: {got}{mean} ({time.perf_counter() - t0:.1f} s)",
+                      highlight=False, soft_wrap=True)
     if as_json:
         click.echo(json.dumps(scores, indent=2))
         return
     t = Table(title=f"{split if zoo_dir else 'scores'}", title_justify="left")
-    t.add_column("model")
-    for _, name, _ in specs:
+    t.add_column("model", overflow="fold")
+    for name in names:
         t.add_column(name, justify="right")
+    if len(names) > 1:  # the plain mean over tasks: what evolve and soup report by default
+        t.add_column("mean", justify="right", style="bold")
     for m, s in scores.items():
-        t.add_row(m, *(f"{s[name]:.4f}" for _, name, _ in specs))
+        mean = [f"{task_mean(s, names):.4f}"] if len(names) > 1 else []
+        t.add_row(m, *(f"{s[name]:.4f}" for name in names), *mean)
     out.print(t)
+
+
+def task_mean(scores: dict[str, float], names: list[str]) -> float:
+    """The unweighted mean of a model's task scores (a fitness block without weights)."""
+    return sum(scores[n] for n in names) / len(names)

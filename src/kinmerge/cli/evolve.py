@@ -4,15 +4,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
-from kinmerge.cli.app import main
-from kinmerge.threads import HELP as THREADS_HELP
+from kinmerge.cli.app import Stdout, main
+from kinmerge.threads import ENV as THREADS_ENV, HELP as THREADS_HELP
 
 if TYPE_CHECKING:  # the run itself is imported when the command runs
     from kinmerge.search.evolve.summary import EvolveSummary
 
-out = Console()
+out = Stdout()
 
 
 @main.command("evolve")

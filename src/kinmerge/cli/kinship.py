@@ -9,20 +9,17 @@ import json
 import math
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from kinmerge.cli.app import console as err, exit_on_error, main, setup_logging
+from kinmerge.cli.app import Stdout, console as err, exit_on_error, main, setup_logging
 from kinmerge.cli.progress import progress_bar
 from kinmerge.errors import KinmergeError
 from kinmerge.io.outpath import check_out, input_roots
-from kinmerge.kinship import kinship, kinship_matrix
-from kinmerge.kinship import plot
-from kinmerge.kinship.measure import COMPAT_MODES
-from kinmerge.kinship.metrics import METRICS, parse_metrics
+from kinmerge import kinship as km  # kinship(), kinship_matrix() and plot load torch on use
+from kinmerge.kinship.metrics import COMPAT_MODES, METRICS, parse_metrics
 from kinmerge.threads import HELP as THREADS_HELP
 
-out = Console(highlight=False)
+out = Stdout(highlight=False)
 MEANING = {"cs": "cosine similarity of the weight changes",
            "pcc": "Pearson correlation of the weight changes",
            "ed": "Euclidean distance between the weight changes"}
@@ -65,10 +62,12 @@ def kinship_cmd(models, base, absolute_cosine, per_tensor, progress, threads, me
                             fix="kinmerge kinship A B --base BASE")
     _check_outputs(models, base, plot_path=plot_path)
     with progress_bar(progress, "kinship") as cb:
-        r = kinship(*models, base=base, metrics=metrics, absolute_cosine=absolute_cosine,
+        r = km.kinship(*models, base=base, metrics=metrics, absolute_cosine=absolute_cosine,
                     per_tensor=per_tensor, per_layer=per_layer or bool(plot_path),
                     compat=compat, progress=cb, threads=threads)
     if plot_path:
+        from kinmerge.kinship import plot
+
         path = plot.per_layer(r.per_layer, plot_path, title=_title(models))
         err.print(f"per-layer plot written to {path}", highlight=False)
     if as_json:
@@ -94,6 +93,8 @@ def _check_outputs(models, base, **paths) -> None:
 
 
 def _title(models) -> str:
+    from kinmerge.kinship import plot
+
     return " and ".join(plot.short_label(m) for m in models)
 
 
@@ -122,9 +123,11 @@ def _print_breakdown(b: dict, metrics: list[str]) -> None:
 def matrix_cmd(models, base, absolute_cosine, per_tensor, progress, threads, metric,
                csv_path, plot_path, as_json):
     """Pairwise kinship of every two MODELS, reading each model once."""
+    from kinmerge.kinship import plot
+
     _check_outputs(models, base, plot_path=plot_path, csv_path=csv_path)
     with progress_bar(progress, "kinship matrix") as cb:
-        m = kinship_matrix(models, base=base, metrics=None if as_json else metric,
+        m = km.kinship_matrix(models, base=base, metrics=None if as_json else metric,
                            absolute_cosine=absolute_cosine, per_tensor=per_tensor, progress=cb,
                            threads=threads)
     if csv_path:
@@ -171,7 +174,7 @@ def merge_cal(model_1, model_2, model_base, metric, split_calculation, signed_co
     setup_logging(verbose)
     with exit_on_error(verbose):
         names = parse_metrics(metric)
-        r = kinship(model_1, model_2, base=model_base, metrics=names,
+        r = km.kinship(model_1, model_2, base=model_base, metrics=names,
                     absolute_cosine=not signed_cosine, per_tensor=split_calculation,
                     compat=compat)
     for m, v in r.items():

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
-from kinmerge import lineage as lin
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.errors import KinmergeError
-from kinmerge.lineage.show import ancestors, tree
 
-out = Console()
+out = Stdout()
 
 
 @main.group("lineage")
@@ -23,6 +20,9 @@ def lineage_group():
 @click.option("--json", "as_json", is_flag=True, help="Print lineage.json's records as JSON.")
 def show_cmd(model_dir, no_recipes, as_json):
     """Ancestors of MODEL_DIR back to the pool, with the recipes that made them."""
+    from kinmerge import lineage as lin  # the records' schemas load with the command
+    from kinmerge.lineage.show import ancestors, tree
+
     found = lin.read(model_dir)
     if found is None:
         raise KinmergeError(f"{model_dir} has no {lin.FILE}", where=model_dir,
@@ -43,6 +43,7 @@ def show_cmd(model_dir, no_recipes, as_json):
 def graph_cmd(path, out_file):
     """Draw the family tree of a run folder or a model (generations as columns, boxes
     coloured by score giving each model's score and its parents' kinship)."""
+    from kinmerge import lineage as lin
     from kinmerge.lineage.graph import collect
     from kinmerge.lineage.tree import draw
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 import kinmerge
-from kinmerge.core import multistage
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 from kinmerge.cli.progress import merge_bar
-from kinmerge.core.merge import make_plans
-from kinmerge.methods import REGISTRY
 from kinmerge.core.dtypes import DTYPES
+from kinmerge.methods import REGISTRY
 from kinmerge.threads import HELP as THREADS_HELP
-from kinmerge.core.validate import recipe_warnings
 
-out = Console()
+out = Stdout()
 
 
 def merge_options(f):
@@ -107,6 +103,8 @@ def validate_cmd(recipe, no_models):
     if no_models:
         _validate_yaml(recipe)
         return
+    from kinmerge.core.merge import make_plans  # torch: only once a plan is made
+
     plans = make_plans(recipe)
     if plans[0][0] is not None:  # a multi-stage recipe: each stage it runs
         for s, p, _ in plans:
@@ -123,6 +121,9 @@ def validate_cmd(recipe, no_models):
 
 
 def _validate_yaml(recipe) -> None:
+    from kinmerge.core import multistage
+    from kinmerge.core.validate import recipe_warnings
+
     stages = multistage.load_stages(recipe)
     if stages is not None:
         out.print(f"recipe OK: {len(stages)} stages (models not checked)", highlight=False)
@@ -141,6 +142,8 @@ def plan_cmd(recipe, as_json, limit):
     memory the merge is expected to take.
 
     A multi-stage RECIPE shows each stage the last one needs, in run order."""
+    from kinmerge.core.merge import make_plans  # torch: only once a plan is made
+
     plans = make_plans(recipe, peak=True)
     for s, p, peak in plans:
         if s is not None and not as_json:

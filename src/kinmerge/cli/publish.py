@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 
 from kinmerge.cli.app import main
-from kinmerge.lineage.publish import push
 
 
 @main.command("push")
@@ -15,5 +14,7 @@ from kinmerge.lineage.publish import push
               help="Hub token (default: HF_TOKEN or your saved login).")
 def push_cmd(model_dir, repo_id, private, token):
     """Publish MODEL_DIR to the hub as REPO_ID, with its model card and lineage."""
+    from kinmerge.lineage.publish import push
+
     url = push(model_dir, repo_id, private=private, token=token)
     click.echo(f"pushed to {url}")

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from kinmerge.cli.app import main
+from kinmerge.cli.app import Stdout, main
 
-out = Console()
+out = Stdout()
 
 
 @main.command("soup")

@@ -1,12 +1,25 @@
-"""The dtype names a recipe may use (mergekit's spellings), and their torch dtypes."""
+"""The dtype names a recipe may use (mergekit's spellings), and their torch dtypes.
+
+The names are plain strings, so recipes are checked (and `--dtype` choices listed) without
+importing torch; `dtype_of` gives the torch dtype once a plan is made.
+"""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+if TYPE_CHECKING:
+    import torch
+
+# spelling -> the torch dtype's name
+DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32",
+          "float16": "float16", "fp16": "float16", "half": "float16",
+          "bfloat16": "bfloat16", "bf16": "bfloat16", "float64": "float64"}
 
 
 def dtype_of(name: str | None) -> torch.dtype | None:
-    return DTYPES[name] if name else None
+    """The torch dtype a recipe's dtype name stands for (None for None)."""
+    if not name:
+        return None
+    import torch
+
+    return getattr(torch, DTYPES[name])

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from kinmerge.errors import KinmergeError
-from kinmerge.io.lora import split_lora
+from kinmerge.io.refs import split_lora
 from kinmerge.core.merge import merge
 
 

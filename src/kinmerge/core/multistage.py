@@ -30,14 +30,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
 from kinmerge.io import yamlload
 from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
-from kinmerge.io.lora import split_lora
 from kinmerge.io.outpath import check_out, check_replaceable
-from kinmerge.core.write import make_plan, merge_one
+from kinmerge.io.refs import split_lora
 
 log = logging.getLogger(__name__)
 REF_KEYS = ("model", "base_model", "tokenizer_source", "source")
@@ -224,8 +222,8 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
     with run_lock(out, "merge"):
         if os.path.lexists(out) and not overwrite:
             raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                    fix="choose another path, or pass overwrite=True "
-                                        "(--overwrite on the command line)")
+                                    fix="choose another path, or pass overwrite=True",
+                                    cli_fix="choose another path, or pass --overwrite")
         check_replaceable(out)
         with scratch_dir(out) as scratch:
             outputs: dict[str, str] = {}
@@ -262,7 +260,8 @@ def run_all(source: RecipeSource, intermediate_dir: str | os.PathLike, *,
         check_out(Path(out), roots)
         if os.path.lexists(out) and not overwrite:
             raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                    fix="choose another path, or pass --overwrite")
+                                    fix="choose another path, or pass overwrite=True",
+                                    cli_fix="choose another path, or pass --overwrite")
     inter = _check_intermediate(intermediate_dir, Path(out) if out else None, roots,
                                 named + unnamed)
     done: dict[str | None, Path] = {}
@@ -339,6 +338,8 @@ def _check_intermediate(intermediate_dir, out: Path | None, roots: list,
 
 def _final_merge(recipe: dict, out: Path, **options) -> Path:
 
+    from kinmerge.core.write import merge_one  # torch: only when a stage runs
+
     return merge_one(recipe, out, **options)
 
 
@@ -360,6 +361,8 @@ def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
                 where=str(dest), fix="pass --overwrite to replace it, or choose another "
                                      "--intermediate-dir, or remove that folder yourself")
     log.info("stage %s -> %s", s.name, dest)
+    from kinmerge.core.write import merge_one  # torch: only when a stage runs
+
     return merge_one(recipe, dest, overwrite=overwrite, **merge_options)
 
 
@@ -380,6 +383,7 @@ def plan_stages(source: RecipeSource, *, stage: str | None = None,
     """(stage, Plan) for each stage the target needs, without computing anything: a later
     stage is planned against the planned outputs of the stages it uses."""
     from kinmerge.core.recipe import load_recipe
+    from kinmerge.core.write import make_plan  # torch: a plan is made
 
     stages, _ = read_stages(source)
     planned: dict[str, object] = {}

@@ -85,12 +85,14 @@ def inspect(name: str, out: torch.Tensor,
 def refuse(found: NonFinite) -> NonFiniteError:
     fix = ("repair or drop the model(s) named above (`kinmerge kinship` names their bad "
            "tensors too)" if found.culprits else
-           "compute in a wider dtype (--work-dtype float32 or `dtype: float32`), or check the "
-           "recipe's weights")
+           "compute in a wider dtype ({work} or `dtype: float32` in the recipe), or check "
+           "the recipe's weights")
     return NonFiniteError(f"the merge produced NaN/Inf values in output tensor "
                           f"{found.describe()}", where=f"output tensor {found.tensor}",
-                          fix=fix + "; to write the model anyway, pass --allow-nonfinite "
-                                    "(allow_nonfinite=True)")
+                          fix=fix.format(work="work_dtype='float32'") +
+                          "; to write the model anyway, pass allow_nonfinite=True",
+                          cli_fix=fix.format(work="--work-dtype float32") +
+                          "; to write the model anyway, pass --allow-nonfinite")
 
 
 def warn(found: list[NonFinite]) -> None:

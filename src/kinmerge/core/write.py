@@ -24,7 +24,8 @@ from kinmerge.errors import KinmergeError, OutputExistsError
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.cache import TensorCache
-from kinmerge.io.lora import open_reader, split_lora
+from kinmerge.io.lora import open_reader
+from kinmerge.io.refs import split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.rundir import run_lock
@@ -146,8 +147,8 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
     with run_lock(out, "merge"):
         if os.path.lexists(out) and not overwrite:
             raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                    fix="choose another path, or pass overwrite=True "
-                                        "(--overwrite on the command line)")
+                                    fix="choose another path, or pass overwrite=True",
+                                    cli_fix="choose another path, or pass --overwrite")
         check_replaceable(out)
         with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
                       truncate_embeddings=truncate_embeddings) as (_, readers, p):
@@ -178,12 +179,15 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise KinmergeError(f"not a device: {device!r}", where="--device",
-                            fix="use cpu, cuda or cuda:N") from e
+        raise KinmergeError(f"not a device: {device!r}", where=f"device={device!r}",
+                            cli_where=f"--device {device}", fix="use cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise KinmergeError("CUDA was requested but torch sees no GPU", where=f"--device {device}",
+        raise KinmergeError("CUDA was requested but torch sees no GPU", where=f"device={device!r}",
+                            cli_where=f"--device {device}",
                             fix="run on a machine with a GPU and a CUDA build of torch, "
-                                "or use --device cpu")
+                                "or use device='cpu'",
+                            cli_fix="run on a machine with a GPU and a CUDA build of torch, "
+                                    "or use --device cpu")
 
 
 def _seed(r: Recipe, seed: int | None) -> int:

@@ -56,10 +56,11 @@ def weights_dtype(weights: Mapping[str, torch.Tensor], config: dict) -> torch.dt
     kinds = {t.dtype for t in weights.values() if t.is_floating_point()}
     if len(kinds) == 1:
         return next(iter(kinds))
-    from kinmerge.core.dtypes import DTYPES
+    from kinmerge.core.dtypes import DTYPES, dtype_of
 
     name = str(config.get("dtype") or config.get("torch_dtype") or "float32")
-    return DTYPES.get(name.removeprefix("torch."), torch.float32)
+    name = name.removeprefix("torch.")
+    return dtype_of(name) if name in DTYPES else torch.float32
 
 
 def new_module(config: dict, dtype: torch.dtype) -> Any:

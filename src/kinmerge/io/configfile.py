@@ -38,6 +38,8 @@ def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
         text, where = read_text(Path(source), subject=subject, error=error)
     try:
         data = yamlload.load(text)
+    except yamlload.MultipleDocumentsError as e:
+        raise several_documents(e.count, subject, where, error) from None
     except yamlload.YamlError as e:
         raise error([f"not valid YAML: {e}"], subject=subject, where=where,
                     fix="fix the YAML at the line shown") from None
@@ -45,6 +47,24 @@ def read_yaml(source: "str | Path | dict", *, subject: str, example: str,
         raise error([f"a {subject} is a YAML mapping of keys, got {type(data).__name__}"],
                           subject=subject, where=where, fix=f"start from {example}")
     return data, where
+
+
+def several_documents(count: int, subject: str, where: str,
+                      error: type[ConfigError]) -> ConfigError:
+    """Several `---`-separated documents where one is read: for a recipe, that is a
+    multi-stage recipe (mergekit-multi's format), which `kinmerge merge` runs."""
+    if subject == "recipe":
+        path = where if where != "recipe text" else "RECIPE"
+        return error([f"the file holds {count} YAML documents: a multi-stage recipe "
+                      "(mergekit-multi's format), which this reads as one recipe"],
+                     subject=subject, where=where,
+                     fix=f"run it with kinmerge.merge({path!r}, OUT) (it runs the stages "
+                         "in order; kinmerge.core.multistage reads them)",
+                     cli_fix=f"run it with `kinmerge merge {path} OUT` (it runs the stages in "
+                             "order)")
+    return error([f"the file holds {count} YAML documents (separated by `---`); a {subject} "
+                  "is one"], subject=subject, where=where,
+                 fix="keep one document: remove the `---` lines and merge the parts")
 
 
 def read_text(path: Path, *, subject: str,

@@ -3,9 +3,15 @@
 Hub ids resolve through the huggingface_hub cache (HF_HUB_CACHE / HF_HOME), so a model that
 is already cached loads offline. A download is tried only when the cache lacks it and
 HF_HUB_OFFLINE is not set.
+
+A name that is a local typo is reported as one, never downloaded: a reference that looks
+like a path (`./x`, `/x`, `a/b/c`, `~/x`), or an `org/name` whose `org` is a local folder
+(`zoo/sorrt` beside `zoo/`) and that the hub cache does not hold, is "no folder zoo/sorrt
+(did you mean zoo/sort?)".
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -35,26 +41,76 @@ def resolve_model(ref: str | os.PathLike) -> Path:
             return path
         repo, revision = split_revision(str(ref))
         local = Path(repo).expanduser().exists()
+        org_is_local = bool(HUB_ID.match(repo)) and Path(repo.split("/")[0]).is_dir()
     except OSError as e:  # a name too long for the file system; a folder we may not enter
         from kinmerge.io.safe_path import unreadable
         raise unreadable(path, e, what="model") from e
     if not HUB_ID.match(repo) or local:
-        raise ModelLoadError(
-            f"model {str(ref)!r} not found: no such directory",
-            where=str(ref), fix="give a model directory, a hub id `org/name`, or `org/name@revision`")
+        raise no_folder(ref)
+    if org_is_local:  # `zoo/sorrt` beside a local zoo/: a typo, unless the cache holds it
+        cached = _cached(repo, revision)
+        if cached is None:
+            raise no_folder(ref, hub_hint=repo)
+        return cached
     return _from_hub(repo, revision)
 
 
-def _from_hub(repo: str, revision: str | None) -> Path:
+def no_folder(ref: str | os.PathLike, hub_hint: str | None = None) -> ModelLoadError:
+    """A model reference that names no folder: the closest existing one, if any is close."""
+    ref = str(ref)
+    path = Path(ref).expanduser()
+    close = _closest(path)
+    what = f"model {ref!r} not found: no folder {ref}"
+    what += f" (did you mean {close}?)" if close else ""
+    if hub_hint:
+        fix = (f"fix the path; it is read as a local folder because ./{hub_hint.split('/')[0]}/ "
+               f"exists (for the hub model {hub_hint}, `hf download {hub_hint}` first)")
+    else:
+        fix = "give a model directory, a hub id `org/name`, or `org/name@revision`"
+    return ModelLoadError(what, where=ref, fix=fix)
+
+
+def _closest(path: Path) -> str | None:
+    """The sibling of `path`'s last existing parent folder whose name is closest to the
+    missing part (bounded: one folder's listing, at most 1000 names)."""
+    parent = path.parent
+    try:
+        if not parent.is_dir() or path.name in ("", ".", ".."):
+            return None
+        names = []
+        for i, entry in enumerate(os.scandir(parent)):
+            if i >= 1000:
+                break
+            if entry.is_dir():
+                names.append(entry.name)
+    except OSError:
+        return None
+    match = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    if not match:
+        return None
+    shown = str(parent / match[0]) if str(parent) != "." else match[0]
+    return shown + ("/" if str(path).endswith("/") else "")
+
+
+def _cached(repo: str, revision: str | None) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(repo, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
-        pass
+        return None
     except Exception as e:  # a malformed cache entry
         log.debug("cache lookup for %s failed: %r", repo, e)
+        return None
+
+
+def _from_hub(repo: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    cached = _cached(repo, revision)
+    if cached is not None:
+        return cached
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     at = f"@{revision}" if revision else ""
     if offline:

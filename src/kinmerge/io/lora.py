@@ -38,6 +38,7 @@ from kinmerge.errors import ModelLoadError
 from kinmerge.io.adapter_config import AdapterConfig, read_adapter_config
 from kinmerge.io.hub import resolve_model
 from kinmerge.io.reader import ModelReader, load_pickled
+from kinmerge.io.refs import split_lora
 from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_tensor
 
@@ -45,19 +46,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "base_model.model."
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def split_lora(ref: str | os.PathLike) -> tuple[str, str | None]:
-    """`base+lora` -> (`base`, `lora`); a plain reference (or an existing path) has no LoRA."""
-    ref = str(ref)
-    if "+" not in ref or Path(ref).expanduser().exists():
-        return ref, None
-    parts = ref.split("+")
-    if len(parts) != 2 or not all(parts):
-        raise ModelLoadError(f"cannot read model reference {ref!r}: expected `model` or "
-                             "`model+lora`", where=ref, fix="write one `+` between the model "
-                             "and the LoRA adapter")
-    return parts[0], parts[1]
 
 
 def open_reader(ref: str | os.PathLike) -> ModelReader:

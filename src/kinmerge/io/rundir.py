@@ -126,8 +126,10 @@ def _busy(out: str | Path, path: Path, command: str) -> KinmergeError:
     except (OSError, ValueError, KeyError, TypeError):
         who = "another process (its pid is not recorded yet)"
     return KinmergeError(f"{out} is in use by a live kinmerge run: {who}", where=str(path),
-                         fix=f"wait for that run to finish (or stop it), then rerun `kinmerge "
-                             f"{command}`; or choose another OUT")
+                         fix=f"wait for that run to finish (or stop it), then run {command} "
+                             "again; or choose another output folder",
+                         cli_fix=f"wait for that run to finish (or stop it), then rerun "
+                                 f"`kinmerge {command}`; or choose another OUT")
 
 
 def check_database(path: str | Path, what: str) -> None:

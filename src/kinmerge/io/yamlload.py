@@ -216,9 +216,17 @@ def load_all(text: str) -> list[Any]:
     return b.docs
 
 
+class MultipleDocumentsError(YamlError):
+    """The text holds several YAML documents where one was expected."""
+
+    def __init__(self, count: int):
+        super().__init__(f"expected one YAML document, found {count} (separated by `---`)")
+        self.count = count
+
+
 def load(text: str) -> Any:
     """The single YAML document of `text` (None for an empty text); raises YamlError."""
     docs = load_all(text)
     if len(docs) > 1:
-        raise YamlError(f"expected one YAML document, found {len(docs)} (separated by `---`)")
+        raise MultipleDocumentsError(len(docs))
     return docs[0] if docs else None

@@ -10,8 +10,18 @@
     plot.py     heatmap and per-layer figures
     compat.py   ModelKinship's float32 arithmetic, for cross-checks only
 """
-from kinmerge.kinship.matrix import KinshipMatrix, kinship_matrix
-from kinmerge.kinship.measure import KinshipResult, kinship
+from typing import TYPE_CHECKING
+
+from kinmerge._lazy import lazy_attributes
 from kinmerge.kinship.metrics import METRICS
 
+if TYPE_CHECKING:
+    from kinmerge.kinship.matrix import KinshipMatrix, kinship_matrix
+    from kinmerge.kinship.measure import KinshipResult, kinship
+
 __all__ = ["kinship", "kinship_matrix", "KinshipResult", "KinshipMatrix", "METRICS"]
+
+# the measuring functions (and torch) load on first use; the metric names are plain data
+__getattr__, __dir__ = lazy_attributes(globals(), {
+    "kinship": "kinmerge.kinship.measure", "KinshipResult": "kinmerge.kinship.measure",
+    "kinship_matrix": "kinmerge.kinship.matrix", "KinshipMatrix": "kinmerge.kinship.matrix"})

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from kinmerge.io.reader import ModelReader
+from kinmerge.kinship.metrics import COMPAT_MODES
 from kinmerge.kinship.plan import KinshipPlan, TensorJob
 from kinmerge.kinship.stream import Progress, ordered
 
-MODE = "modelkinship"
+MODE = COMPAT_MODES[0]
 
 
 def _float32_deltas(readers: list[ModelReader], job: TensorJob) -> torch.Tensor:

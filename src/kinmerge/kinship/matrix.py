@@ -44,7 +44,8 @@ class KinshipMatrix:
         return tuple(self.values)
 
     def mean_pairwise(self, metric: str) -> float:
-        """Kinship of the whole group: the mean over pairs i < j (semantics.md 3)."""
+        """Kinship of the whole group: the mean over pairs i < j
+        (docs/concepts/kinship-metrics.md)."""
         a = self.values[metric]
         iu = np.triu_indices(len(self.models), 1)
         return float(np.mean(a[iu])) if len(iu[0]) else math.nan

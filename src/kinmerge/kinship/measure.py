@@ -14,14 +14,14 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from kinmerge.errors import KinmergeError
 from kinmerge.kinship import compat as mk
 from kinmerge.kinship import nonfinite
-from kinmerge.kinship.metrics import norms, pair_metrics, parse_metrics, per_tensor_average
+from kinmerge.kinship.metrics import (COMPAT_MODES, norms, pair_metrics, parse_metrics,
+                                      per_tensor_average)
 from kinmerge.kinship.plan import plan_kinship
 from kinmerge.kinship.report import breakdown
 from kinmerge.kinship.stats import Moments, total
 from kinmerge.kinship.stream import Progress, collect, open_all
 from kinmerge.threads import with_threads
 
-COMPAT_MODES = (mk.MODE,)
 
 
 @dataclass(frozen=True)

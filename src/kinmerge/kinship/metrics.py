@@ -1,4 +1,4 @@
-"""The kinship metrics of semantics.md section 3, from float64 Moments.
+"""The kinship metrics (docs/concepts/kinship-metrics.md), from float64 Moments.
 
 - cs:  cosine similarity of the two deltas, sum xy / sqrt(sum x^2 sum y^2) (signed; ModelKinship
        reports |cs|, available with `absolute_cosine=True`)
@@ -11,10 +11,12 @@ made-up 0.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from kinmerge.errors import KinmergeError
-from kinmerge.kinship.stats import Moments
+
+if TYPE_CHECKING:  # torch: the statistics come from the pass over the models
+    from kinmerge.kinship.stats import Moments
 
 METRICS: dict[str, str] = {
     "cs": "Cosine Similarity",
@@ -22,6 +24,7 @@ METRICS: dict[str, str] = {
     "ed": "Euclidean Distance",
 }
 SIMILARITIES = ("cs", "pcc")  # larger = more related; ed is a distance
+COMPAT_MODES = ("modelkinship",)  # compat.py: ModelKinship's float32 arithmetic, reproduced
 
 
 def parse_metrics(spec: str | Iterable[str] | None) -> tuple[str, ...]:

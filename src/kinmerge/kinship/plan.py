@@ -4,7 +4,8 @@ Everything that can be wrong with the inputs is found here, before any tensor is
 reported at once: different architectures, tensors of the base missing from a model, shapes
 that differ in more than their first dimension.
 
-The delta vector runs over every floating-point tensor the base stores (semantics.md 3).
+The delta vector runs over every floating-point tensor the base stores
+(docs/concepts/kinship-metrics.md).
 A model with tied embeddings has no `lm_head.weight` of its own: its input embedding stands in.
 Tensors whose first dimension differs (a vocabulary extended by a fine-tune) are compared on
 their shared leading rows, and a warning names them.

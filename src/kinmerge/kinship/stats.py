@@ -3,7 +3,7 @@
 For vectors x_1..x_k over the same n coordinates we keep
   n, the mean vector mu (k,), the centred co-moments C_ij = sum (x_i - mu_i)(x_j - mu_j) (k, k),
   and the squared distances D_ij = sum (x_i - x_j)^2 (k, k).
-Every metric of semantics.md section 3 is a function of these (see metrics.py):
+Every metric of docs/concepts/kinship-metrics.md is a function of these (see metrics.py):
   sum x_i x_j = C_ij + n mu_i mu_j,  sum x_i = n mu_i,  ed_ij = sqrt(D_ij).
 
 Why centred moments and not the raw sums n, sum x, sum x^2, sum xy: Pearson from raw sums is

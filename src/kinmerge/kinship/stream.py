@@ -115,8 +115,9 @@ def open_all(models: list[str], base: str | None, labels: list[str]) -> Opened:
     if base is None or str(base) == "":
         raise KinmergeError("no base model given: kinship compares the weight changes of "
                             "fine-tunes from their common base",
-                            where="base", fix="pass the model they were fine-tuned from "
-                                              "(--base BASE, or base=... in Python)")
+                            where="base", cli_where="--base",
+                            fix="pass the model they were fine-tuned from as base=...",
+                            cli_fix="pass the model they were fine-tuned from: --base BASE")
     readers: list[ModelReader] = []
     try:
         for ref in [base, *models]:

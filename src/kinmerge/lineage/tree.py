@@ -28,8 +28,8 @@ PAD = 0.35  # a box's padding, in font sizes
 CBAR_BAND = 72.0  # points, right of the drawing
 HIGHLIGHT, PLAIN, UNSCORED = "#d62728", "#555555", "#eeeeee"
 TITLE = "family tree"
-CAPTION = ("arrows: parent → child · box: model, score · k = kinship of its parents · "
-           "red: the winner and its ancestors")
+CAPTION = ("arrows: parent → child · box: model, fitness (search) · "
+           "k = kinship of its parents · red: the winner and its ancestors")
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _frame(fig, ax, lay: Layout, title: str, scale) -> None:
     if scale is not None:
         cax = fig.add_axes(((width + 6) / total_w, (GEN_BAND + MARGIN) / total_h,
                             10 / total_w, max(lay.height - GEN_BAND - 2 * MARGIN, 20) / total_h))
-        fig.colorbar(scale, cax=cax, label="score")
+        fig.colorbar(scale, cax=cax, label="fitness (search)")
 
 
 def draw(records: dict[str, LineageRecord], out: str | Path, *, title: str | None = None) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kinmerge.methods.registry import Method, register
 
 SAMPLE = 1_000_000  # quantiles of a larger tensor come from this many sampled entries
 KL_EPS = 1e-8
@@ -45,11 +44,3 @@ def _quantiles(x: torch.Tensor, q: torch.Tensor, generator) -> torch.Tensor:
         flat = flat[pick.to(flat.device)]
     ordered, _ = torch.sort(flat)
     return ordered[(q.to(ordered.device) * (ordered.numel() - 1)).long()]
-
-
-register(Method(
-    name="arcee_fusion", fn=arcee_fusion, needs_base=True, n_models=1, params=(),
-    stochastic=True,
-    paper="Arcee AI 2025, Arcee Fusion (mergekit v0.1 release notes, arcee.ai blog)",
-    summary="Take the fine-tune's change only where its importance is an outlier.",
-    accumulate=torch.float32))

@@ -31,13 +31,3 @@ def magprune(delta: torch.Tensor, density: float, epsilon: float, *,
     p = keep_probabilities(delta, density, epsilon)
     keep = (torch.rand(p.shape, generator=generator) < p).to(delta.device)
     return delta * keep.to(delta.dtype)
-
-
-def density_epsilon(params: dict) -> str | None:
-    """MagPrune's keep probabilities run from density − ε to density + ε: inside (0, 1)."""
-    for d, e in zip(params["density"], params["epsilon"]):
-        if 0 < d < 1 and not (0 < d - e and d + e < 1):
-            return (f"della needs 0 < density ± epsilon < 1 (keep probabilities), got "
-                    f"density {d:g}, epsilon {e:g}; lower epsilon or move density away "
-                    "from 0 and 1")
-    return None

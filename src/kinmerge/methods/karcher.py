@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import MAX_ITERATIONS, Method, Param, Range, register
-
 
 def karcher(tensors: list[torch.Tensor], base=None, *, accum: torch.dtype,
             max_iter: float = 10, tol: float = 1e-5, generator=None) -> torch.Tensor:
@@ -62,15 +60,3 @@ def _mean_direction(a: list[float], u: list[torch.Tensor], tol: float,
         mean += a_k * u_k
     n = torch.linalg.vector_norm(mean.to(wide))
     return u[0].clone() if n.item() < tol else (mean / n).to(mean.dtype)
-
-
-register(Method(
-    name="karcher", fn=karcher, needs_base=False,
-    params=(Param("max_iter", "global", 10, int, Range(1, MAX_ITERATIONS)),
-            # tol > 0: the loop stops when a step is shorter; 0 would only stop at max_iter
-            Param("tol", "global", 1e-5, range=Range(0.0, 1.0, low_open=True))),
-    paper="Karcher 1977, Riemannian center of mass and mollifier smoothing (CPAM); "
-          "for model merging arXiv:2603.04972",
-    summary="Equal-weight Riemannian mean of the models' directions, times their mean "
-            "norm.",
-    accumulate=torch.float32))

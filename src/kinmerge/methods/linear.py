@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.errors import short_repr
-from kinmerge.methods.registry import Method, Param, register
-
 
 BLOCK = 1 << 16  # elements per block: the float32 scratch stays in cache
 
@@ -43,20 +40,3 @@ def linear(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: li
             s.div_(w_sum)
         out[i:j] = s
     return out.reshape(tensors[0].shape)
-
-
-def _weights_sum_to_zero(params: dict) -> str | None:
-    """normalize divides by the weights' sum: a zero sum would write inf/NaN."""
-    if params["normalize"] and abs(sum(params["weight"])) < 1e-8:
-        weights = short_repr(params["weight"])
-        return (f"the weights {weights} sum to 0 and normalize divides by their sum; "
-                "change a weight or set normalize: false")
-    return None
-
-
-register(Method(
-    name="linear", fn=linear, needs_base=False, check=_weights_sum_to_zero,
-    params=(Param("weight", "model"), Param("normalize", "global", True, bool)),
-    paper="Wortsman et al. 2022, Model soups (arXiv:2203.05482)",
-    summary="Weighted average of the models (a uniform soup with equal weights).",
-    accumulate=torch.float32))

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
-
 
 def model_stock(tensors: list[torch.Tensor], base: torch.Tensor, *, filter_wise: bool = False,
                 generator=None) -> torch.Tensor:
@@ -44,10 +42,3 @@ def model_stock(tensors: list[torch.Tensor], base: torch.Tensor, *, filter_wise:
         average = average + w
     average = average / k
     return (t * average + (1 - t) * w0).reshape(shape)
-
-
-register(Method(
-    name="model_stock", fn=model_stock, needs_base=True, min_models=2,
-    params=(Param("filter_wise", "global", False, bool),),
-    paper="Jang et al. 2024, Model Stock (arXiv:2403.19522)",
-    summary="Interpolate base -> average of >= 2 fine-tunes by their task vectors' angle."))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from kinmerge.errors import KinmergeError
-from kinmerge.methods.registry import Method, Param, Range, register
 
 
 def multislerp(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight: list[float],
@@ -49,13 +48,3 @@ def multislerp(tensors: list[torch.Tensor], base: torch.Tensor | None, *, weight
     out = mean * torch.cos(length) + step * (torch.sin(length) / length)  # exp map
     out = (out * (norms.squeeze(-1) * w).sum()).view(x.shape[1:])
     return out + base if base is not None else out
-
-
-register(Method(
-    name="multislerp", fn=multislerp, needs_base=False, optional_base=True,
-    params=(Param("weight", "model"), Param("normalize_weights", "global", True, bool),
-            # eps > 0 keeps the division by a norm finite; a negative one flips directions
-            Param("eps", "global", 1e-8, range=Range(0.0, 1.0, low_open=True))),
-    paper="Goddard 2025, Multi-SLERP (goddard.blog/posts/multislerp-wow-what-a-cool-idea)",
-    summary="Weighted spherical barycentre of any number of models (task vectors with a "
-            "base)."))

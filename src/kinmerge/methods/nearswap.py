@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import NON_NEGATIVE, Method, Param, register
-
 
 def nearswap(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
              generator=None) -> torch.Tensor:
@@ -20,10 +18,3 @@ def nearswap(tensors: list[torch.Tensor], base: torch.Tensor, *, t: float,
     other = tensors[0]
     w = (t / torch.abs(base - other).clamp(min=1e-6)).clamp(min=0, max=1)
     return w * other + (1 - w) * base
-
-
-register(Method(
-    name="nearswap", fn=nearswap, needs_base=True, n_models=1,
-    params=(Param("t", "global", range=NON_NEGATIVE),),  # a distance: t < 0 moves away
-    paper="alchemonaut 2024, NearSwap (huggingface.co/alchemonaut/QuartetAnemoi-70B-t0.0001)",
-    summary="Move each base entry to the other model's value by at most t."))

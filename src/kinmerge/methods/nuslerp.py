@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.errors import short_repr
-from kinmerge.methods.registry import Method, Param, register
 
 EPS = 1e-8  # colinear when 1 - cos^2 <= EPS^2
 NORM_FLOOR = 1e-7  # smallest norm a vector is divided by
@@ -52,22 +50,3 @@ def slerp_vectors(t: float, a: torch.Tensor, b: torch.Tensor, *, dim: int = -1,
     if dim != -1 and not flatten:
         out = out.transpose(dim, -1)
     return out.reshape(shape)
-
-
-def _weights_sum_to_zero(params: dict) -> str | None:
-    """t = w1 / (w0 + w1) has no value when the weights cancel (mergekit silently takes 0.5)."""
-    if abs(sum(params["weight"])) < 1e-6:
-        return (f"nuslerp's weights {short_repr(params['weight'])} sum to 0, so t = w2/(w1+w2) "
-                "is undefined; give weights with a nonzero sum (equal weights: halfway)")
-    return None
-
-
-register(Method(
-    name="nuslerp", fn=nuslerp, check=_weights_sum_to_zero, needs_base=False,
-    optional_base=True, n_models=2, parent_base=True,
-    params=(Param("weight", "model"), Param("nuslerp_row_wise", "global", False, bool),
-            Param("nuslerp_flatten", "global", True, bool)),
-    paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH); "
-          "NuSLERP as defined by mergekit (Goddard et al. 2024, arXiv:2403.13257)",
-    summary="Slerp between two models at t = w2/(w1+w2); of task vectors with a base; "
-            "whole tensor, per row, or per column."))

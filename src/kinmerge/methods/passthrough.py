@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, register
-
 
 def passthrough(tensors: list[torch.Tensor], base: torch.Tensor | None, *,
                 scale: list[float] | None = None, generator=None) -> torch.Tensor:
@@ -16,10 +14,3 @@ def passthrough(tensors: list[torch.Tensor], base: torch.Tensor | None, *,
     (x,) = tensors
     s = scale[0] if scale else 1.0
     return x if s == 1.0 else x * s
-
-
-register(Method(
-    name="passthrough", fn=passthrough, needs_base=False, n_models=1,
-    params=(Param("scale", "model", 1.0),),
-    paper="Goddard et al. 2024, Arcee's MergeKit (arXiv:2403.13257), passthrough/frankenmerge",
-    summary="Copy one source per output tensor; with slices, stack layers from several models."))

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, Range, register
 from kinmerge.methods.task_vector import task_vectors
-
-# |tau| > epsilon marks an entry as changed: above 1 almost no fine-tune changes anything
-EPSILON = Range(0.0, 1.0)
-# RAM+ scales a unique change by 1 + r * min(rho, alpha): at most 1 + 10 * 10 = 101x
-AMPLIFY = Range(0.0, 10.0)
 
 
 def ram(tensors: list[torch.Tensor], base: torch.Tensor, *, epsilon: float = 1e-5,
@@ -60,19 +54,3 @@ def _changes(tensors: list[torch.Tensor], base: torch.Tensor, epsilon: float):
     tv = task_vectors(tensors, base).view(len(tensors), -1)
     changed = tv.abs() > epsilon
     return tv, changed, changed.sum(dim=0, keepdim=True)
-
-
-register(Method(
-    name="ram", fn=ram, needs_base=True, params=(Param("epsilon", "global", 1e-5, range=EPSILON),),
-    paper="Reinforced Agent Merging (arXiv:2601.13572)",
-    summary="Unique changes kept whole, shared changes averaged over the models that made "
-            "them."))
-register(Method(
-    name="ramplus_tl", fn=ramplus_tl, needs_base=True,
-    params=(Param("r", "global", 0.1, range=AMPLIFY),
-            Param("alpha", "global", 0.2, range=AMPLIFY),
-            Param("epsilon", "global", 1e-5, range=EPSILON)),
-    paper="Reinforced Agent Merging, RAM+ (arXiv:2601.13572)",
-    summary="RAM with unique changes amplified by how much each model overlaps the others "
-            "(per tensor).",
-    accumulate=torch.float32))

@@ -2,6 +2,8 @@
 
 A method is one pure function over tensors:
     fn(tensors, base, *, generator, **params) -> Tensor
+declared here by name (`catalog.py` holds the declarations) and imported on first use, so
+the registry, and every command that only reads it, loads without torch.
 `tensors` are the inputs in recipe order (base excluded), `base` the base tensor or None,
 per-model parameters arrive as lists aligned with `tensors`, global ones as scalars
 (`lambda` arrives as `lambda_`). No file access, no dtype or device policy: the executor
@@ -10,15 +12,18 @@ casts inputs to the working dtype, places them, and casts the result.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
-
-import torch
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from kinmerge.errors import KinmergeError
 
-MethodFn = Callable[..., torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+MethodFn = Callable[..., "torch.Tensor"]
 
 
 # Every parameter name some merge method of mergekit 0.1.5 takes. mergekit ignores a key its
@@ -104,7 +109,9 @@ INT8_MASK = Param("int8_mask", "global", False, bool, effect=False)
 @dataclass(frozen=True)
 class Method:
     name: str
-    fn: MethodFn
+    # the function, as "module.function" inside kinmerge.methods (or a full dotted path);
+    # `fn` imports it on first use
+    impl: str
     params: tuple[Param, ...]
     needs_base: bool
     paper: str
@@ -138,16 +145,28 @@ class Method:
     # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
     # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
     # executor passes it to the function as `accum=`
-    accumulate: torch.dtype | None = None
+    accumulate: Literal["float32"] | None = None  # a torch dtype's name
+
+    @cached_property
+    def fn(self) -> MethodFn:
+        """The method's function (imported on first use: the merge, not the listing)."""
+        path = self.impl if self.impl.startswith("kinmerge.") else \
+            f"kinmerge.methods.{self.impl}"
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
     def accumulation(self, work: torch.dtype) -> torch.dtype | None:
         """The accumulation dtype of a job whose working dtype is `work`."""
         if self.accumulate is None:
             return None
-        return work if work == torch.float64 else self.accumulate
+        import torch  # a plan is being made: tensors are on their way
+        return work if work == torch.float64 else getattr(torch, self.accumulate)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    def scoped(self, scope: str) -> list[Param]:
+        return [p for p in self.params if p.scope == scope]
 
 
 REGISTRY: dict[str, Method] = {}

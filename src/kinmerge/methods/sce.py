@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, Range, register
 from kinmerge.methods.task_vector import task_vectors
 
 
@@ -54,11 +53,3 @@ def model_weights(deltas: torch.Tensor) -> torch.Tensor:
     if abs(total) < 1e-6:
         return torch.ones_like(w) / w.shape[0]
     return w / total
-
-
-register(Method(
-    name="sce", fn=sce, needs_base=True,
-    params=(Param("select_topk", "global", 1.0, range=Range(0.0, 1.0, low_open=True)), Param("int8_mask", "global", False, bool)),
-    paper="Wan et al. 2024, FuseChat: Knowledge Fusion of Chat Models (arXiv:2408.07990)",
-    summary="Keep high-variance positions, weight task vectors by their mean square, erase "
-            "sign conflicts."))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from kinmerge.methods.registry import Method, Param, Range, register
 
 DOT_THRESHOLD = 0.9995
 EPS = 1e-8
@@ -52,12 +51,3 @@ def _norm(x: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
     parts = [torch.linalg.vector_norm(x[:, i:i + BLOCK].to(dt), dim=1, keepdim=True)
              for i in range(0, x.shape[1], BLOCK)]
     return torch.linalg.vector_norm(torch.stack(parts), dim=0)
-
-
-register(Method(
-    name="slerp", fn=slerp, needs_base=True, n_models=1, with_base=2, parent_base=True,
-    # t outside [0, 1] extrapolates past the two models: mergekit runs it, so a warning
-    params=(Param("t", "global", range=Range(0.0, 1.0, warn=True)),),
-    paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH)",
-    summary="Spherical interpolation from the base (t=0) to the one other model (t=1).",
-    accumulate=torch.float32))

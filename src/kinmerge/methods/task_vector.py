@@ -18,7 +18,9 @@ of `ROWS`:
     breadcrumbs        band: below the gamma outliers           no     false      false
     breadcrumbs_ties   band (breadcrumbs.py)                    yes    false      false
 
-A row's registry entry follows from it: its parameters (weight, density and the step's own,
+The rows and the steps' declarations live in `catalog.py` (no torch: `kinmerge methods` and
+`validate` read them); this module holds the composition they run. A row's registry entry
+follows from it: its parameters (weight, density and the step's own,
 normalize, rescale, lambda, int8_mask), `stochastic` (the step draws from the per-tensor
 generator), the `topk` option (the step ranks magnitudes), the plan-time check (the step's),
 and the zero-weight-sum warning (every row without election, whose normalize divides by the
@@ -37,16 +39,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from kinmerge.errors import short_repr
-from kinmerge.methods import breadcrumbs as _breadcrumbs
-from kinmerge.methods import dare as _dare
-from kinmerge.methods import della as _della
-from kinmerge.methods import ties as _ties
-from kinmerge.methods.registry import INT8_MASK, UNIT, Method, Param, Range, register
+from kinmerge.methods.catalog import (BAND, DROP, MAGPRUNE, ROWS, TASK_VECTOR_METHODS,  # noqa: F401
+                                      TRIM, Row, Sparsify, zero_weight_sum)
+from kinmerge.methods.registry import Param
 from kinmerge.methods.sparsify import combine, rescale_l1
 
 
@@ -56,38 +55,6 @@ def task_vectors(tensors: list[torch.Tensor], base: torch.Tensor) -> torch.Tenso
     for k, t in enumerate(tensors):
         torch.sub(t, base, out=out[k])  # straight into place: no per-model temporaries
     return out
-
-
-def zero_weight_sum(params: dict) -> str | None:
-    """A warning: with normalize, weights summing to 0 leave the sum undivided (mergekit
-    divides by 1 then too), which is rarely what normalize was written for."""
-    if params.get("normalize") and abs(sum(params["weight"])) < 1e-8:
-        weights = short_repr(params["weight"])
-        return (f"the weights {weights} sum to 0, so normalize cannot divide by "
-                "their sum: the weighted task vectors are added undivided (as in mergekit)")
-    return None
-
-
-@dataclass(frozen=True)
-class Sparsify:
-    """One way to thin a task vector: `step(delta, density, *extra, topk=, generator=,
-    inplace=)` -> the entries kept (written into delta itself when `inplace`)."""
-
-    name: str
-    step: Callable[..., torch.Tensor]
-    extra: tuple[Param, ...] = ()  # the step's own per-model parameters, after density
-    stochastic: bool = False  # draws from the per-tensor generator
-    ranks: bool = False  # ranks magnitudes, so takes the `topk` run option
-    check: Callable[[dict[str, Any]], str | None] | None = None  # plan-time, resolved values
-
-
-TRIM = Sparsify("trim", _ties.trim, ranks=True)
-DROP = Sparsify("drop", _dare.drop, stochastic=True)
-MAGPRUNE = Sparsify("magprune", _della.magprune, stochastic=True, check=_della.density_epsilon,
-                    # mergekit 0.1.5's default epsilon
-                    extra=(Param("epsilon", "model", 0.15, range=Range(0.0, 0.5, high_open=True)),))
-BAND = Sparsify("band", _breadcrumbs.band, ranks=True,
-                extra=(Param("gamma", "model", 0.01, range=UNIT),))
 
 
 def thin(deltas: torch.Tensor, s: Sparsify, density: list[float], extra: list[list[float]],
@@ -158,70 +125,15 @@ class TaskVectorMerge:
         return {**known, **kwargs}
 
 
-@dataclass(frozen=True)
-class Row:
-    """One named task-vector method: its step, its election, its defaults, its citation."""
+METHODS = TASK_VECTOR_METHODS  # name -> registry entry, one per row
+_MERGES = {row.name: TaskVectorMerge(row.name, row.sparsify, row.elect, row.params())
+           for row in ROWS}
 
-    name: str
-    sparsify: Sparsify | None
-    elect: bool
-    normalize: bool  # the default of `normalize`
-    rescale: bool  # the default of `rescale` (rows with a sparsify step only)
-    paper: str
-    summary: str
-
-    def params(self) -> tuple[Param, ...]:
-        out = [Param("weight", "model")]
-        if self.sparsify is not None:
-            out += [Param("density", "model", 1.0, range=UNIT), *self.sparsify.extra]
-        out.append(Param("normalize", "global", self.normalize, bool))
-        if self.sparsify is not None:
-            out.append(Param("rescale", "global", self.rescale, bool))
-        return (*out, Param("lambda", "global", 1.0), INT8_MASK)
-
-    def method(self) -> Method:
-        s, params = self.sparsify, self.params()
-        return Method(
-            name=self.name, fn=TaskVectorMerge(self.name, s, self.elect, params),
-            params=params, needs_base=True, paper=self.paper, summary=self.summary,
-            stochastic=bool(s and s.stochastic), options=("topk",) if s and s.ranks else (),
-            check=s.check if s else None, caution=None if self.elect else zero_weight_sum,
-            work="select" if s else "elementwise")
-
-
-_TIES = "Yadav et al. 2023, TIES-Merging (arXiv:2306.01708)"
-_DARE = "Yu et al. 2024, Language Models are Super Mario (arXiv:2311.03099)"
-_DELLA = "Deep et al. 2024, DELLA-Merging (arXiv:2406.11617)"
-_CRUMBS = "Davari & Belilovsky 2024, Model Breadcrumbs (arXiv:2312.06795)"
-_ELECT = "; with TIES sign election"
-# mergekit 0.1.5's defaults (breadcrumbs: density 1, no trimming unless asked, normalize off
-# for both rows, so breadcrumbs_ties' agreeing entries add up rather than average)
-ROWS = (
-    Row("task_arithmetic", None, False, False, False,
-        "Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv:2212.04089)",
-        "Add weighted task vectors to the base; negative weights subtract a task."),
-    Row("ties", TRIM, True, True, False, _TIES,
-        "Trim each task vector to its largest entries, elect a sign, average agreeing ones."),
-    Row("dare_linear", DROP, False, False, True, _DARE,
-        "Randomly drop task-vector entries, rescale, then task arithmetic."),
-    Row("dare_ties", DROP, True, False, True, _DARE + _ELECT,
-        "Randomly drop task-vector entries, rescale, then TIES election."),
-    Row("della", MAGPRUNE, True, True, True, _DELLA,
-        "Magnitude-ranked random drop, rescale, then TIES election."),
-    Row("della_linear", MAGPRUNE, False, False, True, _DELLA,
-        "Magnitude-ranked random drop, rescale, then task arithmetic."),
-    Row("breadcrumbs", BAND, False, False, False, _CRUMBS,
-        "Drop each task vector's largest (gamma) and smallest entries, then task arithmetic."),
-    Row("breadcrumbs_ties", BAND, True, False, False, _CRUMBS + _ELECT,
-        "Breadcrumb masks, then TIES election and disjoint sum."),
-)
-METHODS = {row.name: register(row.method()) for row in ROWS}
-
-task_arithmetic = METHODS["task_arithmetic"].fn
-ties = METHODS["ties"].fn
-dare_linear = METHODS["dare_linear"].fn
-dare_ties = METHODS["dare_ties"].fn
-della = METHODS["della"].fn
-della_linear = METHODS["della_linear"].fn
-breadcrumbs = METHODS["breadcrumbs"].fn
-breadcrumbs_ties = METHODS["breadcrumbs_ties"].fn
+task_arithmetic = _MERGES["task_arithmetic"]
+ties = _MERGES["ties"]
+dare_linear = _MERGES["dare_linear"]
+dare_ties = _MERGES["dare_ties"]
+della = _MERGES["della"]
+della_linear = _MERGES["della_linear"]
+breadcrumbs = _MERGES["breadcrumbs"]
+breadcrumbs_ties = _MERGES["breadcrumbs_ties"]

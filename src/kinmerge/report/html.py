@@ -1,11 +1,18 @@
 """`kinmerge report DIR`: one self-contained HTML page for any run folder (breed, evolve, demo).
 
 Images are embedded as base64 data URIs, so the page can be mailed or archived alone. What is
-shown is what the folder holds: summary.json as a table (its `generations` as a second one),
-every CSV as a table, every PNG/SVG/JPEG as a figure, other JSON files folded away. A tiny
-inline script records, once the page has loaded, how many images decoded, any script error
-and how far the page overflows the window's width (wide tables scroll inside their own box
-instead), in #render-check, so a headless browser can check the page really rendered.
+shown is what the folder holds, most telling first: a one-line headline (the evolved winner
+against the best hand recipe, the best merge against its parents, the best bred model), the
+winner's recipe (best.yml), the held-out scores and the kinship matrix of a demo, then
+summary.json as a table (its `generations` as a second one), every PNG/SVG/JPEG as a figure
+(the family tree last), every CSV as a table, other JSON and YAML files folded away. Numbers
+show four significant digits; a cell never wraps (a wide table scrolls inside its own box)
+and long cells (recipes, genomes) fold behind their first line, so a row is one line.
+
+A tiny inline script records, once the page has loaded, how many images decoded, any script
+error, how far the page overflows the window's width, any word a table cell broke across
+lines, and where the headline ends, in #render-check, so a headless browser can check the
+page really rendered and reads as intended.
 
 >>> write_report("runs/breed")              # doctest: +SKIP
 PosixPath('runs/breed/report.html')
@@ -17,6 +24,7 @@ import csv
 import html
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
                ".jpeg": "image/jpeg"}
 MAX_ROWS = 300
+FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+(?=[eE]))([eE][-+]?\d+)?")  # not an integer
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -33,9 +42,12 @@ max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0;display:block;overflow-x:auto;
 max-width:100%}
-td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-td{overflow-wrap:anywhere;min-width:4em}th{overflow-wrap:break-word}
-h1,p,figcaption,summary{overflow-wrap:anywhere}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top;
+white-space:nowrap}
+h1,p,figcaption{overflow-wrap:anywhere}
+.headline{font-size:1.15em;background:#eef6ee;border-left:4px solid #3a3;padding:.6em 1em}
+.headline.bad{background:#fbf0ee;border-color:#c63}
+pre.recipe{max-height:24em}
 th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
 figure{display:inline-block;margin:.5em;vertical-align:top;max-width:calc(100% - 1em)}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.8em;color:#666}
@@ -45,7 +57,7 @@ td table{font-size:1em;margin:0}details.cell summary{cursor:pointer;color:#555}
 """
 
 # Records, in the page itself, whether every image decoded and whether any script failed.
-CHECK_SCRIPT = """
+CHECK_SCRIPT = r"""
 window.__errors=[];
 window.addEventListener('error',function(e){window.__errors.push(String(e.message||e));});
 window.addEventListener('load',function(){
@@ -53,10 +65,31 @@ window.addEventListener('load',function(){
   for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
   var el=document.getElementById('render-check');
   var over=document.documentElement.scrollWidth-window.innerWidth;
+  // a word of a table cell drawn on two lines is broken: its range has two line boxes
+  var broken=[],cells=document.querySelectorAll('td,th'),words=0;
+  for(var c=0;c<cells.length;c++){
+    var walk=document.createTreeWalker(cells[c],NodeFilter.SHOW_TEXT),n;
+    while((n=walk.nextNode())){
+      if(n.parentElement.closest('pre'))continue;
+      var re=/\S+/g,m;
+      while((m=re.exec(n.data))){
+        var r=document.createRange();r.setStart(n,m.index);r.setEnd(n,m.index+m[0].length);
+        var rs=r.getClientRects(),tops={},lines=0;
+        for(var k=0;k<rs.length;k++){var t=Math.round(rs[k].top);if(!tops[t]){tops[t]=1;lines++;}}
+        words++;if(lines>1&&broken.length<10){broken.push(m[0]);}
+      }
+    }
+  }
+  // the tallest row of a CSV table: one line per row keeps many trials on a screen
+  var tall=0,trs=document.querySelectorAll('.scroll tr');
+  for(var i=0;i<trs.length;i++){tall=Math.max(tall,trs[i].getBoundingClientRect().height);}
+  var h=document.getElementById('headline');
+  var head=h?Math.ceil(h.getBoundingClientRect().bottom+window.scrollY):null;
   el.textContent=JSON.stringify({images:imgs.length,loaded:ok,errors:window.__errors,
-    overflow:over,width:window.innerWidth});
-  el.setAttribute('data-status',
-    ok===imgs.length&&window.__errors.length===0&&over<=0?'ok':'bad');
+    overflow:over,width:window.innerWidth,height:window.innerHeight,words:words,
+    broken:broken,headline_bottom:head,tallest_row:Math.ceil(tall)});
+  el.setAttribute('data-status',ok===imgs.length&&window.__errors.length===0&&over<=0&&
+    broken.length===0&&(head===null||head<=window.innerHeight)?'ok':'bad');
 });
 """
 
@@ -88,11 +121,37 @@ def write_report(run: str | Path, out: str | Path | None = None, *,
 
 
 def render(run: Path) -> str:
-    parts = [f"<h1>kinmerge run: {_e(run.resolve().name)}</h1>",
-             f"<p>Folder <code>{_e(run.resolve())}</code>.</p>"]
     summary = _load_json(run / "summary.json")
-    if isinstance(summary, dict):
-        parts.append("<h2>Summary</h2>" + _kv_table(summary))
+    summary = summary if isinstance(summary, dict) else None
+    parts = [f"<h1>kinmerge run: {_e(run.resolve().name)}</h1>"]
+    if summary is not None:
+        line = headline(summary)
+        if line is not None:
+            text, good = line
+            parts.append(f"<p id='headline' class='headline{'' if good else ' bad'}'>"
+                         f"{_e(text)}</p>")
+    parts.append(f"<p>Folder <code>{_e(run.resolve())}</code>.</p>")
+    shown: set[str] = set()
+    best = run / "best.yml"
+    if best.is_file():  # the winner's recipe: what the run is for, so not folded away
+        parts.append("<h2>The winner: best.yml</h2><p>Rebuild it with "
+                     "<code>kinmerge merge best.yml DIR</code>.</p><pre class='recipe'>"
+                     f"{_e(best.read_text(errors='replace')[:200_000])}</pre>")
+        shown.add(best.name)
+    if summary is not None:
+        scores = summary.get("scores")
+        if isinstance(scores, dict) and scores and all(isinstance(v, dict)
+                                                       for v in scores.values()):
+            parts.append("<h2>Held-out scores</h2>" + _rows_table(
+                [{"model": k, **v} for k, v in scores.items()]))
+        kin = summary.get("kinship")
+        if isinstance(kin, dict) and isinstance(kin.get("models"), list):
+            parts.append("<h2>Kinship</h2>" + _kinship_tables(kin))
+        rest = {k: v for k, v in summary.items()
+                if not (k == "scores" and isinstance(scores, dict) and scores
+                        and all(isinstance(v, dict) for v in scores.values()))
+                and not (k == "kinship" and isinstance(kin, dict) and "models" in kin)}
+        parts.append("<h2>Summary</h2>" + _kv_table(rest))
         gens = summary.get("generations")
         if isinstance(gens, list) and gens and isinstance(gens[0], dict):
             parts.append("<h2>Generations</h2>" + _rows_table(_generation_rows(gens)))
@@ -103,6 +162,8 @@ def render(run: Path) -> str:
     images += sorted(p for d in sorted(run.iterdir()) if d.is_dir() and (d / "summary.json")
                      .is_file() for p in d.iterdir() if p.suffix.lower() in IMAGE_TYPES
                      and not (p.name == "family.png" and (run / p.name).is_file()))
+    # the family tree (search fitness) after the figures of held-out scores
+    images.sort(key=lambda p: p.stem == "family")
     if images:
         parts.append("<h2>Figures</h2>" + "".join(_figure(p, run) for p in images))
     for f in sorted(run.glob("*.csv")):
@@ -111,7 +172,7 @@ def render(run: Path) -> str:
         parts.append(f"<h2>{_e(f.name)}{more}</h2><div class='scroll'>"
                      + _rows_table(rows[:MAX_ROWS]) + "</div>")
     others = [f for f in sorted(run.glob("*.json")) if f.name != "summary.json"]
-    for f in sorted(run.glob("*.yml")) + others:
+    for f in [f for f in sorted(run.glob("*.yml")) if f.name not in shown] + others:
         text = f.read_text(errors="replace")
         parts.append(f"<details><summary>{_e(f.name)}</summary><pre>{_e(text[:200_000])}"
                      "</pre></details>")
@@ -120,6 +181,63 @@ def render(run: Path) -> str:
             f"<title>kinmerge report: {_e(run.resolve().name)}</title>"
             f"<style>{STYLE}</style><script>{CHECK_SCRIPT}</script></head>\n<body>\n{body}\n"
             "<p id='render-check' data-status='pending'>pending</p>\n</body></html>\n")
+
+
+def headline(s: dict) -> tuple[str, bool] | None:
+    """The run's result in one sentence, and whether it is the hoped-for one: the evolved
+    winner against the best hand recipe (evolve), the best merge against its parents and the
+    evolved recipe against the best hand merge (demo), the best bred model (breed)."""
+    try:
+        if "best_merge" in s and isinstance(s.get("scores"), dict) and s.get("parents"):
+            best = s["scores"][s["best_merge"]]["mean"]
+            parents = {p: s["scores"][p]["mean"] for p in s["parents"]}
+            good = all(best > v for v in parents.values())
+            text = (f"Best merge {s['best_merge']} (held-out mean {best:.3f}) "
+                    f"{'beats' if good else 'does NOT beat'} both parents ("
+                    + ", ".join(f"{p} {v:.3f}" for p, v in parents.items()) + ")")
+            e = s.get("evolve")
+            if isinstance(e, dict) and "heldout_mean" in e and "best_hand_mean" in e:
+                won = bool(e.get("beats_best_hand_merge"))
+                text += (f"; the evolved recipe ({e['heldout_mean']:.3f}) "
+                         f"{'beats' if won else 'does NOT beat'} the best hand merge "
+                         f"{e['best_hand_merge']} ({e['best_hand_mean']:.3f})")
+                good = good and won
+            return text + ".", good
+        if "best_search" in s and "mode" in s:
+            trials = f" after {s['trials']} trials" if "trials" in s else ""
+            if s.get("best_baseline") and "best_heldout" in s:
+                hand = s["baselines_heldout"][s["best_baseline"]]
+                won = bool(s.get("winner_beats_best_baseline"))
+                return (f"Evolved winner ({s['mode']}{trials}): held-out {s['best_heldout']:.3f}"
+                        f" {'beats' if won else 'does NOT beat'} the best hand recipe "
+                        f"{s['best_baseline']} ({hand:.3f}, best of "
+                        f"{len(s['baselines_heldout'])} tried); search fitness "
+                        f"{s['best_search']:.3f}.", won)
+            return (f"Evolved winner ({s['mode']}{trials}): search fitness "
+                    f"{s['best_search']:.3f}; no held-out split, so no comparison with hand "
+                    "recipes.", True)
+        if "best_model" in s and "best_score" in s:
+            evals = f" after {s['evaluations']} evaluations" if "evaluations" in s else ""
+            stop = f"; stopped: {s['stop_reason']}" if s.get("stop_reason") else ""
+            return (f"Best bred model {s['best_model']}: fitness (search) "
+                    f"{s['best_score']:.3f}{evals}{stop}.", True)
+    except (KeyError, TypeError, ValueError):  # a summary of another shape: no headline
+        return None
+    return None
+
+
+def _kinship_tables(kin: dict) -> str:
+    """A kinship matrix per metric, rows and columns named by the models' last parts."""
+    labels = [Path(str(m)).name or str(m) for m in kin["models"]]
+    out = []
+    for metric in ("cs", "pcc", "ed"):
+        rows = kin.get(metric)
+        if not (isinstance(rows, list) and len(rows) == len(labels)):
+            continue
+        out.append(f"<p>{_e(metric)}</p>" + _rows_table(
+            [{"": a, **{b: v for b, v in zip(labels, row)}} for a, row in zip(labels, rows)]))
+    extra = {k: kin[k] for k in ("base", "n", "mean_pairwise", "notes") if k in kin}
+    return "".join(out) + (_kv_table(extra) if extra else "")
 
 
 def _generation_rows(gens: list[dict]) -> list[dict]:
@@ -142,9 +260,18 @@ def _figure(p: Path, run: Path) -> str:
 
 
 def _kv_table(d: dict) -> str:
-    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in d.items()
-                    if k != "generations")
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_fmt(_best_first(k, v))}</td></tr>"
+                    for k, v in d.items() if k != "generations")
     return f"<table>{cells}</table>"
+
+
+def _best_first(key: str, v: Any) -> Any:
+    """Held-out scores by name (evolve's baselines and sources) read best first."""
+    if (key.endswith("heldout") and isinstance(v, dict) and v
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                    for x in v.values())):
+        return dict(sorted(v.items(), key=lambda kv: -kv[1]))
+    return v
 
 
 def _rows_table(rows: list[dict]) -> str:
@@ -196,7 +323,29 @@ def _fold(s: str, limit: int = 80) -> str:
 
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return [{k: _cell_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _cell_value(v: Any) -> Any:
+    """A CSV cell as the value it writes: a float (shown with four digits), or the list or
+    mapping of a JSON cell (a genome, per-task scores); else the text."""
+    if not isinstance(v, str):
+        return v
+    s = v.strip()
+    if s[:1] and s[:1] in "[{":
+        try:
+            value = json.loads(s)
+        except ValueError:
+            return v
+        if isinstance(value, dict) and all(isinstance(x, (int, float, str)) or x is None
+                                           for x in value.values()):
+            # per-task scores of a row: one line, not a table inside the row
+            return ", ".join(f"{k} {_fmt(x) if isinstance(x, float) else x}"
+                             for k, x in value.items())
+        return value
+    if FLOAT.fullmatch(s):
+        return float(s)
+    return v
 
 
 def _load_json(path: Path) -> Any:

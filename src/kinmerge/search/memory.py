@@ -71,7 +71,7 @@ class MemoryPlan:
 def memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
     """The plan of evolve config `cfg`, with `workers` workers sharing one device's memory;
     `here`: that device is on this machine (False for a Ray cluster given by address)."""
-    from kinmerge.core.dtypes import DTYPES
+    from kinmerge.core.dtypes import DTYPES, dtype_of
     from kinmerge.io.lora import open_reader
 
     refs = list(dict.fromkeys([*cfg.models, *([cfg.base_model] if cfg.base_model else []),
@@ -87,8 +87,10 @@ def memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
         for r in readers:
             r.close()
     t = cfg.template
-    out = DTYPES.get(str(t.get("out_dtype") or t.get("dtype") or ""), None)
-    work = DTYPES.get(str(t.get("dtype") or ""), None)
+    out_name = str(t.get("out_dtype") or t.get("dtype") or "")
+    work_name = str(t.get("dtype") or "")
+    out = dtype_of(out_name) if out_name in DTYPES else None
+    work = dtype_of(work_name) if work_name in DTYPES else None
     sizes = ref_sizes[0]
     model = sum(n * (out or d).itemsize for n, d in sizes if d.is_floating_point) + \
         sum(n * d.itemsize for n, d in sizes if not d.is_floating_point)

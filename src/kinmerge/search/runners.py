@@ -161,7 +161,7 @@ def shared_paths(refs: Any) -> tuple[str, ...]:
     """The local paths among `refs` (model references, `base+lora` split, and folders), as
     written: what every node of a cluster must see. A reference that is no path here is a
     hub id, which each node resolves itself."""
-    from kinmerge.io.lora import split_lora
+    from kinmerge.io.refs import split_lora
 
     out: list[str] = []
     for ref in refs:

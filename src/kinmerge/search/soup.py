@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -148,6 +149,7 @@ class _Kitchen:
     def _score(self, members: list[str], split: str) -> float:
         key = (tuple(sorted(members)), split)
         if key not in self._cache:
+            t0 = time.perf_counter()
             if len(members) == 1:
                 cand = Candidate.from_dir(members[0], device=self.cfg.device)
             else:
@@ -158,6 +160,10 @@ class _Kitchen:
             self._cache[key] = check_finite(self.fitness.combine(self.fitness.scores(cand, split)),
                                             cand, split)
             cand.release()
+            # a line per scored model or soup: logs and CI see a long run move
+            label = Path(members[0]).name if len(members) == 1 else f"soup of {len(members)}"
+            log.info("scored %s (%s): %.4f in %.1f s", label, split, self._cache[key],
+                     time.perf_counter() - t0)
         return self._cache[key]
 
     def search(self, members: list[str]) -> float:

@@ -19,7 +19,8 @@ KinshipFn = Callable[[str, str, str, str], float]  # (model a, model b, base, me
 
 
 def kinmerge_kinship(a: str, b: str, base: str, metric: str) -> float:
-    """Kinship of a and b measured on their deltas from `base` (semantics.md section 3)."""
+    """Kinship of a and b measured on their deltas from `base`
+    (docs/concepts/kinship-metrics.md)."""
     from kinmerge.kinship import kinship
 
     return float(kinship(a, b, base=base, metrics=[metric])[metric])

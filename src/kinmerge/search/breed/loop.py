@@ -1,4 +1,4 @@
-"""Iterative merging with kinship (Hu et al. 2024, Algorithm 1; semantics.md section 4).
+"""Iterative merging with kinship (Hu et al. 2024, Algorithm 1; docs/guides/breed.md, "The loop").
 
 Generation 1 merges every pair of the pool; each later generation merges every pair of the
 top-k not merged before and, with exploration, the best model with its least-related
@@ -231,6 +231,7 @@ class Breeder:
         """Breed until a stop rule fires; returns (stop reason, per-generation records)."""
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         self.present = set(pool)
+        log.info("scoring the pool: %d models (a line as each is evaluated)", len(pool))
         _, out_of_budget = self.measure(0, [Pair(name, None, "pool") for name in pool])
         if out_of_budget:
             return "budget", []

@@ -126,8 +126,11 @@ def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:
     elif done != cfg.fingerprint():
         raise KinmergeError(f"{out} holds a breed run with a different configuration",
                             where=str(out / "breed.yml"),
-                            fix="use another --out, or the same breed.yml and options to resume "
-                                "(only the budget, generations and threshold may change)")
+                            fix="use another out folder, or the same breed.yml and options to "
+                                "resume (only the budget, generations and threshold may change)",
+                            cli_fix="use another --out, or the same breed.yml and options to "
+                                    "resume (only the budget, generations and threshold may "
+                                    "change)")
     else:
         log.info("resuming the run in %s: %d evaluations and %d merges are cached", out,
                  state.evaluation_count(), len(state.merged_pairs()))

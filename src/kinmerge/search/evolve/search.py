@@ -55,12 +55,13 @@ def open_study(storage: str, name: str, *, resume: bool, fingerprint: str, seed:
         sampler = optuna.samplers.CmaEsSampler(x0=x0, popsize=popsize, seed=seed,
                                                warn_independent_sampling=False)
     url, storage = storage, rdb_storage(storage)
+    place, phase = storage_label(url), name.rsplit(":", 1)[-1]
     existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if name in existing and not resume:
-        raise KinmergeError(f"a study named {name!r} already exists in {url}",
-                            where="--out / --storage",
-                            fix="pass resume=True (--resume on the command line) to continue "
-                                "it, or choose another out folder (--out)")
+        raise KinmergeError(f"{place} already holds this run's {phase} study (the search was "
+                            "started before)", where=place,
+                            fix="pass resume=True to continue it, or choose another out folder",
+                            cli_fix="pass --resume to continue it, or choose another --out")
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 direction="maximize", load_if_exists=True)
     old = study.user_attrs.get(FINGERPRINT)
@@ -69,13 +70,28 @@ def open_study(storage: str, name: str, *, resume: bool, fingerprint: str, seed:
     elif old != fingerprint:
         raise KinmergeError("evolve.yml changed since this study was started "
                             "(search space, fitness, budget or seed differ)",
-                            where=f"study {name!r} in {url}",
-                            fix="resume with the original evolve.yml, or start a new --out")
+                            where=f"the {phase} study in {place}",
+                            fix="resume with the original evolve.yml, or start in another out "
+                                "folder",
+                            cli_fix="resume with the original evolve.yml, or start a new --out")
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if t.state == TrialState.RUNNING:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             log.info("trial %d was left running by an interrupted run: marked failed", t.number)
     return study
+
+
+def storage_label(url: str) -> str:
+    """Where the studies live, as the user knows it: the SQLite file, or the database URL
+    without its password (never Optuna's internal study names)."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL SQLAlchemy cannot parse fails later, with its own message
+        return url
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:

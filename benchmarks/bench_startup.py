@@ -1,0 +1,72 @@
+"""Start-up time of the commands users type all day, against a bare `python -c pass`.
+
+    python benchmarks/bench_startup.py              # 9 runs each, medians
+    python benchmarks/bench_startup.py --runs 21
+    python benchmarks/bench_startup.py --src ../other-checkout/src   # another version
+
+Every run is a fresh process (nothing cached in the interpreter), of this checkout's sources;
+the table gives the median and the spread (min-max) of the wall time, and whether the command
+imported torch. `import torch` is the row to compare with: it is what every command paid
+before the CLI loaded its dependencies on first use. A busy machine scales every row; the
+gap to `python -c pass` is what kinmerge itself costs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = ("import sys; sys.argv[0] = 'kinmerge'; from kinmerge.cli import main\n"
+       "try:\n    main()\nfinally:\n    sys.stderr.write('TORCH=%d' % ('torch' in sys.modules))")
+ROWS = [
+    ("python -c pass", ["-c", "pass"]),
+    ("import torch", ["-c", "import torch"]),
+    ("kinmerge --help", ["-c", CLI, "--help"]),
+    ("kinmerge methods", ["-c", CLI, "methods"]),
+    ("kinmerge validate --no-models",
+     ["-c", CLI, "validate", "examples/ties.yml", "--no-models"]),
+]
+
+
+def run_once(args: list[str], src: Path) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{args}: exit {r.returncode}\n{r.stderr}")
+    torch = "yes" if "TORCH=1" in r.stderr else "no" if "TORCH=0" in r.stderr else "-"
+    return wall, torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--src", type=Path, default=ROOT / "src",
+                    help="The kinmerge sources to time (default: this checkout's).")
+    opts = ap.parse_args()
+    runs, src = opts.runs, opts.src.resolve()
+    results = []
+    for _ in range(runs):  # interleaved, so a burst of load hits every row alike
+        for label, args in ROWS:
+            results.append((label, *run_once(args, src)))
+    base = statistics.median(w for label, w, _ in results if label == ROWS[0][0])
+    print(f"start-up of {src}: {runs} fresh processes each, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"{'command':<31} {'median':>8} {'min - max':>16} {'over pass':>10}  torch")
+    for label, _ in ROWS:
+        walls = [w for lab, w, _ in results if lab == label]
+        torch = next(t for lab, _, t in results if lab == label)
+        med = statistics.median(walls)
+        spread = f"{min(walls):.3f} - {max(walls):.3f}s"
+        print(f"{label:<31} {med:>7.3f}s {spread:>16} {med - base:>+9.3f}s  {torch}")
+
+
+if __name__ == "__main__":
+    main()
