@@ -16,6 +16,7 @@ from kinmerge.kinship import kinship
 def test_policy_by_work():
     pick = lambda work, **kw: threads.choose(work, env={}, **kw).threads  # noqa: E731
     assert pick("elementwise", cpus=16, busy=0) == 1
+    assert pick("train", cpus=16, busy=0) == 1  # the zoo's tiny models: fixed, not by load
     assert pick("select", cpus=16, busy=0, read_ahead=True) == 4  # capped
     assert pick("select", cpus=2, busy=0, read_ahead=True) == 1  # the reader keeps a core
     assert pick("select", cpus=3, busy=0, read_ahead=True) == 2

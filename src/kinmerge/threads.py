@@ -16,8 +16,12 @@ The policy, in order (the first that applies wins):
   4. by the work: `elementwise` merges (linear, task_arithmetic, slerp, ...) and kinship: 1;
      `select` merges (ties, dare, della, breadcrumbs: top-k and masks): the free CPUs less one
      for the read-ahead thread, at least 1, at most 4; `matmul` (eval, evolve, breed scoring):
-     the free CPUs. Free CPUs = the CPUs this process may use (affinity, cgroup quota) less
-     the other processes running right now (/proc/loadavg), at least 1.
+     the free CPUs; `train` (the zoo's tiny models, `build_zoo`): 1, measured on a busy
+     2-core machine at 110 s for 100 base steps of the kin zoo against 800 s on torch's
+     default of two threads, and fixed rather than load-dependent so the weights a build
+     gives do not depend on how busy the machine was. Free CPUs = the CPUs this process may
+     use (affinity, cgroup quota) less the other processes running right now
+     (/proc/loadavg), at least 1.
 
 The CLI applies the choice for the whole process (`apply`); the Python API wraps each public
 call in `using(...)`, which restores torch's thread count when the call returns.
@@ -37,7 +41,7 @@ from typing import Callable, Iterator, Literal, TypeVar
 from kinmerge.errors import KinmergeError
 
 log = logging.getLogger(__name__)
-Work = Literal["elementwise", "select", "matmul"]
+Work = Literal["elementwise", "select", "matmul", "train"]
 F = TypeVar("F", bound=Callable)
 ENV = "KINMERGE_THREADS"
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -118,7 +122,7 @@ def choose(work: Work, threads: int | None = None, *, read_ahead: bool = False,
         if env.get(name, "").strip():
             return ThreadChoice(_positive(env[name], name), name, cpus)
     free = max(1, cpus - (others_running() if busy is None else busy))
-    if work == "elementwise":
+    if work in ("elementwise", "train"):
         n = 1
     elif work == "select":
         n = min(SELECT_MAX, max(1, free - (1 if read_ahead else 0)))

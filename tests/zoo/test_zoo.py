@@ -124,3 +124,66 @@ def test_manifest_is_a_typed_record(tiny_zoo, tmp_path):
     assert m.to_dict() == json.loads((tiny_zoo / "zoo.json").read_text())
     with pytest.raises(KinmergeError, match="holds no readable zoo manifest"):
         read_manifest(tmp_path)
+
+
+def test_build_trains_on_the_thread_policy_and_restores_the_callers(tmp_path, monkeypatch):
+    """Training runs on one thread (kinmerge.threads' `train` policy), whatever torch's count
+    was; `threads=` overrides it; the caller's count is back afterwards."""
+    from kinmerge.zoo import family
+
+    for var in ("KINMERGE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    seen: list[int] = []
+    real = family.train
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(family, "train", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        build_zoo(tmp_path / "one", ZooConfig.tiny(), seed=0)
+        assert seen == [1, 1, 1, 1]  # the base and three experts
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        build_zoo(tmp_path / "three", ZooConfig.tiny(), seed=0, threads=3)
+        assert seen == [3, 3, 3, 3] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_build_bytes_do_not_depend_on_the_callers_threads(tiny_zoo, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        again = build_zoo(tmp_path / "b", ZooConfig.tiny(), seed=0)
+    finally:
+        torch.set_num_threads(before)
+    for name in MODELS:
+        assert (tiny_zoo / name / "model.safetensors").read_bytes() == \
+            (again / name / "model.safetensors").read_bytes(), name
+
+
+def test_thread_policy_leaves_digests_and_the_shipped_zoo_alone():
+    """The thread count is not part of a zoo's identity: the cache keys of the default and
+    kin zoos are what they were before the policy, and the default config is still the
+    shipped artifact's (so `zoo()` unpacks it rather than training)."""
+    from kinmerge.zoo import artifact
+    from kinmerge.zoo.family import uses_shipped
+
+    assert ZooConfig().digest(0) == "3f76ec2f33de723d"
+    assert ZooConfig.kin().digest(0) == "800931b7dff1d2e9"
+    assert ZooConfig.kin().digest(100) == "93e45d745587f88e"
+    assert uses_shipped(ZooConfig(), 0)
+    assert artifact.shipped_digest() == "v1-6d769861f218"
+
+
+def test_cli_zoo_build_rejects_a_bad_thread_count(tmp_path, monkeypatch):
+    from kinmerge.cli import main
+    monkeypatch.setenv("KINMERGE_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(main, ["zoo", "build", str(tmp_path / "out"), "--tiny",
+                                  "--threads", "0"])
+    assert r.exit_code == 2 and "not a thread count: 0" in r.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

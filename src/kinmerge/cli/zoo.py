@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from kinmerge import threads
+from kinmerge import threads as thread_policy
 from kinmerge.cli.app import main
 from kinmerge.errors import KinmergeError
 
@@ -30,8 +29,12 @@ def zoo_group() -> None:
               help="Which family: the shipped default; kin, the breeding family (three skills "
                    "that compose, two experts each; trained here, 5-8 min on 2 cores); tiny.")
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads for training and the property check. Default: kinmerge's "
+                   "policy, one (the zoo's tiny models train fastest on one thread); "
+                   "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it.")
 def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
-          no_cache: bool) -> None:
+          no_cache: bool, threads: int | None) -> None:
     """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
     (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     from kinmerge.zoo import artifact
@@ -40,9 +43,9 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
         raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
                             where=str(out), fix="choose a new or empty folder, or a zoo to "
                                                 "rebuild")
-    # measured: tiny models train fastest single-threaded (also in evolve's scoring jobs)
-    os.environ.setdefault("KINMERGE_THREADS", "1")
-    threads.apply("elementwise")
+    # training runs under build_zoo's policy (one thread); the check after it scores tiny
+    # models, fastest single-threaded too
+    thread_policy.apply("elementwise", threads)
     preset = "tiny" if tiny else preset
     tiny = preset == "tiny"
     scratch = from_scratch or preset != "default"
@@ -52,9 +55,9 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
                             f"train a zoo with seed {seed} here (minutes)")
     cfg = ZooConfig.preset(preset)
     if no_cache:
-        path = build_zoo(out, cfg, seed) if scratch else artifact.materialize(out)
+        path = build_zoo(out, cfg, seed, threads=threads) if scratch else artifact.materialize(out)
     else:
-        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch), out)
+        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch, threads=threads), out)
     from kinmerge.zoo.manifest import read_manifest
 
     manifest = read_manifest(path)
@@ -81,7 +84,7 @@ def check(root: Path, json_out: Path | None) -> None:
     """Measure a zoo's properties: experts good at their skill, base bad, kin by skill."""
     from kinmerge.zoo.properties import (BASE_MAX, EXPERT_MIN, KIN_BASE_MAX, KIN_EXPERT_MIN,
                                          KIN_MERGED_MIN, check_zoo, is_kin, measure)
-    threads.apply("elementwise")  # tiny models score fastest single-threaded (unless overridden)
+    thread_policy.apply("elementwise")  # tiny models score fastest single-threaded (unless overridden)
     p = measure(root)
     skills = list(dict.fromkeys(p["skills"].values()))
     click.echo(f"{'model':<10} " + " ".join(f"{s:>6}" for s in skills))

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from kinmerge.errors import KinmergeError
+from kinmerge.threads import using
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
@@ -204,12 +205,16 @@ def held_out_prompts(seed: int, n: int,
                      for p, _ in ex)
 
 
-def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
+def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0, *,
+              threads: int | None = None) -> Path:
     """Train the base and every expert of `config` into `out` (built aside, then renamed).
 
-    torch runs deterministic algorithms from a seeded generator meanwhile; both settings are
+    Trained under kinmerge.threads' policy for training (one thread unless `threads`,
+    KINMERGE_THREADS or your OMP_NUM_THREADS says otherwise: torch's default of one thread a
+    core made a busy 2-core machine 7x slower), running deterministic algorithms from a
+    seeded generator; the thread count, both torch settings and the random state are
     restored on return (nothing process-wide is left changed)."""
-    with isolated_torch():
+    with using("train", threads), isolated_torch():
         return _build_zoo(out, config, seed)
 
 
@@ -248,9 +253,10 @@ def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) 
 
 
 def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None,
-        from_scratch: bool = False) -> Path:
+        from_scratch: bool = False, *, threads: int | None = None) -> Path:
     """The zoo, cached: the shipped one (the default config, seed 0), unpacked in seconds; any
-    other config or seed, or `from_scratch=True`, trained on first use (minutes)."""
+    other config or seed, or `from_scratch=True`, trained on first use (minutes, under the
+    training thread policy of `build_zoo`; `threads` overrides it)."""
     from kinmerge.zoo import artifact
     cfg = config or ZooConfig()
     shipped = not from_scratch and uses_shipped(cfg, seed)
@@ -262,7 +268,7 @@ def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None
     if shipped:
         return artifact.materialize(path)
     log.info("building the zoo into %s (a few minutes, once)", path)
-    return build_zoo(path, cfg, seed)
+    return build_zoo(path, cfg, seed, threads=threads)
 
 
 def uses_shipped(cfg: ZooConfig, seed: int) -> bool:
