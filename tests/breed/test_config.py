@@ -46,7 +46,27 @@ def test_select_defaults_to_topk_and_keeps_old_fingerprints():
 def test_select_names_its_choices():
     with pytest.raises(KinmergeError, match="select") as e:
         load_breed_config({**MINIMAL, "select": "greedy"})
-    assert "'topk' or 'predicted'" in str(e.value)
+    assert "'topk', 'predicted' or 'random'" in str(e.value)
+
+
+def test_controls_keep_old_fingerprints_and_refuse_what_they_cannot_do():
+    # the controls' fields at their defaults leave every earlier fingerprint as it was
+    assert load_breed_config({**MINIMAL, "partner": "least_related", "stall": "stop"}
+                             ).fingerprint() == "7185708ac61bbe7d"
+    prints = {load_breed_config(MINIMAL, **kw).fingerprint() for kw in
+              ({}, {"partner": "random"}, {"explore": False, "stall": "fill"},
+               {"explore": False}, {"select": "random"}, {"select": "predicted"})}
+    assert len(prints) == 6  # each control is a run of its own: it never resumes another
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "explore": False, "partner": "random"})
+    assert ("partner chooses exploration's partner: it needs select: topk and explore: true"
+            in str(e.value))
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "select": "predicted", "stall": "fill"})
+    assert "stall: fill continues the top-k rule: it needs select: topk" in str(e.value)
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "stall": "forever"})
+    assert "stall: Input should be 'stop' or 'fill' (got 'forever')" in str(e.value)
 
 
 def test_every_problem_at_once(tmp_path):

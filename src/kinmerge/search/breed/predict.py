@@ -151,8 +151,8 @@ def predicted_pairs(b: "Breeder", gen: int,
     names = [n for n in fit if gen > 1 or rows[n].origin == "pool"]
     ancestors = {n: b.ancestors(n) for n in names} if gen > 1 else {}
     found = candidate_pairs(names, set(top) if gen > 1 else None, b.merged_pairs(), ancestors)
-    cands = [PairStats(x, y, fit[x], fit[y], b.kinship(x, y), (rows[x].seq, rows[y].seq))
-             for x, y in found]
-    kids = [(b.kinship(*r.parents), fit[r.parents[0]], fit[r.parents[1]], fit[n])
+    cands = [PairStats(x, y, fit[x], fit[y], b.kinship(x, y, decide=True),
+                       (rows[x].seq, rows[y].seq)) for x, y in found]
+    kids = [(b.kinship(*r.parents, decide=True), fit[r.parents[0]], fit[r.parents[1]], fit[n])
             for n, r in rows.items() if r.parents and n in fit]
     return choose(cands, fit_gain(kids), b.cfg.kinship.metric, width(b.cfg.k))

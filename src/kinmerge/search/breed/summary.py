@@ -65,4 +65,14 @@ class BreedSummary(Record):
     best_path: str | None
     stop_reason: str
     generations: tuple[Generation, ...]
-    select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1) or "predicted"
+    select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1), "predicted", "random"
+    partner: str = "least_related"  # exploration's partner: "least_related" or "random"
+    stall: str = "stop"  # when the top-k stops changing: "stop" or "fill"
+    # best fitness so far after each counted evaluation, in the order a sequential run makes
+    # them (the pool's first): the run's anytime curve
+    trace: tuple[float, ...] = ()
+    # kinship pairs measured (in `metric`): in all, and those the pair choices consulted
+    # (exploration's partner, predicted gains, the threshold); the rest are for the record
+    # (merged parents, the top-k)
+    kinship_measured: int = 0
+    kinship_for_selection: int = 0
