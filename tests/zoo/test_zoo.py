@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import torch
 from click.testing import CliRunner
 
@@ -187,3 +189,69 @@ def test_cli_zoo_build_rejects_a_bad_thread_count(tmp_path, monkeypatch):
                                   "--threads", "0"])
     assert r.exit_code == 2 and "not a thread count: 0" in r.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_mix_preset_experts_train_on_overlapping_mixtures():
+    cfg = ZooConfig.mix()
+    assert [(e.name, e.skill, e.mix, e.seed) for e in cfg.experts] == [
+        ("sort_shift", "sort", (("sort", 3), ("shift", 1)), 1),
+        ("sort_upper", "sort", (("sort", 3), ("upper", 1)), 2),
+        ("shift_sort", "shift", (("shift", 3), ("sort", 1)), 3),
+        ("shift_upper", "shift", (("shift", 3), ("upper", 1)), 4),
+        ("upper_sort", "upper", (("upper", 3), ("sort", 1)), 5),
+        ("upper_shift", "upper", (("upper", 3), ("shift", 1)), 6)]
+    assert cfg.experts[0].skills() == ("sort", "sort", "sort", "shift")
+    assert (cfg.skills, cfg.pretrain, cfg.expert) == (ZooConfig.kin().skills,
+                                                      ZooConfig.kin().pretrain,
+                                                      ZooConfig.kin().expert)
+    # the mix is part of the config's identity; the kin preset's has none and keeps its digest
+    assert ZooConfig.from_dict(cfg.to_dict()) == cfg
+    assert "mix" not in ZooConfig.kin().to_dict()["experts"][0]
+    assert cfg.digest(0) != ZooConfig.kin().digest(0)
+    assert ZooConfig.preset("mix") == cfg
+
+
+def test_a_mixed_expert_builds_and_trains_on_both_skills(tmp_path, monkeypatch):
+    """A tiny zoo whose expert mixes add (3 parts) and rev (1): its training mixture draws
+    both, about 3:1, and the zoo is labelled and scored by the main skill."""
+    import dataclasses
+    import random
+
+    from kinmerge.zoo import family
+    from kinmerge.zoo.family import Expert
+    from kinmerge.zoo.properties import is_kin, is_mix
+
+    seen = []
+    real = family.train
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return real(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(family, "train", spy)
+    cfg = dataclasses.replace(ZooConfig.tiny(), experts=(
+        Expert("add_rev", "add", seed=1, mix=(("add", 3), ("rev", 1))),
+        Expert("rev", "rev", seed=1)))
+    root = build_zoo(tmp_path / "z", cfg, seed=0)
+    manifest = json.loads((root / "zoo.json").read_text())
+    assert manifest["models"]["add_rev"]["skill"] == "add"
+    assert manifest["config"]["experts"][0]["mix"] == [["add", 3], ["rev", 1]]
+    assert "mix" not in manifest["config"]["experts"][1]
+    mixed = dataclasses.replace(seen[1], replay=0.0)  # seen[0] is the base's
+    rng = random.Random(0)
+    tags = [mixed.sample(rng)[0][0] for _ in range(4000)]
+    assert tags.count("A") / len(tags) == pytest.approx(0.75, abs=0.03)
+    assert set(tags) == {"A", "R"}
+    assert is_mix(root) and not is_kin(root)
+
+
+def test_the_mix_zoos_check_has_no_kinship_rule():
+    from kinmerge.zoo.properties import problems
+    p = {"skills": {"a1": "a", "a2": "a", "b1": "b"},
+         "scores": {"base": {"a": 0.0, "b": 0.0}, "a1": {"a": 0.95, "b": 0.1},
+                    "a2": {"a": 0.92, "b": 0.0}, "b1": {"a": 0.0, "b": 0.8}},
+         "pcc": {"a1|a2": 0.1, "a1|b1": 0.3, "a2|b1": 0.2}}
+    rule = "same-skill kinship 0.100 is not above every cross-skill kinship (max 0.300)"
+    assert problems(p, 0.9, 0.5) == ["expert b1 scores 0.800 on b (needs >= 0.9)", rule]
+    assert problems(p, 0.9, 0.5, kinship_rule=False) == [
+        "expert b1 scores 0.800 on b (needs >= 0.9)"]
