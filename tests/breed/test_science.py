@@ -225,3 +225,18 @@ def test_honest_correlation_separates_the_groups_a_pooled_r_mixes():
     assert ind["r"] == pytest.approx(S.pearson([1.0, 1, 0, 0, 0] * 2,
                                                [-0.1, -0.2, 0.1, 0.2, 0.3] * 2))
     assert ind["r"] < -0.8
+
+
+def test_scores_equal_but_for_rounding_are_ties():
+    """The pilot's random_pairs best 0.8933333333333334 against greedy's
+    0.8933333333333332: the same 268/300, summed in another order. A tie, not a win."""
+    runs = [{**_run(0, "random_pairs", 0.8933333333333334, 9),
+             "best_heldout": 0.8783333333333333},
+            {**_run(0, "greedy", 0.8933333333333332, 8), "best_heldout": 0.855}]
+    c = S.compare(runs, "random_pairs", "greedy")
+    assert (c["wins"], c["ties"], c["losses"]) == (0, 1, 0) and c["diff"] == [0.0]
+    assert c["search"]["sign"]["ties"] == 1
+    assert c["heldout"]["diff"] == [pytest.approx(0.023333333)]
+    a = S.anytime(runs, "random_pairs", "greedy", 9)
+    assert a["wins"][-1] == 0 and a["per_seed"]["0"][-1] == 0.0
+    assert str(S.diff(0.3, 0.3 + 1e-12)) == "0.0"  # no -0.0 either

@@ -212,7 +212,8 @@ def anytime_figures(data: dict, out: Path) -> list[Path]:
         ax.fill_between(t, c["lo"], c["hi"], color=COLOR[name], alpha=0.12)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("best search score so far")
-    ax.legend(fontsize=7)
+    if ax.lines:  # no passing zoo: nothing to draw
+        ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(save(fig, out / "anytime.png"))
     pairs = [(a, b) for a, b in PAIRS if data.get("anytime", {}).get(f"{a}_vs_{b}", {}).get("mean")]
