@@ -107,7 +107,40 @@ def test_the_kin_example_is_what_the_benchmark_runs():
     spec.loader.exec_module(bench)
     cfg = load_breed_config(root / "examples" / "breed-kin.yml")
     kin = ZooConfig.kin()
-    assert cfg.operator == bench.OPERATOR and cfg.k == 3 and cfg.kinship.threshold is None
+    assert cfg.operator == bench.OPERATORS["ta"] and cfg.k == 3 and cfg.kinship.threshold is None
     assert cfg.pool == [f"zoo-kin/{e.name}" for e in kin.experts]
     assert [t.name for t in cfg.fitness.tasks] == list(kin.skills)
     assert cfg.budget.evaluations == bench.BUDGET
+
+
+from datetime import timedelta  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=8),
+                     st.sampled_from(["topk", "predicted", "random", "least_related", "fill",
+                                      "stop"]))
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=2), database=None, derandomize=True)
+@given(select=st.one_of(st.sampled_from(["topk", "predicted", "random"]), anything),
+       partner=st.one_of(st.sampled_from(["least_related", "random"]), anything),
+       stall=st.one_of(st.sampled_from(["stop", "fill"]), anything),
+       explore=st.one_of(st.booleans(), anything))
+def test_fuzz_the_strategy_fields(select, partner, stall, explore):
+    """Whatever the four strategy fields hold: a config whose rule is one of the six (or the
+    paper's with a field at its default), or one KinmergeError naming the field."""
+    data = {**MINIMAL, "select": select, "partner": partner, "stall": stall,
+            "explore": explore}
+    try:
+        cfg = load_breed_config(data)
+    except KinmergeError as e:
+        msg = str(e)
+        assert msg.startswith("breed config has") and "fix: see the README" in msg
+        return
+    assert cfg.select in ("topk", "predicted", "random")
+    if cfg.partner == "random":
+        assert cfg.explore and cfg.select == "topk"
+    if cfg.stall == "fill":
+        assert cfg.select == "topk"
+    assert cfg.fingerprint() == load_breed_config(cfg).fingerprint()
