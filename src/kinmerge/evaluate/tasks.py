@@ -115,7 +115,7 @@ def check_fitness(spec: FitnessSpec, models: list[str]) -> None:
     and checked (both splits, through the evaluators' one reader), the function imported,
     and, when built-in or lm-eval tasks will run, the tokenizer of each of `models` (the
     folders whose tokenizer the candidates use) loaded."""
-    from kinmerge.evaluate import make_evaluator
+    from kinmerge.evaluate.evaluators import make_evaluator
     from kinmerge.evaluate.build import tokenizer
     from kinmerge.io.hub import resolve_model
     from kinmerge.io.lora import split_lora
