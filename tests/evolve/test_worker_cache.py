@@ -177,7 +177,11 @@ def test_a_plan_that_cannot_fit_names_its_numbers():
     MemoryPlan("cpu", 1, 1, 1, 1, 1, 1, None).check()  # nothing to check against
 
 
-def test_evolve_refuses_a_run_that_cannot_fit_before_writing(ps_config, tmp_path):
-    with pytest.raises(KinmergeError, match=r"this run cannot fit: .* x 100000 workers"):
-        evolve(ps_config(), tmp_path / "run", workers=100_000)
+def test_evolve_refuses_a_run_that_cannot_fit_before_writing(ps_config, tmp_path,
+                                                             monkeypatch):
+    # workers are bounded (at most 256), so the device is made small instead: 1 MB free
+    from kinmerge.search import memory
+    monkeypatch.setattr(memory, "_available", lambda device: 2**20)
+    with pytest.raises(KinmergeError, match=r"this run cannot fit: .* x 256 workers"):
+        evolve(ps_config(), tmp_path / "run", workers=256)
     assert not (tmp_path / "run").exists()
