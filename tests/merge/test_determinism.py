@@ -55,15 +55,16 @@ def recipe(name: str, dtype: str, family) -> dict:
     n = m.n_models or 3
     models = []
     for i, ft in enumerate(fts[:n]):
-        params = {p.name: MODEL_PARAMS[p.name][i] for p in m.scoped("model")
-                  if p.name in MODEL_PARAMS}
+        params = {p.name: MODEL_PARAMS[p.name][i] for p in m.params
+                  if p.scope == "model" and p.name in MODEL_PARAMS}
         models.append({"model": ft, **({"parameters": params} if params else {})})
     if m.with_base:  # slerp, nearswap: the base is one of the listed models
         models.insert(0, {"model": base})
     r = {"merge_method": name, "models": models, "dtype": dtype}
     if m.takes_base:
         r["base_model"] = base
-    params = {p.name: GLOBAL_PARAMS[p.name] for p in m.scoped("global") if p.name in GLOBAL_PARAMS}
+    params = {p.name: GLOBAL_PARAMS[p.name] for p in m.params
+              if p.scope == "global" and p.name in GLOBAL_PARAMS}
     if params:
         r["parameters"] = params
     return r

@@ -214,7 +214,8 @@ def test_fuzz_new_methods_parameters(fam, data):
     whose every tensor's norm is within NORM_RATIO of its inputs' unless the warning said so."""
     base, fts = fam
     m = REGISTRY[data.draw(st.sampled_from(NEW))]
-    params = {p.name: data.draw(value) for p in m.scoped("global") if data.draw(st.booleans())}
+    params = {p.name: data.draw(value) for p in m.params
+              if p.scope == "global" and data.draw(st.booleans())}
     weight = lambda: data.draw(value) if data.draw(st.booleans()) else 1.0  # noqa: E731
     if m.n_models == 1 or m.with_base:
         models = [{"model": base}, {"model": fts[0], "parameters": {"weight": weight()}}]
