@@ -20,6 +20,8 @@ def test_policy_by_work():
     # of either kind gets 1, so the executor never has to switch torch's count per tensor
     assert pick("select", cpus=16, busy=0) == 1
     assert pick("select", cpus=3, busy=0) == 1
+    assert pick("train", cpus=16, busy=0) == 1  # the zoo's tiny models: fixed, not by load
+    assert pick("train", cpus=16, busy=15) == 1
     assert pick("matmul", cpus=8, busy=0) == 8
     assert pick("matmul", cpus=8, busy=3) == 5  # others running take their cores
     assert pick("matmul", cpus=2, busy=5) == 1

@@ -24,9 +24,13 @@ The policy, in order (the first that applies wins):
   1. `threads=N` (`--threads N`), 2. `KINMERGE_THREADS=N`,
   3. the user's own `OMP_NUM_THREADS` / `MKL_NUM_THREADS` (respected: torch already read it),
   4. by the work: merges (`elementwise`: linear, slerp, ...; `select`: ties, dare, della,
-     breadcrumbs) and kinship: 1; `matmul` (eval, evolve, breed scoring): the free CPUs.
-     Free CPUs = the CPUs this process may use (affinity, cgroup quota) less the other
-     processes running right now (/proc/loadavg), at least 1.
+     breadcrumbs) and kinship: 1; `matmul` (eval, evolve, breed scoring): the free CPUs;
+     `train` (the zoo's tiny models, `build_zoo`): 1, measured on a busy 2-core machine at
+     110 s for 100 base steps of the kin zoo against 800 s on torch's default of two
+     threads, and fixed rather than load-dependent so the weights a build gives do not
+     depend on how busy the machine was. Free CPUs = the CPUs this process may use
+     (affinity, cgroup quota) less the other processes running right now (/proc/loadavg),
+     at least 1.
 
 The CLI applies the choice for the whole process (`apply`); the Python API wraps each public
 call in `using(...)`, which restores torch's thread count when the call returns.
@@ -46,7 +50,7 @@ from typing import Callable, Iterator, Literal, TypeVar
 from kinmerge.errors import KinmergeError
 
 log = logging.getLogger(__name__)
-Work = Literal["elementwise", "select", "matmul"]
+Work = Literal["elementwise", "select", "matmul", "train"]
 F = TypeVar("F", bound=Callable)
 ENV = "KINMERGE_THREADS"
 USER_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -126,7 +130,9 @@ def choose(work: Work, threads: int | None = None, *,
     for name in (ENV, *USER_ENV):
         if env.get(name, "").strip():
             return ThreadChoice(_positive(env[name], name), name, cpus)
-    if work in ("elementwise", "select"):  # merge arithmetic runs on one thread (arithmetic())
+    if work in ("elementwise", "select", "train"):
+        # merge arithmetic runs on one thread (arithmetic()); training is fixed at one so a
+        # zoo build's weights do not depend on the load
         return ThreadChoice(1, "policy", cpus)
     return ThreadChoice(max(1, cpus - (others_running() if busy is None else busy)), "policy",
                         cpus)

@@ -46,7 +46,27 @@ def test_select_defaults_to_topk_and_keeps_old_fingerprints():
 def test_select_names_its_choices():
     with pytest.raises(KinmergeError, match="select") as e:
         load_breed_config({**MINIMAL, "select": "greedy"})
-    assert "'topk' or 'predicted'" in str(e.value)
+    assert "'topk', 'predicted' or 'random'" in str(e.value)
+
+
+def test_controls_keep_old_fingerprints_and_refuse_what_they_cannot_do():
+    # the controls' fields at their defaults leave every earlier fingerprint as it was
+    assert load_breed_config({**MINIMAL, "partner": "least_related", "stall": "stop"}
+                             ).fingerprint() == "7185708ac61bbe7d"
+    prints = {load_breed_config(MINIMAL, **kw).fingerprint() for kw in
+              ({}, {"partner": "random"}, {"explore": False, "stall": "fill"},
+               {"explore": False}, {"select": "random"}, {"select": "predicted"})}
+    assert len(prints) == 6  # each control is a run of its own: it never resumes another
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "explore": False, "partner": "random"})
+    assert ("partner chooses exploration's partner: it needs select: topk and explore: true"
+            in str(e.value))
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "select": "predicted", "stall": "fill"})
+    assert "stall: fill continues the top-k rule: it needs select: topk" in str(e.value)
+    with pytest.raises(KinmergeError) as e:
+        load_breed_config({**MINIMAL, "stall": "forever"})
+    assert "stall: Input should be 'stop' or 'fill' (got 'forever')" in str(e.value)
 
 
 def test_every_problem_at_once(tmp_path):
@@ -87,7 +107,40 @@ def test_the_kin_example_is_what_the_benchmark_runs():
     spec.loader.exec_module(bench)
     cfg = load_breed_config(root / "examples" / "breed-kin.yml")
     kin = ZooConfig.kin()
-    assert cfg.operator == bench.OPERATOR and cfg.k == 3 and cfg.kinship.threshold is None
+    assert cfg.operator == bench.OPERATORS["ta"] and cfg.k == 3 and cfg.kinship.threshold is None
     assert cfg.pool == [f"zoo-kin/{e.name}" for e in kin.experts]
     assert [t.name for t in cfg.fitness.tasks] == list(kin.skills)
     assert cfg.budget.evaluations == bench.BUDGET
+
+
+from datetime import timedelta  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+anything = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=8),
+                     st.sampled_from(["topk", "predicted", "random", "least_related", "fill",
+                                      "stop"]))
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=2), database=None, derandomize=True)
+@given(select=st.one_of(st.sampled_from(["topk", "predicted", "random"]), anything),
+       partner=st.one_of(st.sampled_from(["least_related", "random"]), anything),
+       stall=st.one_of(st.sampled_from(["stop", "fill"]), anything),
+       explore=st.one_of(st.booleans(), anything))
+def test_fuzz_the_strategy_fields(select, partner, stall, explore):
+    """Whatever the four strategy fields hold: a config whose rule is one of the six (or the
+    paper's with a field at its default), or one KinmergeError naming the field."""
+    data = {**MINIMAL, "select": select, "partner": partner, "stall": stall,
+            "explore": explore}
+    try:
+        cfg = load_breed_config(data)
+    except KinmergeError as e:
+        msg = str(e)
+        assert msg.startswith("breed config has") and "fix: see the README" in msg
+        return
+    assert cfg.select in ("topk", "predicted", "random")
+    if cfg.partner == "random":
+        assert cfg.explore and cfg.select == "topk"
+    if cfg.stall == "fill":
+        assert cfg.select == "topk"
+    assert cfg.fingerprint() == load_breed_config(cfg).fingerprint()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 
@@ -126,3 +127,117 @@ def test_results_page_block_is_the_generators_output():
         assert f"](figures/{name}.png)" in page
         assert (root / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000
     assert len(data["meta"]["seeds"]) >= 3 and len(data["runs"]) == 3 * len(data["meta"]["seeds"])
+
+
+def test_anytime_compares_best_so_far_at_every_budget_carrying_a_stopped_run():
+    runs = [{"seed": 0, "strategy": "explore", "trace": [0.1, 0.3, 0.3, 0.5]},
+            {"seed": 0, "strategy": "greedy", "trace": [0.1, 0.4]},  # stopped after 2
+            {"seed": 1, "strategy": "explore", "trace": [0.2, 0.2, 0.2, 0.2]},
+            {"seed": 1, "strategy": "greedy", "trace": [0.1, 0.1, 0.3, 0.3]}]
+    assert S.best_at(runs[1], 4) == 0.4 and S.best_at(runs[0], 2) == 0.3
+    a = S.anytime(runs, "explore", "greedy", 4)
+    assert a["per_seed"] == {"0": pytest.approx([0.0, -0.1, -0.1, 0.1]),
+                             "1": pytest.approx([0.1, 0.1, -0.1, -0.1])}
+    assert a["mean"] == pytest.approx([0.05, 0.0, -0.1, 0.0])
+    assert a["lo"] == pytest.approx([0.0, -0.1, -0.1, -0.1])
+    assert a["hi"] == pytest.approx([0.1, 0.1, -0.1, 0.1])
+    assert a["wins"] == [1, 1, 0, 1] and a["losses"] == [0, 1, 2, 1]
+    assert S.anytime(runs, "explore", "greedy", 4, seeds=[1])["mean"] == \
+        pytest.approx([0.1, 0.1, -0.1, -0.1])
+    c = S.curve(runs, "greedy", 3)
+    assert c["mean"] == pytest.approx([0.1, 0.25, 0.35]) and c["lo"] == [0.1, 0.1, 0.3]
+
+
+def test_compare_adds_the_preregistered_heldout_statistics():
+    runs = []
+    for seed, (a, b) in enumerate([(0.9, 0.8), (0.85, 0.86), (0.7, 0.6), (0.95, 0.9),
+                                   (0.8, 0.8), (0.91, 0.9)]):
+        runs += [{**_run(seed, "explore", a, 5), "best_heldout": a},
+                 {**_run(seed, "random_partner", b, 5), "best_heldout": b}]
+    c = S.compare(runs, "explore", "random_partner")
+    h = c["heldout"]
+    assert h["n"] == 6 and h["diff"] == pytest.approx([0.1, -0.01, 0.1, 0.05, 0.0, 0.01])
+    # signs: 4 wins, 1 loss, 1 tie: p = 2 (1 + 5) / 32
+    assert (h["sign"]["wins"], h["sign"]["losses"], h["sign"]["ties"]) == (4, 1, 1)
+    assert h["sign"]["p"] == pytest.approx(12 / 32)
+    assert h["t"]["mean"] == pytest.approx(0.25 / 6)
+    # the primary comparison may be restricted to the seeds whose zoo passed its check
+    assert S.compare(runs, "explore", "random_partner", seeds=[0, 2])["heldout"]["diff"] == \
+        pytest.approx([0.1, 0.1])
+    assert "heldout" not in S.compare([_run(0, "explore", 1, 1), _run(0, "greedy", 1, 1)],
+                                      "explore", "greedy")
+
+
+def test_unique_children_by_content_hash_with_the_strategies_that_made_them():
+    same = {"paths": ["/r/greedy/models/g1-01", "/z/c"], "sha256": "aa", "gain": 0.1}
+    runs = [_run(0, "greedy", 0, 1, [same, {**same, "sha256": "bb"}]),
+            _run(0, "explore", 0, 1, [{**same, "paths": ["/r/explore/models/g2-05", "/z/c"]}]),
+            _run(1, "greedy", 0, 1, [same])]
+    got = S.unique_children(runs)
+    assert [(c["seed"], c["sha256"], c["strategies"]) for c in got] == [
+        (0, "aa", ["greedy", "explore"]), (0, "bb", ["greedy"]), (1, "aa", ["greedy"])]
+
+
+def test_add_hashes_and_skill_sets(tmp_path):
+    for name, blob in (("a", b"1"), ("b", b"2"), ("c", b"1")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(blob)
+    runs = [{"children": [{"path": str(tmp_path / "c"), "paths": [str(tmp_path / "a"),
+                                                                   str(tmp_path / "b")]}]}]
+    S.add_hashes(runs)
+    c = runs[0]["children"][0]
+    assert c["sha256"] == S.model_sha256(tmp_path / "a") == hashlib.sha256(b"1").hexdigest()
+    assert c["parent_sha256"] == [hashlib.sha256(b"1").hexdigest(),
+                                  hashlib.sha256(b"2").hexdigest()]
+    rows = [{"name": "s1", "path": "/z/s1", "parents": ""},
+            {"name": "h1", "path": "/z/h1", "parents": ""},
+            {"name": "u1", "path": "/z/u1", "parents": ""},
+            {"name": "g1-01", "path": "/r/g1-01", "parents": "s1 + h1"},
+            {"name": "g2-01", "path": "/r/g2-01", "parents": "g1-01 + u1"}]
+    sets = S.skill_sets(rows, {"/z/s1": "sort", "/z/h1": "shift", "/z/u1": "upper"})
+    assert sets["g1-01"] == {"sort", "shift"} and sets["g2-01"] == {"sort", "shift", "upper"}
+
+
+def _child(seed, pcc, gain, related, pool_pair, parents):
+    return {"seed": seed, "kinship": {"pcc": pcc, "cs": pcc, "ed": 1 - pcc}, "gain": gain,
+            "related": related, "pool_pair": pool_pair, "paths": list(parents),
+            "parent_sha256": list(parents)}
+
+
+def test_honest_correlation_separates_the_groups_a_pooled_r_mixes():
+    """Related pairs: high kinship, losses; unrelated: low kinship, gains. Pooled, kinship
+    looks strongly negative; within each group the relation is the opposite sign or the
+    same perfect line, and the related indicator alone explains most of the pooled r."""
+    kids = []
+    for seed in (0, 1):
+        kids += [_child(seed, 0.8, -0.1, True, True, ("a", "b")),
+                 _child(seed, 0.9, -0.2, True, False, ("a", "c")),
+                 _child(seed, 0.1, 0.1, False, True, ("b", "d")),
+                 _child(seed, 0.15, 0.2, False, False, ("c", "d")),
+                 _child(seed, 0.2, 0.3, False, True, ("a", "d"))]
+    h = S.honest_correlation(kids, perms=500, boot=200)["pcc"]["gain"]
+    assert h["all"]["n"] == 10 and h["all"]["r"] < -0.8
+    assert h["related"]["r"] == pytest.approx(-1.0) and h["related"]["n"] == 4
+    assert h["unrelated"]["r"] == pytest.approx(1.0) and h["unrelated"]["n"] == 6
+    assert h["census"]["n"] == 6 and h["later"]["n"] == 4
+    assert h["all"]["per_seed"]["each"] == pytest.approx({"0": h["all"]["r"],
+                                                          "1": h["all"]["r"]})
+    ind = S.honest_correlation(kids, perms=500, boot=200)["related_indicator"]["gain"]
+    assert ind["r"] == pytest.approx(S.pearson([1.0, 1, 0, 0, 0] * 2,
+                                               [-0.1, -0.2, 0.1, 0.2, 0.3] * 2))
+    assert ind["r"] < -0.8
+
+
+def test_scores_equal_but_for_rounding_are_ties():
+    """The pilot's random_pairs best 0.8933333333333334 against greedy's
+    0.8933333333333332: the same 268/300, summed in another order. A tie, not a win."""
+    runs = [{**_run(0, "random_pairs", 0.8933333333333334, 9),
+             "best_heldout": 0.8783333333333333},
+            {**_run(0, "greedy", 0.8933333333333332, 8), "best_heldout": 0.855}]
+    c = S.compare(runs, "random_pairs", "greedy")
+    assert (c["wins"], c["ties"], c["losses"]) == (0, 1, 0) and c["diff"] == [0.0]
+    assert c["search"]["sign"]["ties"] == 1
+    assert c["heldout"]["diff"] == [pytest.approx(0.023333333)]
+    a = S.anytime(runs, "random_pairs", "greedy", 9)
+    assert a["wins"][-1] == 0 and a["per_seed"]["0"][-1] == 0.0
+    assert str(S.diff(0.3, 0.3 + 1e-12)) == "0.0"  # no -0.0 either

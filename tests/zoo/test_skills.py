@@ -76,7 +76,7 @@ def test_presets():
     assert all(e.replay == 0.5 for e in kin.experts) and kin.expert.lr == 2e-4
     assert ZooConfig.preset("default") == ZooConfig()
     assert ZooConfig.preset("tiny") == ZooConfig.tiny()
-    with pytest.raises(KinmergeError, match="(?s)unknown zoo preset 'huge'.*default, kin, tiny"):
+    with pytest.raises(KinmergeError, match="(?s)unknown zoo preset 'huge'.*default, kin, mix, tiny"):
         ZooConfig.preset("huge")
 
 
@@ -108,7 +108,7 @@ def test_cli_preset_option(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "out" / "zoo.json").read_text())["seed"] == 3
     r = CliRunner().invoke(main, ["zoo", "build", str(tmp_path / "o2"), "--preset", "huge"])
-    assert r.exit_code == 2 and "'huge' is not one of 'default', 'kin', 'tiny'" in r.output
+    assert r.exit_code == 2 and "'huge' is not one of 'default', 'kin', 'mix', 'tiny'" in r.output
 
 
 @pytest.mark.slow

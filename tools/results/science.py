@@ -1,12 +1,16 @@
 """The kinship paper's experiment on a zoo family (`benchmarks/breed_science.py` runs it).
 
 For each seed (the zoo's training seed, so the pool, its data and the merge seed all change):
-breed the family's experts three ways at the same evaluation budget -- plain greedy top-k
-merging, the paper's exploration (best model x its least related), and pair selection by
-predicted gain (`select: predicted`) -- and record the best score, the evaluations it took to
-reach it, the generation where the best stopped improving, and the top-k kinship of every
-generation. Over every child of every run: how parent kinship (cs, pcc, ed) correlates with the
-merge gain and with |gain|, with bootstrap confidence intervals.
+breed the family's experts six ways at the same evaluation budget -- plain greedy top-k
+merging, the paper's exploration (best model x its least related), pair selection by
+predicted gain (`select: predicted`), and their controls: greedy that spends its whole budget
+(`stall: fill`), exploration with a random partner (`partner: random`), and predicted's width
+of random pairs (`select: random`) -- and record the best score, the evaluations it took to
+reach it, the anytime trace (best so far after each evaluation), the kinship measurements
+its choices read, and the top-k kinship of every generation. Over every distinct child (by
+content hash) of every run: how parent kinship (cs, pcc, ed) correlates with the merge gain
+and with |gain| -- per seed, within related and unrelated parent pairs, the pool-pair census
+apart -- with intervals that respect shared parents (science_stats.py).
 
 Reading runs and computing statistics are separate from running them, so the tests check the
 statistics on hand-made runs.
@@ -14,6 +18,7 @@ statistics on hand-made runs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import random
@@ -27,7 +32,15 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "greedy": {"explore": False},
     "explore": {"explore": True},
     "predicted": {"explore": False, "select": "predicted"},
+    "greedy_full": {"explore": False, "stall": "fill"},
+    "random_partner": {"explore": True, "partner": "random"},
+    "random_pairs": {"explore": False, "select": "random"},
 }
+# the pre-registered comparisons (docs/breed-preregistration.md): each strategy against the
+# control that takes kinship out of it, and against greedy at its whole budget
+PAIRS = [("explore", "random_partner"), ("predicted", "random_pairs"),
+         ("explore", "greedy_full"), ("predicted", "greedy_full"), ("explore", "greedy"),
+         ("predicted", "greedy"), ("greedy_full", "greedy"), ("predicted", "explore")]
 METRICS = ("cs", "pcc", "ed")
 
 
@@ -47,28 +60,75 @@ def breed_config(root: Path, seed: int, operator: dict, budget: int, k: int = 3,
             "budget": {"evaluations": budget, "generations": None}, "seed": seed}
 
 
-def read_run(out: Path) -> dict:
-    """What one breed run reached: from its summary.json and history.csv."""
+def read_run(out: Path, pool_skills: dict[str, str] | None = None) -> dict:
+    """What one breed run reached: from its summary.json and history.csv. `pool_skills`
+    ({pool model path: skill}) adds each child's parents' skill sets."""
     summary = json.loads((out / "summary.json").read_text())
     rows = list(csv.DictReader((out / "history.csv").open()))
     scored = [r for r in rows if r["fitness"] != ""]
     gens = summary["generations"]
-    children = [{"child": r["name"], "parents": r["parents"].split(" + "),
-                 "paths": [next(x["path"] for x in rows if x["name"] == p)
-                           for p in r["parents"].split(" + ")],
+    path = {x["name"]: x["path"] for x in rows}
+    origin = {x["name"]: x["origin"] for x in rows}
+    children = [{"child": r["name"], "path": r["path"], "parents": r["parents"].split(" + "),
+                 "paths": [path[p] for p in r["parents"].split(" + ")],
+                 "pool_pair": all(origin[p] == "pool" for p in r["parents"].split(" + ")),
                  "fitness": float(r["fitness"]), "gain": float(r["merge_gain"]),
                  "origin": r["origin"], "generation": int(r["generation"])}
                 for r in scored if r["parents"]]
+    if pool_skills is not None:
+        skills = skill_sets(rows, pool_skills)
+        for c in children:
+            c["parent_skills"] = [sorted(skills[p]) for p in c["parents"]]
+            c["related"] = bool(skills[c["parents"][0]] & skills[c["parents"][1]])
+    fitness = [float(r["fitness"]) for r in scored]
+    # best so far after each evaluation (summary.json's, where the run wrote one)
+    trace = summary.get("trace") or [max(fitness[: i + 1]) for i in range(len(fitness))]
     return {"best": summary["best_score"], "best_model": summary["best_model"],
             "best_path": summary["best_path"], "evaluations": summary["evaluations"],
             "stop_reason": summary["stop_reason"],
-            "evals_to_best": evals_to_best([float(r["fitness"]) for r in scored]),
-            "trace": [float(r["fitness"]) for r in scored],  # fitness in evaluation order
+            "evals_to_best": evals_to_best(fitness),
+            "trace": trace,
+            "kinship_measured": summary.get("kinship_measured"),
+            "kinship_for_selection": summary.get("kinship_for_selection"),
             "stall_generation": stall_generation([g["best"] for g in gens]),
             "generations": [{"generation": g["generation"], "best": g["best"],
                              "top_k_kinship": g["top_k_kinship"],
                              "evaluations": g["evaluations"]} for g in gens],
             "children": children}
+
+
+def skill_sets(rows: list[dict], pool_skills: dict[str, str]) -> dict[str, set[str]]:
+    """Every model's skills: a pool model's own, a child's its parents' together."""
+    out: dict[str, set[str]] = {}
+    for r in rows:  # creation order: parents come first
+        out[r["name"]] = ({pool_skills[r["path"]]} if not r["parents"] else
+                          set().union(*(out[p] for p in r["parents"].split(" + "))))
+    return out
+
+
+def model_sha256(folder: str | Path) -> str:
+    """The content hash of a model folder's weights (model.safetensors)."""
+    h = hashlib.sha256()
+    with open(Path(folder) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def add_hashes(runs: list[dict]) -> None:
+    """Give every child the content hash of its weights and of its parents' (merges are
+    deterministic: two strategies that make the same merge make the same bytes)."""
+    cache: dict[str, str] = {}
+
+    def sha(p: str) -> str:
+        if p not in cache:
+            cache[p] = model_sha256(p)
+        return cache[p]
+
+    for run in runs:
+        for c in run["children"]:
+            c["sha256"] = sha(c["path"])
+            c["parent_sha256"] = [sha(p) for p in c["paths"]]
 
 
 def evals_to_best(fitness_in_order: list[float]) -> int:
@@ -115,16 +175,18 @@ def correlate(x: list[float], y: list[float], *, boot: int = 2000, seed: int = 0
 
 
 def unique_children(runs: list[dict]) -> list[dict]:
-    """Every child once: the same parents (by path) in the same seed make the same model
-    (merges are deterministic), whichever strategy made it."""
-    seen, out = set(), []
+    """Every distinct model once, with the strategies that made it: by content hash where
+    the children carry one (`add_hashes`), else by its parents (a pool model is the same
+    across strategies; a child is its own run's)."""
+    seen: dict[tuple, dict] = {}
     for run in runs:
         for c in run["children"]:
-            key = (run["seed"], *sorted(_ident(run, p) for p in c["paths"]))
+            key = ((run["seed"], c["sha256"]) if "sha256" in c else
+                   (run["seed"], *sorted(_ident(run, p) for p in c["paths"])))
             if key not in seen:
-                seen.add(key)
-                out.append({**c, "seed": run["seed"]})
-    return out
+                seen[key] = {**c, "seed": run["seed"], "strategies": []}
+            seen[key]["strategies"].append(run["strategy"])
+    return list(seen.values())
 
 
 def _ident(run: dict, path: str) -> str:
@@ -142,19 +204,109 @@ def kinship_vs_gain(children: list[dict]) -> dict:
     return out
 
 
-def compare(runs: list[dict], a: str, b: str) -> dict:
-    """Strategy `a` against `b`, seed by seed: wins, ties, mean and spread of the difference
-    of best scores, and of the evaluations each took to reach its best."""
+def honest_correlation(children: list[dict], *, perms: int = 5000, boot: int = 2000) -> dict:
+    """Kinship against gain as a skeptic reads it, over distinct children: per metric and
+    target (gain, |gain|): r over all with the permutation p (kinship shuffled among the
+    parent pairs within each seed), the parent-bootstrap interval and, for contrast, the
+    pair bootstrap's; r per seed with its spread; r within related and unrelated parent
+    pairs (sharing a skill or not); the pool-pair census (generation 1, every pair of the
+    pool: no strategy chose them) apart from the later children (chosen). And the control:
+    r of the related indicator alone with the gain."""
+    from tools.results import science_stats as T
+
+    def block(sub: list[dict], x_of, y_of) -> dict:
+        if len(sub) < 3:
+            return {"r": float("nan"), "n": len(sub)}
+        x, y = [x_of(c) for c in sub], [y_of(c) for c in sub]
+        seeds = [c["seed"] for c in sub]
+        parents = [tuple(c.get("parent_sha256") or c["paths"]) for c in sub]
+        perm = T.permutation_r(x, y, seeds, perms=perms)
+        par = T.parent_bootstrap(x, y, parents, seeds, boot=boot)
+        pair = correlate(x, y, boot=boot)
+        return {"r": perm["r"], "n": len(sub), "perm_p": perm["p"], "parent_lo": par["lo"],
+                "parent_hi": par["hi"], "pair_lo": pair["lo"], "pair_hi": pair["hi"],
+                "per_seed": T.per_stratum_r(x, y, seeds)}
+
+    grouped = all("related" in c for c in children)
+    subsets = {"all": children, "census": [c for c in children if c["pool_pair"]],
+               "later": [c for c in children if not c["pool_pair"]]}
+    if grouped:
+        subsets["related"] = [c for c in children if c["related"]]
+        subsets["unrelated"] = [c for c in children if not c["related"]]
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        out[m] = {t: {name: block(sub, lambda c: c["kinship"][m], f)
+                      for name, sub in subsets.items()}
+                  for t, f in (("gain", lambda c: c["gain"]),
+                               ("abs_gain", lambda c: abs(c["gain"])))}
+    if grouped:
+        out["related_indicator"] = {
+            t: block(children, lambda c: float(c["related"]), f)
+            for t, f in (("gain", lambda c: c["gain"]), ("abs_gain", lambda c: abs(c["gain"])))}
+    return out
+
+
+def best_at(run: dict, t: int) -> float:
+    """The run's best search score after `t` evaluations (a run that stopped earlier keeps
+    its last best: it could not use more)."""
+    trace = run["trace"]
+    return trace[min(t, len(trace)) - 1]
+
+
+def anytime(runs: list[dict], a: str, b: str, budget: int, seeds: list | None = None) -> dict:
+    """`a` minus `b` in best search score so far at every budget t = 1..budget, per seed,
+    and its mean, min and max over seeds (the band) and wins / losses."""
     by = {(r["seed"], r["strategy"]): r for r in runs}
-    seeds = sorted({r["seed"] for r in runs if (r["seed"], a) in by and (r["seed"], b) in by})
-    diff = [by[s, a]["best"] - by[s, b]["best"] for s in seeds]
+    seeds = seeds if seeds is not None else sorted(
+        {r["seed"] for r in runs if (r["seed"], a) in by and (r["seed"], b) in by})
+    per = {s: [diff(best_at(by[s, a], t), best_at(by[s, b], t)) for t in range(1, budget + 1)]
+           for s in seeds}
+    cols = list(zip(*per.values())) if per else []
+    return {"seeds": seeds, "per_seed": {str(s): v for s, v in per.items()},
+            "mean": [_mean(list(c)) for c in cols], "lo": [min(c) for c in cols],
+            "hi": [max(c) for c in cols], "wins": [sum(d > 0 for d in c) for c in cols],
+            "losses": [sum(d < 0 for d in c) for c in cols]}
+
+
+def curve(runs: list[dict], strategy: str, budget: int, seeds: list | None = None) -> dict:
+    """Best search score so far at every budget: mean, min and max over seeds."""
+    rs = [r for r in runs if r["strategy"] == strategy and (seeds is None or r["seed"] in seeds)]
+    cols = [[best_at(r, t) for r in rs] for t in range(1, budget + 1)] if rs else []
+    return {"mean": [_mean(c) for c in cols], "lo": [min(c) for c in cols],
+            "hi": [max(c) for c in cols], "seeds": sorted(r["seed"] for r in rs)}
+
+
+def compare(runs: list[dict], a: str, b: str, seeds: list | None = None) -> dict:
+    """Strategy `a` against `b`, seed by seed: wins, ties, mean and spread of the difference
+    of best scores, and of the evaluations each took to reach its best; with the
+    pre-registered paired statistics (science_stats.paired) of the held-out score of each
+    run's best (the primary endpoint) and of its search score, at the full budget."""
+    from tools.results import science_stats as T
+
+    by = {(r["seed"], r["strategy"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs if (r["seed"], a) in by and (r["seed"], b) in by
+                    and (seeds is None or r["seed"] in seeds)})
+    diffs = [diff(by[s, a]["best"], by[s, b]["best"]) for s in seeds]
     evals = [by[s, a]["evals_to_best"] - by[s, b]["evals_to_best"] for s in seeds]
     # evaluations each needed to reach the lower of the two bests (the score both reached)
     common = [(evals_to_reach(by[s, a]["trace"], t), evals_to_reach(by[s, b]["trace"], t))
               for s in seeds for t in [min(by[s, a]["best"], by[s, b]["best"])]]
-    return {"seeds": seeds, "wins": sum(d > 0 for d in diff), "ties": sum(d == 0 for d in diff),
-            "losses": sum(d < 0 for d in diff), "diff": diff, "mean_diff": _mean(diff),
-            "sd_diff": _sd(diff), "evals_diff": evals, "evals_to_common": common}
+    out = {"seeds": seeds, "wins": sum(d > 0 for d in diffs),
+           "ties": sum(d == 0 for d in diffs), "losses": sum(d < 0 for d in diffs),
+           "diff": diffs, "mean_diff": _mean(diffs), "sd_diff": _sd(diffs), "evals_diff": evals,
+           "evals_to_common": common}
+    if seeds and all(by[s, x].get("best_heldout") is not None for s in seeds for x in (a, b)):
+        out["heldout"] = T.paired([diff(by[s, a]["best_heldout"], by[s, b]["best_heldout"])
+                                   for s in seeds])
+        out["search"] = T.paired(diffs)
+    return out
+
+
+def diff(a: float, b: float) -> float:
+    """a - b to 9 decimals: scores are means of exact-match fractions, and the same score
+    summed in another order differs in the last bits (0.8933333333333334 against
+    0.8933333333333332 on the pilot): that is a tie, not a win."""
+    return round(a - b, 9) + 0.0  # + 0.0: no -0.0
 
 
 def _mean(v: list[float]) -> float:

@@ -6,11 +6,17 @@ from pathlib import Path
 from tools.results.render import _f, _row
 
 LABEL = {"greedy": "greedy top-k", "explore": "exploration (paper)",
-         "predicted": "predicted gain"}
+         "predicted": "predicted gain", "greedy_full": "greedy, whole budget",
+         "random_partner": "exploration, random partner", "random_pairs": "random pairs"}
 # greedy drawn wide and under the others: where the strategies agree its line stays visible
 STYLE = {"greedy": {"lw": 5, "alpha": 0.45, "marker": "s", "zorder": 1},
          "explore": {"lw": 1.8, "marker": "o", "zorder": 2},
-         "predicted": {"lw": 1.2, "marker": "^", "ls": "--", "zorder": 3}}
+         "predicted": {"lw": 1.2, "marker": "^", "ls": "--", "zorder": 3},
+         "greedy_full": {"lw": 3, "alpha": 0.5, "marker": "s", "ls": ":", "zorder": 1},
+         "random_partner": {"lw": 1.2, "marker": "o", "ls": ":", "zorder": 2},
+         "random_pairs": {"lw": 1.0, "marker": "^", "ls": ":", "zorder": 3}}
+COLOR = {"greedy": "C0", "explore": "C1", "predicted": "C2", "greedy_full": "C3",
+         "random_partner": "C4", "random_pairs": "C5"}
 # the kinship paper's correlation of parent kinship with merge gain on its 7B pool
 PAPER_R = "-0.59"
 
@@ -98,4 +104,131 @@ def figures(data: dict, out: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(save(fig, out / "kinship_vs_gain.png"))
+    if "curves" in data:
+        paths += anytime_figures(data, out)
+    return paths
+
+
+def report(data: dict) -> str:
+    """science.md: the runs, the pre-registered comparisons (held-out at the full budget),
+    the anytime comparison at a few budgets, and kinship against gain as a skeptic reads it."""
+    from tools.results.science import PAIRS
+    meta, runs = data["meta"], data["runs"]
+    order = list(LABEL)
+    lines = [f"# Breeding science: preset `{meta['preset']}`, operator "
+             f"`{meta.get('operator_name', meta['operator']['merge_method'])}`, budget "
+             f"{meta['budget']}, seeds {', '.join(map(str, meta['seeds']))}", ""]
+    bad = [z for z in data.get("zoos", []) if not z["ok"]]
+    lines += [f"Zoos: {len(data.get('zoos', [])) - len(bad)} of {len(data.get('zoos', []))} "
+              "pass their check" + ("; failed: " + "; ".join(
+                  f"seed {z['seed']} ({'; '.join(z['problems'])})" for z in bad) if bad else "")
+              + ". Comparisons below are over the passing seeds.", ""]
+    lines += [_row(["seed", "strategy", "held-out", "best (search)", "evals to best",
+                    "evals used", "kinship read / measured", "stop", "zoo ok"]),
+              _row(["---"] * 9)]
+    for r in sorted(runs, key=lambda r: (r["seed"], order.index(r["strategy"]))):
+        lines.append(_row([str(r["seed"]), LABEL[r["strategy"]], _f(r.get("best_heldout")),
+                           _f(r["best"]), str(r["evals_to_best"]), str(r["evaluations"]),
+                           f"{r.get('kinship_for_selection')} / {r.get('kinship_measured')}",
+                           r["stop_reason"], "yes" if r.get("zoo_ok", True) else "NO"]))
+    lines += ["", "Held-out score at the full budget (primary endpoint), paired by seed:", "",
+              _row(["strategy", "against", "seeds", "wins / ties / losses", "mean diff",
+                    "95% t CI", "95% bootstrap CI", "Wilcoxon p", "sign p"]),
+              _row(["---"] * 9)]
+    for a, b in PAIRS:
+        c = data["compare"].get(f"{a}_vs_{b}")
+        if not c or "heldout" not in c:
+            continue
+        h = c["heldout"]
+        lines.append(_row([LABEL[a], LABEL[b], str(h["n"]),
+                           f"{h['sign']['wins']} / {h['sign']['ties']} / {h['sign']['losses']}",
+                           f"{h['t']['mean']:+.3f}", _iv(h["t"]), _iv(h["bootstrap"]),
+                           f"{h['wilcoxon']['p']:.3f}", f"{h['sign']['p']:.3f}"]))
+    budget = meta["budget"]
+    marks = sorted({t for t in (10, 20, 30, budget) if t <= budget})
+    lines += ["", "Best search score so far, mean difference [min, max over seeds] at "
+              "each budget:", "",
+              _row(["strategy", "against", *[f"at {t}" for t in marks]]),
+              _row(["---"] * (2 + len(marks)))]
+    for a, b in PAIRS:
+        c = data.get("anytime", {}).get(f"{a}_vs_{b}")
+        if not c or not c["mean"]:
+            continue
+        lines.append(_row([LABEL[a], LABEL[b], *[
+            f"{c['mean'][t - 1]:+.3f} [{c['lo'][t - 1]:+.3f}, {c['hi'][t - 1]:+.3f}]"
+            for t in marks]]))
+    hc = data.get("honest_correlation", {})
+    if hc:
+        lines += ["", "Parent kinship (pcc) against merge gain, distinct children "
+                  "(permutation p: kinship shuffled among parent pairs within seed; parent "
+                  "CI: parents resampled within seed; pair CI: children resampled as if "
+                  "independent):", "",
+                  _row(["children", "n", "r", "perm p", "parent 95% CI", "pair 95% CI",
+                        "per-seed r mean (sd) [min, max]"]), _row(["---"] * 7)]
+        rows = [(f"pcc, {name}", hc["pcc"]["gain"][name]) for name in
+                ("all", "census", "later", "related", "unrelated") if name in hc["pcc"]["gain"]]
+        rows += [(f"pcc vs abs(gain), {name}", hc["pcc"]["abs_gain"][name])
+                 for name in ("all", "census", "later") if name in hc["pcc"]["abs_gain"]]
+        if "related_indicator" in hc:
+            rows.append(("related indicator alone (control)", hc["related_indicator"]["gain"]))
+        for label, b in rows:
+            lines.append(_corr_row(label, b))
+    lines += ["", f"_{meta.get('machine', '')}, torch {meta.get('torch', '')}, "
+              f"{meta.get('date', '')}. Held-out = the run's search-best model on 200 unseen "
+              "prompts a skill; search = the 100 prompts a skill that steer the run._"]
+    return "\n".join(lines)
+
+
+def _iv(c: dict) -> str:
+    return "n/a" if c["lo"] != c["lo"] else f"[{c['lo']:+.3f}, {c['hi']:+.3f}]"
+
+
+def _corr_row(label: str, b: dict) -> str:
+    if b.get("n", 0) < 3 or b["r"] != b["r"]:
+        return _row([label, str(b.get("n", 0)), "n/a", "", "", "", ""])
+    ps = b["per_seed"]
+    spread = ("n/a" if ps["mean"] != ps["mean"] else
+              f"{ps['mean']:+.2f} ({_sd(ps['sd'])}) [{ps['min']:+.2f}, {ps['max']:+.2f}]")
+    return _row([label, str(b["n"]), f"{b['r']:+.2f}", f"{b['perm_p']:.3f}",
+                 f"[{b['parent_lo']:+.2f}, {b['parent_hi']:+.2f}]",
+                 f"[{b['pair_lo']:+.2f}, {b['pair_hi']:+.2f}]", spread])
+
+
+def anytime_figures(data: dict, out: Path) -> list[Path]:
+    """anytime.png: best search score so far against evaluations per strategy (mean over
+    seeds, min-max band); anytime_diff.png: each pre-registered comparison's difference at
+    every budget (mean, min-max band over seeds)."""
+    from kinmerge.figures import pyplot, save
+    from tools.results.science import PAIRS
+    plt = pyplot()
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in data.get("curves", {}).items():
+        if not c["mean"]:
+            continue
+        t = range(1, len(c["mean"]) + 1)
+        ax.plot(t, c["mean"], label=LABEL[name], color=COLOR[name],
+                ls=STYLE[name].get("ls", "-"))
+        ax.fill_between(t, c["lo"], c["hi"], color=COLOR[name], alpha=0.12)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best search score so far")
+    if ax.lines:  # no passing zoo: nothing to draw
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(save(fig, out / "anytime.png"))
+    pairs = [(a, b) for a, b in PAIRS if data.get("anytime", {}).get(f"{a}_vs_{b}", {}).get("mean")]
+    if pairs:
+        fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3), squeeze=False,
+                                 sharey=True)
+        for ax, (a, b) in zip(axes[0], pairs):
+            c = data["anytime"][f"{a}_vs_{b}"]
+            t = range(1, len(c["mean"]) + 1)
+            ax.axhline(0, color="grey", lw=0.6)
+            ax.plot(t, c["mean"], color="C1")
+            ax.fill_between(t, c["lo"], c["hi"], color="C1", alpha=0.2)
+            ax.set_title(f"{LABEL[a]}\n- {LABEL[b]}", fontsize=7)
+            ax.set_xlabel("evaluations")
+        axes[0][0].set_ylabel("difference in best so far")
+        fig.tight_layout()
+        paths.append(save(fig, out / "anytime_diff.png"))
     return paths

@@ -23,9 +23,16 @@ out = Stdout()
 @click.option("--top-k", "k", type=int, default=None, help="How many top models to merge.")
 @click.option("--explore/--no-explore", default=None,
               help="Also merge the best model with its least-related relative.")
-@click.option("--select", type=click.Choice(["topk", "predicted"]), default=None,
-              help="How pairs are chosen: the top-k pairwise (Algorithm 1) or by predicted "
-                   "gain from kinship and the parents' fitness.")
+@click.option("--select", type=click.Choice(["topk", "predicted", "random"]), default=None,
+              help="How pairs are chosen: the top-k pairwise (Algorithm 1), by predicted "
+                   "gain from kinship and the parents' fitness, or as many of predicted's "
+                   "candidates drawn at random (its control).")
+@click.option("--partner", type=click.Choice(["least_related", "random"]), default=None,
+              help="Exploration's partner for the best model: its least related "
+                   "non-ancestor, or one drawn at random (the control).")
+@click.option("--stall", type=click.Choice(["stop", "fill"]), default=None,
+              help="When the top-k stops changing: stop, or fill the rest of the budget with "
+                   "the untried pairs of best parent fitness (greedy at its whole budget).")
 @click.option("--budget", "evaluations", type=int, default=None,
               help="Most evaluations in all (the pool's included).")
 @click.option("--seed", type=int, default=None, help="Merge seed.")
@@ -37,8 +44,8 @@ out = Stdout()
               help="Ray cluster to join (default: start a local one).")
 @click.option("--report/--no-report", default=True, help="Write report.html at the end.")
 @click.option("--threads", type=int, default=None, help=THREADS_HELP)
-def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, seed, workers,
-              backend, ray_address, report, threads):
+def breed_cmd(config, out_dir, generations, k, explore, select, partner, stall, evaluations,
+              seed, workers, backend, ray_address, report, threads):
     """Breed the pool of CONFIG: merge the top-k pairwise, generation after generation."""
     from kinmerge.search.breed import breed
 
@@ -51,8 +58,9 @@ def breed_cmd(config, out_dir, generations, k, explore, select, evaluations, see
                   f"{extra}", highlight=False)
 
     result = breed(config, out_dir, generations=generations, k=k, explore=explore,
-                   select=select, evaluations=evaluations, seed=seed, on_generation=show,
-                   workers=workers, backend=backend, ray_address=ray_address, threads=threads)
+                   select=select, partner=partner, stall=stall, evaluations=evaluations,
+                   seed=seed, on_generation=show, workers=workers, backend=backend,
+                   ray_address=ray_address, threads=threads)
     s = result.summary
     table = Table("gen", "top-k", "top-k kinship", "best", "evaluations")
     for g in s.generations:

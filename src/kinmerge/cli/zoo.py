@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from kinmerge import threads
+from kinmerge import threads as thread_policy
 from kinmerge.cli.app import main
 from kinmerge.errors import KinmergeError
 
@@ -25,13 +24,18 @@ def zoo_group() -> None:
 @click.option("--seed", default=0, show_default=True,
               help="Seed of every random choice (with --from-scratch or --tiny).")
 @click.option("--tiny", is_flag=True, help="The seconds-to-build zoo of the tests (untrained).")
-@click.option("--preset", type=click.Choice(["default", "kin", "tiny"]), default="default",
-              show_default=True,
+@click.option("--preset", type=click.Choice(["default", "kin", "mix", "tiny"]),
+              default="default", show_default=True,
               help="Which family: the shipped default; kin, the breeding family (three skills "
-                   "that compose, two experts each; trained here, 5-8 min on 2 cores); tiny.")
+                   "that compose, two experts each; trained here, 5-8 min on 2 cores); mix, "
+                   "kin's skills with experts trained on overlapping two-skill mixtures; tiny.")
 @click.option("--no-cache", is_flag=True, help="Build into OUT directly, ignoring the cache.")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads for training and the property check. Default: kinmerge's "
+                   "policy, one (the zoo's tiny models train fastest on one thread); "
+                   "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it.")
 def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
-          no_cache: bool) -> None:
+          no_cache: bool, threads: int | None) -> None:
     """Put the zoo in OUT: the shipped one, unpacked and checked against its sha256 digests
     (copied from the cache, $KINMERGE_CACHE or ~/.cache/kinmerge, after the first time)."""
     from kinmerge.zoo import artifact
@@ -41,9 +45,9 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
         raise KinmergeError(f"{out} exists and is not a zoo: building would replace it",
                             where=str(out), fix="choose a new or empty folder, or a zoo to "
                                                 "rebuild")
-    # measured: tiny models train fastest single-threaded (also in evolve's scoring jobs)
-    os.environ.setdefault("KINMERGE_THREADS", "1")
-    threads.apply("elementwise")
+    # training runs under build_zoo's policy (one thread); the check after it scores tiny
+    # models, fastest single-threaded too
+    thread_policy.apply("elementwise", threads)
     preset = "tiny" if tiny else preset
     tiny = preset == "tiny"
     scratch = from_scratch or preset != "default"
@@ -53,9 +57,9 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
                             f"train a zoo with seed {seed} here (minutes)")
     cfg = ZooConfig.preset(preset)
     if no_cache:
-        path = build_zoo(out, cfg, seed) if scratch else artifact.materialize(out)
+        path = build_zoo(out, cfg, seed, threads=threads) if scratch else artifact.materialize(out)
     else:
-        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch), out)
+        path = copy_zoo(zoo(cfg, seed, from_scratch=scratch, threads=threads), out)
     from kinmerge.zoo.manifest import read_manifest
 
     manifest = read_manifest(path)
@@ -82,8 +86,10 @@ def build(out: Path, from_scratch: bool, seed: int, tiny: bool, preset: str,
 def check(root: Path, json_out: Path | None) -> None:
     """Measure a zoo's properties: experts good at their skill, base bad, kin by skill."""
     from kinmerge.zoo.properties import (BASE_MAX, EXPERT_MIN, KIN_BASE_MAX, KIN_EXPERT_MIN,
-                                         KIN_MERGED_MIN, check_zoo, is_kin, measure)
-    threads.apply("elementwise")  # tiny models score fastest single-threaded (unless overridden)
+                                         KIN_MERGED_MIN, check_zoo, is_kin, is_mix,
+                                         measure)
+    # tiny models score fastest single-threaded (unless overridden)
+    thread_policy.apply("elementwise")
     p = measure(root)
     skills = list(dict.fromkeys(p["skills"].values()))
     click.echo(f"{'model':<10} " + " ".join(f"{s:>6}" for s in skills))
@@ -97,7 +103,10 @@ def check(root: Path, json_out: Path | None) -> None:
     found = check_zoo(root, measured=p)
     if found:
         raise click.ClickException("the zoo lacks a property:\n  " + "\n  ".join(found))
-    if is_kin(root):
+    if is_mix(root):
+        click.echo(f"ok: every expert >= {KIN_EXPERT_MIN} on its main skill, the base <= "
+                   f"{KIN_BASE_MAX} (experts of skill mixtures: no kinship rule)")
+    elif is_kin(root):
         click.echo(f"ok: every expert >= {KIN_EXPERT_MIN} on its skill, the base <= "
                    f"{KIN_BASE_MAX}, same-skill experts the nearest kin; merging one expert "
                    f"per skill keeps each >= {KIN_MERGED_MIN} and beats every two-skill merge, "

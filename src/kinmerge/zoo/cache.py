@@ -28,9 +28,10 @@ def cache_root() -> Path:
 
 
 def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None = None,
-        from_scratch: bool = False) -> Path:
+        from_scratch: bool = False, *, threads: int | None = None) -> Path:
     """The zoo, cached: the shipped one (the default config, seed 0), unpacked in seconds; any
-    other config or seed, or `from_scratch=True`, trained on first use (minutes)."""
+    other config or seed, or `from_scratch=True`, trained on first use (minutes, under the
+    training thread policy of `build_zoo`; `threads` overrides it)."""
     cfg = config or ZooConfig()
     shipped = not from_scratch and uses_shipped(cfg, seed)
     digest = artifact.shipped_digest() if shipped else cfg.digest(seed)
@@ -41,7 +42,7 @@ def zoo(config: ZooConfig | None = None, seed: int = 0, cache: str | Path | None
     if shipped:
         return artifact.materialize(path)
     log.info("building the zoo into %s (a few minutes, once)", path)
-    return build_zoo(path, cfg, seed)
+    return build_zoo(path, cfg, seed, threads=threads)
 
 
 def uses_shipped(cfg: ZooConfig, seed: int) -> bool:

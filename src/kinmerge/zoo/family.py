@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from kinmerge.errors import KinmergeError
+from kinmerge.threads import using
 from kinmerge.zoo import tasks as T
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.outpath import check_out
@@ -49,6 +50,13 @@ class Expert:
     seed: int
     replay: float = 0.3
     schedule: Schedule | None = None  # None: the zoo's expert schedule
+    # the skills it is trained on, with their parts ((skill, parts), ...): () for `skill`
+    # alone; `skill` stays the one it is scored and labelled by (its main skill)
+    mix: tuple[tuple[str, int], ...] = ()
+
+    def skills(self) -> tuple[str, ...]:
+        """Its training skills, each repeated by its parts (drawn uniformly from)."""
+        return tuple(s for s, parts in self.mix for _ in range(parts)) or (self.skill,)
 
 
 @dataclass(frozen=True)
@@ -100,9 +108,24 @@ class ZooConfig:
                    parents=("sort1", "shift1"))
 
     @classmethod
+    def mix(cls) -> "ZooConfig":
+        """The second breeding family (`--preset mix`), where relatedness is not the skill
+        label by construction: the kin preset's base, schedule and skills, but six experts
+        each trained on an overlapping mixture of two skills, three parts of its main skill
+        to one of another: every ordered pair of sort, shift and upper, data seeds 1-6. Every
+        pair of experts shares a skill; a three-skill model can come from several pairs."""
+        kin = cls.kin()
+        pairs = [(a, b) for a in kin.skills for b in kin.skills if a != b]
+        return cls(expert=kin.expert, skills=kin.skills, pretrain=kin.pretrain,
+                   experts=tuple(Expert(f"{a}_{b}", a, seed=i, replay=0.5,
+                                        mix=((a, 3), (b, 1)))
+                                 for i, (a, b) in enumerate(pairs, start=1)),
+                   parents=("sort_shift", "upper_sort"))
+
+    @classmethod
     def preset(cls, name: str) -> "ZooConfig":
-        """A named config: `default` (the shipped zoo's), `kin`, `tiny`."""
-        makers = {"default": cls, "kin": cls.kin, "tiny": cls.tiny}
+        """A named config: `default` (the shipped zoo's), `kin`, `mix`, `tiny`."""
+        makers = {"default": cls, "kin": cls.kin, "mix": cls.mix, "tiny": cls.tiny}
         if name not in makers:
             raise KinmergeError(f"unknown zoo preset {name!r}", where="zoo preset",
                                 fix=f"choose among {', '.join(makers)}")
@@ -126,6 +149,9 @@ class ZooConfig:
         for key in ("skills", "pretrain"):
             if not d[key]:
                 del d[key]
+        for e in d["experts"]:  # likewise an expert's mix (so kin's digest stays as it was)
+            if not e["mix"]:
+                del e["mix"]
         return d
 
     @classmethod
@@ -133,7 +159,8 @@ class ZooConfig:
         """The inverse of `to_dict` (a manifest's `config`)."""
         def sched(x: dict | None) -> Schedule | None:
             return Schedule(**x) if x else None
-        experts = tuple(Expert(**{**e, "schedule": sched(e.get("schedule"))})
+        experts = tuple(Expert(**{**e, "schedule": sched(e.get("schedule")),
+                                  "mix": tuple((s, int(n)) for s, n in e.get("mix", ()))})
                         for e in d["experts"])
         return cls(**{**d, "base": sched(d["base"]), "expert": sched(d["expert"]),
                       "experts": experts, "parents": tuple(d["parents"]),
@@ -202,12 +229,16 @@ def held_out_prompts(seed: int, n: int,
                      for p, _ in ex)
 
 
-def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) -> Path:
+def build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0, *,
+              threads: int | None = None) -> Path:
     """Train the base and every expert of `config` into `out` (built aside, then renamed).
 
-    torch runs deterministic algorithms from a seeded generator meanwhile; both settings are
+    Trained under kinmerge.threads' policy for training (one thread unless `threads`,
+    KINMERGE_THREADS or your OMP_NUM_THREADS says otherwise: torch's default of one thread a
+    core made a busy 2-core machine 7x slower), running deterministic algorithms from a
+    seeded generator; the thread count, both torch settings and the random state are
     restored on return (nothing process-wide is left changed)."""
-    with isolated_torch():
+    with using("train", threads), isolated_torch():
         return _build_zoo(out, config, seed)
 
 
@@ -215,8 +246,8 @@ def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) 
     from transformers import LlamaForCausalLM
     cfg = config or ZooConfig()
     names = cfg.skill_names()
-    T.check_skills(names + cfg.pretrain_names() + tuple(e.skill for e in cfg.experts),
-                   "zoo config")
+    T.check_skills(names + cfg.pretrain_names()
+                   + tuple(s for e in cfg.experts for s in (e.skill, *e.skills())), "zoo config")
     out = check_out(out)
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
@@ -232,7 +263,8 @@ def _build_zoo(out: str | Path, config: ZooConfig | None = None, seed: int = 0) 
         models = {"base": {"path": "base", "skill": None}}
         for ex in cfg.experts:
             model = copy.deepcopy(base)
-            data = T.Mixture((T.CATALOGUE[ex.skill][0],), general.main, ex.replay, reserved)
+            data = T.Mixture(tuple(T.CATALOGUE[s][0] for s in ex.skills()), general.main,
+                             ex.replay, reserved)
             train(model, data, ex.schedule or cfg.expert, seed * 1000 + ex.seed, ex.name)
             save_model(model, tmp / ex.name)
             models[ex.name] = {"path": ex.name, "skill": ex.skill}

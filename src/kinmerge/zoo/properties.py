@@ -41,8 +41,11 @@ def measure(root: str | Path, split: str = "heldout") -> dict:
     return {"scores": scores, "skills": skills, "pcc": pcc}
 
 
-def problems(p: dict, expert_min: float = EXPERT_MIN, base_max: float = BASE_MAX) -> list[str]:
-    """Every property `p` (from `measure`) breaks, as sentences; [] for a good zoo."""
+def problems(p: dict, expert_min: float = EXPERT_MIN, base_max: float = BASE_MAX,
+             kinship_rule: bool = True) -> list[str]:
+    """Every property `p` (from `measure`) breaks, as sentences; [] for a good zoo.
+    `kinship_rule`: also require same-skill experts to be the nearest kin (not for the mix
+    preset, whose relatedness is not its skill labels)."""
     out = []
     for name, skill in p["skills"].items():
         if p["scores"][name][skill] < expert_min:
@@ -54,7 +57,7 @@ def problems(p: dict, expert_min: float = EXPERT_MIN, base_max: float = BASE_MAX
                        f"(needs <= {base_max})")
     same = {k: v for k, v in p["pcc"].items() if _skill_pair(p, k)[0] == _skill_pair(p, k)[1]}
     cross = {k: v for k, v in p["pcc"].items() if k not in same}
-    if same and cross and min(same.values()) <= max(cross.values()):
+    if kinship_rule and same and cross and min(same.values()) <= max(cross.values()):
         out.append(f"same-skill kinship {min(same.values()):.3f} is not above every "
                    f"cross-skill kinship (max {max(cross.values()):.3f})")
     return out
@@ -66,10 +69,16 @@ def _skill_pair(p: dict, key: str) -> tuple[str, str]:
 
 
 def is_kin(root: str | Path) -> bool:
-    """Whether the zoo at `root` is of the kin preset's skills."""
+    """Whether the zoo at `root` is of the kin preset's skills (single-skill experts)."""
     from kinmerge.zoo.family import ZooConfig
     cfg = read_manifest(root).config
-    return tuple(cfg.get("skills", ())) == ZooConfig.kin().skills
+    return (tuple(cfg.get("skills", ())) == ZooConfig.kin().skills
+            and not any(e.get("mix") for e in cfg["experts"]))
+
+
+def is_mix(root: str | Path) -> bool:
+    """Whether the zoo at `root` has experts trained on skill mixtures (the mix preset)."""
+    return any(e.get("mix") for e in read_manifest(root).config["experts"])
 
 
 def check_zoo(root: str | Path, split: str = "heldout", measured: dict | None = None
@@ -78,6 +87,8 @@ def check_zoo(root: str | Path, split: str = "heldout", measured: dict | None = 
     default properties, and for the kin preset its stricter bars and `composition`'s.
     `measured`: `measure(root, split)`, when the caller has it already."""
     p = measured or measure(root, split)
+    if is_mix(root):  # the kin bars on each expert's main skill; no kinship or composition rule
+        return problems(p, KIN_EXPERT_MIN, KIN_BASE_MAX, kinship_rule=False)
     if not is_kin(root):
         return problems(p)
     return (problems(p, KIN_EXPERT_MIN, KIN_BASE_MAX)

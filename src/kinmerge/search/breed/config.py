@@ -62,8 +62,16 @@ class BreedConfig(_Strict):
     k: Annotated[StrictInt, Field(ge=2, le=MAX_MODELS)] = 3
     explore: bool = True
     # how each generation chooses its pairs: "topk" (Algorithm 1: the top-k pairwise, plus
-    # exploration) or "predicted" (rank candidate pairs by predicted gain; breed/predict.py)
-    select: Literal["topk", "predicted"] = "topk"
+    # exploration), "predicted" (rank candidate pairs by predicted gain; breed/predict.py) or
+    # "random" (predicted's candidates and width, the pairs drawn at random: its control)
+    select: Literal["topk", "predicted", "random"] = "topk"
+    # exploration's partner for the best model: its least related non-ancestor (the paper's)
+    # or one drawn at random among the same non-ancestors (the control of kinship's part)
+    partner: Literal["least_related", "random"] = "least_related"
+    # select topk, when the top-k stops changing: "stop" (Algorithm 1) or "fill" (spend the
+    # rest of the budget on the untried pairs of best mean parent fitness, a generation of
+    # C(k, 2) + 1 at a time: greedy at its whole budget)
+    stall: Literal["stop", "fill"] = "stop"
     kinship: KinshipSpec = KinshipSpec()
     budget: Budget = Budget()
     seed: Seed = 0
@@ -82,6 +90,11 @@ class BreedConfig(_Strict):
         if {"models", "slices", "base_model"} & set(self.operator):
             raise ValueError("operator holds the method and its parameters only; "
                              "the parents come from the pool")
+        if self.partner != "least_related" and (self.select != "topk" or not self.explore):
+            raise ValueError("partner chooses exploration's partner: it needs select: topk "
+                             "and explore: true")
+        if self.stall != "stop" and self.select != "topk":
+            raise ValueError("stall: fill continues the top-k rule: it needs select: topk")
         return self
 
     def fingerprint(self) -> str:
@@ -94,15 +107,19 @@ class BreedConfig(_Strict):
             del data["fitness"]["lm_eval"]
         if data["select"] == "topk":
             del data["select"]
-        else:  # the predicted rule chooses every pair itself: explore changes nothing
+        else:  # the predicted and random rules choose every pair: explore changes nothing
             del data["explore"]
+        for key, default in (("partner", "least_related"), ("stall", "stop")):
+            if data[key] == default:
+                del data[key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: Any) -> BreedConfig:
     """Parse breed.yml (a path, a dict or a config); every problem is reported at once.
 
-    `overrides` are the command line's: k, explore, select, seed, generations, evaluations.
+    `overrides` are the command line's: k, explore, select, partner, stall, seed,
+    generations, evaluations.
     Relative model paths are taken relative to the working directory, as in recipes.
     """
     if isinstance(source, BreedConfig):

@@ -3,15 +3,26 @@
 Generation 1 merges every pair of the pool; each later generation merges every pair of the
 top-k not merged before and, with exploration, the best model with its least-related
 relative. With `select: predicted` each generation instead merges the candidate pairs of
-best predicted gain (breed/predict.py). Every decision is a function of cached fitness and
-kinship values (ties broken by creation order), so a resumed run replays the same decisions
-and redoes no finished work.
+best predicted gain (breed/predict.py).
+
+The controls a claim about kinship needs, each the same schedule with kinship taken out:
+`partner: random` explores with a partner drawn at random among the same non-ancestors;
+`select: random` merges as many of predicted's candidate pairs, drawn at random; `stall:
+fill` is greedy that, instead of stopping when its top-k stops changing, spends the rest of
+the budget on the untried pairs of best mean parent fitness. Random draws are seeded by the
+run's seed and the generation, so they too are replayed.
+
+Every decision is a function of cached fitness and kinship values and the seed (ties broken
+by creation order), so a resumed run replays the same decisions and redoes no finished work.
+The kinship measurements the decisions consulted are counted (`selection_pairs`): the cost
+of kinship guidance beside the evaluations.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import math
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,7 +48,7 @@ class Pair:
 
     a: str
     b: str | None
-    origin: str  # "pool", "top-k", "explore" or "predicted"
+    origin: str  # "pool", "top-k", "explore", "predicted", "random" or "fill"
     prediction: Prediction | None = None  # select: predicted
 
 
@@ -64,10 +75,16 @@ class Breeder:
     present: set[str] = field(default_factory=set)
     runner: Runner = field(default_factory=InlineRunner)  # where merges and scores run
     threads: int | None = None  # torch threads of each merge and scoring (None: the policy)
+    # pairs whose kinship a decision consulted (the cost of kinship guidance; the kinship of
+    # merged parents and of the top-k, measured for the record, is not counted here)
+    selection_pairs: set[tuple[str, str]] = field(default_factory=set)
 
     # measurements (cached) --------------------------------------------------------------
-    def kinship(self, a: str, b: str) -> float:
+    def kinship(self, a: str, b: str, *, decide: bool = False) -> float:
+        """The kinship of a and b (measured once ever); `decide`: a decision needs it."""
         metric = self.cfg.kinship.metric
+        if decide:
+            self.selection_pairs.add(tuple(sorted((a, b))))  # type: ignore[arg-type]
         cached = self.state.kinship(a, b, metric)
         if cached is None:
             m = self.state.models()
@@ -75,9 +92,9 @@ class Breeder:
             self.state.add_kinship(a, b, metric, cached)
         return cached
 
-    def top_k_kinship(self, top: list[str]) -> float:
+    def top_k_kinship(self, top: list[str], *, decide: bool = False) -> float:
         pairs = list(itertools.combinations(top, 2))
-        return sum(self.kinship(a, b) for a, b in pairs) / max(len(pairs), 1)
+        return sum(self.kinship(a, b, decide=decide) for a, b in pairs) / max(len(pairs), 1)
 
     # ranking ----------------------------------------------------------------------------
     def ranked(self) -> list[str]:
@@ -112,23 +129,68 @@ class Breeder:
                 todo.extend(rows[p].parents)
         return seen
 
-    def least_related(self, best: str, planned: set[tuple[str, str]]) -> str | None:
-        """The model of lowest kinship to `best` that is neither `best` nor one of its
-        ancestors and was never paired with it (now or before)."""
+    def partners(self, best: str, planned: set[tuple[str, str]]) -> list[str]:
+        """Exploration's candidates for `best`: every evaluated model that is neither `best`
+        nor one of its ancestors and was never paired with it (now or before), in creation
+        order."""
         excluded = self.ancestors(best) | {best}
         merged = self.merged_pairs() | {tuple(sorted(p)) for p in planned}
-        cands = [n for n in self.ranked() if n not in excluded
-                 and tuple(sorted((best, n))) not in merged]
+        seq = {n: r.seq for n, r in self.state.models().items()}
+        return sorted((n for n in self.ranked() if n not in excluded
+                       and tuple(sorted((best, n))) not in merged), key=seq.__getitem__)
+
+    def least_related(self, best: str, planned: set[tuple[str, str]]) -> str | None:
+        """The model of lowest kinship to `best` among its `partners` (ties: the older)."""
+        cands = self.partners(best, planned)
         if not cands:
             return None
         seq = {n: r.seq for n, r in self.state.models().items()}
         sign = -1.0 if self.cfg.kinship.metric == "ed" else 1.0  # ed: farthest = least related
 
         def key(n: str) -> tuple[bool, float, int]:
-            k = self.kinship(best, n)  # an undefined kinship (NaN) is never the pick
+            k = self.kinship(best, n, decide=True)  # an undefined kinship (NaN) is never it
             return (math.isnan(k), 0.0 if math.isnan(k) else sign * k, seq[n])
 
         return min(cands, key=key)
+
+    def random_partner(self, gen: int, best: str, planned: set[tuple[str, str]]) -> str | None:
+        """One of `best`'s `partners`, drawn at random (seeded by the run's seed and `gen`):
+        exploration's schedule with kinship taken out."""
+        cands = self.partners(best, planned)
+        return self.rng("partner", gen).choice(cands) if cands else None
+
+    def rng(self, what: str, gen: int) -> random.Random:
+        """The random stream of one decision: a function of the run's seed, the decision and
+        the generation only, so a resumed run draws the same."""
+        return random.Random(f"breed:{what}:{self.cfg.seed}:{gen}")
+
+    # the controls' pair lists ---------------------------------------------------------------
+    def random_pairs(self, gen: int, top: list[str]) -> list[tuple[str, str]]:
+        """`select: random`: predicted's candidate pairs (generation 1: the pool's; later:
+        with a top-k member, neither an ancestor of the other, not merged before), as many as
+        predicted merges (C(k, 2) + 1), drawn at random; no kinship is measured."""
+        names = self.evaluated(pool_only=gen == 1)
+        ancestors = {n: self.ancestors(n) for n in names} if gen > 1 else {}
+        found = candidate_pairs(names, set(top) if gen > 1 else None, self.merged_pairs(),
+                                ancestors)
+        return self.rng("pairs", gen).sample(found, min(width(self.cfg.k), len(found)))
+
+    def fill_pairs(self, gen: int) -> list[tuple[str, str]]:
+        """`stall: fill`: the C(k, 2) + 1 pairs of evaluated models never merged, of best
+        mean parent fitness (ties: the older pair), as greedy would rank them."""
+        names = self.evaluated()
+        fit = {n: self.state.evaluation(n)[0] for n in names}  # type: ignore[index]
+        order = {n: i for i, n in enumerate(names)}
+        found = candidate_pairs(names, None, self.merged_pairs(), {})
+        found.sort(key=lambda p: (-(fit[p[0]] + fit[p[1]]), order[p[0]], order[p[1]]))
+        return found[: width(self.cfg.k)]
+
+    def evaluated(self, pool_only: bool = False) -> list[str]:
+        """The evaluated models present, in creation order."""
+        rows = self.state.models()
+        return [n for n, r in rows.items() if n in self.present
+                and self.state.evaluation(n) is not None
+                and (not pool_only or r.origin == "pool")]
 
     # merging and scoring (planned here, run by the runner) -------------------------------
     def measure(self, gen: int, pairs: list[Pair]) -> tuple[list[tuple[Pair, str]], bool]:
@@ -251,9 +313,9 @@ class Breeder:
                 gens.append(self.record(gen, new_top, merged, pairs, skipped))
             if out_of_budget:
                 return "budget", gens
-            if set(new_top) == set(top):
+            if set(new_top) == set(top) and self.cfg.stall == "stop":
                 return "top-k unchanged", gens
-            if self.converged(gens[-1].top_k_kinship):
+            if self.converged(new_top):
                 return "kinship threshold", gens
             top, gen = new_top, gen + 1
 
@@ -263,13 +325,20 @@ class Breeder:
         if self.cfg.select == "predicted":
             chosen, skipped = self.predicted(gen, top)
             return [Pair(*self.ordered(c.a, c.b), "predicted", p) for c, p in chosen], skipped
+        if self.cfg.select == "random":
+            return [Pair(*self.ordered(a, b), "random") for a, b in self.random_pairs(gen, top)
+                    ], None
         pool = [n for n, r in self.state.models().items() if r.origin == "pool"]
         pairs = itertools.combinations(pool if gen == 1 else top, 2)
         merged = self.merged_pairs()
         planned = [Pair(*self.ordered(a, b), "top-k") for a, b in pairs
                    if tuple(sorted((a, b))) not in merged]
+        if not planned and self.cfg.stall == "fill":  # the top-k has stalled: fill
+            return [Pair(*self.ordered(a, b), "fill") for a, b in self.fill_pairs(gen)], None
         if self.cfg.explore and gen > 1:
-            partner = self.least_related(top[0], {(p.a, p.b) for p in planned})
+            taken = {(p.a, p.b) for p in planned}
+            partner = (self.random_partner(gen, top[0], taken) if self.cfg.partner == "random"
+                       else self.least_related(top[0], taken))
             if partner is not None:
                 planned.append(Pair(top[0], partner, "explore"))
         return planned, None
@@ -288,16 +357,19 @@ class Breeder:
         ancestors = {n: self.ancestors(n) for n in names} if gen > 1 else {}
         found = candidate_pairs(names, set(top) if gen > 1 else None, self.merged_pairs(),
                                 ancestors)
-        cands = [PairStats(x, y, fit[x], fit[y], self.kinship(x, y), (rows[x].seq, rows[y].seq))
-                 for x, y in found]
-        kids = [(self.kinship(*r.parents), fit[r.parents[0]], fit[r.parents[1]], fit[n])
-                for n, r in rows.items() if r.parents and n in fit]
+        cands = [PairStats(x, y, fit[x], fit[y], self.kinship(x, y, decide=True),
+                           (rows[x].seq, rows[y].seq)) for x, y in found]
+        kids = [(self.kinship(*r.parents, decide=True), fit[r.parents[0]], fit[r.parents[1]],
+                 fit[n]) for n, r in rows.items() if r.parents and n in fit]
         return choose(cands, fit_gain(kids), self.cfg.kinship.metric, width(self.cfg.k))
 
-    def converged(self, kin: float) -> bool:
+    def converged(self, top: list[str]) -> bool:
+        """Whether the top-k's mean pairwise kinship reached the threshold (a decision that
+        consults kinship only when a threshold is set)."""
         thr = self.cfg.kinship.threshold
         if thr is None:
             return False
+        kin = self.top_k_kinship(top, decide=True)
         return kin <= thr if self.cfg.kinship.metric == "ed" else kin >= thr
 
     def record(self, gen: int, top: list[str], merged: list[tuple[Pair, str]],

@@ -57,9 +57,11 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
 
     `fitness` (a Fitness, or a function f(candidate, split)) and `kinship_fn` replace the
     configured fitness and kinmerge.kinship (tests, custom scoring); `overrides` are k,
-    explore, select ("topk" or "predicted"), seed, generations, evaluations. A generation's merges and evaluations run
-    `workers` at a time in local processes, or as Ray tasks (`backend="ray"`, on the cluster
-    at `ray_address`); the results are those of a sequential run. With workers, a `fitness`
+    explore, select ("topk", "predicted" or "random"), partner ("least_related" or
+    "random"), stall ("stop" or "fill"), seed, generations, evaluations. A generation's
+    merges and evaluations run `workers` at a time in local processes, or as Ray tasks
+    (`backend="ray"`, on the cluster at `ray_address`); the results are those of a
+    sequential run. With workers, a `fitness`
     object must be picklable (a configured fitness always is). `threads`: torch threads of
     each merge and scoring, wherever it runs (default: kinmerge.threads' policy).
     """
@@ -157,7 +159,18 @@ def _summary(cfg: BreedConfig, state: BreedState, breeder: Breeder, stop: str,
     return BreedSummary(cfg.explore, cfg.k, cfg.kinship.metric, state.evaluation_count(),
                         cfg.budget.evaluations, state.evaluation(best)[0] if best else None,
                         best, state.models()[best].path if best else None, stop, tuple(gens),
-                        cfg.select)
+                        cfg.select, cfg.partner, cfg.stall, anytime(state, breeder.evaluated()),
+                        state.kinship_count(cfg.kinship.metric),
+                        len(breeder.selection_pairs))
+
+
+def anytime(state: BreedState, evaluated: list[str]) -> tuple[float, ...]:
+    """Best fitness so far after each of the models `evaluated` (in creation order)."""
+    trace, best = [], float("-inf")
+    for name in evaluated:
+        best = max(best, state.evaluation(name)[0])  # type: ignore[index]
+        trace.append(best)
+    return tuple(trace)
 
 
 HISTORY = ["name", "generation", "origin", "parents", "fitness", "parent_kinship",

@@ -133,6 +133,11 @@ class BreedState:
                               (*_key(a, b), metric)).fetchone()
         return row[0] if row else None
 
+    def kinship_count(self, metric: str) -> int:
+        """Pairs whose kinship in `metric` was measured."""
+        return self.db.execute("SELECT COUNT(*) FROM kinship WHERE metric = ?",
+                               (metric,)).fetchone()[0]
+
     def add_kinship(self, a: str, b: str, metric: str, value: float) -> None:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO kinship VALUES (?, ?, ?, ?)",

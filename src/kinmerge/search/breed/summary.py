@@ -11,7 +11,7 @@ from kinmerge.record import Record
 class Merge(Record):
     parents: tuple[str, str]
     child: str
-    origin: str  # "top-k", "explore" or "predicted"
+    origin: str  # "top-k", "explore", "predicted", "random" or "fill"
     # select: predicted: the gain expected of the child, and by which model ("fit" or
     # "prior"); left out of summary.json for the other origins
     predicted_gain: float | None = None
@@ -65,11 +65,25 @@ class BreedSummary(Record):
     best_path: str | None
     stop_reason: str
     generations: tuple[Generation, ...]
-    select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1) or "predicted"
+    select: str = "topk"  # how pairs were chosen: "topk" (Algorithm 1), "predicted", "random"
+    partner: str = "least_related"  # exploration's partner: "least_related" or "random"
+    stall: str = "stop"  # when the top-k stops changing: "stop" or "fill"
+    # best fitness so far after each counted evaluation, in the order a sequential run makes
+    # them (the pool's first): the run's anytime curve
+    trace: tuple[float, ...] = ()
+    # kinship pairs measured (in `metric`): in all, and those the pair choices consulted
+    # (exploration's partner, predicted gains, the threshold); the rest are for the record
+    # (merged parents, the top-k)
+    kinship_measured: int = 0
+    kinship_for_selection: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BreedSummary":
+        """summary.json read back; the fields a run before the controls did not write take
+        their defaults (what such a run did)."""
         return cls(d["explore"], d["k"], d["metric"], d["evaluations"], d["budget"],
                    d["best_score"], d["best_model"], d["best_path"], d["stop_reason"],
                    tuple(Generation.from_dict(g) for g in d["generations"]),
-                   d.get("select", "topk"))
+                   d.get("select", "topk"), d.get("partner", "least_related"),
+                   d.get("stall", "stop"), tuple(d.get("trace", ())),
+                   d.get("kinship_measured", 0), d.get("kinship_for_selection", 0))
