@@ -14,11 +14,9 @@ A few hundred examples in the default suite; thousands with KINMERGE_SLOW=1.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,8 @@ from kinmerge.core.multistage import NAME, run_all
 from kinmerge.errors import KinmergeError
 from kinmerge.zoo.synthetic import synthetic_llama
 
+from fuzz_kit import limited
+
 SLOW = os.environ.get("KINMERGE_SLOW") == "1"
 EXAMPLES = 3000 if SLOW else 200
 LIMIT_S = 20.0  # per example; a tiny merge takes milliseconds, a whole example well under 1 s
@@ -40,24 +40,6 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not SLOW, data
 GOOD = ["s1", "s2", "first-merge", "a.b_c", "ft1", "keep", "A"]
 BAD = ["../keep", "../../keep", "/KEEP", "..", ".", "", "a/b", "x" * 70, "é", "-x", ".hid",
        "a b", "s1+x", "~", "C:\\x", "s1/../keep"]
-
-
-class Hang(Exception):
-    """An example ran past LIMIT_S (not a KinmergeError: it fails the test)."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    def alarm(signum, frame):
-        raise Hang(f"an example ran past its {seconds:.0f} s limit")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +148,7 @@ def test_multistage_fuzz(sandbox):
         cwd = os.getcwd()
         os.chdir(root / "work")
         try:
-            with time_limit(LIMIT_S):
+            with limited(LIMIT_S, "multi-stage example"):
                 if opt["runner"] == "merge":
                     kinmerge.merge(recipe, out, stage=opt["stage"], intermediate_dir=inter,
                                    overwrite=opt["overwrite"], out_shard_size="5B")

@@ -220,11 +220,7 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
     check_out(out, roots)
     inter = _check_intermediate(intermediate_dir, out, roots, order)
     with run_lock(out, "merge"):
-        if os.path.lexists(out) and not overwrite:
-            raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                    fix="choose another path, or pass overwrite=True",
-                                    cli_fix="choose another path, or pass --overwrite")
-        check_replaceable(out)
+        check_replaceable(out, overwrite)
         with scratch_dir(out) as scratch:
             outputs: dict[str, str] = {}
             for s in order[:-1]:

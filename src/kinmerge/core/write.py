@@ -20,7 +20,7 @@ import torch
 
 from kinmerge import lineage as lin
 from kinmerge.lineage.card import model_card
-from kinmerge.errors import KinmergeError, OutputExistsError
+from kinmerge.errors import KinmergeError
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.cache import TensorCache
@@ -145,11 +145,7 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with run_lock(out, "merge"):
-        if os.path.lexists(out) and not overwrite:
-            raise OutputExistsError(f"output path {out} already exists", where=str(out),
-                                    fix="choose another path, or pass overwrite=True",
-                                    cli_fix="choose another path, or pass --overwrite")
-        check_replaceable(out)
+        check_replaceable(out, overwrite)
         with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
                       truncate_embeddings=truncate_embeddings) as (_, readers, p):
             for w in p.warnings:

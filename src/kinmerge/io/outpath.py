@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from kinmerge.errors import KinmergeError
+from kinmerge.errors import KinmergeError, OutputExistsError
 
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 PATH_MAX = 4096  # bytes in a whole path on Linux, the final NUL included
@@ -183,9 +183,14 @@ MODEL_MARKERS = ("config.json", "mergekit_config.yml", "model.safetensors",
                  "model.safetensors.index.json", "pytorch_model.bin", "lineage.json")
 
 
-def check_replaceable(out: Path) -> None:
-    """`--overwrite` replaces OUT whole: allowed for an empty folder or a model folder (a
-    previous merge), refused for anything else (a home folder, a project, a run folder)."""
+def check_replaceable(out: Path, overwrite: bool = True) -> None:
+    """An existing OUT is refused without `overwrite`; `--overwrite` replaces OUT whole:
+    allowed for an empty folder or a model folder (a previous merge), refused for anything
+    else (a home folder, a project, a run folder)."""
+    if os.path.lexists(out) and not overwrite:
+        raise OutputExistsError(f"output path {out} already exists", where=str(out),
+                                fix="choose another path, or pass overwrite=True",
+                                cli_fix="choose another path, or pass --overwrite")
     if not out.is_dir():
         return
     real, cwd = out.resolve(), Path.cwd().resolve()
