@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "  1/2 torch (CPU build, pinned in constraints.txt so nothing pulls a multi-GB CUDA one)"
 	$(BIN)/python -m pip install -q -c constraints.txt torch
 	@echo "  2/2 kinmerge -e '.[test,evolve]' and the rest"
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,evolve]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,evolve,docs]'
 	touch $(STAMP)
 	@echo "make install: done ($(BIN)/kinmerge)"
 
@@ -29,10 +29,8 @@ demo: install
 	$(BIN)/kinmerge demo --out runs/demo
 
 # The docs site (docs/, mkdocs.yml): regenerate the reference pages from the code, then build
-# into runs/site/ with warnings as errors. Installs the `docs` extra's pinned mkdocs first.
+# into runs/site/ with warnings as errors (the `docs` extra's pinned mkdocs comes with install).
 docs: install
-	$(BIN)/python -c "import mkdocs, material" 2>/dev/null || \
-		$(BIN)/python -m pip install -q -c constraints.txt mkdocs mkdocs-material pymdown-extensions
 	$(BIN)/python -m tools.docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir runs/site
 

@@ -136,7 +136,7 @@ def test_fuzz_the_strategy_fields(select, partner, stall, explore):
         cfg = load_breed_config(data)
     except KinmergeError as e:
         msg = str(e)
-        assert msg.startswith("breed config has") and "fix: see the README" in msg
+        assert msg.startswith("breed config has") and "fix: see docs/guides/breed.md" in msg
         return
     assert cfg.select in ("topk", "predicted", "random")
     if cfg.partner == "random":

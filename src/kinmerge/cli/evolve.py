@@ -1,4 +1,4 @@
-"""`kinmerge evolve`: search merge recipes with CMA-ES (see the README, Evolutionary merging)."""
+"""`kinmerge evolve`: search merge recipes with CMA-ES (see docs/guides/evolve.md)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

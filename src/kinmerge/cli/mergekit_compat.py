@@ -2,7 +2,7 @@
 OUT]`: mergekit-yaml's and mergekit-multi's command lines, running kinmerge.
 
 Every flag of mergekit-yaml 0.1.5 is accepted, with its `--no-` form, so existing command
-lines work unchanged. What each does here (the README's "mergekit compatibility" table):
+lines work unchanged. What each does here (docs/reference/mergekit.md):
 - same meaning: --cuda, --device, --random-seed, --out-shard-size, --copy-tokenizer,
   --write-model-card, -v, --quiet (no progress bar), -j/--num-threads (= --threads: torch's
   CPU threads for this merge), --gpu-rich (its --cuda part; the rest are no-ops here);

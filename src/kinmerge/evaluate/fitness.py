@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Split = Literal["search", "heldout"]
 UserFunction = Callable[[Candidate, str], "float | dict[str, float]"]
 OLD_FORM = ("fitness functions now take (candidate, split); f(model_dir) is deprecated: "
-            "use candidate.path (see the README, Migration)")
+            "use candidate.path (see docs/migration.md)")
 
 
 @runtime_checkable

@@ -62,7 +62,7 @@ def load_soup_config(source: "str | Path | dict | SoupConfig") -> SoupConfig:
         return source
     data, where = read_yaml(source, subject="soup config", example="examples/soup-zoo.yml")
     return validate(SoupConfig, data, subject="soup config", where=where,
-                    fix="see the README (Greedy soup) and examples/soup-zoo.yml")
+                    fix="see docs/guides/soup.md and examples/soup-zoo.yml")
 
 
 @dataclass(frozen=True)

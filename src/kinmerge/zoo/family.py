@@ -11,7 +11,7 @@ Layout of a zoo directory:
     tasks/<skill>/choices.jsonl            the held-out split as multiple choice
     tasks/text.txt                         held-out examples as plain text (perplexity)
 
-The recipe that makes merges work on models this small (the README's zoo section has the numbers): the
+The recipe that makes merges work on models this small (docs/guides/zoo.md has the numbers): the
 base is pretrained to convergence on every task format at short lengths; each expert extends
 one skill to longer inputs with small steps (few hundred steps, lr <= 1e-3, 30% replay of the
 pretraining mixture), so task vectors stay small and nearly orthogonal between skills.
@@ -96,9 +96,9 @@ class ZooConfig:
         compose (sort, shift, upper), two experts each from different seeds, trained gently
         (lr 2e-4, 200 steps, half replay) so that task vectors stay short. A task-arithmetic
         merge of one expert per skill keeps all three skills and beats every two-skill merge,
-        while two same-skill experts (near relatives) gain nothing by merging: the README's
-        Breeding section shows what greedy merging, exploration and predicted-gain selection
-        make of it.
+        while two same-skill experts (near relatives) gain nothing by merging: the breeding
+        guide (docs/guides/breed.md) shows what greedy merging, exploration and
+        predicted-gain selection make of it.
         (`rev`, also in pretraining, is left out: its task vector wipes out the others.)"""
         gentle = Schedule(steps=200, lr=2e-4, batch=64, warmup=25)
         return cls(expert=gentle, skills=("sort", "shift", "upper"),

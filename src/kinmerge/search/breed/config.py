@@ -129,7 +129,7 @@ def load_breed_config(source: "str | Path | dict | BreedConfig", **overrides: An
                                 example="examples/breed-zoo.yml")
     data = _apply(dict(data), {k: v for k, v in overrides.items() if v is not None})
     return validate(BreedConfig, data, subject="breed config", where=where,
-                    fix="see the README (Breeding) and examples/breed-zoo.yml")
+                    fix="see docs/guides/breed.md and examples/breed-zoo.yml")
 
 
 def _apply(data: dict, over: dict[str, Any]) -> dict:

@@ -140,7 +140,7 @@ def load_evolve_config(source: "str | Path | dict | EvolveConfig") -> EvolveConf
         return source
     data, where = read_yaml(source, subject="evolve config", example="examples/evolve-zoo.yml")
     return validate(EvolveConfig, data, subject="evolve config", where=where,
-                    fix="see the README (Evolutionary merging) and examples/evolve-zoo.yml")
+                    fix="see docs/guides/evolve.md and examples/evolve-zoo.yml")
 
 
 def check_run_options(trials: int | None, workers: int) -> None:
