@@ -70,13 +70,7 @@ def atomic_dir(out: str | Path, *, overwrite: bool = True,
         before = identity(out)
         if before is not None and not overwrite:
             raise _exists(out, "already exists")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(out)
-            tmp = temp_path(out)
-            tmp.mkdir()
-        except OSError as e:
-            raise write_error(e, out) from e
+        tmp = _new_temp(out, tidy=True)
         try:
             yield tmp
             publish(tmp, out, replaces=before)
@@ -91,17 +85,25 @@ def atomic_dir(out: str | Path, *, overwrite: bool = True,
 def scratch_dir(out: str | Path) -> Iterator[Path]:
     """A temporary folder in OUT's own temporary area (named like atomic_dir's, so a killed
     run's is removed by the next run on OUT), removed when the block ends, however it ends."""
-    out = Path(os.path.abspath(out))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(out)
-        tmp.mkdir()
-    except OSError as e:
-        raise write_error(e, out) from e
+    tmp = _new_temp(Path(os.path.abspath(out)), tidy=False)
     try:
         yield tmp
     finally:
         _remove(tmp)
+
+
+def _new_temp(out: Path, *, tidy: bool) -> Path:
+    """A new temporary folder beside `out` (its parents made); `tidy` first removes what dead
+    runs left there. An OSError becomes one KinmergeError."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tidy:
+            remove_leftovers(out)
+        tmp = temp_path(out)
+        tmp.mkdir()
+    except OSError as e:
+        raise write_error(e, out) from e
+    return tmp
 
 
 def identity(p: Path) -> tuple[int, int] | None:
