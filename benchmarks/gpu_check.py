@@ -3,8 +3,9 @@
   merges  linear and TIES at --params (default 0.27B, bench_merge's synthetic bfloat16 Llama
           family) with kinmerge on cpu and on cuda, and with `mergekit-yaml` (--cuda when a
           GPU is there) when it is installed: wall time per run, and whether each output's
-          bytes equal kinmerge-on-cpu's (kinmerge cuda must: a mismatch fails the check;
-          mergekit's TIES ranks ties its own way, so it runs with `ties_topk: mergekit`)
+          bytes equal kinmerge-on-cpu's (kinmerge cuda must: a mismatch fails the check).
+          mergekit's TIES ranks equal magnitudes by an unstable sort whose order depends on
+          the device, so it is compared with kinmerge's `topk: mergekit` on the same device
   search  one evolve and one breed on the shipped zoo (small budgets), device cpu and, with a
           GPU, device cuda: wall time, and whether the runs agree (best recipe and scores;
           reported, not required: a GPU's matmuls round differently, and a score on the edge
@@ -29,6 +30,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 MERGEKIT = [os.environ.get("MERGEKIT_YAML", ""), shutil.which("mergekit-yaml") or "",
             "/tmp/mkvenv/bin/mergekit-yaml"]
+KINMERGE_YAML = [sys.executable, "-c",
+                 "import sys; from kinmerge.cli.mergekit_compat import main; sys.exit(main())"]
 
 
 def row(**kw) -> None:
@@ -56,57 +59,86 @@ def digest(model_dir: Path) -> str:
 
 
 def merges(args: argparse.Namespace, gpu: bool) -> list[str]:
-    import torch
-    import yaml
     from bench_merge import build_models, llama_shape, parse_params
 
-    import kinmerge
-
     p = build_models(args.work / "models" / args.params, llama_shape(parse_params(args.params)))
+    three = (("ft1", 0.4), ("ft2", 0.3), ("ft3", 0.3))
     recipes = {
         "linear": {"merge_method": "linear", "dtype": "bfloat16", "models": [
-            {"model": p[m], "parameters": {"weight": w}}
-            for m, w in (("ft1", 0.4), ("ft2", 0.3), ("ft3", 0.3))]},
+            {"model": p[m], "parameters": {"weight": w}} for m, w in three]},
         "ties": {"merge_method": "ties", "base_model": p["base"], "dtype": "bfloat16",
-                 "kinmerge": {"topk": "mergekit"}, "models": [
-                     {"model": p[m], "parameters": {"weight": w, "density": 0.5}}
-                     for m, w in (("ft1", 0.4), ("ft2", 0.3), ("ft3", 0.3))]}}
+                 "models": [{"model": p[m], "parameters": {"weight": w, "density": 0.5}}
+                            for m, w in three]}}
+    # mergekit ranks equal magnitudes by torch's unstable sort (on the GPU in bfloat16, on
+    # the CPU in float32), so its TIES is compared with kinmerge's `topk: mergekit` on the
+    # same device; that order depends on the device by construction, so it is not part of
+    # the cpu-vs-cuda byte check
+    mk_order = {**recipes["ties"], "kinmerge": {"topk": "mergekit"}}
     mk = next((m for m in MERGEKIT if m and Path(m).exists()), None)
+    device = "cuda" if gpu else "cpu"
     failures = []
     for name, recipe in recipes.items():
         ref = None
-        for device in ["cpu"] + (["cuda"] if gpu else []):
-            out = args.work / "out" / f"{name}-{device}"
-            t0 = time.perf_counter()
-            kinmerge.merge(recipe, out, device=device, overwrite=True)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            wall = time.perf_counter() - t0
-            d = digest(out)
+        for dev in ["cpu"] + (["cuda"] if gpu else []):
+            d, wall = _kinmerge(recipe, args.work / "out" / f"{name}-{dev}", dev)
             ref = ref or d
-            row(check="merge", method=name, tool="kinmerge", device=device,
-                wall_s=round(wall, 2), same_bytes_as_kinmerge_cpu=d == ref)
+            row(check="merge", method=name, tool="kinmerge", device=dev, wall_s=wall,
+                same_bytes_as_kinmerge_cpu=d == ref)
             if d != ref:
-                failures.append(f"{name}: kinmerge on {device} gave other bytes than on cpu")
-            shutil.rmtree(out)
+                failures.append(f"{name}: kinmerge on {dev} gave other bytes than on cpu")
         if mk is None:
             row(check="merge", method=name, tool="mergekit", skipped="mergekit-yaml not found")
             continue
-        mk_recipe = {k: v for k, v in recipe.items() if k != "kinmerge"}
-        cfg = args.work / f"{name}-mergekit.yml"
-        cfg.write_text(yaml.safe_dump(mk_recipe))
-        out = args.work / "out" / f"{name}-mergekit"
-        cmd = [mk, str(cfg), str(out)] + (["--cuda"] if gpu else [])
-        t0 = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if done.returncode != 0:
-            row(check="merge", method=name, tool="mergekit", error=done.stderr[-500:])
-            continue
-        row(check="merge", method=name, tool="mergekit", device="cuda" if gpu else "cpu",
-            wall_s=round(wall, 2), same_bytes_as_kinmerge_cpu=digest(out) == ref)
-        shutil.rmtree(out)
+        theirs = recipe
+        if name == "ties":
+            ref, _ = _kinmerge(mk_order, args.work / "out" / "ties-mk-order", device)
+            theirs = {k: v for k, v in mk_order.items() if k != "kinmerge"}
+        # side by side as users run them: each tool's command in a fresh process, start-up
+        # included, on the same recipe file (kinmerge-yaml takes mergekit's YAML and flags)
+        for tool, cmd in (("mergekit-yaml", [mk]), ("kinmerge-yaml", KINMERGE_YAML)):
+            got = _cli(cmd, theirs, args.work, f"{name}-{tool}", gpu)
+            if "error" in got:
+                row(check="merge", method=name, tool=tool, error=got["error"])
+                continue
+            row(check="merge", method=name, tool=tool, device=device, wall_s=got["wall_s"],
+                same_bytes_as_kinmerge=got["digest"] == ref,
+                recipe="ties, kinmerge: {topk: mergekit}" if name == "ties" else name)
     return failures
+
+
+def _kinmerge(recipe: dict, out: Path, device: str) -> tuple[str, float]:
+    """(digest, wall seconds) of one kinmerge merge into `out` (removed after)."""
+    import torch
+
+    import kinmerge
+
+    t0 = time.perf_counter()
+    kinmerge.merge(recipe, out, device=device, overwrite=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    wall = round(time.perf_counter() - t0, 2)
+    d = digest(out)
+    shutil.rmtree(out)
+    return d, wall
+
+
+def _cli(command: list[str], recipe: dict, work: Path, name: str, gpu: bool) -> dict:
+    """{digest, wall_s} of a mergekit-style command (`mergekit-yaml CONFIG OUT [--cuda]`) on
+    `recipe`, its process start included, or {error}."""
+    import yaml
+
+    cfg = work / f"{name}.yml"
+    cfg.write_text(yaml.safe_dump(recipe))
+    out = work / "out" / name
+    cmd = [*command, str(cfg), str(out)] + (["--cuda"] if gpu else [])
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = round(time.perf_counter() - t0, 2)
+    if done.returncode != 0:
+        return {"error": done.stderr[-500:]}
+    d = digest(out)
+    shutil.rmtree(out)
+    return {"digest": d, "wall_s": wall}
 
 
 def search(args: argparse.Namespace, gpu: bool) -> list[str]:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU path, checked in one run that fits 8 minutes on one GPU:
-#   1. the CUDA tests (tests/merge/test_cuda.py, the device tests of evolve/breed and the CLI)
+#   1. the CUDA tests (tests/merge/test_cuda.py, the device tests of evolve/breed and the CLI);
+#      every registered method's cpu-vs-cuda bytes are also written to cuda-bytes.jsonl and
+#      printed as a table (which methods give cpu's bytes on this card, and how far the rest are)
 #   2. linear and TIES at ~0.27B: kinmerge on cuda vs cpu vs `mergekit-yaml --cuda` when
 #      mergekit is installed (bytes + wall times; kinmerge cuda must give cpu's bytes)
 #   3. (GPU only) evolution candidates at ~0.27B merged, cached and scored on cuda
 #      (benchmarks/bench_candidates.py --device cuda: without and with the worker cache)
 #   4. one evolve and one breed on the shipped zoo with `device: cuda`, timed against cpu
 # Without a GPU it runs the CPU half of each step (the CUDA tests then skip), so the script
-# cannot rot. Each step has its own time limit; the whole stays under 8 minutes.
+# cannot rot. Each step has its own time limit; the whole took 4.5 minutes on an H100
+# (2026-12-06, benchmarks/results/2026-12-06-h100/).
 #
 #   benchmarks/gpu_check.sh                 # work files in a temporary folder, removed after
 #   WORK=/tmp/gpu-check KEEP=1 benchmarks/gpu_check.sh
@@ -43,11 +46,25 @@ step() {  # step NAME LIMIT_S COMMAND...
   esac
 }
 
-step cuda-tests 90 $PY -m pytest -q -p no:cacheprovider -rs tests/merge/test_cuda.py \
+export KINMERGE_CUDA_BYTES="$WORK/cuda-bytes.jsonl"
+rm -f "$KINMERGE_CUDA_BYTES"
+step cuda-tests 150 $PY -m pytest -q -p no:cacheprovider -rs tests/merge/test_cuda.py \
   tests/evolve/test_device.py tests/cli/test_merge_cli.py -k "cuda or device or gpu"
+if [ -s "$KINMERGE_CUDA_BYTES" ]; then
+  echo "== cpu-vs-cuda bytes, every method (tensors that differ / tensors; largest difference" \
+       "relative to the tensor's largest magnitude)"
+  $PY - "$KINMERGE_CUDA_BYTES" <<'PYEOF'
+import json, sys
+rows = [json.loads(x) for x in open(sys.argv[1])]
+for r in sorted(rows, key=lambda r: (r["method"], r["dtype"])):
+    same = "same bytes" if not r["differ"] else f"{r['differ']}/{r['tensors']} differ, {r['worst_rel']:.1e}"
+    print(f"  {r['method']:<16} {r['dtype']:<9} {same}")
+print(f"  {sum(not r['differ'] for r in rows)} of {len(rows)} cases give cpu's bytes")
+PYEOF
+fi
 step merges 200 $PY benchmarks/gpu_check.py merges --work "$WORK" --params "${GPU_CHECK_PARAMS:-0.27B}"
 if [ -n "$GPU" ]; then  # evolution candidates on the GPU, without and with the worker cache
-  step candidates 90 $PY benchmarks/bench_candidates.py --sizes "${GPU_CHECK_PARAMS:-0.27B}" \
+  step candidates 150 $PY benchmarks/bench_candidates.py --sizes "${GPU_CHECK_PARAMS:-0.27B}" \
     --candidates 2 --children 0 --device cuda --root "$WORK/models" --json
 fi
 step search 100 $PY benchmarks/gpu_check.py search --work "$WORK"

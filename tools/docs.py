@@ -61,6 +61,9 @@ def methods_page() -> str:
         if "topk" in m.options:
             facts.append("tie order of its top-k: `kinmerge: {topk: stable|mergekit}` or "
                          "`--ties-topk`")
+        if not m.device_exact:
+            facts.append("runs on the CPU under `--device cuda`: its norms and angles round "
+                         "otherwise on a GPU, and a merge's bytes do not depend on the device")
         out.append("".join(f"- {f}\n" for f in facts))
         out.append(f"- paper: {m.paper}\n\n")
         if not m.params:

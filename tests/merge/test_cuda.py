@@ -1,13 +1,20 @@
 """`--device cuda` gives the bytes `--device cpu` gives: random masks are drawn on the CPU from
-the per-tensor generator, top-k ties break by flat position on both devices, and the output is
-cast and moved back before writing. These tests run only where torch sees a GPU."""
+the per-tensor generator, top-k ties break by flat position on both devices, the L1 sums of
+the rescale are taken on the CPU, the methods steered by norms and angles run on the CPU
+(`Method.device_exact`), and the output is cast and moved back before writing. These tests
+run only where torch sees a GPU (benchmarks/gpu_check.sh runs them)."""
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 import torch
+from method_kit import DTYPES, build_family, recipe
 
 import kinmerge
 from kinmerge.core.execute import run_job
+from kinmerge.methods import REGISTRY
 from kinmerge.methods.sparsify import bernoulli_mask, topk_mask
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -67,7 +74,39 @@ def test_run_job_returns_cpu_tensors_in_the_output_dtype(family):
 
     with open_models(p.recipe) as readers:
         job = p.jobs[0]
-        tensors, base = _load(job, readers)
-        out = run_job(p, job, tensors, base, seed=3, device=torch.device("cuda"),
-                      compute=p.compute_dtype)
+        tensors, base, _norms = _load(job, readers)
+        out = run_job(p, job, tensors, base, seed=3, device=torch.device("cuda"))
     assert out.device.type == "cpu" and out.dtype == job.out_dtype
+
+
+@pytest.fixture(scope="module")
+def big_family(tmp_path_factory):
+    return build_family(tmp_path_factory.mktemp("big-family"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_method_gives_cpu_bytes_on_cuda(big_family, name, dtype):
+    """Every registered method, on tensors large enough that reductions split: the bytes on
+    cuda are the bytes on cpu. Where they are not, the message says how far apart (largest
+    difference in units of the cpu tensor's largest magnitude) so the docs can say it; with
+    KINMERGE_CUDA_BYTES=FILE each case also appends a JSON row there (benchmarks/gpu_check.sh)."""
+    r = recipe(name, dtype, big_family)
+    cpu = kinmerge.merge_to_memory(r, device="cpu", seed=7).tensors
+    gpu = kinmerge.merge_to_memory(r, device="cuda", seed=7).tensors
+    assert list(cpu) == list(gpu)
+    differ, worst = [], 0.0
+    for n, t in cpu.items():
+        g = gpu[n]
+        assert g.device.type == "cpu" and g.dtype == t.dtype, n
+        if not torch.equal(t.view(torch.uint8), g.view(torch.uint8)):
+            differ.append(n)
+            scale = t.float().abs().max().clamp_min(1e-30)
+            worst = max(worst, float((t.float() - g.float()).abs().max() / scale))
+    if os.environ.get("KINMERGE_CUDA_BYTES"):
+        with open(os.environ["KINMERGE_CUDA_BYTES"], "a") as f:
+            f.write(json.dumps({"method": name, "dtype": dtype, "tensors": len(cpu),
+                                "differ": len(differ), "worst_rel": worst}) + "\n")
+    assert not differ, (f"{name} {dtype}: {len(differ)} of {len(cpu)} tensors differ on cuda "
+                        f"(largest difference {worst:.2e} of the tensor's largest magnitude): "
+                        f"{differ[:4]}")

@@ -11,10 +11,10 @@ the 40 cases (checked when the test was written).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import pytest
 import torch
+from method_kit import DTYPES, build_family, digest, recipe
 
 import kinmerge
 from kinmerge import threads
@@ -24,55 +24,13 @@ from kinmerge.core.plan import plan
 from kinmerge.core.recipe import load_recipe
 from kinmerge.io.writer import InMemorySink
 from kinmerge.methods import REGISTRY
-from kinmerge.zoo.synthetic import synthetic_llama
 
 THREADS = (1, 2, 4)
-DTYPES = ("float32", "bfloat16")
-# parameters that make each method do its reductions and masks (defaults elsewhere)
-MODEL_PARAMS = {"weight": [0.5, 0.3, 0.2], "density": [0.5, 0.6, 0.7],
-                "epsilon": [0.1, 0.1, 0.1], "gamma": [0.01, 0.01, 0.01], "scale": [1.0]}
-GLOBAL_PARAMS = {"t": 0.3, "select_topk": 0.5}
 
 
 @pytest.fixture(scope="module")
 def big_family(tmp_path_factory):
-    """A base and three fine-tunes per dtype, one layer, 256 x 512 MLP matrices."""
-    root = tmp_path_factory.mktemp("big-family")
-    out = {}
-    for dt in DTYPES:
-        kw = dict(layers=1, hidden=256, intermediate=512, vocab=32, heads=4,
-                  dtype=getattr(torch, dt))
-        base = synthetic_llama(root / dt / "base", seed=0, **kw)
-        fts = [synthetic_llama(root / dt / f"ft{i}", base=base, seed=i, delta=0.5, **kw)
-               for i in (1, 2, 3)]
-        out[dt] = (str(base), [str(f) for f in fts])
-    return out
-
-
-def recipe(name: str, dtype: str, family) -> dict:
-    m = REGISTRY[name]
-    base, fts = family[dtype]
-    n = m.n_models or 3
-    models = []
-    for i, ft in enumerate(fts[:n]):
-        params = {p.name: MODEL_PARAMS[p.name][i] for p in m.params if p.scope == "model"
-                  if p.name in MODEL_PARAMS}
-        models.append({"model": ft, **({"parameters": params} if params else {})})
-    if m.with_base:  # slerp, nearswap: the base is one of the listed models
-        models.insert(0, {"model": base})
-    r = {"merge_method": name, "models": models, "dtype": dtype}
-    if m.takes_base:
-        r["base_model"] = base
-    params = {p.name: GLOBAL_PARAMS[p.name] for p in m.params
-              if p.scope == "global" and p.name in GLOBAL_PARAMS}
-    if params:
-        r["parameters"] = params
-    return r
-
-
-def digest(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {n: hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-            for n, t in sorted(tensors.items())}
+    return build_family(tmp_path_factory.mktemp("big-family"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -212,3 +212,22 @@ def test_the_accumulation_width_is_the_plans_argument_not_the_methods_choice():
         wide, narrow = call(accum=torch.float64), call(accum=torch.float32)
         assert torch.equal(narrow, call(accum=torch.float32)), name
         assert not torch.equal(wide.double(), narrow.double()), name
+
+
+def test_methods_steered_by_norms_run_on_the_cpu_under_cuda():
+    """A GPU sums and rounds sin/acos otherwise (measured on an H100: slerp, nuslerp,
+    multislerp, karcher, model_stock and sce gave other bytes there), so those methods run on
+    the CPU whatever device is asked for; the rest run where they are asked to."""
+    import torch
+
+    from kinmerge.core.execute import compute_device
+    from kinmerge.methods import REGISTRY
+
+    inexact = {n for n, m in REGISTRY.items() if not m.device_exact}
+    assert inexact == {"slerp", "nuslerp", "multislerp", "karcher", "model_stock", "sce"}
+    for name, m in REGISTRY.items():
+        assert compute_device(m, "cpu") == torch.device("cpu")
+        want = "cpu" if name in inexact else "cuda"
+        assert compute_device(m, "cuda").type == want, name
+        assert compute_device(m, torch.device("cuda", 1)) == (
+            torch.device("cpu") if name in inexact else torch.device("cuda", 1))

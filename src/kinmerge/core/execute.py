@@ -43,7 +43,7 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     their largest input's, are named in one warning each (the latter unless
     `allow_norm_growth`).
     """
-    device = torch.device(device)
+    device = compute_device(plan.method, device)
     jobs = plan.jobs
     ahead_ok = read_ahead(plan, readers)  # the plan's working dtypes
     bad: list[nonfinite.NonFinite] = []
@@ -78,6 +78,20 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     nonfinite.warn(bad)
     nonfinite.warn_dropped(dropped)
     nonfinite.warn_absurd(absurd)
+
+
+def compute_device(method, device: str | torch.device) -> torch.device:
+    """Where `method`'s arithmetic runs when the merge asks for `device`: there, unless the
+    method does not give the CPU's bytes on an accelerator (`Method.device_exact`: slerp,
+    nuslerp, multislerp, karcher, model_stock, sce), which then runs on the CPU so that the
+    output is the same whatever device was asked for."""
+    device = torch.device(device)
+    if device.type == "cpu" or method.device_exact:
+        return device
+    log.info("%s runs on the CPU although %s was asked for: its norms and angles round "
+             "differently on an accelerator, and a merge's bytes do not depend on the device",
+             method.name, device)
+    return torch.device("cpu")
 
 
 def _inputs(job: TensorJob, tensors: list[torch.Tensor],

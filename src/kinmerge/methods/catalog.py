@@ -49,7 +49,8 @@ register(Method(
     params=(Param("t", "global", range=Range(0.0, 1.0, warn=True)),),
     paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH)",
     summary="Spherical interpolation from the base (t=0) to the one other model (t=1).",
-    accumulate="float32"))
+    accumulate="float32",
+    device_exact=False))
 
 
 # the task-vector family (task_vector.py; the steps in ties.py, dare.py, della.py,
@@ -176,7 +177,8 @@ register(Method(
     name="model_stock", impl="model_stock.model_stock", needs_base=True, min_models=2,
     params=(Param("filter_wise", "global", False, bool),),
     paper="Jang et al. 2024, Model Stock (arXiv:2403.19522)",
-    summary="Interpolate base -> average of >= 2 fine-tunes by their task vectors' angle."))
+    summary="Interpolate base -> average of >= 2 fine-tunes by their task vectors' angle.",
+    device_exact=False))
 
 
 # nuslerp.py
@@ -196,7 +198,8 @@ register(Method(
     paper="Shoemake 1985, Animating rotation with quaternion curves (SIGGRAPH); "
           "NuSLERP as defined by mergekit (Goddard et al. 2024, arXiv:2403.13257)",
     summary="Slerp between two models at t = w2/(w1+w2); of task vectors with a base; "
-            "whole tensor, per row, or per column."))
+            "whole tensor, per row, or per column.",
+    device_exact=False))
 
 
 # multislerp.py
@@ -207,7 +210,8 @@ register(Method(
             Param("eps", "global", 1e-8, range=Range(0.0, 1.0, low_open=True))),
     paper="Goddard 2025, Multi-SLERP (goddard.blog/posts/multislerp-wow-what-a-cool-idea)",
     summary="Weighted spherical barycentre of any number of models (task vectors with a "
-            "base)."))
+            "base).",
+    device_exact=False))
 
 
 # karcher.py
@@ -220,7 +224,8 @@ register(Method(
           "for model merging arXiv:2603.04972",
     summary="Equal-weight Riemannian mean of the models' directions, times their mean "
             "norm.",
-    accumulate="float32"))
+    accumulate="float32",
+    device_exact=False))
 
 
 # sce.py
@@ -230,7 +235,8 @@ register(Method(
             Param("int8_mask", "global", False, bool)),
     paper="Wan et al. 2024, FuseChat: Knowledge Fusion of Chat Models (arXiv:2408.07990)",
     summary="Keep high-variance positions, weight task vectors by their mean square, erase "
-            "sign conflicts."))
+            "sign conflicts.",
+    device_exact=False))
 
 
 # nearswap.py

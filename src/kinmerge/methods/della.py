@@ -25,9 +25,11 @@ def magprune(delta: torch.Tensor, density: float, epsilon: float, *,
              generator: torch.Generator, topk=None, inplace: bool = False) -> torch.Tensor:
     """delta with each entry kept with a probability rising with its magnitude rank
     (`keep_probabilities`), the others set to 0; density 0 drops every entry and draws
-    nothing from the generator."""
+    nothing from the generator. The mask is made on the CPU whatever delta's device."""
     if density <= 0:
         return torch.zeros_like(delta)
-    p = keep_probabilities(delta, density, epsilon)
+    # ranked and drawn on the CPU: the draw comes from the per-tensor CPU generator, and a
+    # GPU's sort orders equal magnitudes otherwise, so the mask does not depend on the device
+    p = keep_probabilities(delta.cpu(), density, epsilon)
     keep = (torch.rand(p.shape, generator=generator) < p).to(delta.device)
     return delta * keep.to(delta.dtype)

@@ -142,6 +142,13 @@ class Method:
     def takes_base(self) -> bool:
         """Whether a recipe's base_model is passed as `base` rather than as an input."""
         return self.needs_base or self.optional_base
+    # whether the method's arithmetic gives the CPU's bytes on an accelerator. A method whose
+    # result is steered by whole-tensor reductions or scalar functions (norms, dot products,
+    # angles, variances) does not: a GPU sums in another order and its sin/acos round
+    # otherwise (measured on an H100: up to 1 ulp in float32, a flipped top-k selection in
+    # bfloat16). The executor runs such a method on the CPU under `device: cuda`
+    # (`compute_device`), so an output's bytes never depend on the device.
+    device_exact: bool = True
     # the narrowest dtype the method's arithmetic accumulates in (None: the working dtype).
     # plan settles each job's accumulation dtype from it (float64 work stays float64) and the
     # executor passes it to the function as `accum=`

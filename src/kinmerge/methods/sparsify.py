@@ -113,11 +113,20 @@ def bernoulli_mask(shape: torch.Size, density: float, generator: torch.Generator
 
 
 def rescale_l1(original: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Scale `kept` so its L1 norm equals that of `original` (mergekit's DARE rescale)."""
-    before, after = original.abs().sum(), kept.abs().sum()
+    """Scale `kept` so its L1 norm equals that of `original` (mergekit's DARE rescale).
+
+    The two sums are taken on the CPU wherever the tensors are: a GPU sums in another order,
+    and a scale one ulp apart would change every float32 entry (measured on an H100)."""
+    before, after = l1_on_cpu(original), l1_on_cpu(kept)
     if before < 1e-7 or after < 1e-7:
         return kept
     return kept * (before / after)
+
+
+def l1_on_cpu(x: torch.Tensor) -> torch.Tensor:
+    """sum |x| as the CPU sums it (the caller's thread count: one, under threads.arithmetic),
+    a 0-dim tensor of x's dtype on the CPU, which multiplies a tensor on any device."""
+    return x.abs().sum() if x.device.type == "cpu" else x.cpu().abs_().sum()
 
 
 def elect_sign(weighted: torch.Tensor) -> torch.Tensor:
