@@ -123,6 +123,12 @@ def test_nan_alpha_is_refused(tiny):
     ("rank_pattern", {"(\\w+)+x": 2}, "rank_pattern.(\\w+)+x (a key): Value error, a repetition "
                                       "inside a repetition (like `(a+)+`) can take exponential "
                                       "time to match"),
+    ("rank_pattern", {"(\\w|\\w\\w)+x": 2}, "rank_pattern.(\\w|\\w\\w)+x (a key): Value error, "
+                                          "alternatives inside a repetition that can match the "
+                                          "same text (like `(\\w|\\w\\w)+`) can take "
+                                          "exponential time to match"),
+    ("alpha_pattern", {"(a.|.a)+x": 2}, "alpha_pattern.(a.|.a)+x (a key): Value error, "
+                                        "alternatives inside a repetition"),
     ("target_modules", 5, "target_modules"),
     ("use_rslora", "yes", "use_rslora: Input should be a valid boolean (got 'yes')"),
 ])
@@ -329,3 +335,20 @@ def test_fuzz_limit_counts_a_hang_as_a_failure():
         with limited(0.2, "sleeper"):
             time.sleep(5)
     assert time.perf_counter() - t < 2
+
+
+@pytest.mark.parametrize("pattern", [r"(up|down)+_proj", r"(q|k|v)_proj", r".*\.(q|v)_proj",
+                                     r"model\.layers\.(0|1|2)\..*", r"(?:ab|ac)*x",
+                                     r"^(?!.*mlp).*$"])
+def test_plain_alternatives_are_accepted_and_match_fast(pattern):
+    """Alternatives told apart by their first character cannot match one text two ways:
+    accepted, and matching a long near-miss takes no time."""
+    import re
+    import time
+
+    from kinmerge.io.adapter_config import _regex
+
+    assert _regex(pattern) == pattern
+    t0 = time.perf_counter()
+    re.match(rf"(.*\.)?({pattern})$", "up" * 500 + "ab" * 500 + "a" * 200 + "!")
+    assert time.perf_counter() - t0 < 1.0

@@ -56,34 +56,66 @@ def _regex(key: str) -> str:
         nested = _nested_repeat(_parser.parse(key).data)
     except (re.error, RecursionError, OverflowError) as e:
         raise ValueError(f"not a valid regular expression ({e})") from None
+    if nested == "branch":  # (\w|\w\w)+, (a.|.a)+: each round can match two ways
+        raise ValueError("alternatives inside a repetition that can match the same text "
+                         "(like `(\\w|\\w\\w)+`) can take exponential time to match; write "
+                         "the module names plainly")
     if nested:  # (a+)+ and the like: matching can take exponential time (a hang)
         raise ValueError("a repetition inside a repetition (like `(a+)+`) can take "
                          "exponential time to match; write the module names plainly")
     return key
 
 
-def _nested_repeat(items: list, inside: bool = False) -> bool:
-    """Whether a parsed pattern repeats without bound something of variable length that
-    itself repeats (`(a+)+`, `(a*)*`): the shape that backtracks exponentially. Fixed
-    counts (`(ab{2}){3}`) are fine."""
+def _nested_repeat(items: list, inside: bool = False) -> bool | str:
+    """Whether a parsed pattern repeats without bound something that can match the same text
+    in more than one way: a variable-length repetition (`(a+)+`, `(a*)*`; True) or
+    alternatives that do not start with distinct characters (`(\\w|\\w\\w)+`, `(a.|.a)+`;
+    "branch"). Those shapes backtrack exponentially on a name that almost matches. Fixed
+    counts (`(ab{2}){3}`) and alternatives told apart by their first character
+    (`(q|k|v)_proj`, `(up|down)+`) are fine. (Python's parser has already folded common
+    prefixes: `(\\w|\\w\\w)` reaches here as `\\w(|\\w)`.)"""
     for op, arg in items:
         name = str(op)
         if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             lo, hi, sub = arg
             if inside and lo != hi:
                 return True
-            if _nested_repeat(list(sub), inside or hi is _parser.MAXREPEAT):
-                return True
+            if found := _nested_repeat(list(sub), inside or hi is _parser.MAXREPEAT):
+                return found
         elif name == "SUBPATTERN":
-            if _nested_repeat(list(arg[-1]), inside):
-                return True
+            if found := _nested_repeat(list(arg[-1]), inside):
+                return found
         elif name == "BRANCH":
-            if any(_nested_repeat(list(b), inside) for b in arg[1]):
-                return True
+            if inside and not _distinct_starts(arg[1]):
+                return "branch"
+            for b in arg[1]:
+                if found := _nested_repeat(list(b), inside):
+                    return found
         elif name in ("ASSERT", "ASSERT_NOT"):
-            if _nested_repeat(list(arg[1]), inside):
-                return True
+            if found := _nested_repeat(list(arg[1]), inside):
+                return found
     return False
+
+
+def _distinct_starts(branches: list) -> bool:
+    """Whether every alternative starts with a literal character or a set of literal
+    characters, and no two alternatives can start with the same character."""
+    seen: set[int] = set()
+    for b in branches:
+        items = list(b)
+        if not items:
+            return False  # an empty alternative: the group is optional
+        op, arg = items[0]
+        if str(op) == "LITERAL":
+            first = {arg}
+        elif str(op) == "IN" and all(str(o) == "LITERAL" for o, _ in arg):
+            first = {a for _, a in arg}
+        else:
+            return False
+        if seen & first:
+            return False
+        seen |= first
+    return True
 
 
 def _number(v: Any) -> Any:
