@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from kinmerge.io import yamlload
-from kinmerge.errors import RecipeError
+from kinmerge.errors import KinmergeError, RecipeError
 from kinmerge.core.recipe import load_recipe
 
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -197,3 +197,38 @@ def test_pure_python_fallback_gives_the_same_values(monkeypatch):
     assert yamlload.load(text) == want
     with pytest.raises(yamlload.YamlError, match="billion laughs"):
         yamlload.load(LAUGHS)
+
+
+@pytest.mark.parametrize("seed, text", [
+    (-1, "seed: Input should be greater than or equal to 0 (got -1)"),
+    (2**32, "seed: Input should be less than or equal to 4294967295 (got 4294967296)"),
+    (1.5, "seed: Input should be a valid integer"),
+])
+def test_recipe_seed_is_bounded_like_every_config_seed(seed, text):
+    """A recipe's seed is one from 0 to 2**32-1, as the search configs' seeds (and the numpy
+    seed mergekit hands it to) are; the merge call and the CLIs bound theirs the same."""
+    from kinmerge.core.recipe import load_recipe
+
+    r = {"merge_method": "linear", "models": [{"model": "a", "parameters": {"weight": 1}}],
+         "seed": seed}
+    with pytest.raises(KinmergeError) as e:
+        load_recipe(r)
+    assert text in e.value.message
+    assert load_recipe({**r, "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+def test_merge_call_and_cli_refuse_a_seed_out_of_range(tmp_path):
+    from click.testing import CliRunner
+
+    import kinmerge
+    from kinmerge.cli import main
+
+    r = {"merge_method": "linear", "models": [{"model": "a", "parameters": {"weight": 1}}]}
+    with pytest.raises(KinmergeError) as e:
+        kinmerge.merge(r, tmp_path / "out", seed=-3)
+    assert e.value.message.startswith("seed must be a whole number from 0 to 4294967295, not -3")
+    assert not (tmp_path / "out").exists()
+    f = tmp_path / "r.yml"
+    f.write_text("merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n")
+    got = CliRunner().invoke(main, ["merge", str(f), str(tmp_path / "o"), "--seed", "-1"])
+    assert got.exit_code == 2 and "-1 is not in the range 0<=x<=4294967295" in got.output

@@ -38,7 +38,7 @@ def merge_options(f):
 @click.argument("out_path", metavar="OUT", type=click.Path(file_okay=False))
 @merge_options
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=None, help="Seed of stochastic methods (DARE); "
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="Seed of stochastic methods (DARE); "
               "default: the recipe's `seed`, else 0.")
 @click.option("--dtype", type=click.Choice(sorted(DTYPES)), default=None,
               help="Override the recipe's working dtype.")

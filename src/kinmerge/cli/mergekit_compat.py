@@ -85,7 +85,7 @@ def _mergekit_options(f):
                           "--multi-gpu: here --cuda (the others are no-ops)."),
         click.option("-j", "--num-threads", type=click.IntRange(min=1), default=None,
                      help="mergekit's name for --threads."),
-        click.option("--random-seed", type=int, default=None,
+        click.option("--random-seed", type=click.IntRange(0, 2**32 - 1), default=None,
                      help="Seed of stochastic methods."),
         click.option("--quiet/--no-quiet", default=False, help="No progress bar."),
         click.option("--overwrite/--no-overwrite", default=True, show_default=True,

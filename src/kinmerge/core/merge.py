@@ -14,7 +14,7 @@ from kinmerge.core import multistage
 from kinmerge.core.peak import PeakEstimate, expected_peak
 from kinmerge.core.plan import Plan
 from kinmerge.core.write import (TOKENIZER_FILES, MergedModel, OnTensor, RecipeLike, _planned,
-                                 check_device, make_plan, merge_one, merge_to_memory,
+                                 check_device, check_seed, make_plan, merge_one, merge_to_memory,
                                  open_models, plan_peak, tokenizer_source)
 from kinmerge.errors import KinmergeError
 
@@ -75,6 +75,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                    lineage=lineage, allow_nonfinite=allow_nonfinite, ties_topk=ties_topk,
                    threads=threads, allow_norm_growth=allow_norm_growth,
                    truncate_embeddings=truncate_embeddings)
+    check_seed(seed)  # before a stage opens a model or makes a folder
     if multistage.is_multistage(recipe):
         return multistage.merge_stages(recipe, out, stage=stage,
                                        intermediate_dir=intermediate_dir, **options)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from kinmerge.io.configfile import Seed
 from kinmerge.tokenizer.spec import TokenizerBlock
 
 # a number written as a string: mergekit reads these as numbers (YAML 1.1 leaves `1e-5`,
@@ -104,7 +105,9 @@ class Recipe(_Strict):
     # mergekit's per-module layout of multi-module (vision-language) models: read so that it
     # is refused with its reason (core.validate), not as an unknown key
     modules: dict[str, Any] | None = None
-    seed: int | None = None  # kinmerge: the seed of stochastic methods (DARE)
+    # kinmerge: the seed of stochastic methods (DARE), 0 to 2**32-1 like every config's seed
+    # (mergekit hands its seed to numpy, which takes no other)
+    seed: Seed | None = None
     kinmerge: KinmergeOptions | None = None
 
     _path = field_validator("base_model", mode="before")(_as_str)

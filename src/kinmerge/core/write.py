@@ -20,10 +20,11 @@ import torch
 
 from kinmerge import lineage as lin
 from kinmerge.lineage.card import model_card
-from kinmerge.errors import KinmergeError
+from kinmerge.errors import KinmergeError, short_repr
 from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
 from kinmerge.io.cache import TensorCache
+from kinmerge.io.configfile import MAX_SEED
 from kinmerge.io.lora import open_reader
 from kinmerge.io.refs import split_lora
 from kinmerge.io.outpath import check_out, check_replaceable, input_roots
@@ -119,6 +120,7 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     `cache` (kinmerge.io.cache.TensorCache): source tensors are taken from it and kept in it
     for the next merge (same bytes as without; an evolution worker keeps one)."""
     check_device(device)
+    check_seed(seed)
     with _planned(recipe, cache=cache, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
                   truncate_embeddings=truncate_embeddings) as (r, readers, p):
         sink = InMemorySink()
@@ -139,6 +141,7 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
     """`kinmerge.merge` of one recipe (a stage of a multi-stage file included): see
     `kinmerge.core.merge.merge` for the keywords."""
     out = Path(out)
+    check_seed(seed)
     r = load_recipe(recipe)
     # a `base+lora` reference protects both folders
     check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
@@ -186,7 +189,18 @@ def check_device(device: str) -> None:
                                     "or use --device cpu")
 
 
+def check_seed(seed: int | None) -> None:
+    """A merge's `seed=` is None or a whole number from 0 to 2**32-1 (as a recipe's `seed`);
+    checked before any model is opened."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed <= MAX_SEED):
+        raise KinmergeError(f"seed must be a whole number from 0 to {MAX_SEED}, not "
+                            f"{short_repr(seed)}", where="seed", cli_where="--seed",
+                            fix="pass a seed in that range")
+
+
 def _seed(r: Recipe, seed: int | None) -> int:
+    """The merge's seed: the caller's, else the recipe's, else 0."""
     return seed if seed is not None else (r.seed if r.seed is not None else 0)
 
 
