@@ -79,3 +79,31 @@ def test_config_errors_are_listed(ps_config):
     msg = str(e.value)
     assert "unknown key 'budgett' (did you mean 'budget'?)" in msg
     assert "low < high" in msg
+
+
+@pytest.mark.parametrize("over, problem", [
+    ({"search": {"params": {"wieght": [0, 1]}}},
+     "with every gene at 0: models[0].parameters: unknown parameter 'wieght' for "
+     "task_arithmetic (did you mean 'weight'?"),
+    ({"template": {"merge_method": "ties", "dtype": "float32"},
+      "search": {"params": {"density": [0, 1]}}},
+     "with every gene at 0: models[0] ("),
+    ({"search": {"params": {"weight": [0, 1], "lambda": [0, 2]}}},
+     "'lambda' is a global parameter of task_arithmetic"),
+])
+def test_a_search_space_that_makes_refused_recipes_fails_before_the_study(
+        ps_config, tmp_path, over, problem):
+    """A misspelt searched parameter, a required one not searched or a global one searched
+    per model: every candidate would be refused, so the run is refused before OUT, the study
+    or a worker exists, naming the config's keys."""
+    from kinmerge.errors import ConfigError
+    from kinmerge.search.evolve import evolve
+
+    with pytest.raises(ConfigError) as e:
+        evolve(ps_config(**over), tmp_path / "evo")
+    assert e.value.message.startswith(
+        "evolve config's search space (template + search.params) has ")
+    assert any(p.startswith(problem) or problem in p for p in e.value.problems), \
+        e.value.problems
+    assert e.value.where == "template and search.params"
+    assert not (tmp_path / "evo").exists()

@@ -25,7 +25,7 @@ from kinmerge.search.evolve.runners import Job, Runner, evaluate_job, make_runne
 from kinmerge.search.runners import shared_paths
 from kinmerge.search.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
-from kinmerge.search.evolve.space import ParamSpace
+from kinmerge.search.evolve.space import ParamSpace, check_space
 from kinmerge.search.evolve.summary import EvolveSummary
 from kinmerge.search.evolve.studyname import study_prefix
 from kinmerge.io.atomic import atomic_dir
@@ -88,6 +88,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     model. `threads`: torch threads of each candidate's scoring, wherever it runs (default:
     kinmerge.threads' policy)."""
     cfg = load_evolve_config(config)
+    check_space(cfg, where=str(config) if isinstance(config, (str, Path)) else None)
     check_run_options(trials, workers)
     check_device(cfg.device)
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from kinmerge.errors import ConfigError, RecipeError
 from kinmerge.search.evolve.config import EvolveConfig
 from kinmerge.core.recipe import Recipe, load_recipe
 
@@ -105,6 +106,31 @@ class ParamSpace:
             v = _lookup(by_model[self.models[gene.model]][gene.param], gene)
             out.append((v - gene.low) / (gene.high - gene.low))
         return out
+
+
+def check_space(cfg: EvolveConfig, where: str | None = None) -> None:
+    """Refuse, before a study, a worker or OUT exists, a `template` and `search.params` whose
+    candidates would be refused recipes (a misspelt parameter, one the template's method
+    does not take, a required one not searched, a value out of range at either end): the
+    genomes of all 0s, all 0.5s and all 1s are decoded and checked as recipes (no model is
+    opened). The DFS phase merges by layer path, not by these parameters."""
+    if cfg.mode == "dfs":
+        return
+    space = ParamSpace(cfg)
+    problems: list[str] = []
+    for x in (0.0, 0.5, 1.0):
+        try:
+            space.decode([x] * space.dim, seed=0)
+        except RecipeError as e:
+            problems += [f"with every gene at {x:g}: {p}" for p in e.problems
+                         if f"{p}" not in {q.split(': ', 1)[-1] for q in problems}]
+    if problems:
+        raise ConfigError(
+            problems, subject="evolve config's search space (template + search.params)",
+            where=where or "template and search.params",
+            fix="name in search.params the parameters the template's merge_method takes "
+                "(`kinmerge methods` lists them) with ranges it accepts; the others go "
+                "in template")
 
 
 def _lookup(value: Any, gene: Gene) -> float:
