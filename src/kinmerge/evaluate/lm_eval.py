@@ -37,6 +37,27 @@ def _import_lm_eval():
     return lm_eval, HFLM, TaskManager
 
 
+def check_tasks(names: list[str], include_path: str | Path | None = None) -> None:
+    """Fail now, naming it, if lm-eval knows no task of one of `names` (with `include_path`,
+    among its local task YAMLs; without, among lm-eval's own tasks), before a long run
+    reaches its first score."""
+    import difflib
+
+    _, _, TaskManager = _import_lm_eval()
+    path = str(Path(include_path).resolve()) if include_path else None
+    known = set(TaskManager(include_path=path, include_defaults=path is None).all_tasks)
+    for name in dict.fromkeys(names):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            where = f"the task YAMLs under {include_path}" if include_path else \
+                "lm-eval's own tasks"
+            raise KinmergeError(f"lm-eval has no task {name!r} among {where}",
+                                where="fitness.lm_eval",
+                                fix=f"{hint}`lm_eval ls tasks` lists lm-eval's tasks; a local "
+                                    "task needs its folder as include_path")
+
+
 class LmEval:
     """Scores from lm-eval tasks, as {"<task>/<metric>": value} (stderr and filters dropped)."""
 

@@ -113,8 +113,9 @@ def import_callable(target: str) -> Callable:
 def check_fitness(spec: FitnessSpec, models: list[str]) -> None:
     """Everything a fitness needs that can fail before a search starts: every task file read
     and checked (both splits, through the evaluators' one reader), the function imported,
-    and, when built-in or lm-eval tasks will run, the tokenizer of each of `models` (the
-    folders whose tokenizer the candidates use) loaded."""
+    every lm-eval task name found (both splits), and, when built-in or lm-eval tasks will
+    run, the tokenizer of each of `models` (the folders whose tokenizer the candidates use)
+    loaded."""
     from kinmerge.evaluate.evaluators import make_evaluator
     from kinmerge.evaluate.build import tokenizer
     from kinmerge.io.hub import resolve_model
@@ -125,6 +126,11 @@ def check_fitness(spec: FitnessSpec, models: list[str]) -> None:
             make_evaluator(t.evaluator, task_file(t, split), **{**t.options, "name": t.name})
     if spec.function:
         import_callable(spec.function)
+    if spec.lm_eval:
+        from kinmerge.evaluate.lm_eval import check_tasks
+
+        for t in spec.lm_eval:
+            check_tasks([t.task, t.heldout_task or t.task], t.include_path)
     if spec.tasks or spec.lm_eval:
         for ref in dict.fromkeys(models):
             tokenizer(resolve_model(split_lora(ref)[0]))
