@@ -19,6 +19,7 @@ path will not appear on a retry).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -118,6 +119,19 @@ def _init_worker() -> None:
     logging.basicConfig(level=logging.WARNING)
 
 
+@contextlib.contextmanager
+def _env_default(name: str, value: str):
+    """`name`=`value` in the environment while the block runs, unless it is set already."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 class RayRunner:
     """Runs jobs as Ray tasks: on the cluster at `address`, or a local one started here.
     gpus: GPUs each task asks for (1 when the run's device is a GPU). shared: the paths every
@@ -137,13 +151,17 @@ class RayRunner:
         self._started = not ray.is_initialized()
         self._temp: str | None = None
         if self._started:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test clusters
             kw: dict = {"address": address} if address else {"num_cpus": workers}
-            if not address:
+            if address:  # a cluster of the user's: its own auth settings, untouched
+                ray.init(include_dashboard=False, log_to_driver=False, **kw)
+            else:
                 # a short path of its own: Ray's socket paths must fit in 107 bytes, and
                 # nothing should be left in the home directory
                 self._temp = kw["_temp_dir"] = tempfile.mkdtemp(prefix="kmray-", dir="/tmp")
-            ray.init(include_dashboard=False, log_to_driver=False, **kw)
+                # the instance started here and now, for this run alone, needs no token
+                # (unless the user set an auth mode); the variable is set only around its start
+                with _env_default("RAY_AUTH_MODE", "disabled"):
+                    ray.init(include_dashboard=False, log_to_driver=False, **kw)
         self.workers, self._gpus, self._shared = workers, gpus, tuple(shared)
         self._task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RETRIES)(_on_node)
 
