@@ -80,3 +80,33 @@ def test_arithmetic_runs_on_one_thread_and_restores():
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_dare_masks_are_drawn_ahead_and_give_the_same_bytes(big_family, monkeypatch):
+    """DARE's masks of the next tensor are drawn on the read-ahead thread (Method.draws): the
+    bytes equal drawing each in place, and most tensors take predrawn masks."""
+    from kinmerge.core import peak
+    from kinmerge.methods.sparsify import Predrawn
+
+    r = recipe("dare_ties", "float32", big_family)
+    taken = []
+    original = Predrawn.take
+    monkeypatch.setattr(Predrawn, "take", lambda self, shape, d: taken.append(d) or
+                        original(self, shape, d))
+    ahead = digest(kinmerge.merge_to_memory(r, seed=3).tensors)
+    assert len(taken) >= 2 * 8  # two fine-tunes' masks, on most of the 12 tensors
+    monkeypatch.setattr(execute_mod, "predraws", lambda plan, job: [])
+    assert digest(kinmerge.merge_to_memory(r, seed=3).tensors) == ahead
+
+
+def test_predrawn_masks_out_of_step_are_a_bug_not_other_bytes():
+    from kinmerge.methods.sparsify import Predrawn, bernoulli_mask
+
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    p = Predrawn(torch.Size([8, 8]), [0.3, 0.6], g())
+    first = bernoulli_mask(torch.Size([8, 8]), 0.3, g())
+    assert torch.equal(bernoulli_mask(torch.Size([8, 8]), 0.3, p), first)
+    with pytest.raises(RuntimeError, match="out of step"):
+        bernoulli_mask(torch.Size([8, 8]), 0.5, p)  # the method asks for another density
+    with pytest.raises(RuntimeError, match="1 predrawn masks were not used"):
+        p.done()

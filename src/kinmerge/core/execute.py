@@ -15,8 +15,9 @@ import torch
 from kinmerge.core import nonfinite
 from kinmerge.io.reader import ModelReader
 from kinmerge.io.writer import Sink
-from kinmerge.core.peak import read_ahead
+from kinmerge.core.peak import predraws, read_ahead
 from kinmerge.core.plan import Plan, TensorJob
+from kinmerge.methods.sparsify import Predrawn
 from kinmerge.seeds import tensor_seed
 from kinmerge.threads import arithmetic
 from kinmerge.tokenizer.rows import apply_rows
@@ -52,13 +53,15 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kinmerge-read") as pool:
         ahead: Future | None = None
         for i, job in enumerate(jobs):
-            tensors, base, norms = ahead.result() if ahead else _load(job, readers)
+            tensors, base, norms, drawn = ahead.result() if ahead else (
+                *_load(job, readers), None)
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
             # read ahead only where it does not raise the peak memory (kinmerge.core.peak),
-            # and where there is a read to hide (a cached input costs no thread handoff)
-            ahead = pool.submit(_load, nxt, readers) \
-                if ahead_ok[i] and not _held(nxt, readers) else None
-            out = run_job(plan, job, tensors, base, seed=seed, device=device)
+            # and where there is work to hide: a read (a cached input costs no thread
+            # handoff) or random masks to draw
+            ahead = pool.submit(_load_ahead, plan, nxt, readers, seed) \
+                if ahead_ok[i] and (not _held(nxt, readers) or predraws(plan, nxt)) else None
+            out = run_job(plan, job, tensors, base, seed=seed, device=device, predrawn=drawn)
             out_norm, out_ok = nonfinite.norm(out)
             if not out_ok:
                 bad.append(_nonfinite(job, out, tensors, base))
@@ -120,9 +123,27 @@ def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     return tensors, base, [nonfinite.norm(t) for _, t in _inputs(job, tensors, base)]
 
 
+def _load_ahead(plan: Plan, job: TensorJob, readers: dict[str, ModelReader],
+                seed: int) -> tuple[list[torch.Tensor], torch.Tensor | None,
+                                    list[tuple[float, bool]], Predrawn | None]:
+    """`_load`, plus the job's random masks drawn from its own generator (`predraws`), on the
+    read-ahead thread while the current job computes."""
+    densities = predraws(plan, job)
+    drawn = Predrawn(torch.Size(job.shape), densities, _generator(seed, job)) \
+        if densities else None
+    return (*_load(job, readers), drawn)
+
+
+def _generator(seed: int, job: TensorJob) -> torch.Generator:
+    """The job's own generator: seeded by the merge's seed and the output tensor's name."""
+    return torch.Generator().manual_seed(tensor_seed(seed, job.name))
+
+
 def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
-            base: torch.Tensor | None, *, seed: int, device: torch.device) -> torch.Tensor:
-    """One output tensor: cast and place inputs, call the method, cast to the output dtype."""
+            base: torch.Tensor | None, *, seed: int, device: torch.device,
+            predrawn: Predrawn | None = None) -> torch.Tensor:
+    """One output tensor: cast and place inputs, call the method, cast to the output dtype.
+    `predrawn`: the job's random masks, drawn ahead from its generator (`_load_ahead`)."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
         return _own(ref.to(dtype=job.out_dtype), ref)  # no weight arithmetic means anything
@@ -136,12 +157,14 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
         tensors, base = laid[:len(tensors)], (laid[-1] if base is not None else None)
     gen = None
     if plan.method.stochastic:
-        gen = torch.Generator().manual_seed(tensor_seed(seed, job.name))
+        gen = predrawn if predrawn is not None else _generator(seed, job)
     # the arithmetic runs on one thread whatever torch's count: reductions round by how the
     # threads split them, so any other count would make the bytes follow it (threads.arithmetic)
     with torch.no_grad(), arithmetic():
         accum = {"accum": job.accum_dtype} if job.accum_dtype is not None else {}
         out = plan.method.fn(tensors, base, generator=gen, **job.params, **accum)
+    if predrawn is not None:
+        predrawn.done()
     # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate

@@ -3,7 +3,7 @@ is free (what the executor follows and `kinmerge plan` prints).
 
 The executor holds one job at a time: its inputs as read, their casts to the working dtype
 when that differs, the method's scratch and the output; plus, while it computes, the next
-job's inputs when they are read ahead. Reading ahead is allowed only where it keeps the sum
+job's inputs when they are read ahead (and, for DARE, its random masks, drawn ahead). Reading ahead is allowed only where it keeps the sum
 under the largest job's own footprint, so it never raises the peak (measured at 0.27B: reading
 the embeddings while the lm_head merged took `linear` from 0.46 to 0.73 GB above the runtime).
 """
@@ -34,11 +34,27 @@ class PeakEstimate:
                 f"{self.runtime / 1e9:.2f} GB of it is Python and torch)")
 
 
+def predraws(plan: Plan, job: TensorJob) -> list[float]:
+    """The densities of the masks `job`'s method will draw, when they can be drawn ahead: a
+    method that declares them (`Method.draws`), on a tensor whose shape is its output's (not
+    one whose rows a tokenizer lays out anew)."""
+    m = plan.method
+    if not m.stochastic or m.draws is None or job.vocab is not None:
+        return []
+    return m.draws(job.params)
+
+
+def ahead_bytes(plan: Plan, job: TensorJob, readers: dict[str, ModelReader]) -> int:
+    """What reading `job` ahead holds: its inputs as read and its predrawn masks (bool)."""
+    return input_bytes(job, readers) + len(predraws(plan, job)) * math.prod(job.shape)
+
+
 def read_ahead(plan: Plan, readers: dict[str, ModelReader],
                work: torch.dtype | None = None) -> list[bool]:
-    """Per job: may the next job's inputs be read while this one computes?"""
+    """Per job: may the next job's inputs be read (and its masks drawn) while this one
+    computes?"""
     held = [job_bytes(plan, j, readers, work) for j in plan.jobs]
-    ins = [input_bytes(j, readers) for j in plan.jobs]
+    ins = [ahead_bytes(plan, j, readers) for j in plan.jobs]
     cap = max(held, default=0)
     return [i + 1 < len(held) and ins[i + 1] <= PREFETCH_BYTES and held[i] + ins[i + 1] <= cap
             for i in range(len(held))]
@@ -51,7 +67,7 @@ def expected_peak(plan: Plan, readers: dict[str, ModelReader],
     worst, at = 0, plan.jobs[0].name if plan.jobs else "-"
     for i, job in enumerate(plan.jobs):
         held = job_bytes(plan, job, readers, work)
-        held += input_bytes(plan.jobs[i + 1], readers) if ahead[i] else 0
+        held += ahead_bytes(plan, plan.jobs[i + 1], readers) if ahead[i] else 0
         if held > worst:
             worst, at = held, job.name
     return PeakEstimate(RUNTIME_BYTES + worst, at)

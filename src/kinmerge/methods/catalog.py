@@ -94,6 +94,12 @@ class Sparsify:
         return getattr(importlib.import_module(module), name)
 
 
+def drop_draws(params: dict[str, Any]) -> list[float]:
+    """The densities of the Bernoulli masks a DROP row draws for one tensor, in order: one
+    per model whose density is below 1 (`thin` skips the others), nothing else."""
+    return [d for d in params.get("density", ()) if d < 1]
+
+
 TRIM = Sparsify("trim", "ties.trim", ranks=True)
 DROP = Sparsify("drop", "dare.drop", stochastic=True)
 MAGPRUNE = Sparsify("magprune", "della.magprune", stochastic=True, check=density_epsilon,
@@ -132,7 +138,7 @@ class Row:
             needs_base=True, paper=self.paper, summary=self.summary,
             stochastic=bool(s and s.stochastic), options=("topk",) if s and s.ranks else (),
             check=s.check if s else None, caution=None if self.elect else zero_weight_sum,
-            work="select" if s else "elementwise")
+            work="select" if s else "elementwise", draws=drop_draws if s is DROP else None)
 
 
 _TIES = "Yadav et al. 2023, TIES-Merging (arXiv:2306.01708)"

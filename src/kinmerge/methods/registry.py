@@ -142,6 +142,11 @@ class Method:
     def takes_base(self) -> bool:
         """Whether a recipe's base_model is passed as `base` rather than as an input."""
         return self.needs_base or self.optional_base
+    # the densities of the Bernoulli masks `fn` draws for one tensor, in the order it draws
+    # them, from its resolved parameters (None: not declared). The executor may then draw
+    # them ahead, on its read-ahead thread, from the same per-tensor generator in the same
+    # order (`kinmerge.methods.sparsify.Predrawn`): the same masks, off the arithmetic's core
+    draws: Callable[[dict[str, Any]], list[float]] | None = None
     # whether the method's arithmetic gives the CPU's bytes on an accelerator. A method whose
     # result is steered by whole-tensor reductions or scalar functions (norms, dot products,
     # angles, variances) does not: a GPU sums in another order and its sin/acos round

@@ -104,23 +104,56 @@ def keep_only(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def bernoulli_mask(shape: torch.Size, density: float, generator: torch.Generator) -> torch.Tensor:
+def bernoulli_mask(shape: torch.Size, density: float,
+                   generator: "torch.Generator | Predrawn") -> torch.Tensor:
     """Bool mask keeping each entry with probability `density` (DARE drop).
 
-    Drawn on the CPU from the per-tensor generator, so the mask does not depend on device.
+    Drawn on the CPU from the per-tensor generator, so the mask does not depend on device;
+    with a `Predrawn`, the mask drawn ahead from that generator is taken instead.
     """
+    if isinstance(generator, Predrawn):
+        return generator.take(shape, density)
     return torch.rand(shape, generator=generator, dtype=torch.float32) < density
 
 
-def rescale_l1(original: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """Scale `kept` so its L1 norm equals that of `original` (mergekit's DARE rescale).
+class Predrawn:
+    """The Bernoulli masks of one tensor, drawn ahead by the executor's read-ahead thread from
+    the tensor's own generator, in the order the method will ask for them
+    (`Method.draws`): `bernoulli_mask` takes them one by one, so the masks, and the merge's
+    bytes, are those of drawing them in place. A request out of step, or a mask left over,
+    is a bug, raised as one."""
 
-    The two sums are taken on the CPU wherever the tensors are: a GPU sums in another order,
+    def __init__(self, shape: torch.Size, densities: list[float], generator: torch.Generator):
+        self.shape = torch.Size(shape)
+        self._masks = [(d, bernoulli_mask(self.shape, d, generator)) for d in densities]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.numel() * m.element_size() for _, m in self._masks)
+
+    def take(self, shape: torch.Size, density: float) -> torch.Tensor:
+        if not self._masks or torch.Size(shape) != self.shape or self._masks[0][0] != density:
+            raise RuntimeError(f"predrawn masks out of step: asked for {tuple(shape)} at "
+                               f"density {density}, holding {[d for d, _ in self._masks]} "
+                               f"of {tuple(self.shape)}")
+        return self._masks.pop(0)[1]
+
+    def done(self) -> None:
+        if self._masks:
+            raise RuntimeError(f"{len(self._masks)} predrawn masks were not used")
+
+
+def rescale_l1(before: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """`kept`, in place, scaled so its L1 norm equals `before` (the L1 norm of the vector
+    before thinning, `l1_on_cpu`): mergekit's DARE rescale. Left as it is when either norm
+    is below 1e-7.
+
+    Both sums are taken on the CPU wherever the tensors are: a GPU sums in another order,
     and a scale one ulp apart would change every float32 entry (measured on an H100)."""
-    before, after = l1_on_cpu(original), l1_on_cpu(kept)
+    after = l1_on_cpu(kept)
     if before < 1e-7 or after < 1e-7:
         return kept
-    return kept * (before / after)
+    return kept.mul_(before / after)
 
 
 def l1_on_cpu(x: torch.Tensor) -> torch.Tensor:

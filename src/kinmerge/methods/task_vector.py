@@ -46,7 +46,7 @@ import torch
 from kinmerge.methods.catalog import (BAND, DROP, MAGPRUNE, ROWS, TASK_VECTOR_METHODS,  # noqa: F401
                                       TRIM, Row, Sparsify, zero_weight_sum)
 from kinmerge.methods.registry import Param
-from kinmerge.methods.sparsify import combine, rescale_l1
+from kinmerge.methods.sparsify import combine, l1_on_cpu, rescale_l1
 
 
 def task_vectors(tensors: list[torch.Tensor], base: torch.Tensor) -> torch.Tensor:
@@ -67,11 +67,14 @@ def thin(deltas: torch.Tensor, s: Sparsify, density: list[float], extra: list[li
         if d >= 1:
             continue
         row = deltas[k]
+        # with rescale, the untrimmed L1 norm is taken first, so the step may thin in place
+        # (no copy of the row): the same numbers as scaling a thinned copy
+        before = l1_on_cpu(row) if rescale else None
         kept = s.step(row, d, *(e[k] for e in extra), topk=topk, generator=generator,
-                      inplace=not rescale)
+                      inplace=True)
         if rescale:
-            deltas[k] = rescale_l1(row, kept)
-        elif kept is not row:
+            kept = rescale_l1(before, kept)
+        if kept is not row:
             deltas[k] = kept
     return deltas
 
