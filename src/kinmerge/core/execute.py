@@ -91,10 +91,15 @@ def compute_device(method, device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cpu" or method.device_exact:
         return device
-    log.info("%s runs on the CPU although %s was asked for: its norms and angles round "
-             "differently on an accelerator, and a merge's bytes do not depend on the device",
-             method.name, device)
+    if method.name not in _SAID_CPU:  # once a process: an evolution merges many candidates
+        _SAID_CPU.add(method.name)
+        log.info("%s runs on the CPU although %s was asked for: its norms and angles "
+                 "round differently on an accelerator, and a merge's bytes do not depend on "
+                 "the device", method.name, device)
     return torch.device("cpu")
+
+
+_SAID_CPU: set[str] = set()
 
 
 def _inputs(job: TensorJob, tensors: list[torch.Tensor],
