@@ -1,12 +1,14 @@
-"""An evolution worker's memory, planned before the run starts (from the models' headers):
-a configuration that cannot fit is refused with its numbers, instead of dying mid-run.
+"""A search worker's memory, planned before the run starts (from the models' headers): a
+configuration that cannot fit is refused with its numbers, instead of dying mid-run.
 
 Per worker, on the run's device:
   runtime  Python, torch and transformers in the worker process (host memory; not on a GPU)
-  cache    the worker cache's budget (`worker_cache`), at most the sources' own size
-  model    one candidate's merged tensors; the module built for scoring shares them
+  cache    evolution's worker cache budget (`worker_cache`), at most the sources' own size
+  model    one candidate's (or breeding child's) tensors; the module built for scoring
+           shares them
   merge    the scratch of the largest tensor's merge: every input in the working dtype,
-           the stacked task vectors and the output
+           the stacked task vectors and the output (a breeding child has two parents and
+           the base)
 Workers that share this machine (a local pool, or a Ray cluster started here) share its
 memory; on a Ray cluster given by address the plan is per worker and logged, since the
 nodes' memory is not visible from here. What the fitness allocates while scoring
@@ -16,6 +18,7 @@ nodes' memory is not visible from here. What the fitness allocates while scoring
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -27,6 +30,7 @@ from kinmerge.errors import KinmergeError
 # model (measured here: 0.42 GB, torch 2.13 CPU, transformers 5); a round figure above it
 WORKER_RUNTIME = 512 * 2**20
 GB = 1e9
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,22 +64,53 @@ class MemoryPlan:
     def check(self) -> None:
         if self.available is None or self.total <= self.available:
             return
-        raise KinmergeError(
-            f"this run cannot fit: {self}", where="evolve.yml (worker_cache, device) and "
-            "--workers",
-            fix=f"lower worker_cache (the sources are {self.sources / GB:.2f} GB; a smaller "
-                "cache keeps part of them and reads the rest for each candidate, 0 turns it "
-                "off), run fewer --workers, or use a device with more memory")
+        if self.cache:  # an evolution with a worker cache
+            where = "evolve.yml (worker_cache, device) and --workers"
+            fix = (f"lower worker_cache (the sources are {self.sources / GB:.2f} GB; a "
+                   "smaller cache keeps part of them and reads the rest for each candidate, "
+                   "0 turns it off), run fewer --workers, or use a device with more memory")
+        else:
+            where = "the config's device and --workers"
+            fix = "run fewer --workers, or use a device with more memory"
+        raise KinmergeError(f"this run cannot fit: {self}", where=where, fix=fix)
 
 
 def memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
     """The plan of evolve config `cfg`, with `workers` workers sharing one device's memory;
     `here`: that device is on this machine (False for a Ray cluster given by address)."""
+    refs = list(dict.fromkeys([*cfg.models, *([cfg.base_model] if cfg.base_model else []),
+                               *([cfg.dfs_partner] if cfg.dfs_partner else [])]))
+    return _plan(refs, cfg.template, str(cfg.device), workers, here, cfg.worker_cache,
+                 inputs=len(refs))
+
+
+def breed_memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
+    """The plan of breed config `cfg`: each worker merges a child of two parents over the
+    base (`operator`'s dtype) and scores it; no worker cache."""
+    return _plan([cfg.base_model, *cfg.pool], cfg.operator, str(cfg.device), workers, here,
+                 0, inputs=3)
+
+
+def check_run_memory(plan_of, cfg, workers: int, backend: str,
+                     ray_address: str | None) -> MemoryPlan:
+    """Plan with `plan_of(cfg, workers=, here=)` the memory of a run's workers as they will
+    share devices, log it, and refuse it when it cannot fit. A Ray task holds a GPU of its
+    own; a cluster given by address is planned per worker."""
+    ray, gpu = backend == "ray", str(cfg.device).startswith("cuda")
+    sharing = 1 if (ray and (gpu or ray_address)) else max(workers, 1)
+    plan = plan_of(cfg, workers=sharing, here=not (ray and ray_address))
+    log.info("%s", plan)
+    plan.check()
+    return plan
+
+
+def _plan(refs: list[str], template: dict, device: str, workers: int, here: bool,
+          cache: int, *, inputs: int) -> MemoryPlan:
+    """`refs`: every source (the first gives the shapes); `inputs`: the tensors one merge
+    reads for an output tensor."""
     from kinmerge.core.dtypes import DTYPES, dtype_of
     from kinmerge.io.lora import open_reader
 
-    refs = list(dict.fromkeys([*cfg.models, *([cfg.base_model] if cfg.base_model else []),
-                               *([cfg.dfs_partner] if cfg.dfs_partner else [])]))
     sources, ref_sizes = 0, []
     readers = [open_reader(r) for r in refs]
     try:
@@ -86,7 +121,7 @@ def memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
     finally:
         for r in readers:
             r.close()
-    t = cfg.template
+    t = template
     out_name = str(t.get("out_dtype") or t.get("dtype") or "")
     work_name = str(t.get("dtype") or "")
     out = dtype_of(out_name) if out_name in DTYPES else None
@@ -96,11 +131,10 @@ def memory_plan(cfg, *, workers: int = 1, here: bool = True) -> MemoryPlan:
         sum(n * d.itemsize for n, d in sizes if not d.is_floating_point)
     biggest = max(sizes, key=lambda x: x[0] * x[1].itemsize)
     # every input cast to the working dtype, one task vector each, the output
-    merge = biggest[0] * (work or biggest[1]).itemsize * (2 * len(refs) + 1)
-    device = str(cfg.device)
+    merge = biggest[0] * (work or biggest[1]).itemsize * (2 * inputs + 1)
     gpu = device.startswith("cuda")
     return MemoryPlan(device, workers, 0 if gpu else WORKER_RUNTIME,
-                      min(cfg.worker_cache, sources), model, merge, sources,
+                      min(cache, sources), model, merge, sources,
                       _available(device) if here else None)
 
 

@@ -70,8 +70,12 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
     check_device(cfg.device)
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     out = check_out(out, input_roots([*cfg.pool, cfg.base_model]))
-    # every pool model, task file and tokenizer checked before OUT or breed.db is created
+    # every pool model checked, then the workers' memory planned, before OUT is created
     check_models([*cfg.pool, cfg.base_model], "breed config pool")
+    from kinmerge.search.memory import breed_memory_plan, check_run_memory
+
+    check_run_memory(breed_memory_plan, cfg, workers, backend, ray_address)
+    # every task file and tokenizer checked before OUT or breed.db is created
     if fitness is None:
         check_fitness(cfg.fitness, cfg.pool)
     out = make_dir(out)

@@ -136,15 +136,10 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
 
 def _check_memory(cfg: EvolveConfig, workers: int, backend: str,
                   ray_address: str | None) -> None:
-    """Refuse, before anything starts, a run whose workers cannot fit (kinmerge.search.memory).
-    A Ray task holds a GPU of its own; a cluster given by address is planned per worker."""
-    from kinmerge.search.memory import memory_plan
+    """Refuse, before anything starts, a run whose workers cannot fit (kinmerge.search.memory)."""
+    from kinmerge.search.memory import check_run_memory, memory_plan
 
-    ray, gpu = backend == "ray", cfg.device.startswith("cuda")
-    sharing = 1 if (ray and (gpu or ray_address)) else max(workers, 1)
-    plan = memory_plan(cfg, workers=sharing, here=not (ray and ray_address))
-    log.info("%s", plan)
-    plan.check()
+    check_run_memory(memory_plan, cfg, workers, backend, ray_address)
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:
