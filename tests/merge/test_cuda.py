@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from method_kit import DTYPES, build_family, recipe
+from method_kit import DTYPES, recipe
 
 import kinmerge
 from kinmerge.core.execute import run_job
@@ -77,11 +77,6 @@ def test_run_job_returns_cpu_tensors_in_the_output_dtype(family):
         tensors, base, _norms = _load(job, readers)
         out = run_job(p, job, tensors, base, seed=3, device=torch.device("cuda"))
     assert out.device.type == "cpu" and out.dtype == job.out_dtype
-
-
-@pytest.fixture(scope="module")
-def big_family(tmp_path_factory):
-    return build_family(tmp_path_factory.mktemp("big-family"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 import torch
-from method_kit import DTYPES, build_family, digest, recipe
+from method_kit import DTYPES, digest, recipe
 
 import kinmerge
 from kinmerge import threads
@@ -26,11 +26,6 @@ from kinmerge.io.writer import InMemorySink
 from kinmerge.methods import REGISTRY
 
 THREADS = (1, 2, 4)
-
-
-@pytest.fixture(scope="module")
-def big_family(tmp_path_factory):
-    return build_family(tmp_path_factory.mktemp("big-family"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
