@@ -19,7 +19,9 @@
 # Output: each step's lines, then one summary line per step; exit 1 if a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+# the project's venv, else the python3 on PATH (a GPU machine's own torch with CUDA; kinmerge's
+# other dependencies must be importable there, e.g. from wheels with PYTHONPATH)
+if [ -z "${PY:-}" ]; then [ -x .venv/bin/python ] && PY=.venv/bin/python || PY=python3; fi
 WORK=${WORK:-$(mktemp -d /tmp/kmgpu-XXXXXX)}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc --all)}
