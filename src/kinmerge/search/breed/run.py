@@ -31,9 +31,9 @@ from kinmerge.search.breed.fitness import Fitness, KinshipFn, as_fitness, from_s
 from kinmerge.search.breed.loop import Breeder
 from kinmerge.search.breed.state import BreedState
 from kinmerge.search.breed.summary import BreedSummary, Generation
-from kinmerge.search.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
 from kinmerge.core.merge import check_device
+from kinmerge.search.jobs import prime_fitness
 from kinmerge.search.runners import Runner, make_runner, shared_paths
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
