@@ -147,3 +147,33 @@ def test_help_says_the_default(cmd):
     assert "Default: kinmerge's policy: 1 for merges and kinship (memory-bound)" in text
     assert "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it." in text
     assert "A merge's arithmetic runs on one thread whatever this says" in text
+
+
+def test_the_library_sets_no_thread_environment():
+    """The thread count travels as an argument: no module of kinmerge writes a thread
+    variable into the environment (a worker that inherited one would override the policy)."""
+    import re
+    from pathlib import Path
+
+    src = Path(kinmerge.__file__).parent
+    write = re.compile(r"environ(\[[^\]]+\]\s*=|\.setdefault|\.update)|putenv")
+    found = {f"{p.relative_to(src)}:{i}": line.strip()
+             for p in sorted(src.rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if write.search(line)}
+    # Ray's own authentication switch for the local cluster kinmerge starts (not a thread
+    # setting; Ray reads it only from the environment)
+    assert {k: v for k, v in found.items() if "RAY_AUTH_MODE" not in v} == {}
+
+
+def test_pool_workers_follow_the_policy_not_an_inherited_setting(monkeypatch):
+    import os
+
+    from kinmerge.search.runners import ProcessRunner
+
+    for var in ("KINMERGE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    runner = ProcessRunner(1)
+    try:
+        assert runner.submit(os.getenv, "OMP_NUM_THREADS").result() is None
+    finally:
+        runner.close()

@@ -132,7 +132,7 @@ def run_demo(out: str | Path, **options) -> DemoResult:
 
 def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
               zoo_dir: str | Path | None = None, evolve_trials: int = 36,
-              breed_evaluations: int = 20) -> DemoResult:
+              breed_evaluations: int = 20, threads: int | None = None) -> DemoResult:
     from kinmerge.core.merge import merge_to_memory
     from kinmerge.zoo.cache import zoo
     shown = Path(out)  # as the caller wrote it, for messages
@@ -160,7 +160,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     scores: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     for name in ["base", *experts]:
-        scores[name] = evaluate_model(root / name, evaluators)
+        scores[name] = evaluate_model(root / name, evaluators, threads=threads)
         log.info("%s: %s", name, _fmt(scores[name]))
     t["evaluate_zoo"] = time.perf_counter() - t0
 
@@ -168,8 +168,9 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     t0 = time.perf_counter()
     write_recipes(out, root, manifest)
     for name, recipe in recipes.items():
-        merged = merge_to_memory(recipe, seed=seed)  # scored in memory, never written
-        scores[name] = evaluate_model(merged, evaluators)
+        # scored in memory, never written
+        merged = merge_to_memory(recipe, seed=seed, threads=threads)
+        scores[name] = evaluate_model(merged, evaluators, threads=threads)
         log.info("%s: %s", name, _fmt(scores[name]))
     t["merge_and_evaluate"] = time.perf_counter() - t0
 
@@ -180,8 +181,9 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
         if evolve_trials:
             t0 = time.perf_counter()
             trials, best_search = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
-                                                 evolve_trials, seed)
-            scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml"), evaluators)
+                                                 evolve_trials, seed, threads=threads)
+            scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml", threads=threads),
+                                               evaluators, threads=threads)
             log.info("%s: %s", "evolved", _fmt(scores["evolved"]))
             _add_means(scores, recipes, skill_a, skill_b)
             evolved = compare(scores, best, trials, best_search,
@@ -190,7 +192,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
         if breed_evaluations:
             t0 = time.perf_counter()
             bred = breed_experts(ZOO_IN_OUT, manifest, experts, Path("breed"),
-                                 breed_evaluations, seed)
+                                 breed_evaluations, seed, threads=threads)
             t["breed"] = time.perf_counter() - t0
     summary = DemoSummary(scores, (a, b), (skill_a, skill_b), best, tuple(recipes), str(root),
                           matrix.to_dict() if matrix is not None else None, t, evolved, bred)
@@ -283,7 +285,8 @@ SEARCH_EXAMPLES: int | None = None
 
 def evolve_parents(root: str, manifest: ZooManifest, out: Path, trials: int, seed: int,
                    search: dict | None = None,
-                   limit: int | None = SEARCH_EXAMPLES) -> tuple[int, float]:
+                   limit: int | None = SEARCH_EXAMPLES,
+                   threads: int | None = None) -> tuple[int, float]:
     """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH) into
     `out` (best.yml); (trials run, best search fitness). `root` is the zoo's folder as the
     configs will name it (joined as text: ./zoo stays ./zoo)."""
@@ -294,13 +297,13 @@ def evolve_parents(root: str, manifest: ZooManifest, out: Path, trials: int, see
            "search": search or SEARCH,
            "fitness": {"tasks": _parent_tasks(root, manifest, limit)},
            "budget": {"trials": trials}, "baselines": {"grid": False}, "seed": seed}
-    s = evolve(cfg, out).summary
+    s = evolve(cfg, out, threads=threads).summary
     log.info("evolve: best search fitness %.3f after %d trials", s.best_search, s.trials)
     return s.trials, s.best_search
 
 
 def breed_experts(root: str, manifest: ZooManifest, experts: list[str], out: Path,
-                  evaluations: int, seed: int) -> DemoBreed:
+                  evaluations: int, seed: int, threads: int | None = None) -> DemoBreed:
     """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator); `root`
     as in evolve_parents."""
     from kinmerge.search.breed import breed
@@ -310,7 +313,7 @@ def breed_experts(root: str, manifest: ZooManifest, experts: list[str], out: Pat
                         "model_parameters": {"weight": 0.8}},
            "fitness": {"tasks": _parent_tasks(root, manifest)}, "k": 3, "explore": True,
            "budget": {"evaluations": evaluations, "generations": 10}, "seed": seed}
-    s = breed(cfg, out).summary
+    s = breed(cfg, out, threads=threads).summary
     log.info("breed: best %s = %.3f (%s)", s.best_model, s.best_score, s.stop_reason)
     return DemoBreed(s.best_model, s.best_score, s.stop_reason, s.evaluations)
 

@@ -155,7 +155,7 @@ def _candidate(job: Job):
         from kinmerge.core.recipe import load_recipe
 
         return build_candidate(load_recipe(m.recipe_yaml), scales=m.scales, device=job.device,
-                               cache=_cache(job.device, m.cache_bytes))
+                               cache=_cache(job.device, m.cache_bytes), threads=job.threads)
     if isinstance(m, Folder) and m.export:
         return load_candidate(m.path, job.device)
     return Candidate.from_dir(m.path, device=job.device)
