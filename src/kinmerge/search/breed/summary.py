@@ -1,10 +1,16 @@
 """Breeding's typed results: each generation's record and the run's summary."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from kinmerge.errors import KinmergeError
 from kinmerge.record import Record
+
+FILE = "summary.json"
+MAX_SUMMARY = 64 * 2**20  # bytes: a run of many thousand generations is well under this
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,3 +93,19 @@ class BreedSummary(Record):
                    d.get("select", "topk"), d.get("partner", "least_related"),
                    d.get("stall", "stop"), tuple(d.get("trace", ())),
                    d.get("kinship_measured", 0), d.get("kinship_for_selection", 0))
+
+
+def read_summary(run: str | Path) -> BreedSummary:
+    """The summary.json of the breed run in `run` as its typed record, the one reader of
+    that file; one KinmergeError whatever is wrong with it (missing, too large, not JSON,
+    not a breed run's summary)."""
+    f = Path(run) / FILE
+    try:
+        if f.stat().st_size > MAX_SUMMARY:
+            raise ValueError(f"{f.stat().st_size} bytes, more than a summary holds")
+        return BreedSummary.from_dict(json.loads(f.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise KinmergeError(f"{run} holds no readable breed summary ({type(e).__name__}: "
+                            f"{str(e)[:100]})", where=str(f),
+                            fix="point at a breed run's folder (rerunning breed on it "
+                                "resumes the run and writes the summary again)") from None
