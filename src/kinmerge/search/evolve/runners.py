@@ -2,5 +2,8 @@
 `Job` / `Result` / `run_job`, is kinmerge.search.jobs, shared with breeding)."""
 from __future__ import annotations
 
-from kinmerge.search.runners import (FITNESS_CACHE, InlineRunner, ProcessRunner,  # noqa: F401
+from kinmerge.search.runners import (FITNESS_CACHE, InlineRunner, ProcessRunner,
                                      RayRunner, Runner, WorkerCache, make_runner)
+
+__all__ = ["FITNESS_CACHE", "InlineRunner", "ProcessRunner", "RayRunner", "Runner",
+           "WorkerCache", "make_runner"]
