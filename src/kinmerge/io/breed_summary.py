@@ -1,4 +1,9 @@
-"""Breeding's typed results: each generation's record and the run's summary."""
+"""A breed run's summary.json as typed records: each generation's record and the run's
+summary, and `read_summary`, the one reader of the file.
+
+They live here, below both, because the breeder (kinmerge.search.breed) writes them and the
+report (kinmerge.report) and the README's number generators read them back;
+`kinmerge.search.breed.summary` is their name on the breeding side."""
 from __future__ import annotations
 
 import json

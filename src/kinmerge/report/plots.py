@@ -19,7 +19,7 @@ from kinmerge.figures import pyplot, save
 
 if TYPE_CHECKING:
     from kinmerge.lineage.record import LineageRecord
-    from kinmerge.search.breed.summary import BreedSummary, Generation
+    from kinmerge.io.breed_summary import BreedSummary, Generation
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _given(v: Any) -> bool:
 def _breed_summary(path: Path) -> BreedSummary | None:
     """summary.json as a breed run's typed summary; None for any other run's (or none)."""
     from kinmerge.errors import KinmergeError
-    from kinmerge.search.breed.summary import read_summary
+    from kinmerge.io.breed_summary import read_summary
 
     try:
         return read_summary(path.parent)
