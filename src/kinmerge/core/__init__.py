@@ -11,6 +11,7 @@
     execute.py     the streaming loop: read, merge, check, write, one job at a time
     nonfinite.py   NaN/Inf in outputs and the inputs that carried them
     merge.py       merge(recipe, out) = plan -> execute -> config, tokenizer, card, lineage
-    multistage.py  several recipes in one file, run in order
+    stages.py      several recipes in one file: parsed, checked, ordered, planned
+    multistage.py  running them in order, intermediates written and reused
     lora_merge.py  a base model plus a LoRA adapter, as one merge
 """
