@@ -6,6 +6,7 @@
     params.py      a parameter's value at (tensor, layer): number | gradient | filter list
     layers.py      tensor name <-> layer index; renumbering for slices
     dtypes.py      dtype names and the working dtype
+    units.py       which inputs make each output tensor (the models and slices forms)
     plan.py        Recipe + readers -> Plan (one TensorJob per output tensor, all checks done)
     peak.py        the memory a plan needs, and how far reads may run ahead
     execute.py     the streaming loop: read, merge, check, write, one job at a time
