@@ -177,3 +177,17 @@ def test_pool_workers_follow_the_policy_not_an_inherited_setting(monkeypatch):
         assert runner.submit(os.getenv, "OMP_NUM_THREADS").result() is None
     finally:
         runner.close()
+
+
+def test_eval_threads_is_read_once_by_the_driver(monkeypatch):
+    """KINMERGE_EVAL_THREADS (documented for evolve) becomes the jobs' `threads` argument
+    on the driver; workers read no environment."""
+    from kinmerge.search.evolve.config import eval_threads
+
+    monkeypatch.delenv("KINMERGE_EVAL_THREADS", raising=False)
+    assert eval_threads() is None
+    monkeypatch.setenv("KINMERGE_EVAL_THREADS", " 3 ")
+    assert eval_threads() == 3
+    monkeypatch.setenv("KINMERGE_EVAL_THREADS", "many")
+    with pytest.raises(KinmergeError, match="KINMERGE_EVAL_THREADS='many' is not a whole"):
+        eval_threads()

@@ -19,7 +19,8 @@ import yaml
 from kinmerge.search.evolve import report
 from kinmerge.evaluate.tasks import check_fitness
 from kinmerge.io.lora import check_models
-from kinmerge.search.evolve.config import EvolveConfig, check_run_options, load_evolve_config
+from kinmerge.search.evolve.config import (EvolveConfig, check_run_options, eval_threads,
+                                           load_evolve_config)
 from kinmerge.search.evolve.dfs import DfsSpace, write_dfs_config
 from kinmerge.search.evolve.fitness import BATCH
 from kinmerge.search.jobs import Folder, InMemory, Job, run_job
@@ -35,7 +36,6 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.io.rundir import check_database, run_lock
 from kinmerge.core.layers import detect
 from kinmerge.core.merge import check_device, merge
-from kinmerge.errors import KinmergeError
 from kinmerge.seeds import tensor_seed
 from kinmerge.threads import choose
 
@@ -116,20 +116,6 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
         run = _Run(cfg, out, None, storage, resume, trials, on_generation,
                    study_prefix(out, storage, default), threads)
         return _evolve(run, workers, backend, ray_address, save_best)
-
-
-def eval_threads() -> int | None:
-    """KINMERGE_EVAL_THREADS (the count of evolve's scoring threads when `threads=` names
-    none), read once here and passed in every job, so each worker, on any node, uses it."""
-    n = os.environ.get("KINMERGE_EVAL_THREADS", "").strip()
-    if not n:
-        return None
-    try:
-        return int(n)
-    except ValueError:
-        raise KinmergeError(f"KINMERGE_EVAL_THREADS={n!r} is not a whole number",
-                            where="the environment", fix="set a positive integer, or unset "
-                            "it (kinmerge's thread policy then decides)") from None
 
 
 def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
