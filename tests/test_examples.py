@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from kinmerge.cli import main
-from kinmerge.core.multistage import is_multistage
+from kinmerge.core.stages import is_multistage
 from kinmerge.core.recipe import load_recipe
 from kinmerge.zoo.synthetic import synthetic_llama
 

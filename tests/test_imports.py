@@ -121,6 +121,56 @@ def test_no_import_circles_lazy_or_type_only():
     assert found == [], "import circles:\n" + "\n".join(found)
 
 
+def package_of(module: str) -> str:
+    """The package a module belongs to: kinmerge's own subpackage or top-level module
+    (kinmerge.search.breed.run -> kinmerge.search; kinmerge.demo -> kinmerge.demo)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, dict[str, int]]) -> dict[str, dict[str, str]]:
+    """package -> {package it imports: the first module import that makes the edge}: package
+    A imports package B if any module of A imports any module of B (lazily, under
+    TYPE_CHECKING or at module level alike, as `import_graph` counts them)."""
+    out: dict[str, dict[str, str]] = {}
+    for mod in sorted(graph):
+        edges = out.setdefault(package_of(mod), {})
+        for target, line in sorted(graph[mod].items()):
+            if package_of(target) != package_of(mod):
+                edges.setdefault(package_of(target), f"{mod} (line {line}) -> {target}")
+    return out
+
+
+def test_no_package_circles():
+    """No package imports itself back through another: a layer never reaches up."""
+    pkgs = package_graph(import_graph())
+    assert {"kinmerge.core", "kinmerge.search", "kinmerge.report"} <= set(pkgs)
+    found = [" -> ".join(c) + ":\n  " + "\n  ".join(pkgs[a][b] for a, b in zip(c, c[1:]))
+             for c in cycles({p: dict.fromkeys(e, 0) for p, e in pkgs.items()})]
+    assert found == [], "package import circles:\n" + "\n".join(found)
+
+
+def test_the_package_circle_finder_sees_what_no_module_circle_shows(tmp_path):
+    """The control: p.x -> q.y and q.z -> p.w is no circle of modules, but one of packages;
+    a top-level module is a package of its own, and imports inside a package are no edge."""
+    pkg = tmp_path / "kinmerge"
+    for sub in ("p", "q"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    files = {"__init__.py": "", "p/x.py": "from kinmerge.q import y\n", "p/w.py": "",
+             "q/y.py": "from kinmerge.p import w as _w\n", "q/z.py": "def f():\n    import kinmerge.p.w\n",
+             "leaf.py": "from kinmerge.p import x\n"}
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    graph = import_graph(pkg)
+    assert cycles(graph) == []
+    pkgs = package_graph(graph)
+    assert pkgs["kinmerge.leaf"] == {"kinmerge.p": "kinmerge.leaf (line 1) -> kinmerge.p.x"}
+    assert pkgs["kinmerge.p"] == {"kinmerge.q": "kinmerge.p.x (line 1) -> kinmerge.q.y"}
+    assert pkgs["kinmerge.q"] == {"kinmerge.p": "kinmerge.q.y (line 1) -> kinmerge.p.w"}
+    assert cycles({p: dict.fromkeys(e, 0) for p, e in pkgs.items()}) == [
+        ["kinmerge.p", "kinmerge.q", "kinmerge.p"]]
+
+
 def test_the_circle_finder_sees_lazy_type_only_and_relative_imports(tmp_path):
     """The control: a package with one circle of each kind the test above must catch."""
     pkg = tmp_path / "kinmerge"

@@ -147,3 +147,47 @@ def test_help_says_the_default(cmd):
     assert "Default: kinmerge's policy: 1 for merges and kinship (memory-bound)" in text
     assert "KINMERGE_THREADS, or an OMP_NUM_THREADS you set, overrides it." in text
     assert "A merge's arithmetic runs on one thread whatever this says" in text
+
+
+def test_the_library_sets_no_thread_environment():
+    """The thread count travels as an argument: no module of kinmerge writes a thread
+    variable into the environment (a worker that inherited one would override the policy)."""
+    import re
+    from pathlib import Path
+
+    src = Path(kinmerge.__file__).parent
+    write = re.compile(r"environ(\[[^\]]+\]\s*=|\.setdefault|\.update)|putenv")
+    found = {f"{p.relative_to(src)}:{i}": line.strip()
+             for p in sorted(src.rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if write.search(line)}
+    # Ray's own authentication switch for the local cluster kinmerge starts (not a thread
+    # setting; Ray reads it only from the environment)
+    assert {k: v for k, v in found.items() if "RAY_AUTH_MODE" not in v} == {}
+
+
+def test_pool_workers_follow_the_policy_not_an_inherited_setting(monkeypatch):
+    import os
+
+    from kinmerge.search.runners import ProcessRunner
+
+    for var in ("KINMERGE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    runner = ProcessRunner(1)
+    try:
+        assert runner.submit(os.getenv, "OMP_NUM_THREADS").result() is None
+    finally:
+        runner.close()
+
+
+def test_eval_threads_is_read_once_by_the_driver(monkeypatch):
+    """KINMERGE_EVAL_THREADS (documented for evolve) becomes the jobs' `threads` argument
+    on the driver; workers read no environment."""
+    from kinmerge.search.evolve.config import eval_threads
+
+    monkeypatch.delenv("KINMERGE_EVAL_THREADS", raising=False)
+    assert eval_threads() is None
+    monkeypatch.setenv("KINMERGE_EVAL_THREADS", " 3 ")
+    assert eval_threads() == 3
+    monkeypatch.setenv("KINMERGE_EVAL_THREADS", "many")
+    with pytest.raises(KinmergeError, match="KINMERGE_EVAL_THREADS='many' is not a whole"):
+        eval_threads()

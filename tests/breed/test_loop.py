@@ -124,7 +124,7 @@ def test_exploration_children_are_recorded(full_run):
 
 
 def test_resume_after_a_kill_redoes_nothing(config, fitness, kin, tmp_path, monkeypatch):
-    import kinmerge.search.breed.work as loop
+    import kinmerge.search.jobs as loop
 
     merged: list[str] = []
     real_merge = loop.merge
@@ -164,7 +164,7 @@ def test_a_different_config_in_the_same_folder_is_refused(config, fitness, kin, 
 def test_a_merge_finished_but_not_recorded_is_adopted(config, fitness, kin, tmp_path,
                                                        monkeypatch):
     """Killed between the merge's rename and the database commit: the folder is reused."""
-    import kinmerge.search.breed.work as loop
+    import kinmerge.search.jobs as loop
     from kinmerge.search.breed.state import BreedState as State
 
     real_add = State.add_model

@@ -68,11 +68,13 @@ def test_unique_children_counts_a_pool_pair_once_per_seed():
 
 
 def test_read_run_from_summary_and_history(tmp_path):
-    gens = [{"generation": 0, "best": 0.4, "top_k_kinship": 0.1, "evaluations": 3},
-            {"generation": 1, "best": 0.6, "top_k_kinship": 0.3, "evaluations": 6},
-            {"generation": 2, "best": 0.6, "top_k_kinship": 0.8, "evaluations": 8}]
+    # a whole summary, as breed writes it: read_run reads it through read_summary
+    gens = [{"generation": g, "best": b, "top_k_kinship": k, "evaluations": e,
+             "top_k": ["a"], "best_model": "a", "merged": [], "explored": None}
+            for g, b, k, e in ((0, 0.4, 0.1, 3), (1, 0.6, 0.3, 6), (2, 0.6, 0.8, 8))]
     (tmp_path / "summary.json").write_text(json.dumps(
-        {"best_score": 0.6, "best_model": "g1-02", "best_path": "p", "evaluations": 8,
+        {"explore": False, "k": 2, "metric": "pcc", "budget": 8, "best_score": 0.6,
+         "best_model": "g1-02", "best_path": "p", "evaluations": 8,
          "stop_reason": "budget", "generations": gens}))
     rows = [("a", "", 0.4, ""), ("b", "", 0.3, ""), ("g1-01", "a + b", 0.5, 0.15),
             ("g1-02", "a + g1-01", 0.6, 0.15)]

@@ -46,3 +46,57 @@ def test_a_summary_written_before_select_still_loads():
     assert g.skipped == 3 and (g.merged[0].predicted_gain, g.merged[0].predicted_by) == (
         -0.01, "fit")
     assert g.to_dict() == new
+
+
+def test_the_family_tree_is_drawn_from_the_runs_typed_records(full_run):
+    """The tree's records come from the run database (no lineage.json read back after it
+    was written): the same records, scores and parents as reading the folder gives."""
+    from kinmerge.lineage.graph import collect
+    from kinmerge.search.breed.run import _family
+    from kinmerge.search.breed.state import BreedState
+
+    out = full_run[1]
+    state = BreedState(out / "breed.db")
+    try:
+        family = _family(state, state.lineage())
+    finally:
+        state.close()
+    on_disk = collect(out)
+    assert set(family) == set(on_disk) and len(family) > 4
+    for rid, rec in on_disk.items():
+        assert (family[rid].name, family[rid].parents, family[rid].scores) == \
+            (rec.name, rec.parents, rec.scores)
+
+
+def test_breed_summary_has_one_reader(full_run, tmp_path):
+    import json
+
+    from kinmerge.errors import KinmergeError
+    from kinmerge.search.breed.summary import read_summary
+
+    s, out = full_run
+    assert read_summary(out).to_dict() == s.to_dict()
+    (tmp_path / "summary.json").write_text(json.dumps({"mode": "ps", "trials": 3}))
+    with pytest.raises(KinmergeError, match=r"holds no readable breed summary \(KeyError"):
+        read_summary(tmp_path)
+
+
+def test_a_pool_merges_own_ancestors_come_from_its_lineage_file(pool, tmp_path):
+    """A pool model that is itself a merge: the run database holds its record only; its
+    parents' records are on disk beside it, and the tree takes them from there."""
+    from kinmerge import lineage, merge
+    from kinmerge.search.breed.run import _family
+    from kinmerge.search.breed.state import BreedState
+
+    recipe = {"merge_method": "linear", "dtype": "float32",
+              "models": [{"model": m, "parameters": {"weight": 0.5}} for m in pool["ft"][:2]]}
+    merged = merge(recipe, tmp_path / "merged")
+    own = lineage.read(merged)
+    state = BreedState(tmp_path / "breed.db")
+    try:
+        state.add_model("merged", str(merged), own.model.id, 0)
+        state.put_lineage(own.model)
+        family = _family(state, state.lineage())
+    finally:
+        state.close()
+    assert set(family) == set(own.all()) and len(family) == 3

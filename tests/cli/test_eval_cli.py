@@ -21,8 +21,11 @@ def model(tmp_path_factory):
     zoo = root / "zoo"
     (zoo / "tasks").mkdir(parents=True)
     (zoo / "tasks" / "h.jsonl").write_text((root / "t.jsonl").read_text())
-    (zoo / "zoo.json").write_text(json.dumps({"skills": {"rev": {"heldout": "tasks/h.jsonl",
-                                                                 "search": "tasks/h.jsonl"}}}))
+    # a whole manifest, as `kinmerge zoo build` writes it: eval reads it with read_manifest
+    (zoo / "zoo.json").write_text(json.dumps(
+        {"format": 2, "seed": 0, "digest": "d", "config": {}, "parents": ["rev", "rev"],
+         "models": {"rev": {"path": "rev", "skill": "rev"}}, "text": "tasks/h.jsonl",
+         "skills": {"rev": {"heldout": "tasks/h.jsonl", "search": "tasks/h.jsonl"}}}))
     return root
 
 
@@ -90,3 +93,18 @@ def test_evaluate_model_logs_one_line_per_model(model, caplog):
     with caplog.at_level(logging.INFO, logger="kinmerge.evaluate"):
         evaluate_model(model / "m", [ExactMatch(model / "t.jsonl", name="em")])
     assert f"scored {model / 'm'}: em=0.0000" in caplog.text
+
+
+def test_eval_zoo_reads_the_manifest_through_its_one_reader(model, tmp_path):
+    """A zoo.json eval cannot use is refused as every command refuses it (read_manifest),
+    and a skill without the split asked for is named."""
+    manifest = json.loads((model / "zoo" / "zoo.json").read_text())
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "zoo.json").write_text(json.dumps({"skills": manifest["skills"]}))
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), "--zoo", str(tmp_path)])
+    assert r.exit_code == 2 and "holds no readable zoo manifest ('format')" in r.output
+    manifest["skills"]["rev"] = {"heldout": "tasks/h.jsonl"}
+    (tmp_path / "zoo.json").write_text(json.dumps(manifest))
+    r = CliRunner().invoke(main, ["eval", str(model / "m"), "--zoo", str(tmp_path),
+                                  "--split", "search"])
+    assert r.exit_code == 2 and "the zoo's manifest names no search task file for rev" in r.output

@@ -157,7 +157,7 @@ def test_evolved_and_bred_recipes_merge_after_the_demo_moves_and_the_cache_goes(
 
 def test_score_plot_cuts_long_names(tmp_path, monkeypatch):
     """A 70-character merge name would squash the bars into a sliver: labels stop at 24."""
-    from kinmerge import demo
+    from kinmerge.demo import run as demo  # where the plot is drawn and saved
 
     figs = []
     monkeypatch.setattr(demo, "save", lambda fig, path: figs.append(fig) or path)

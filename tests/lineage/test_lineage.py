@@ -54,3 +54,35 @@ def test_update_scores(family, tmp_path):
 def test_show_without_lineage(tmp_path):
     r = CliRunner().invoke(main, ["lineage", "show", str(tmp_path)])
     assert r.exit_code == 2 and "has no lineage.json" in r.output
+
+
+def test_the_model_card_reads_any_recipe_shaped_object():
+    """lineage builds the card from what the core hands it (no import of the core): a
+    Recipe and a plain object with the same fields give the same card."""
+    from dataclasses import dataclass
+
+    from kinmerge.core.recipe import load_recipe
+    from kinmerge.lineage.card import model_card
+
+    recipe = load_recipe({"merge_method": "ties", "base_model": "org/base",
+                          "models": [{"model": "org/a", "parameters": {"weight": 1.0,
+                                                                      "density": 0.5}}]})
+
+    @dataclass
+    class Plain:
+        merge_method: str
+        base_model: str | None
+        refs: list
+        text: str
+
+        def model_refs(self):
+            return self.refs
+
+        def to_yaml(self):
+            return self.text
+
+    card = model_card(recipe, "m")
+    plain = Plain("ties", "org/base", recipe.model_refs(), recipe.to_yaml())
+    assert model_card(plain, "m") == card
+    assert "**ties** method" in card and "Base model: `org/base`" in card
+    assert "- `org/a`" in card and "- `org/base`" not in card

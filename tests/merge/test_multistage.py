@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import kinmerge
 from kinmerge.cli import main
-from kinmerge.core.multistage import is_multistage, read_stages, run_order
+from kinmerge.core.stages import is_multistage, read_stages, run_order
 
 N = "model.layers.1.mlp.up_proj.weight"
 

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kinmerge
-from kinmerge.core.multistage import NAME, run_all
+from kinmerge.core.multistage import run_all
+from kinmerge.core.stages import NAME
 from kinmerge.errors import KinmergeError
 from kinmerge.zoo.synthetic import synthetic_llama
 

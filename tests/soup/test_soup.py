@@ -104,3 +104,27 @@ def test_soup_refuses_to_write_into_an_ingredient(family, env):
 
     with pytest.raises(KinmergeError, match="input model"):
         soup(config(family), Path(family["good"][0]) / "soup")
+
+
+def test_soup_threads_reach_every_scoring(family, env, tmp_path):
+    """The thread count is an argument: every ingredient and soup is scored with it, and
+    torch's own count is back afterwards; a bad count fails before OUT exists."""
+    import torch
+
+    from kinmerge.errors import KinmergeError
+    from kinmerge.evaluate.fitness import as_fitness
+    from soup_standins import closeness
+
+    seen: list[int] = []
+
+    def counting(candidate, split):
+        seen.append(torch.get_num_threads())
+        return closeness(candidate, split)
+
+    before = torch.get_num_threads()
+    r = soup(config(family), tmp_path / "s", fitness=as_fitness(counting), threads=2)
+    assert seen and set(seen) == {2} and torch.get_num_threads() == before
+    assert set(r.greedy.members) == set(family["good"])
+    with pytest.raises(KinmergeError, match="not a thread count"):
+        soup(config(family), tmp_path / "bad", threads=0)
+    assert not (tmp_path / "bad").exists()

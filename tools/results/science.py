@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import random
 from pathlib import Path
 from typing import Any
 
 from kinmerge.report.plots import pearson as report_pearson
+from kinmerge.search.breed.summary import read_summary
 from kinmerge.zoo.manifest import read_manifest
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -63,10 +63,10 @@ def breed_config(root: Path, seed: int, operator: dict, budget: int, k: int = 3,
 def read_run(out: Path, pool_skills: dict[str, str] | None = None) -> dict:
     """What one breed run reached: from its summary.json and history.csv. `pool_skills`
     ({pool model path: skill}) adds each child's parents' skill sets."""
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)  # typed: a run before the kinship counts reads them as 0
     rows = list(csv.DictReader((out / "history.csv").open()))
     scored = [r for r in rows if r["fitness"] != ""]
-    gens = summary["generations"]
+    gens = summary.generations
     path = {x["name"]: x["path"] for x in rows}
     origin = {x["name"]: x["origin"] for x in rows}
     children = [{"child": r["name"], "path": r["path"], "parents": r["parents"].split(" + "),
@@ -82,18 +82,18 @@ def read_run(out: Path, pool_skills: dict[str, str] | None = None) -> dict:
             c["related"] = bool(skills[c["parents"][0]] & skills[c["parents"][1]])
     fitness = [float(r["fitness"]) for r in scored]
     # best so far after each evaluation (summary.json's, where the run wrote one)
-    trace = summary.get("trace") or [max(fitness[: i + 1]) for i in range(len(fitness))]
-    return {"best": summary["best_score"], "best_model": summary["best_model"],
-            "best_path": summary["best_path"], "evaluations": summary["evaluations"],
-            "stop_reason": summary["stop_reason"],
+    trace = list(summary.trace) or [max(fitness[: i + 1]) for i in range(len(fitness))]
+    return {"best": summary.best_score, "best_model": summary.best_model,
+            "best_path": summary.best_path, "evaluations": summary.evaluations,
+            "stop_reason": summary.stop_reason,
             "evals_to_best": evals_to_best(fitness),
             "trace": trace,
-            "kinship_measured": summary.get("kinship_measured"),
-            "kinship_for_selection": summary.get("kinship_for_selection"),
-            "stall_generation": stall_generation([g["best"] for g in gens]),
-            "generations": [{"generation": g["generation"], "best": g["best"],
-                             "top_k_kinship": g["top_k_kinship"],
-                             "evaluations": g["evaluations"]} for g in gens],
+            "kinship_measured": summary.kinship_measured,
+            "kinship_for_selection": summary.kinship_for_selection,
+            "stall_generation": stall_generation([g.best for g in gens]),
+            "generations": [{"generation": g.generation, "best": g.best,
+                             "top_k_kinship": g.top_k_kinship,
+                             "evaluations": g.evaluations} for g in gens],
             "children": children}
 
 

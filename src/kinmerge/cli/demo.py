@@ -26,11 +26,13 @@ if TYPE_CHECKING:  # the demo itself is imported when the command runs
 def demo(out: Path, seed: int, zoo_dir: Path | None, quiet: bool) -> None:
     """Build (or reuse) the zoo, show its kinship, merge two experts, score everything."""
     from kinmerge.demo import run_demo
-    # measured: tiny models run fastest single-threaded (also in evolve's scoring jobs)
-    os.environ.setdefault("KINMERGE_THREADS", "1")
-    threads.apply("elementwise")
+    # measured: tiny models run fastest single-threaded (also in evolve's and breed's jobs):
+    # one thread, passed as the argument (nothing set in the environment), unless the user
+    # named a count in KINMERGE_THREADS
+    n = None if os.environ.get(threads.ENV, "").strip() else 1
+    threads.apply("elementwise", n)
     t0 = time.perf_counter()
-    result = run_demo(out, seed=seed, zoo_dir=zoo_dir, progress=not quiet)
+    result = run_demo(out, seed=seed, zoo_dir=zoo_dir, progress=not quiet, threads=n)
     console = Stdout()
     if result.kinship is not None:
         console.print(kinship_table(result.kinship))

@@ -31,19 +31,21 @@ def parse_task(spec: str) -> tuple[str, str, str]:
 
 
 def zoo_tasks(zoo_dir: str, split: str) -> list[tuple[str, str, str]]:
-    """Every skill of a zoo (its zoo.json manifest), scored by exact match on `split`."""
-    manifest = Path(zoo_dir) / "zoo.json"
-    if not manifest.is_file():
+    """Every skill of a zoo (its zoo.json manifest, read by `read_manifest`), scored by exact
+    match on `split`."""
+    from kinmerge.zoo.manifest import read_manifest
+
+    if not (Path(zoo_dir) / "zoo.json").is_file():
         raise KinmergeError(f"{zoo_dir} is not a zoo (no zoo.json)", where="--zoo",
                             fix="build one with `kinmerge zoo build DIR`")
-    try:
-        skills = json.loads(manifest.read_text())["skills"]
-        return [("exact_match", s, str(Path(zoo_dir) / files[split]))
-                for s, files in skills.items()]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, wrong shape
-        raise KinmergeError(f"{manifest} is not a zoo manifest ({type(e).__name__}: "
-                            f"{str(e)[:100]})", where="--zoo",
-                            fix="rebuild it with `kinmerge zoo build DIR`") from None
+    manifest = read_manifest(zoo_dir)
+    missing = sorted(s for s, files in manifest.skills.items() if split not in files)
+    if missing:
+        raise KinmergeError(f"the zoo's manifest names no {split} task file for "
+                            f"{', '.join(missing)}", where=str(Path(zoo_dir) / "zoo.json"),
+                            fix="rebuild the zoo with `kinmerge zoo build DIR`")
+    return [("exact_match", s, str(Path(zoo_dir) / files[split]))
+            for s, files in manifest.skills.items()]
 
 
 @main.command("eval")

@@ -121,10 +121,10 @@ def validate_cmd(recipe, no_models):
 
 
 def _validate_yaml(recipe) -> None:
-    from kinmerge.core import multistage
+    from kinmerge.core.stages import load_stages
     from kinmerge.core.validate import recipe_warnings
 
-    stages = multistage.load_stages(recipe)
+    stages = load_stages(recipe)
     if stages is not None:
         out.print(f"recipe OK: {len(stages)} stages (models not checked)", highlight=False)
         return

@@ -6,11 +6,13 @@
     params.py      a parameter's value at (tensor, layer): number | gradient | filter list
     layers.py      tensor name <-> layer index; renumbering for slices
     dtypes.py      dtype names and the working dtype
+    units.py       which inputs make each output tensor (the models and slices forms)
     plan.py        Recipe + readers -> Plan (one TensorJob per output tensor, all checks done)
     peak.py        the memory a plan needs, and how far reads may run ahead
     execute.py     the streaming loop: read, merge, check, write, one job at a time
     nonfinite.py   NaN/Inf in outputs and the inputs that carried them
     merge.py       merge(recipe, out) = plan -> execute -> config, tokenizer, card, lineage
-    multistage.py  several recipes in one file, run in order
+    stages.py      several recipes in one file: parsed, checked, ordered, planned
+    multistage.py  running them in order, intermediates written and reused
     lora_merge.py  a base model plus a LoRA adapter, as one merge
 """

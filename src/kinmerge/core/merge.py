@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kinmerge.core import multistage
+from kinmerge.core import multistage, stages
 from kinmerge.core.peak import PeakEstimate, expected_peak
 from kinmerge.core.plan import Plan
 from kinmerge.core.write import (TOKENIZER_FILES, MergedModel, OnTensor, RecipeLike, _planned,
@@ -27,10 +27,9 @@ def make_plans(source: RecipeLike, *, stage: str | None = None, dtype: str | Non
                peak: bool = False) -> list[tuple[object, Plan, PeakEstimate | None]]:
     """(stage, Plan, peak) for every stage `source` runs, in run order: one (None, plan,
     peak) for a single recipe, each stage of a multi-stage file (see
-    `kinmerge.core.multistage`; no peak: its models are not written yet)."""
-    if multistage.is_multistage(source):
-        return [(s, p, None) for s, p in multistage.plan_stages(source, stage=stage,
-                                                                 dtype=dtype)]
+    `kinmerge.core.stages`; no peak: its models are not written yet)."""
+    if stages.is_multistage(source):
+        return [(s, p, None) for s, p in stages.plan_stages(source, stage=stage, dtype=dtype)]
     _single_only(stage, None)
     with _planned(source, dtype=dtype) as (_, readers, p):
         return [(None, p, expected_peak(p, readers) if peak else None)]
@@ -76,7 +75,7 @@ def merge(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = None
                    threads=threads, allow_norm_growth=allow_norm_growth,
                    truncate_embeddings=truncate_embeddings)
     check_seed(seed)  # before a stage opens a model or makes a folder
-    if multistage.is_multistage(recipe):
+    if stages.is_multistage(recipe):
         return multistage.merge_stages(recipe, out, stage=stage,
                                        intermediate_dir=intermediate_dir, **options)
     _single_only(stage, intermediate_dir)

@@ -12,7 +12,7 @@ import torch
 
 from kinmerge.errors import PlanError
 from kinmerge.io.reader import ModelReader
-from kinmerge.core.layers import LayerScheme, detect, is_embedding, layer_count_problem
+from kinmerge.core.layers import LayerScheme, detect, layer_count_problem
 from kinmerge.methods import Method, get_method
 from kinmerge.core.params import value_at
 from kinmerge.core.dtypes import dtype_of
@@ -20,7 +20,8 @@ from kinmerge.core.schema import Recipe
 from kinmerge.tokenizer.build import VocabPlan, vocab_plan
 from kinmerge.tokenizer.rows import VocabRows, plan_rows
 from kinmerge.tokenizer.vocab import is_vocab_tensor
-from kinmerge.core.validate import check_values, checked_report, inputs_of, recipe_warnings
+from kinmerge.core.units import Unit, model_units, out_layers, slice_units
+from kinmerge.core.validate import check_values, checked_report, recipe_warnings
 
 MAX_SHOWN = 25
 
@@ -55,19 +56,6 @@ class Plan:
     @property
     def entries(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
         return [(j.name, j.out_dtype, j.shape) for j in self.jobs]
-
-
-@dataclass
-class _Unit:
-    """An output tensor before its parameters are resolved."""
-
-    name: str
-    sources: list[tuple[str, str, list[dict]]]  # model, tensor, parameter lookup chain
-    base: tuple[str, str] | None
-    global_chain: list[dict]
-    u: float
-    layer: int | None
-    ref: tuple[str, str]  # the tensor whose shape and dtype the output takes
 
 
 @dataclass
@@ -113,7 +101,8 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
                truncate=truncate_embeddings)
     _check_architectures(ctx, refs)
     ctx.vocab = vocab_plan(recipe, readers)
-    units = _models_units(ctx) if recipe.models is not None else _slices_units(ctx)
+    units = (model_units(recipe, m, readers, ctx.scheme) if recipe.models is not None
+             else slice_units(recipe, m, readers, ctx.scheme, ctx.problems))
     compute = dtype_of(work_dtype) or dtype_of(dtype or recipe.dtype)
     out_dtype = dtype_of(recipe.out_dtype) or dtype_of(dtype or recipe.dtype)
     jobs = [j for j in (_job(ctx, u, out_dtype, compute) for u in units) if j is not None]
@@ -127,7 +116,7 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
         raise PlanError(shown, where=f"recipe {recipe.merge_method} over {', '.join(refs)}",
                         fix="make the recipe fit the models (`kinmerge plan` shows the mapping)")
     jobs.sort(key=lambda j: (readers[j.sources[0][0]].shard(j.sources[0][1]), j.name))
-    config = _out_config(ctx, reference, _out_layers(recipe), jobs)
+    config = _out_config(ctx, reference, out_layers(recipe), jobs)
     return Plan(recipe, m, tuple(jobs), compute, reference, config, tuple(ctx.warnings),
                 ctx.vocab)
 
@@ -151,95 +140,7 @@ def _check_architectures(ctx: _Ctx, refs: list[str]) -> None:
                 f"{other.prefix}N, those of {refs[0]} {ctx.scheme.prefix}N")
 
 
-def _models_units(ctx: _Ctx) -> list[_Unit]:
-    r, s = ctx.recipe, ctx.scheme
-    entries = {e.model: e.parameters for e in r.models}
-    inputs = inputs_of(r, ctx.method)
-    reference = r.model_refs()[0]
-    units = []
-    for name in ctx.readers[reference].names():
-        layer = s.index(name)
-        u = _position(layer, s.num_layers) if layer is not None else 0.0
-        sources = [(x, name, [entries.get(x, {}), r.parameters]) for x in inputs]
-        base = (r.base_model, name) if ctx.method.takes_base and r.base_model else None
-        units.append(_Unit(name, sources, base, [r.parameters], u, layer, (reference, name)))
-    return units
-
-
-def _slices_units(ctx: _Ctx) -> list[_Unit]:
-    r, s = ctx.recipe, ctx.scheme
-    if not _check_ranges(ctx):
-        return []
-    units, offset = [], 0
-    for sl in r.slices:
-        base = sl.base_model or r.base_model  # a slice may name its own base, as in mergekit
-        ref_src = next((x for x in sl.sources if x.model == base), sl.sources[0])
-        a_ref, b_ref = ref_src.layer_range
-        by_layer = _names_by_layer(ctx.readers[ref_src.model], s)
-        for j in range(b_ref - a_ref):
-            u = _position(j, b_ref - a_ref)
-            for name in by_layer.get(a_ref + j, []):
-                suffix = s.suffix(name)
-                at = [f"{s.prefix}{x.layer_range[0] + j}.{suffix}" for x in sl.sources]
-                units.append(_slice_unit(ctx, sl, f"{s.prefix}{offset + j}.{suffix}", at, u,
-                                         offset + j, (ref_src.model, name)))
-        offset += b_ref - a_ref
-    reference = r.model_refs()[0]
-    for name in ctx.readers[reference].names():
-        if s.index(name) is None:
-            sl = r.slices[0] if is_embedding(name) else r.slices[-1]
-            at = [name] * len(sl.sources)
-            units.append(_slice_unit(ctx, sl, name, at, 0.0, None, (sl.sources[0].model, name)))
-    return units
-
-
-def _position(j: int, n: int) -> float:
-    """Relative position u of layer j among n for gradients; a lone layer sits at u = 1
-    (mergekit's choice: a one-layer slice takes a gradient's last anchor)."""
-    return j / (n - 1) if n > 1 else 1.0
-
-
-def _slice_unit(ctx: _Ctx, sl, out_name: str, at: list[str], u: float,
-                layer: int | None, ref: tuple[str, str]) -> _Unit:
-    """`at[i]` is the input tensor name that slice source i contributes."""
-    r, takes_base = ctx.recipe, ctx.method.takes_base
-    slice_base = sl.base_model or r.base_model
-    sources, base = [], None
-    for src, name in zip(sl.sources, at):
-        if takes_base and src.model == slice_base and base is None:
-            base = (src.model, name)
-        else:
-            sources.append((src.model, name, [src.parameters, sl.parameters, r.parameters]))
-    if takes_base and base is not None:
-        ref = base
-    return _Unit(out_name, sources, base, [sl.parameters, r.parameters], u, layer, ref)
-
-
-def _check_ranges(ctx: _Ctx) -> bool:
-    ok = True
-    for i, sl in enumerate(ctx.recipe.slices):
-        for j, src in enumerate(sl.sources):
-            r = ctx.readers[src.model]
-            n = detect(r.names(), r.config).num_layers
-            a, b = src.layer_range
-            if b > n:
-                ok = False
-                ctx.problems.append(
-                    f"slices[{i}].sources[{j}].layer_range {[a, b]} is outside model "
-                    f"{src.model}, which has {n} layers (valid ranges lie within [0, {n}])")
-    return ok
-
-
-def _names_by_layer(r: ModelReader, s: LayerScheme) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for n in r.names():
-        i = s.index(n)
-        if i is not None:
-            out.setdefault(i, []).append(n)
-    return out
-
-
-def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
+def _job(ctx: _Ctx, u: Unit, out_dtype: torch.dtype | None,
          compute: torch.dtype | None) -> TensorJob | None:
     shape = _check_tensors(ctx, u)
     params = _resolve_params(ctx, u)
@@ -264,7 +165,7 @@ def _job(ctx: _Ctx, u: _Unit, out_dtype: torch.dtype | None,
                      work, u.layer, vocab, ctx.method.accumulation(work))
 
 
-def _truncated(ctx: _Ctx, u: _Unit, shape: tuple[int, ...]
+def _truncated(ctx: _Ctx, u: Unit, shape: tuple[int, ...]
                ) -> tuple[VocabRows | None, tuple[int, ...]]:
     """--unsafe-truncate-embeddings: every input's first min(rows) rows, as they are."""
     inputs = [(m, n) for m, n, _ in u.sources] + ([u.base] if u.base else [])
@@ -281,7 +182,7 @@ def _truncated(ctx: _Ctx, u: _Unit, shape: tuple[int, ...]
     return VocabRows(keep, keep, take, empty, empty, empty, empty.bool()), (keep, *shape[1:])
 
 
-def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:
+def _check_tensors(ctx: _Ctx, u: Unit) -> tuple[int, ...] | None:
     """Every input has the tensor, with the reference's shape (or a vocab-size difference
     that tokenizer_source explicitly resolves)."""
     ref_model, ref_name = u.ref
@@ -315,7 +216,7 @@ def _check_tensors(ctx: _Ctx, u: _Unit) -> tuple[int, ...] | None:
     return want if ok else None
 
 
-def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
+def _resolve_params(ctx: _Ctx, u: Unit) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     ok = True
     for p in ctx.method.params:
@@ -339,12 +240,6 @@ def _resolve_params(ctx: _Ctx, u: _Unit) -> dict[str, Any] | None:
         check_values(ctx.method, u.name, out, ctx.checked)
     out.update({k: ctx.options[k] for k in ctx.method.options})
     return out if ok else None
-
-
-def _out_layers(r: Recipe) -> int | None:
-    if r.slices is None:
-        return None
-    return sum(s.sources[0].layer_range[1] - s.sources[0].layer_range[0] for s in r.slices)
 
 
 def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,

@@ -1,12 +1,28 @@
-"""The model card (README.md) written beside a merged model."""
+"""The model card (README.md) written beside a merged model.
+
+The card is built from what the merge hands it: anything with a recipe's method, base,
+model references and YAML text (`CardRecipe`; `kinmerge.core.recipe.Recipe` is one), so
+lineage needs nothing of the merge core and the core may import lineage.
+"""
 from __future__ import annotations
+
+from typing import Protocol
 
 import yaml
 
-from kinmerge.core.recipe import Recipe
+
+class CardRecipe(Protocol):
+    """What a model card reads of a recipe."""
+
+    merge_method: str
+    base_model: str | None
+
+    def model_refs(self) -> list[str]: ...
+
+    def to_yaml(self) -> str: ...
 
 
-def model_card(recipe: Recipe, name: str, *, extra: str = "") -> str:
+def model_card(recipe: CardRecipe, name: str, *, extra: str = "") -> str:
     """A Hugging Face model card: front matter (base_model, tags) and the recipe."""
     models = [m for m in recipe.model_refs()]
     front = {"base_model": models, "library_name": "transformers",

@@ -8,7 +8,6 @@ directory (summary.json, history.csv, breed.yml, lineage) for `kinmerge report`.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from pathlib import Path
@@ -20,7 +19,7 @@ from kinmerge.figures import pyplot, save
 
 if TYPE_CHECKING:
     from kinmerge.lineage.record import LineageRecord
-    from kinmerge.search.breed.summary import BreedSummary, Generation
+    from kinmerge.io.breed_summary import BreedSummary, Generation
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +149,12 @@ def _given(v: Any) -> bool:
 
 def _breed_summary(path: Path) -> BreedSummary | None:
     """summary.json as a breed run's typed summary; None for any other run's (or none)."""
-    from kinmerge.search.breed.summary import BreedSummary
+    from kinmerge.errors import KinmergeError
+    from kinmerge.io.breed_summary import read_summary
 
     try:
-        data = json.loads(path.read_text())
-        gens = data.get("generations") or []
-        if not (gens and "top_k_kinship" in gens[0]):
-            return None
-        return BreedSummary.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return read_summary(path.parent)
+    except KinmergeError:  # an evolve or soup run's summary (or none): no breed figures
         return None
 
 

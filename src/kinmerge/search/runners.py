@@ -115,7 +115,8 @@ class ProcessRunner:
 
 
 def _init_worker() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # no thread setting here: every job carries its thread count and runs under
+    # kinmerge.threads.using (an OMP_NUM_THREADS set here would override the policy)
     logging.basicConfig(level=logging.WARNING)
 
 

@@ -34,6 +34,7 @@ from kinmerge.io.lora import check_models
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.core.merge import check_device, merge, merge_to_memory
 from kinmerge.core.recipe import load_recipe
+from kinmerge.threads import choose, using
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +102,29 @@ class SoupResult:
 
 
 def soup(config: "str | Path | dict | SoupConfig", out: str | Path, *,
-         fitness: Fitness | None = None) -> SoupResult:
+         fitness: Fitness | None = None, threads: int | None = None) -> SoupResult:
     """Cook the greedy soup of `config` into `out` (see the module docstring), holding OUT's
-    lock (`kinmerge.io.rundir.run_lock`) throughout."""
+    lock (`kinmerge.io.rundir.run_lock`) throughout. `threads`: torch threads of each merge
+    and scoring (default: kinmerge.threads' policy)."""
     from kinmerge.io.rundir import run_lock
 
     cfg = load_soup_config(config)
     check_device(cfg.device)
+    choose("matmul", threads)  # a bad thread count fails here, before OUT is made
     out = check_out(out, input_roots(cfg.ingredients))  # never an input's folder
     # every ingredient, task file and tokenizer checked before OUT is created
     check_models(cfg.ingredients, "soup config ingredients")
     if fitness is None:
         check_fitness(cfg.fitness, cfg.ingredients)
     with run_lock(out, "soup"):
-        return _soup(cfg, make_dir(out), fitness)
+        return _soup(cfg, make_dir(out), fitness, threads)
 
 
-def _soup(cfg: SoupConfig, out: Path, fitness: Fitness | None) -> SoupResult:
+def _soup(cfg: SoupConfig, out: Path, fitness: Fitness | None,
+          threads: int | None = None) -> SoupResult:
     fit = fitness or TaskFitness(cfg.fitness)
     heldout = all(t.heldout for t in cfg.fitness.tasks)  # every task can report it
-    kitchen = _Kitchen(cfg, fit, heldout)
+    kitchen = _Kitchen(cfg, fit, heldout, threads)
     ranking = sorted((kitchen.ingredient(ref) for ref in cfg.ingredients),
                      key=lambda s: -s.search)  # stable: ties keep the config's order
     members, best, steps = [ranking[0].members[0]], ranking[0].search, []
@@ -135,15 +139,17 @@ def _soup(cfg: SoupConfig, out: Path, fitness: Fitness | None) -> SoupResult:
     result = SoupResult(Path(out), tuple(ranking), tuple(steps),
                         kitchen.contender("greedy soup", members, best),
                         kitchen.contender("uniform soup", cfg.ingredients), ranking[0])
-    _write(cfg, result, fit)
+    _write(cfg, result, threads)
     return result
 
 
 class _Kitchen:
     """Scores ingredients (their folders) and soups (merged in memory), each once."""
 
-    def __init__(self, cfg: SoupConfig, fitness: Fitness, heldout: bool):
+    def __init__(self, cfg: SoupConfig, fitness: Fitness, heldout: bool,
+                 threads: int | None = None):
         self.cfg, self.fitness, self.has_heldout = cfg, fitness, heldout
+        self.threads = threads
         self._cache: dict[tuple[tuple[str, ...], str], float] = {}
 
     def _score(self, members: list[str], split: str) -> float:
@@ -154,11 +160,13 @@ class _Kitchen:
                 cand = Candidate.from_dir(members[0], device=self.cfg.device)
             else:
                 cand = Candidate.from_merge(merge_to_memory(recipe(self.cfg, members),
-                                                            device=self.cfg.device),
+                                                            device=self.cfg.device,
+                                                            threads=self.threads),
                                             device=self.cfg.device)
+            with using("matmul", self.threads):
+                scores = self.fitness.scores(cand, split)
             # a NaN score compares false with every other: the soup refuses it, naming it
-            self._cache[key] = check_finite(self.fitness.combine(self.fitness.scores(cand, split)),
-                                            cand, split)
+            self._cache[key] = check_finite(self.fitness.combine(scores), cand, split)
             cand.release()
             # a line per scored model or soup: logs and CI see a long run move
             label = Path(members[0]).name if len(members) == 1 else f"soup of {len(members)}"
@@ -184,7 +192,7 @@ def recipe(cfg: SoupConfig, members: list[str]) -> dict:
             "models": [{"model": m, "parameters": {"weight": 1.0}} for m in members]}
 
 
-def _write(cfg: SoupConfig, result: SoupResult, fitness: Fitness) -> None:
+def _write(cfg: SoupConfig, result: SoupResult, threads: int | None) -> None:
     out = result.out
     text = load_recipe(recipe(cfg, list(result.greedy.members))).to_yaml()
     (out / "soup.yml").write_text(f"# kinmerge greedy soup of {len(result.greedy.members)} "
@@ -193,5 +201,6 @@ def _write(cfg: SoupConfig, result: SoupResult, fitness: Fitness) -> None:
     scores = {"fitness": result.greedy.search}
     if result.greedy.heldout is not None:
         scores["heldout"] = result.greedy.heldout
-    merge(text, out / "soup", overwrite=True, device=cfg.device, lineage={"scores": scores})
+    merge(text, out / "soup", overwrite=True, device=cfg.device, lineage={"scores": scores},
+          threads=threads)
     (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -42,7 +42,9 @@ class ZooManifest(Record):
         known = ("format", "seed", "digest", "config", "models", "skills", "parents", "text")
         return cls(d["format"], d["seed"], d["digest"], d["config"],
                    {n: ZooModel(m["path"], m["skill"]) for n, m in d["models"].items()},
-                   d["skills"], tuple(d["parents"]), d["text"],  # type: ignore[arg-type]
+                   {str(s): {str(k): str(v) for k, v in files.items()}  # shape checked
+                    for s, files in d["skills"].items()},
+                   tuple(d["parents"]), d["text"],  # type: ignore[arg-type]
                    {k: v for k, v in d.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:

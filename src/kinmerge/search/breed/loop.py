@@ -35,7 +35,8 @@ from kinmerge.search.breed.predict import (PairStats, Prediction, candidate_pair
                                            fit_gain, width)
 from kinmerge.search.breed.state import BreedState
 from kinmerge.search.breed.summary import Generation, Merge
-from kinmerge.search.breed.work import BreedJob, FitnessRef, Outcome, run_all
+from kinmerge.search.breed.work import run_all
+from kinmerge.search.jobs import ChildLineage, FitnessRef, Folder, Job, MergeInto, Result
 from kinmerge.search.runners import InlineRunner, Runner
 from kinmerge.lineage.publish import refresh_card
 
@@ -58,7 +59,7 @@ class Work:
 
     pair: Pair
     name: str  # the child (or the pool model)
-    job: BreedJob | None  # None: merged and scored before
+    job: Job | None  # None: merged and scored before
     seq: int | None = None  # creation order of a new child
 
 
@@ -200,8 +201,8 @@ class Breeder:
         works, out_of_budget = self.plan_work(gen, pairs)
         jobs = {w.name: w for w in works if w.job is not None}
         run_all(self.runner, [w.job for w in jobs.values()],
-                lambda job, out: self.record_outcome(gen, jobs[job.name], out),
-                lambda job, out: self.report(jobs[job.name], out))  # in plan order
+                lambda job, out: self.record_outcome(gen, jobs[job.key], out),
+                lambda job, out: self.report(jobs[job.key], out))  # in plan order
         self.present.update(w.name for w in works)
         return [(w.pair, w.name) for w in works], out_of_budget
 
@@ -234,34 +235,37 @@ class Breeder:
         self.state.reserve(new)
         return works, False
 
-    def score_job(self, name: str) -> BreedJob:
-        return BreedJob(name, self.state.models()[name].path, self.fitness,
-                        device=self.cfg.device, threads=self.threads)
+    def score_job(self, name: str) -> Job:
+        return Job(name, Folder(self.state.models()[name].path), self.fitness,
+                   device=self.cfg.device, threads=self.threads, finite=True)
 
-    def merge_job(self, pair: Pair, gen: int, name: str) -> BreedJob:
+    def merge_job(self, pair: Pair, gen: int, name: str) -> Job:
         rows, (a, b), pred = self.state.models(), (pair.a, pair.b), pair.prediction
-        extra = {"generation": gen, "parent_kinship": {self.cfg.kinship.metric: self.kinship(a, b)}}
-        if pred is not None:
-            extra.update(predicted_gain=pred.gain, predicted_by=pred.model)
-        return BreedJob(name, str(self.out / "models" / name), self.fitness,
-                        self.recipe(rows[a].path, rows[b].path), self.cfg.seed, self.cfg.device,
-                        (rows[a].lineage_id, rows[b].lineage_id), extra, threads=self.threads)
+        extra = ChildLineage(gen, ((self.cfg.kinship.metric, self.kinship(a, b)),),
+                             None if pred is None else pred.gain,
+                             None if pred is None else pred.model)
+        child = MergeInto(str(self.out / "models" / name), self.recipe(rows[a].path, rows[b].path),
+                          self.cfg.seed, (rows[a].lineage_id, rows[b].lineage_id), extra)
+        return Job(name, child, self.fitness, device=self.cfg.device, threads=self.threads,
+                   finite=True)
 
-    def record_outcome(self, gen: int, w: Work, out: Outcome) -> None:
+    def record_outcome(self, gen: int, w: Work, out: Result) -> None:
         """Commit a finished job: the child (if it was merged), then its evaluation."""
         a, b, name, job = w.pair.a, w.pair.b, w.name, w.job
-        if job.recipe is not None:
+        if job.merges:
             lin = lineage.read(job.path)
             self.state.add_model(name, job.path, lin.model.id, gen, (a, b), w.pair.origin,
                                  seq=w.seq)
             self.state.put_lineage(lin.model)
-        self.state.add_evaluation(name, out.fitness, out.scores, out.seconds)
+        # the evaluation's seconds count building the module, as they always have here
+        self.state.add_evaluation(name, out.fitness, out.scores,
+                                  out.load_seconds + out.eval_seconds)
         self.sync_lineage(name)
 
     @staticmethod
-    def report(w: Work, out: Outcome) -> None:
+    def report(w: Work, out: Result) -> None:
         """A finished job's progress lines (merged, scored)."""
-        if w.job is not None and w.job.recipe is not None and out.merged:
+        if w.job is not None and w.job.merges and out.merged:
             log.info("merged %s + %s -> %s", w.pair.a, w.pair.b, w.name)
         log.info("evaluated %s: %.4f", w.name, out.fitness)
 

@@ -30,10 +30,11 @@ from kinmerge.search.breed.config import BreedConfig, load_breed_config
 from kinmerge.search.breed.fitness import Fitness, KinshipFn, as_fitness, from_spec, kinmerge_kinship
 from kinmerge.search.breed.loop import Breeder
 from kinmerge.search.breed.state import BreedState
+from kinmerge.lineage.record import LineageRecord
 from kinmerge.search.breed.summary import BreedSummary, Generation
-from kinmerge.search.breed.work import prime_fitness
 from kinmerge.errors import KinmergeError
 from kinmerge.core.merge import check_device
+from kinmerge.search.jobs import prime_fitness
 from kinmerge.search.runners import Runner, make_runner, shared_paths
 from kinmerge.io.outpath import check_out, input_roots, make_dir
 from kinmerge.io.rundir import check_database, run_lock
@@ -89,21 +90,21 @@ def breed(config: "str | Path | dict | BreedConfig", out: str | Path, *,
         runner = make_runner(backend, workers, ray_address=ray_address, device=cfg.device,
                              shared=shared_paths([*cfg.pool, cfg.base_model, str(out)]))
         try:
-            summary, history = _breed(cfg, out, ref, kinship_fn, on_generation, runner,
-                                      threads)
+            summary, history, family = _breed(cfg, out, ref, kinship_fn, on_generation,
+                                              runner, threads)
         finally:
             runner.close()
-        if plots:  # from what the run holds; only the tree reads the models' lineage files
-            from kinmerge.lineage.graph import collect
+        if plots:  # from what the run holds, typed: no file it just wrote is read back
             from kinmerge.report.plots import run_figures
 
-            run_figures(out, summary, history, cfg.kinship.threshold, collect(out))
+            run_figures(out, summary, history, cfg.kinship.threshold, family)
     return BreedResult(out, summary)
 
 
 def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | None,
            on_generation: Callable[[dict], None] | None, runner: Runner,
-           threads: int | None = None) -> tuple[BreedSummary, list[dict]]:
+           threads: int | None = None
+           ) -> tuple[BreedSummary, list[dict], dict[str, LineageRecord]]:
     state = BreedState(out / "breed.db")
     try:
         _check_same_run(state, cfg, out)
@@ -118,11 +119,29 @@ def _breed(cfg: BreedConfig, out: Path, fitness: Any, kinship_fn: KinshipFn | No
         (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         history = _history(state)
         _write_history(out / "history.csv", history)
-        records = [r.model_dump(mode="json", exclude_none=True) for r in state.lineage().values()]
-        (out / "family.json").write_text(json.dumps(records, indent=2) + "\n")
+        records = state.lineage()
+        (out / "family.json").write_text(json.dumps(
+            [r.model_dump(mode="json", exclude_none=True) for r in records.values()],
+            indent=2) + "\n")
+        family = _family(state, records)
     finally:
         state.close()
-    return summary, history
+    return summary, history, family
+
+
+def _family(state: BreedState, records: dict[str, LineageRecord]) -> dict[str, LineageRecord]:
+    """The family tree's records: every model of the run, as the run database holds them
+    (scores included). A pool model's own ancestors (a pool model that is itself a merge)
+    are only on disk, in its lineage.json beside it: read from there, as a merge reads a
+    parent's lineage."""
+    family = dict(records)
+    for row in state.models().values():
+        rec = records.get(row.lineage_id)
+        if row.origin == "pool" and rec is not None and rec.parents:
+            local = Path(row.path) if Path(row.path).is_dir() else None
+            for rid, anc in lineage.of_parent(row.path, local).ancestors.items():
+                family.setdefault(rid, anc)
+    return family
 
 
 def _check_same_run(state: BreedState, cfg: BreedConfig, out: Path) -> None:

@@ -21,13 +21,15 @@ __all__ = ["Candidate", "build_candidate", "causal_lm", "load_candidate"]
 
 def build_candidate(recipe: Recipe, *, seed: int | None = None,
                     scales: Sequence[float] | None = None, device: str = "cpu",
-                    dtype: torch.dtype | None = None, cache=None) -> Candidate:
+                    dtype: torch.dtype | None = None, cache=None,
+                    threads: int | None = None) -> Candidate:
     """Merge `recipe` into memory on `device` (timed); the module is built on first use.
-    cache: a kinmerge.io.cache.TensorCache the sources are read through (and kept in)."""
+    cache: a kinmerge.io.cache.TensorCache the sources are read through (and kept in);
+    threads: torch threads of the merge (None: kinmerge.threads' policy)."""
     t0 = time.perf_counter()
     # a NaN candidate scores NaN and its trial fails; it must not abort the whole search
     merged = merge_to_memory(recipe, seed=seed, device=device, allow_nonfinite=True,
-                             cache=cache)
+                             cache=cache, threads=threads)
     return Candidate.from_merge(merged, scales=scales, device=device, dtype=dtype,
                                 merge_seconds=time.perf_counter() - t0)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from kinmerge.errors import ConfigError
+from kinmerge.errors import ConfigError, KinmergeError
 from kinmerge.io.configfile import MAX_COUNT, MAX_MODELS, Count, Real, Seed, read_yaml, validate
 from kinmerge.evaluate.tasks import FitnessSpec, LmEvalSpec, TaskSpec  # noqa: F401 (re-exported)
 
@@ -154,3 +155,17 @@ def check_run_options(trials: int | None, workers: int) -> None:
     if problems:
         raise ConfigError(problems, subject="run options", where="--trials / --workers",
                           fix="give a positive number of trials and of workers")
+
+
+def eval_threads() -> int | None:
+    """KINMERGE_EVAL_THREADS (the count of evolve's scoring threads when `threads=` names
+    none), read once here and passed in every job, so each worker, on any node, uses it."""
+    n = os.environ.get("KINMERGE_EVAL_THREADS", "").strip()
+    if not n:
+        return None
+    try:
+        return int(n)
+    except ValueError:
+        raise KinmergeError(f"KINMERGE_EVAL_THREADS={n!r} is not a whole number",
+                            where="the environment", fix="set a positive integer, or unset "
+                            "it (kinmerge's thread policy then decides)") from None

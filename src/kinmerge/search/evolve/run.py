@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import optuna
 import yaml
@@ -19,10 +19,12 @@ import yaml
 from kinmerge.search.evolve import report
 from kinmerge.evaluate.tasks import check_fitness
 from kinmerge.io.lora import check_models
-from kinmerge.search.evolve.config import EvolveConfig, check_run_options, load_evolve_config
+from kinmerge.search.evolve.config import (EvolveConfig, check_run_options, eval_threads,
+                                           load_evolve_config)
 from kinmerge.search.evolve.dfs import DfsSpace, write_dfs_config
-from kinmerge.search.evolve.runners import Job, Runner, evaluate_job, make_runner
-from kinmerge.search.runners import shared_paths
+from kinmerge.search.evolve.fitness import BATCH
+from kinmerge.search.jobs import Folder, InMemory, Job, run_job
+from kinmerge.search.runners import Runner, make_runner, shared_paths
 from kinmerge.search.evolve.search import (GenerationStats, default_popsize, open_study,
                                     run_search)
 from kinmerge.search.evolve.space import ParamSpace, check_space
@@ -74,6 +76,14 @@ class _Run:
     def study_name(self, phase: str) -> str:
         return f"{self.prefix}:{phase}"
 
+    def job(self, key: str, recipe_yaml: str, split: str = "search",
+            scales: Sequence[float] | None = None) -> Job:
+        """A candidate's job: its recipe merged in memory and scored on `split`."""
+        cfg = self.cfg
+        return Job(key, InMemory(recipe_yaml, tuple(scales) if scales is not None else None,
+                                 cfg.worker_cache),
+                   cfg.fitness.model_dump_json(), split, cfg.device, self.threads, BATCH)
+
 
 def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
            trials: int | None = None, workers: int = 1, backend: str = "local",
@@ -91,6 +101,7 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     check_space(cfg, where=str(config) if isinstance(config, (str, Path)) else None)
     check_run_options(trials, workers)
     check_device(cfg.device)
+    threads = threads if threads is not None else eval_threads()
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
     _check_memory(cfg, workers, backend, ray_address)  # before anything is written
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
@@ -181,13 +192,11 @@ def _ps_phase(run: _Run) -> Phase:
     study = open_study(run.storage, run.study_name("ps"), resume=run.resume,
                        fingerprint=cfg.fingerprint(), seed=cfg.seed,
                        x0=dict(zip(space.names, x0)), popsize=pop)
-    cfg_json = cfg.model_dump_json()
 
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         seed = tensor_seed(cfg.seed, f"ps-trial-{number}") % 2**31
         text = space.decode(genome, seed=seed).to_yaml()
-        return (Job(f"ps/{number}", text, "search", cfg_json, threads=run.threads),
-                {"recipe": text, "seed": seed})
+        return run.job(f"ps/{number}", text), {"recipe": text, "seed": seed}
 
     log.info("PS: %d genes, population %d, %d trials", space.dim, pop, _budget(run, False))
     run_search(study, space.names, x0, _budget(run, False), run.runner, make_job, phase="ps",
@@ -202,13 +211,11 @@ def _dfs_phase(run: _Run, a: str, b: str) -> Phase:
     study = open_study(run.storage, run.study_name("dfs"), resume=run.resume,
                        fingerprint=cfg.fingerprint(), seed=cfg.seed,
                        x0=dict(zip(space.names, space.x0())), popsize=pop)
-    cfg_json = cfg.model_dump_json()
 
     def make_job(number: int, genome: list[float]) -> tuple[Job, dict]:
         path, scales = space.decode(genome)
         text = space.recipe(path).to_yaml()
-        job = Job(f"dfs/{number}", text, "search", cfg_json, tuple(scales), threads=run.threads)
-        return job, {"recipe": text, "scales": scales, "path": space.describe(path)}
+        return run.job(f"dfs/{number}", text, scales=scales), {"recipe": text, "scales": scales, "path": space.describe(path)}
 
     log.info("DFS: %d slots + %d scales, population %d, %d trials", len(space.slots),
              space.n_scales, pop, _budget(run, True))
@@ -250,7 +257,7 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> EvolveSummary:
     hand-recipe grid and the sources scored on the held-out split."""
     from kinmerge.search.evolve.baselines import baseline_recipes, source_recipes
 
-    cfg, cfg_json = run.cfg, run.cfg.model_dump_json()
+    cfg = run.cfg
     has_heldout = all(t.heldout for t in cfg.fitness.tasks)
     searched = EvolveSummary(mode=cfg.mode,
                              trials=sum(len(report.finished(p.study)) for p in phases),
@@ -260,17 +267,16 @@ def _heldout_report(run: _Run, phases: list[Phase]) -> EvolveSummary:
         log.warning("no held-out split in the fitness: held-out scores not reported")
         return searched
     last = phases[-1]
-    n = run.threads
-    jobs = {"best": Job("best", last.recipe_yaml, "heldout", cfg_json,
-                        tuple(last.scales) if last.scales is not None else None, threads=n)}
+    jobs = {"best": run.job("best", last.recipe_yaml, "heldout", last.scales)}
     for name, text in baseline_recipes(cfg).items():
-        jobs[f"baseline/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
+        jobs[f"baseline/{name}"] = run.job(name, text, "heldout")
     for name, text in source_recipes(cfg).items():
-        jobs[f"source/{name}"] = Job(name, text, "heldout", cfg_json, threads=n)
+        jobs[f"source/{name}"] = run.job(name, text, "heldout")
     saved = run.out / "best-model"
     if saved.exists():  # score the export too: it must be the model that was evaluated
-        jobs["saved"] = Job("saved", "", "heldout", cfg_json, model_dir=str(saved), threads=n)
-    futures = {k: run.runner.submit(evaluate_job, j) for k, j in jobs.items()}
+        jobs["saved"] = replace(run.job("saved", "", "heldout"),
+                                model=Folder(str(saved), export=True))
+    futures = {k: run.runner.submit(run_job, j) for k, j in jobs.items()}
     results = {k: f.result() for k, f in futures.items()}
     best, saved = results["best"], results.get("saved")
     group = {g: {k.split("/", 1)[1]: r.fitness for k, r in results.items() if k.startswith(g)}

@@ -21,7 +21,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from kinmerge.errors import KinmergeError, short_repr
-from kinmerge.search.evolve.runners import Job, Result, Runner, evaluate_job
+from kinmerge.search.jobs import Job, Result, run_job
+from kinmerge.search.runners import Runner
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "kinmerge:fingerprint"
@@ -167,7 +168,7 @@ def _run_batch(runner: Runner, jobs: list[Job]) -> list[Result]:
     nxt = 0
     while nxt < len(jobs) or running:
         while nxt < len(jobs) and len(running) < max(runner.workers, 1):
-            running[runner.submit(evaluate_job, jobs[nxt])] = nxt
+            running[runner.submit(run_job, jobs[nxt])] = nxt
             nxt += 1
         finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
         for fut in finished:

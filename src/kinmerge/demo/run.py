@@ -1,123 +1,23 @@
-"""The demo: zoo -> kinship -> merges of two experts -> scores -> an evolved recipe and a
-breeding run, in a few minutes on a laptop.
-
->>> result = run_demo("runs/demo")          # what `make demo` runs      # doctest: +SKIP
->>> result.summary.best_merge                                            # doctest: +SKIP
-'task_arithmetic_0.8'
-
-Writes into `out`: summary.json (scores of every model, parents, best merge, kinship),
-scores.png, kinship.png, kinship.csv, the recipes/ of every merge (mergekit YAML naming
-./zoo/NAME, so `cd runs/demo && kinmerge merge recipes/ties.yml merged/` reproduces one on disk)
-and zoo/ (the merged models, linked or copied from the zoo); evolve/ (a short
-CMA-ES search over the two parents' task-arithmetic weights) and breed/ (kinship-guided
-breeding of the experts), each with its own summary; report.html over all of it.
-"""
+"""`run_demo` and its steps, in order: the zoo, kinship of its experts, the hand merges
+scored, an evolved recipe, a breeding run, the score plot and the report (kinmerge.demo
+says what each writes)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
 
-import yaml
-
+from kinmerge.demo.folder import ZOO_IN_OUT, demo_recipes, working_dir, write_recipes
+from kinmerge.demo.summary import DemoBreed, DemoEvolve, DemoResult, DemoSummary
 from kinmerge.evaluate import ExactMatch, evaluate_model
 from kinmerge.figures import pyplot, save
 from kinmerge.io.outpath import check_out, make_dir
-from kinmerge.record import Record
 from kinmerge.zoo.manifest import ZooManifest, read_manifest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class DemoEvolve(Record):
-    """The demo's evolve step: the search, and the evolved recipe against the best hand merge
-    on the same held-out prompts."""
-
-    trials: int
-    best_search: float
-    best_recipe: str  # as the caller named the demo's folder
-    heldout_mean: float
-    best_hand_merge: str
-    best_hand_mean: float
-    beats_best_hand_merge: bool
-
-
-@dataclass(frozen=True, eq=False)
-class DemoBreed(Record):
-    """The demo's breeding run, in brief."""
-
-    best_model: str | None
-    best_score: float | None
-    stop_reason: str
-    evaluations: int
-
-
-@dataclass(frozen=True, eq=False)
-class DemoSummary(Record):
-    """summary.json of a demo: every model's held-out scores (each skill and the parents'
-    mean), the parents, the best hand merge, the kinship matrix, the seconds per step, and
-    the evolve and breed steps when they ran."""
-
-    scores: dict[str, dict[str, float]]
-    parents: tuple[str, str]
-    parent_skills: tuple[str, str]
-    best_merge: str
-    merges: tuple[str, ...]
-    zoo: str
-    kinship: dict[str, Any] | None
-    seconds: dict[str, float]
-    evolve: DemoEvolve | None = None
-    breed: DemoBreed | None = None
-
-    _omit_none = ("evolve", "breed")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DemoSummary":
-        return cls(d["scores"], tuple(d["parents"]),  # type: ignore[arg-type]
-                   tuple(d["parent_skills"]), d["best_merge"], tuple(d["merges"]), d["zoo"],
-                   d["kinship"], d["seconds"],
-                   DemoEvolve(**d["evolve"]) if d.get("evolve") else None,
-                   DemoBreed(**d["breed"]) if d.get("breed") else None)
-
-
-@dataclass
-class DemoResult:
-    out: Path
-    summary: DemoSummary
-    kinship: object | None = None  # KinshipMatrix, when kinship is available
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def demo_recipes(zoo_dir: str | Path, a: str, b: str) -> dict[str, dict]:
-    """Merges of experts a and b, by several methods (names are the table's rows); models are
-    named `zoo_dir/NAME`, joined as text (so `./zoo` stays `./zoo/NAME`)."""
-    base, pa, pb = (os.path.join(str(zoo_dir), n) for n in ("base", a, b))
-
-    def with_base(method: str, wa: float, wb: float, **params) -> dict:
-        models = [{"model": pa, "parameters": {"weight": wa, **params}},
-                  {"model": pb, "parameters": {"weight": wb, **params}}]
-        return {"merge_method": method, "base_model": base, "models": models,
-                "dtype": "float32"}
-
-    return {
-        "linear": {"merge_method": "linear", "dtype": "float32",
-                   "models": [{"model": pa, "parameters": {"weight": 0.5}},
-                              {"model": pb, "parameters": {"weight": 0.5}}]},
-        "slerp": {"merge_method": "slerp", "base_model": pa, "dtype": "float32",
-                  "models": [{"model": pa}, {"model": pb}], "parameters": {"t": 0.5}},
-        "task_arithmetic_0.5": with_base("task_arithmetic", 0.5, 0.5),
-        "task_arithmetic_0.8": with_base("task_arithmetic", 0.8, 0.8),
-        "task_arithmetic_1.0": with_base("task_arithmetic", 1.0, 1.0),
-        "ties": {**with_base("ties", 1.0, 1.0, density=0.5)},
-        "dare_ties": {**with_base("dare_ties", 1.0, 1.0, density=0.5)},
-    }
 
 
 def run_demo(out: str | Path, **options) -> DemoResult:
@@ -132,7 +32,7 @@ def run_demo(out: str | Path, **options) -> DemoResult:
 
 def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = False,
               zoo_dir: str | Path | None = None, evolve_trials: int = 36,
-              breed_evaluations: int = 20) -> DemoResult:
+              breed_evaluations: int = 20, threads: int | None = None) -> DemoResult:
     from kinmerge.core.merge import merge_to_memory
     from kinmerge.zoo.cache import zoo
     shown = Path(out)  # as the caller wrote it, for messages
@@ -160,7 +60,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     scores: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     for name in ["base", *experts]:
-        scores[name] = evaluate_model(root / name, evaluators)
+        scores[name] = evaluate_model(root / name, evaluators, threads=threads)
         log.info("%s: %s", name, _fmt(scores[name]))
     t["evaluate_zoo"] = time.perf_counter() - t0
 
@@ -168,8 +68,9 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     t0 = time.perf_counter()
     write_recipes(out, root, manifest)
     for name, recipe in recipes.items():
-        merged = merge_to_memory(recipe, seed=seed)  # scored in memory, never written
-        scores[name] = evaluate_model(merged, evaluators)
+        # scored in memory, never written
+        merged = merge_to_memory(recipe, seed=seed, threads=threads)
+        scores[name] = evaluate_model(merged, evaluators, threads=threads)
         log.info("%s: %s", name, _fmt(scores[name]))
     t["merge_and_evaluate"] = time.perf_counter() - t0
 
@@ -180,8 +81,9 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
         if evolve_trials:
             t0 = time.perf_counter()
             trials, best_search = evolve_parents(ZOO_IN_OUT, manifest, Path("evolve"),
-                                                 evolve_trials, seed)
-            scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml"), evaluators)
+                                                 evolve_trials, seed, threads=threads)
+            scores["evolved"] = evaluate_model(merge_to_memory("evolve/best.yml", threads=threads),
+                                               evaluators, threads=threads)
             log.info("%s: %s", "evolved", _fmt(scores["evolved"]))
             _add_means(scores, recipes, skill_a, skill_b)
             evolved = compare(scores, best, trials, best_search,
@@ -190,7 +92,7 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
         if breed_evaluations:
             t0 = time.perf_counter()
             bred = breed_experts(ZOO_IN_OUT, manifest, experts, Path("breed"),
-                                 breed_evaluations, seed)
+                                 breed_evaluations, seed, threads=threads)
             t["breed"] = time.perf_counter() - t0
     summary = DemoSummary(scores, (a, b), (skill_a, skill_b), best, tuple(recipes), str(root),
                           matrix.to_dict() if matrix is not None else None, t, evolved, bred)
@@ -199,58 +101,6 @@ def _run_demo(out: str | Path, *, seed: int = 0, config=None, progress: bool = F
     from kinmerge.report.html import write_report
     write_report(out)
     return DemoResult(out, summary, matrix, t)
-
-
-ZOO_IN_OUT = "./zoo"  # how the written recipes name the zoo: relative to the demo's folder
-
-
-def write_recipes(out: Path, root: Path, manifest: ZooManifest) -> Path:
-    """OUT/recipes/*.yml naming the models as ./zoo/NAME, and OUT/zoo holding the zoo's models,
-    tasks and zoo.json (hard links into the zoo where the file system allows, else copies), so
-    the recipes merge from OUT (`cd OUT && kinmerge merge recipes/ties.yml merged/`) after the
-    zoo's cache moves or OUT is copied elsewhere. `./` keeps them from reading as hub ids."""
-    local = out / "zoo"
-    if local.resolve() != root.resolve():
-        local.mkdir(exist_ok=True)
-        for name in dict.fromkeys(["base", *manifest.models, "tasks"]):
-            _link_tree(root / name, local / name)
-        _link_or_copy(str(root / "zoo.json"), str(local / ".zoo.json.tmp"))
-        os.replace(local / ".zoo.json.tmp", local / "zoo.json")
-    (out / "recipes").mkdir(exist_ok=True)
-    a, b = manifest.parents
-    for name, recipe in demo_recipes(ZOO_IN_OUT, a, b).items():
-        (out / "recipes" / f"{name}.yml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return out / "recipes"
-
-
-@contextmanager
-def working_dir(path: Path) -> Iterator[None]:
-    """Run inside `path`, then return. The demo runs evolve and breed from OUT with relative
-    model paths, so best.yml, evolve.yml, breed.yml and the bred models' recipes name
-    ./zoo/NAME and keep working after OUT moves (relative paths resolve against the working
-    directory, as in mergekit)."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
-def _link_tree(src: Path, dest: Path) -> None:
-    """Replace `dest` with a hard-linked (or copied) tree of `src`, via a temporary name."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, copy_function=_link_or_copy)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
-
-
-def _link_or_copy(src: str, dest: str) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:  # another file system, or links not allowed
-        shutil.copy2(src, dest)
 
 
 def _add_means(scores: dict, recipes: dict, skill_a: str, skill_b: str) -> str:
@@ -283,7 +133,8 @@ SEARCH_EXAMPLES: int | None = None
 
 def evolve_parents(root: str, manifest: ZooManifest, out: Path, trials: int, seed: int,
                    search: dict | None = None,
-                   limit: int | None = SEARCH_EXAMPLES) -> tuple[int, float]:
+                   limit: int | None = SEARCH_EXAMPLES,
+                   threads: int | None = None) -> tuple[int, float]:
     """CMA-ES over the parents' task-arithmetic weights (`search`, default SEARCH) into
     `out` (best.yml); (trials run, best search fitness). `root` is the zoo's folder as the
     configs will name it (joined as text: ./zoo stays ./zoo)."""
@@ -294,13 +145,13 @@ def evolve_parents(root: str, manifest: ZooManifest, out: Path, trials: int, see
            "search": search or SEARCH,
            "fitness": {"tasks": _parent_tasks(root, manifest, limit)},
            "budget": {"trials": trials}, "baselines": {"grid": False}, "seed": seed}
-    s = evolve(cfg, out).summary
+    s = evolve(cfg, out, threads=threads).summary
     log.info("evolve: best search fitness %.3f after %d trials", s.best_search, s.trials)
     return s.trials, s.best_search
 
 
 def breed_experts(root: str, manifest: ZooManifest, experts: list[str], out: Path,
-                  evaluations: int, seed: int) -> DemoBreed:
+                  evaluations: int, seed: int, threads: int | None = None) -> DemoBreed:
     """Kinship-guided breeding of the experts (task arithmetic at 0.8 as the operator); `root`
     as in evolve_parents."""
     from kinmerge.search.breed import breed
@@ -310,7 +161,7 @@ def breed_experts(root: str, manifest: ZooManifest, experts: list[str], out: Pat
                         "model_parameters": {"weight": 0.8}},
            "fitness": {"tasks": _parent_tasks(root, manifest)}, "k": 3, "explore": True,
            "budget": {"evaluations": evaluations, "generations": 10}, "seed": seed}
-    s = breed(cfg, out).summary
+    s = breed(cfg, out, threads=threads).summary
     log.info("breed: best %s = %.3f (%s)", s.best_model, s.best_score, s.stop_reason)
     return DemoBreed(s.best_model, s.best_score, s.stop_reason, s.evaluations)
 

@@ -1,0 +1,259 @@
+"""A multi-stage recipe as data: several YAML documents in one file, as `mergekit-multi`
+reads them, parsed into `Stage`s, checked, ordered, resolved and planned, nothing written
+(kinmerge.core.multistage runs them).
+
+Each document is a recipe; a document with `name: X` makes an intermediate model X that
+later documents use as a model (`model: X`, `base_model: X`, `X+lora`, a tokenizer source).
+At most one document has no name. The target is the one asked for, else the unnamed
+document, else the last; only it and the stages it needs run, in dependency order
+(`run_order`). A stage's name is a label (letters, digits, `_`, `-`, `.`; see NAME), never a
+path. `plan_stages` plans each stage against the planned outputs of the stages it uses.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kinmerge.errors import RecipeError
+from kinmerge.io import yamlload
+from kinmerge.io.configfile import read_text
+from kinmerge.io.refs import split_lora
+
+REF_KEYS = ("model", "base_model", "tokenizer_source", "source")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a stage name: a label, never a path
+NAME_RULE = ("a stage name is a label later stages refer to, never a path: 1 to 64 letters, "
+             "digits, '_', '-' or '.', starting with a letter or digit")
+RecipeSource = "str | os.PathLike"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str | None
+    index: int  # document position, from 0
+    recipe: dict  # the document without `name`, stage names not yet resolved
+    needs: tuple[str, ...]  # names of earlier stages it uses
+
+
+def read_documents(source: RecipeSource) -> tuple[list, str]:
+    """Every YAML document of a recipe file (or YAML text), and where it came from, read
+    with the same limits as a single recipe (size, depth, aliases, UTF-8)."""
+    text, where = _text(source)
+    return _parse_all(text, where), where
+
+
+def _text(source: RecipeSource) -> tuple[str, str]:
+    text = str(source)
+    if isinstance(source, Path) or "\n" not in text:
+        return read_text(Path(source), subject="recipe", error=RecipeError)
+    return text, "recipe text"
+
+
+def _parse_all(text: str, where: str) -> list:
+    try:
+        return [d for d in yamlload.load_all(text) if d is not None]
+    except yamlload.YamlError as e:
+        raise RecipeError([f"not valid YAML: {e}"], where=where,
+                          fix="fix the YAML at the line shown") from None
+
+
+def is_multistage(source) -> bool:
+    """True when `source` (a path or YAML text) holds more than one recipe document, or one
+    with a `name:` (mergekit-multi's format)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    if (isinstance(source, Path) or "\n" not in str(source)) and not Path(source).is_file():
+        return False
+    text, where = _text(source)
+    if "\n---" not in "\n" + text and not re.search(r"(?m)^name\s*:", text):
+        return False
+    docs = _parse_all(text, where)
+    return len(docs) > 1 or (len(docs) == 1 and isinstance(docs[0], dict) and "name" in docs[0])
+
+
+def load_stages(source) -> list[Stage] | None:
+    """The stages of a multi-stage recipe, each checked as a recipe (without its models; a
+    stage it uses stands in by name); None for a single recipe."""
+    from kinmerge.core.recipe import load_recipe
+
+    if not is_multistage(source):
+        return None
+    stages, _ = read_stages(source)
+    for s in stages:
+        load_recipe(resolve(s, {n: f"stage:{n}" for n in s.needs}))
+    return stages
+
+
+def read_stages(source: RecipeSource) -> tuple[list[Stage], str]:
+    """The stages of a multi-document recipe, with every structural problem at once."""
+    docs, where = read_documents(source)
+    problems, stages, seen = [], [], set()
+    names = {d["name"] for d in docs if isinstance(d, dict) and isinstance(d.get("name"), str)}
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            problems.append(f"document {i + 1} is not a mapping of recipe keys")
+            continue
+        doc = dict(doc)
+        name = doc.pop("name", None)
+        if name is not None and not isinstance(name, str):
+            problems.append(f"document {i + 1}: name must be a string, got {name!r}")
+            continue
+        if name is not None and not NAME.fullmatch(name):
+            problems.append(f"document {i + 1}: stage name {name!r} is not a name ({NAME_RULE})")
+            continue
+        if name in seen:
+            problems.append(f"document {i + 1}: " + (f"duplicate stage name {name!r}" if name
+                            else "a second document without `name` (only the final merge "
+                            "may be unnamed)"))
+        seen.add(name)
+        stages.append(Stage(name, i, doc, tuple(sorted(_used(doc, names - {name})))))
+    problems += _cycles(stages)
+    if problems:
+        raise RecipeError(problems, where=where, fix="rename the stage: give each intermediate "
+                          "stage a unique `name:` (e.g. `name: stage-1`) and refer to earlier "
+                          "stages by that name")
+    return stages, where
+
+
+def _used(obj, names: set[str]) -> set[str]:
+    out: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in REF_KEYS and isinstance(v, str) and split_lora(v)[0] in names:
+                out.add(split_lora(v)[0])
+            else:
+                out |= _used(v, names)
+    elif isinstance(obj, list):
+        for v in obj:
+            out |= _used(v, names)
+    return out
+
+
+def _cycles(stages: list[Stage]) -> list[str]:
+    needs = {s.name: s.needs for s in stages}
+    problems = []
+    for s in stages:
+        stack, seen = list(s.needs), set()
+        while stack:
+            n = stack.pop()
+            if n == s.name:
+                problems.append(f"stage {s.name!r} depends on itself (through {sorted(seen)})")
+                break
+            if n not in seen:
+                seen.add(n)
+                stack.extend(needs.get(n, ()))
+    return problems
+
+
+def run_order(stages: list[Stage], target: str | None = None) -> list[Stage]:
+    """The target stage and those it needs, each after what it uses."""
+    by_name = {s.name: s for s in stages}
+    if target is not None and target not in by_name:
+        known = ", ".join(repr(s.name) for s in stages if s.name)
+        raise RecipeError([f"no stage named {target!r} (stages: {known})"], where="--stage",
+                          fix="name one of the recipe's stages")
+    goal = by_name[target] if target is not None else by_name.get(None, stages[-1])
+    order: list[Stage] = []
+
+    def visit(s: Stage) -> None:
+        for n in s.needs:
+            if by_name[n] not in order:
+                visit(by_name[n])
+        order.append(s)
+
+    visit(goal)
+    return order
+
+
+def resolve(stage: Stage, outputs: dict[str, str]) -> dict:
+    """The stage's recipe with earlier stages' names replaced by their output folders."""
+    def patch(obj):
+        if isinstance(obj, dict):
+            return {k: (_swap(v, outputs) if k in REF_KEYS and isinstance(v, str) else patch(v))
+                    for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [patch(v) for v in obj]
+        return obj
+    return patch(stage.recipe)
+
+
+def _swap(ref: str, outputs: dict[str, str]) -> str:
+    model, lora = split_lora(ref)
+    if model not in outputs:
+        return ref
+    return outputs[model] + (f"+{lora}" if lora else "")
+
+
+def stage_inputs(stages: list[Stage]) -> list:
+    """(ref, folder) of every model every stage reads (stage names aside), adapters included:
+    what OUT and an intermediate folder must stay away from."""
+    from kinmerge.io.outpath import input_roots
+
+    names = {s.name for s in stages if s.name}
+    refs: list[str] = []
+
+    def walk(obj) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in REF_KEYS and isinstance(v, str):
+                    model, lora = split_lora(v)
+                    refs.extend(x for x in (model, lora) if x and x not in names)
+                else:
+                    walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    for s in stages:
+        walk(s.recipe)
+    return input_roots(dict.fromkeys(refs))
+
+
+def plan_stages(source: RecipeSource, *, stage: str | None = None,
+                dtype: str | None = None) -> list:
+    """(stage, Plan) for each stage the target needs, without computing anything: a later
+    stage is planned against the planned outputs of the stages it uses."""
+    from kinmerge.core.recipe import load_recipe
+    from kinmerge.core.write import make_plan  # torch: a plan is made
+
+    stages, _ = read_stages(source)
+    planned: dict[str, object] = {}
+    out = []
+    for s in run_order(stages, stage):
+        stand_ins = {n: f"planned-stage:{n}" for n in s.needs}
+        recipe = load_recipe(resolve(s, stand_ins))
+        p = make_plan(recipe, dtype=dtype,
+                      planned={stand_ins[n]: PlannedModel(stand_ins[n], planned[n])
+                               for n in s.needs})
+        planned[s.name] = p
+        out.append((s, p))
+    return out
+
+
+class PlannedModel:
+    """A stage's output before it exists: names, shapes, dtypes and config from its Plan
+    (what `plan` reads of a model; reading tensor data from it is a bug)."""
+
+    def __init__(self, ref: str, plan) -> None:
+        self.ref, self.config = ref, plan.config
+        self.path = Path(ref)  # no files: a tokenizer source cannot be a planned stage
+        self._entries = {j.name: j for j in plan.jobs}
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._entries[name].shape)
+
+    def dtype(self, name: str):
+        return self._entries[name].out_dtype
+
+    def shard(self, name: str) -> str:
+        return "planned"
+
+    def close(self) -> None:
+        pass
