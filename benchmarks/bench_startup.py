@@ -4,6 +4,7 @@
     python benchmarks/bench_startup.py --runs 21
     python benchmarks/bench_startup.py --src ../other-checkout/src   # another version
     python benchmarks/bench_startup.py --json startup.json           # the table as JSON too
+    python benchmarks/bench_startup.py --write-docs   # benchmarks/results/startup.json + docs
 
 Every run is a fresh process (nothing cached in the interpreter), of this checkout's sources;
 the table gives the median and the spread (min-max) of the wall time, and whether the command
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tools/ lives at the repo root
 CLI = ("import sys; sys.argv[0] = 'kinmerge'; from kinmerge.cli import main\n"
        "try:\n    main()\nfinally:\n    sys.stderr.write('TORCH=%d' % ('torch' in sys.modules))")
 ROWS = [
@@ -65,6 +67,9 @@ def main() -> None:
                     help="The kinmerge sources to time (default: this checkout's).")
     ap.add_argument("--json", type=Path, default=None,
                     help="Also write the table (and the machine, load and date) as JSON.")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="Also write benchmarks/results/startup.json and rewrite the docs' "
+                         "start-up table from it (docs/concepts/performance.md).")
     opts = ap.parse_args()
     runs, src = opts.runs, opts.src.resolve()
     results = []
@@ -92,12 +97,21 @@ def main() -> None:
         print(f"{label:<31} {med:>7.3f}s {spread:>16} {med - base:>+9.3f}s  {torch}")
         table.append({"command": label, "median_s": round(med, 4), "min_s": round(min(walls), 4),
                       "max_s": round(max(walls), 4), "over_pass_s": round(med - base, 4),
-                      "torch": torch == "yes"})
-    if opts.json:
-        opts.json.write_text(json.dumps({
-            "benchmark": "bench_startup", "date": time.strftime("%Y-%m-%d"),
-            "cores": os.cpu_count(), "load": list(load), "runs": runs,
-            "python": sys.version.split()[0], "rows": table}, indent=1) + "\n")
+                      "torch": {"yes": True, "no": False}.get(torch)})  # None: not probed
+    if opts.json or opts.write_docs:
+        from tools.results.collect import machine
+        argv = " ".join(sys.argv[1:]).replace("--write-docs", "").strip()
+        data = {"name": "startup", "benchmark": "bench_startup",
+                "command": f"benchmarks/bench_startup.py {argv}".strip(),
+                "machine": machine(), "date": time.strftime("%Y-%m-%d"), "load": list(load),
+                "runs": runs, "python": sys.version.split()[0], "rows": table}
+        if opts.json:
+            opts.json.write_text(json.dumps(data, indent=1) + "\n")
+        if opts.write_docs:
+            from tools.results.bench import write_source
+            os.chdir(ROOT)
+            for path in write_source(data):
+                print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """`python -m tools.results run RUNS_DIR [SEEDS]` (SEEDS like 0,1,2, the default), then
-`python -m tools.results write` (the docs from docs/results.json alone)."""
+`python -m tools.results write` (the docs from docs/results.json alone).
+`python -m tools.results bench`: the benchmark blocks from benchmarks/results/*.json alone."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,11 @@ RESULTS = Path("docs/results.json")
 def main(argv: list[str]) -> int:
     from tools.results.render import write_docs
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if argv == ["bench"]:
+        from tools.results.bench import write_blocks
+        for path in write_blocks():
+            print(f"rewrote {path}")
+        return 0
     if argv[:1] == ["run"] and len(argv) in (2, 3):
         import torch
 

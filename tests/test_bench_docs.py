@@ -1,0 +1,151 @@
+"""The docs' benchmark tables are generated: each `bench:` block must equal what
+tools/results/bench.py renders from its JSON under benchmarks/results/, and the format is
+pinned here on hand-made inputs."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tools.results.bench import (BLOCKS, PAGES, busy_table, kinship_drift, kinship_table,
+                                  merge_table, read, render, startup_table, write_blocks,
+                                  write_source)
+from tools.results.render import block_text
+
+ROOT = Path(__file__).parents[1]
+META = {"name": "x", "command": "bench x", "machine": "Test CPU (2 cores)", "date": "2026-12-01"}
+
+
+def test_every_bench_block_is_its_generators_output():
+    """Edit a measured table by hand, or change a renderer without rewriting: fails
+    (`python -m tools.results bench` rewrites every block from the committed JSON)."""
+    placed = [n for names in PAGES.values() for n in names]
+    assert sorted(placed) == sorted(BLOCKS) and len(set(placed)) == len(placed)
+    for page, names in PAGES.items():
+        text = (ROOT / page).read_text()
+        for name in names:
+            assert block_text(text, name, tag="bench") == render(name, ROOT), \
+                f"{page} bench:{name} differs from its generator: python -m tools.results bench"
+
+
+def test_every_source_names_its_command_machine_and_date():
+    for source in {s for s, _ in BLOCKS.values()}:
+        d = read(source, ROOT)
+        assert d["name"] == source
+        assert d["command"].startswith(f"benchmarks/{d['benchmark']}.py")
+        assert d["machine"] and re.fullmatch(r"\d{4}-\d\d-\d\d", d["date"])
+
+
+# a measured-looking cell: a number with a unit of time, memory or ratio
+MEASURED = re.compile(r"\d(\.\d+)? ?(s|ms|MB|GB|×)( |$|\||\))")
+
+
+@pytest.mark.parametrize("page", ["docs/concepts/performance.md",
+                                  "docs/concepts/kinship-metrics.md"])
+def test_no_hand_written_timing_table_is_left(page):
+    """Outside the generated blocks (and the CPU-versus-CUDA section, written from the H100
+    run's raw output in benchmarks/results/2026-12-06-h100/), no table row holds a time, a
+    memory size or a ratio."""
+    text = re.sub(r"<!-- bench:(\S+) -->.*?<!-- /bench:\1 -->", "", (ROOT / page).read_text(),
+                  flags=re.S)
+    text = re.sub(r"### CPU versus CUDA.*?\n## ", "## ", text, flags=re.S)
+    rows = [ln for ln in text.splitlines() if ln.startswith("|") and MEASURED.search(ln)]
+    assert rows == []
+    # the control: the generated blocks do hold such rows
+    assert any(MEASURED.search(ln) for n in PAGES[page]
+               for ln in render(n, ROOT).splitlines() if ln.startswith("|"))
+
+
+def test_merge_table_format():
+    d = {**META, "runs": 3, "density": 0.5, "rows": [
+        {"size": "1B", "method": "read 4 + write 1", "setting": "floor", "load": 2.04,
+         "kinmerge": {"wall": 9.96, "rss": 0.5}},
+        {"size": "1B", "method": "linear", "setting": "default", "load": 1.0, "runs": 3,
+         "kinmerge": {"wall": 10.0, "rss": 0.52, "ratio": 0.5, "rss_ratio": 0.25},
+         "before": {"wall": 30.0, "rss": 0.7, "ratio": 1.5},
+         "mergekit": {"wall": 20.0, "rss": 2.08}},
+        {"size": "1B", "method": "ties", "setting": "1", "load": None, "runs": 1,
+         "kinmerge": {"wall": 4.0, "rss": 1.0, "ratio": 0.1},
+         "mergekit": {"wall": 40.0, "rss": 2.0}}]}
+    assert merge_table(d).splitlines() == [
+        "| size | method | threads | load avg | kinmerge | before | mergekit | kinmerge ÷ "
+        "mergekit (time) | peak RSS kinmerge / before / mergekit | ÷ mergekit (RSS) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| 1B | read 4 + write 1 (floor) | 1 | 2.0 | 10.0 s |  |  |  | 0.50 / – / – GB |  |",
+        "| 1B | linear | default | 1.0 | 10.0 s | 30.0 s | 20.0 s | 0.50× (before: 1.50×) | "
+        "0.52 / 0.70 / 2.08 GB | 0.25× |",
+        "| 1B | ties (density 0.5) (1 round) | `OMP_NUM_THREADS=1` for both | – | 4.0 s |  | "
+        "40.0 s | 0.10× | 1.00 / – / 2.00 GB |  |",
+        "", "_From `benchmarks/results/x.json`: `bench x` on Test CPU (2 cores), 2026-12-01._"]
+    # kinmerge alone (--skip-mergekit): no mergekit columns at all
+    alone = {**META, "rows": [{"size": "1B", "method": "linear", "setting": "default",
+                               "load": 1.0, "kinmerge": {"wall": 1.0, "rss": 0.5}}]}
+    assert merge_table(alone).splitlines()[:3] == [
+        "| size | method | threads | load avg | kinmerge | peak RSS kinmerge |",
+        "| --- | --- | --- | --- | --- | --- |", "| 1B | linear | default | 1.0 | 1.0 s | 0.50 GB |"]
+
+
+def test_busy_table_divides_by_the_default_row():
+    rows = [{"size": "1B", "method": m, "setting": s, "load": 1.0, "kinmerge": {"wall": w}}
+            for m, s, w in (("linear", "default", 4.0), ("linear", "busy2", 6.0),
+                            ("ties", "default", 10.0), ("ties", "busy", 9.0))]
+    rows.insert(0, {"size": "1B", "method": "read 4 + write 1", "setting": "floor",
+                    "kinmerge": {"wall": 3.0, "rss": 0.5}})
+    lines = busy_table({**META, "rows": rows}).splitlines()
+    assert lines[2:6] == ["| 1B | linear | nothing | 1.0 | 4.0 s | 1.00× |",
+                          "| 1B | linear | 2 busy processes | 1.0 | 6.0 s | 1.50× |",
+                          "| 1B | ties | nothing | 1.0 | 10.0 s | 1.00× |",
+                          "| 1B | ties | 1 busy process | 1.0 | 9.0 s | 0.90× |"]
+    assert lines[6] == ""  # the floor row has no default row to compare with: left out
+
+
+def test_kinship_table_and_drift_sentence():
+    d = {**META, "params_per_model": 322_500_000, "dtype": "bf16", "rows": [
+        {"what": "startup", "seconds": [], "peak_rss_mb": [230, 231]},
+        {"what": "pair", "seconds": [7.0, 3.3, 5.0], "peak_rss_mb": [245]},
+        {"what": "compat", "seconds": [8.24, 8.21], "peak_rss_mb": [5325]}],
+        "compat": {"exact": {"pcc": 0.7061}, "drift": {"cs": 0.004, "pcc": 0.0321, "ed": 0.05}}}
+    assert kinship_table(d).splitlines()[:5] == [
+        "| 322.5M parameters per model, bf16 | time | peak RSS |", "| --- | --- | --- |",
+        "| start-up: `import torch, kinmerge.kinship` only | — | 231 MB |",
+        "| `kinship A B --base BASE` (exact) | 3.3–7.0 s | 245 MB |",
+        "| `kinship --compat modelkinship` (float32 whole vectors) | 8.2 s | 5.2 GB |"]
+    assert kinship_drift(d) == (
+        "On a related pair (pcc ≈ 0.71) of 322M-parameter models ModelKinship's float32 "
+        "arithmetic was off by 0.4 % on `cs`, 3.2 % on `pcc` and 5.0 % on `ed` "
+        "(`benchmarks/results/x.json`, 2026-12-01).")
+
+
+def test_startup_table_says_what_was_not_probed():
+    d = {**META, "runs": 5, "load": [1.25, 2.0], "rows": [
+        {"command": "import torch", "median_s": 2.0, "min_s": 1.5, "max_s": 3.0,
+         "over_pass_s": 1.96, "torch": None},
+        {"command": "kinmerge methods", "median_s": 0.3, "min_s": 0.25, "max_s": 0.5,
+         "over_pass_s": 0.26, "torch": False}]}
+    lines = startup_table(d).splitlines()
+    assert lines[2:4] == ["| import torch | 2.00 s | 1.50 – 3.00 s | +1.96 s | — |",
+                          "| kinmerge methods | 0.30 s | 0.25 – 0.50 s | +0.26 s | no |"]
+    assert lines[-1].endswith("5 fresh processes a row, interleaved; load average 1.2 before, "
+                              "2.0 after._")
+
+
+def test_write_source_writes_the_json_and_rewrites_only_its_blocks(tmp_path):
+    """What `bench_merge.py --write-docs merge-quiet` does after its run."""
+    for page in PAGES:
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text("".join(f"a\n<!-- bench:{n} -->\nold\n<!-- /bench:{n} -->\n"
+                                             for n in PAGES[page]))
+    data = {**META, "name": "merge-quiet", "rows": [
+        {"size": "1B", "method": "linear", "setting": "default", "load": 1.0,
+         "kinmerge": {"wall": 1.0, "rss": 0.5}}]}
+    written = write_source(data, tmp_path)
+    assert written == [tmp_path / "benchmarks/results/merge-quiet.json",
+                       tmp_path / "docs/concepts/performance.md"]
+    assert json.loads(written[0].read_text()) == data
+    text = written[1].read_text()
+    assert block_text(text, "merge-quiet", tag="bench") == merge_table(data)
+    assert block_text(text, "merge-loaded", tag="bench") == "old"
+    with pytest.raises(FileNotFoundError):  # every block at once needs every JSON
+        write_blocks(tmp_path)

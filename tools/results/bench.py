@@ -1,0 +1,219 @@
+"""The docs' benchmark tables, rendered from the JSON the benchmarks write.
+
+Each block of the docs sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` and is
+rendered from `benchmarks/results/SOURCE.json` alone (NAME -> SOURCE and renderer in BLOCKS).
+A benchmark run with `--write-docs` writes its JSON there (the machine, the date and the load
+inside) and rewrites the blocks that read it; `python -m tools.results bench` rewrites every
+block from the committed JSON. tests/test_bench_docs.py checks each block is its renderer's
+output. JSON transcribed from a run made before the benchmark wrote JSON says so in `source`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tools.results.render import block_text, replace_block
+
+RESULTS_DIR = Path("benchmarks/results")
+TAG = "bench"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def caption(d: dict) -> str:
+    """Where the numbers come from: the JSON, the command, the machine, the date."""
+    src = f" {d['source']}." if d.get("source") else ""
+    note = f" {d['note']}" if d.get("note") else ""
+    return (f"_From `benchmarks/results/{d['name']}.json`: `{d['command']}` on {d['machine']}, "
+            f"{d['date']}.{src}{note}_")
+
+
+def _load(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _ratio(v: dict | None, key: str) -> str:
+    return f"{v[key]:.2f}×" if v and key in v else ""
+
+
+SETTING = {"default": "default", "busy": "busy (1 CPU-bound process beside)",
+           "busy2": "busy2 (2 CPU-bound processes beside)",
+           "1": "`OMP_NUM_THREADS=1` for both", "2": "`OMP_NUM_THREADS=2` for both",
+           "floor": "1", "gpu": "`--device cuda` / `--cuda`"}
+
+
+DENSITY = ("ties", "dare_ties", "dare_linear")
+
+
+def merge_table(d: dict) -> str:
+    """bench_merge's rows: each tool's median wall time and peak RSS, kinmerge ÷ mergekit."""
+    rows = d["rows"]
+    tools = [t for t in ("kinmerge", "before", "mergekit") if any(t in r for r in rows)]
+    mk = "mergekit" in tools
+    head = ["size", "method", "threads", "load avg", *tools,
+            *(["kinmerge ÷ mergekit (time)"] if mk else []),
+            f"peak RSS {' / '.join(tools)}", *(["÷ mergekit (RSS)"] if mk else [])]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for r in rows:
+        km = r["kinmerge"]
+        method = r["method"] + (" (floor)" if r["setting"] == "floor" else
+                                f" (density {d['density']})" if r["method"] in DENSITY and
+                                d.get("density") is not None else "")
+        rounds = f" ({r['runs']} round{'s' * (r['runs'] != 1)})" if r.get("runs") not in (
+            None, d.get("runs")) else ""
+        times = [f"{r[t]['wall']:.1f} s" if t in r else "" for t in tools]
+        rss = " / ".join(f"{r[t]['rss']:.2f}" if t in r else "–" for t in tools)
+        ratio = _ratio(km, "ratio") + (f" (before: {_ratio(r['before'], 'ratio')})"
+                                       if _ratio(r.get("before"), "ratio") else "")
+        lines.append(_row([r["size"], method + rounds, SETTING.get(r["setting"], r["setting"]),
+                           _load(r.get("load")), *times, *([ratio] if mk else []),
+                           f"{rss} GB", *([_ratio(km, "rss_ratio")] if mk else [])]))
+    return "\n".join(lines + ["", caption(d)])
+
+
+def busy_table(d: dict) -> str:
+    """kinmerge alone beside 0, 1, 2 CPU-bound processes: its time and the slowdown."""
+    head = ["size", "method", "beside", "load avg", "kinmerge", "× the default row"]
+    lines = [_row(head), _row(["---"] * len(head))]
+    alone = {(r["size"], r["method"]): r["kinmerge"]["wall"] for r in d["rows"]
+             if r["setting"] == "default"}
+    beside = {"default": "nothing", "busy": "1 busy process", "busy2": "2 busy processes"}
+    for r in d["rows"]:
+        if (r["size"], r["method"]) not in alone:  # e.g. the read+write floor
+            continue
+        wall = r["kinmerge"]["wall"]
+        lines.append(_row([r["size"], r["method"], beside.get(r["setting"], r["setting"]),
+                           _load(r.get("load")), f"{wall:.1f} s",
+                           f"{wall / alone[r['size'], r['method']]:.2f}×"]))
+    return "\n".join(lines + ["", caption(d)])
+
+
+def _secs(v: list[float]) -> str:
+    if not v:
+        return "—"
+    lo, hi = min(v), max(v)
+    return f"{lo:.1f} s" if len(v) == 1 or f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}–{hi:.1f} s"
+
+
+def _mb(v: list[float]) -> str:
+    top = max(v)
+    return f"{top / 1024:.1f} GB" if top >= 1024 else f"{top:.0f} MB"
+
+
+KINSHIP_ROWS = {"startup": "start-up: `import torch, kinmerge.kinship` only",
+                "pair": "`kinship A B --base BASE` (exact)",
+                "matrix": "`kinship-matrix` of 5 models (one pass over 6 models)",
+                "pairwise": "the same 10 pairs as 10 `kinship` calls",
+                "compat": "`kinship --compat modelkinship` (float32 whole vectors)"}
+
+
+def kinship_table(d: dict) -> str:
+    """bench_kinship's rows: time (the range over runs) and peak RSS (the largest)."""
+    head = [f"{d['params_per_model'] / 1e6:.1f}M parameters per model, {d['dtype']}", "time",
+            "peak RSS"]
+    lines = [_row(head), _row(["---"] * 3)]
+    for r in d["rows"]:
+        lines.append(_row([KINSHIP_ROWS[r["what"]], _secs(r["seconds"]),
+                           _mb(r["peak_rss_mb"])]))
+    return "\n".join(lines + ["", caption(d)])
+
+
+def kinship_drift(d: dict) -> str:
+    """The compat row's float32 drift from the exact values, on the related pair."""
+    c = d["compat"]
+    drift = c["drift"]
+    return (f"On a related pair (pcc ≈ {c['exact']['pcc']:.2f}) of "
+            f"{d['params_per_model'] / 1e6:.0f}M-parameter models ModelKinship's float32 "
+            f"arithmetic was off by {100 * drift['cs']:.1f} % on `cs`, "
+            f"{100 * drift['pcc']:.1f} % on `pcc` and {100 * drift['ed']:.1f} % on `ed` "
+            f"(`benchmarks/results/{d['name']}.json`, {d['date']}).")
+
+
+def startup_table(d: dict) -> str:
+    """bench_startup's rows: median and spread of fresh processes, and torch loaded or not."""
+    head = ["command", "median", "min – max", "over `python -c pass`", "imports torch"]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for r in d["rows"]:
+        lines.append(_row([r["command"], f"{r['median_s']:.2f} s",
+                           f"{r['min_s']:.2f} – {r['max_s']:.2f} s", f"{r['over_pass_s']:+.2f} s",
+                           {True: "yes", False: "no"}.get(r["torch"], "—")]))
+    load = d["load"]
+    return "\n".join(lines + ["", caption({**d, "note": (
+        f"{d['runs']} fresh processes a row, interleaved; load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after. {d.get('note', '')}".rstrip())})])
+
+
+CANDIDATE_HEAD = ["size", "params", "one read of the sources (s)", "outside scoring, no cache (s)",
+                  "with the worker cache (s)", "scoring (s)", "peak RSS, cached worker (MB)",
+                  "peak RSS, no cache (MB)", "sources (MB)", "one model (MB)",
+                  "breeding child: merge to disk / load + build / score (s)"]
+
+
+def candidates_table(d: dict) -> str:
+    """bench_candidates' `sizes` rows (its --json object)."""
+    lines = [_row(CANDIDATE_HEAD), _row(["---"] * len(CANDIDATE_HEAD))]
+    for r in d["sizes"]:
+        lines.append(_row([
+            r["size"], f"{r['params'] / 1e9:.3f}B", f"{r['source_read_s']:.2f}",
+            f"{r['outside_nocache_s']:.1f}", f"{r['outside_cached_s']:.1f}",
+            f"{r['score_s']:.1f}", f"{r['peak_rss_cached_mb']:.0f}",
+            f"{r['peak_rss_nocache_mb']:.0f}", f"{r['sources_mb']:.0f}", f"{r['model_mb']:.0f}",
+            f"{r['child_merge_s']:.1f} / {r['child_load_build_s']:.1f} / "
+            f"{r['child_score_s']:.1f}"]))
+    return "\n".join(lines + ["", caption(d)])
+
+
+# block name -> (the JSON under benchmarks/results/ it is rendered from, renderer)
+BLOCKS = {
+    "startup": ("startup", startup_table),
+    "merge-loaded": ("merge-loaded", merge_table),
+    "merge-quiet": ("merge-quiet", merge_table),
+    "merge-busy": ("merge-busy", busy_table),
+    "kinship": ("kinship-322M", kinship_table),
+    "kinship-drift": ("kinship-322M", kinship_drift),
+    "kinship-drift-guide": ("kinship-322M", kinship_drift),
+}
+# the page each block lives on
+PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy"),
+         "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
+         "docs/guides/kinship.md": ("kinship-drift-guide",)}
+
+
+def read(source: str, root: Path = Path(".")) -> dict:
+    return json.loads((root / RESULTS_DIR / f"{source}.json").read_text())
+
+
+def render(name: str, root: Path = Path(".")) -> str:
+    source, fn = BLOCKS[name]
+    return fn(read(source, root))
+
+
+def current(page: str, name: str, root: Path = Path(".")) -> bool:
+    return block_text((root / page).read_text(), name, tag=TAG) == render(name, root)
+
+
+def write_source(data: dict, root: Path = Path(".")) -> list[Path]:
+    """Write one benchmark's JSON (data["name"]) and rewrite every block read from it."""
+    path = root / RESULTS_DIR / f"{data['name']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    names = {n for n, (src, _) in BLOCKS.items() if src == data["name"]}
+    return [path, *write_blocks(root, names)]
+
+
+def write_blocks(root: Path = Path("."), names: set[str] | None = None) -> list[Path]:
+    """Rewrite the blocks `names` (default: all) from their committed JSON."""
+    written = []
+    for page, blocks in PAGES.items():
+        todo = [n for n in blocks if names is None or n in names]
+        if not todo:
+            continue
+        path = root / page
+        text = path.read_text()
+        for n in todo:
+            text = replace_block(text, n, render(n, root), tag=TAG)
+        path.write_text(text)
+        written.append(path)
+    return written
