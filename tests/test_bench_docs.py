@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.results.bench import (BLOCKS, PAGES, busy_table, kinship_drift, kinship_table,
-                                  merge_table, read, render, startup_table, write_blocks,
-                                  write_source)
+from tools.results.bench import (BLOCKS, PAGES, busy_table, kin_zoo_sentence, kinship_drift,
+                                  kinship_table, merge_table, read, render, startup_table,
+                                  write_blocks, write_source)
 from tools.results.render import block_text
 
 ROOT = Path(__file__).parents[1]
@@ -34,7 +34,8 @@ def test_every_source_names_its_command_machine_and_date():
     for source in {s for s, _ in BLOCKS.values()}:
         d = read(source, ROOT)
         assert d["name"] == source
-        assert d["command"].startswith(f"benchmarks/{d['benchmark']}.py")
+        assert d["command"].startswith((f"benchmarks/{d['benchmark']}.py",
+                                         "python -m tools.results "))
         assert d["machine"] and re.fullmatch(r"\d{4}-\d\d-\d\d", d["date"])
 
 
@@ -149,3 +150,15 @@ def test_write_source_writes_the_json_and_rewrites_only_its_blocks(tmp_path):
     assert block_text(text, "merge-loaded", tag="bench") == "old"
     with pytest.raises(FileNotFoundError):  # every block at once needs every JSON
         write_blocks(tmp_path)
+
+
+def test_kin_zoo_sentence():
+    d = {**META, "seed": 3, "skills": {"a1": "a", "a2": "a", "b1": "b", "b2": "b"},
+         "pcc": {"a1|a2": 0.8, "a1|b1": 0.1, "a1|b2": 0.12, "a2|b1": 0.09, "a2|b2": 0.11,
+                 "b1|b2": 0.7},
+         "composition": {"all": {"a1+b1": {"a": 0.9, "b": 0.8}},
+                         "pairs": {"a1+b1": {"a": 0.9, "b": 0.8}}, "relatives": {}}}
+    assert kin_zoo_sentence(d).splitlines()[0] == (
+        "On seed 3, experts of one skill have pcc 0.70–0.80, across skills 0.09–0.12; the "
+        "three-skill merge (a1 + b1) keeps a 0.900, b 0.800 (mean 0.850) against 0.850 for "
+        "the best pair (a1 + b1).")

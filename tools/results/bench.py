@@ -9,6 +9,7 @@ output. JSON transcribed from a run made before the benchmark wrote JSON says so
 """
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -165,6 +166,36 @@ def candidates_table(d: dict) -> str:
     return "\n".join(lines + ["", caption(d)])
 
 
+def kin_zoo_result(root: Path, seed: int) -> dict:
+    """What `kinmerge zoo check` measures on a kin zoo, as the JSON of block zoo-kin:
+    every model's held-out scores, the experts' pcc, and the task-arithmetic merges."""
+    from kinmerge.zoo.properties import composition, measure
+
+    from tools.results.collect import machine
+    return {"name": f"zoo-kin-seed{seed}", "benchmark": "zoo",
+            "command": f"python -m tools.results kin-zoo {seed}", "machine": machine(),
+            "date": datetime.date.today().isoformat(),
+            "note": "Held-out exact match, 200 prompts a skill; merges: task arithmetic, "
+                    "weight 0.8.",
+            "seed": seed, **measure(root), "composition": composition(root)}
+
+
+def kin_zoo_sentence(d: dict) -> str:
+    """The kin zoo's measured kinship and composition, in one sentence."""
+    skill = d["skills"]
+    same = [v for k, v in d["pcc"].items() if skill[k.split("|")[0]] == skill[k.split("|")[1]]]
+    cross = [v for k, v in d["pcc"].items() if skill[k.split("|")[0]] != skill[k.split("|")[1]]]
+    (names, scores), = d["composition"]["all"].items()
+    mean = sum(scores.values()) / len(scores)
+    best, pair = max((sum(v.values()) / len(v), k) for k, v in d["composition"]["pairs"].items())
+    return (f"On seed {d['seed']}, experts of one skill have pcc {min(same):.2f}–{max(same):.2f}, "
+            f"across skills {min(cross):.2f}–{max(cross):.2f}; the three-skill merge "
+            f"({names.replace('+', ' + ')}) keeps "
+            + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            + f" (mean {mean:.3f}) against {best:.3f} for the best pair "
+            f"({pair.replace('+', ' + ')}).\n\n" + caption(d))
+
+
 # block name -> (the JSON under benchmarks/results/ it is rendered from, renderer)
 BLOCKS = {
     "startup": ("startup", startup_table),
@@ -174,11 +205,13 @@ BLOCKS = {
     "kinship": ("kinship-322M", kinship_table),
     "kinship-drift": ("kinship-322M", kinship_drift),
     "kinship-drift-guide": ("kinship-322M", kinship_drift),
+    "zoo-kin": ("zoo-kin-seed0", kin_zoo_sentence),
 }
 # the page each block lives on
 PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy"),
          "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
-         "docs/guides/kinship.md": ("kinship-drift-guide",)}
+         "docs/guides/kinship.md": ("kinship-drift-guide",),
+         "docs/guides/zoo.md": ("zoo-kin",)}
 
 
 def read(source: str, root: Path = Path(".")) -> dict:
