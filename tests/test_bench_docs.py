@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.results.bench import (BLOCKS, PAGES, busy_table, kin_zoo_sentence, kinship_drift,
-                                  kinship_table, merge_table, read, render, startup_table,
-                                  write_blocks, write_source)
+from tools.results.bench import (BLOCKS, PAGES, busy_table, candidates_table,
+                                  kin_zoo_sentence, kinship_drift, kinship_table, merge_table,
+                                  read, render, startup_table, write_blocks, write_source)
 from tools.results.render import block_text
 
 ROOT = Path(__file__).parents[1]
@@ -162,3 +162,19 @@ def test_kin_zoo_sentence():
         "On seed 3, experts of one skill have pcc 0.70–0.80, across skills 0.09–0.12; the "
         "three-skill merge (a1 + b1) keeps a 0.900, b 0.800 (mean 0.850) against 0.850 for "
         "the best pair (a1 + b1).")
+
+
+def test_candidates_table_and_its_ratios():
+    row = {"params": 99_000_000, "outside_scoring_s": 20.0, "outside_scoring_cached_s": 5.0,
+           "score_s": 1.0, "peak_rss_mb": 1353.4, "uncached_peak_rss_mb": 815, "sources_mb": 567,
+           "model_mb": 189, "breed_merge_s": 4.1, "breed_load_build_s": 0.5,
+           "breed_score_s": None}
+    d = {**META, "sizes": [{**row, "size": "0.1B", "source_read_s": 2.0},
+                           {**row, "size": "1B", "source_read_s": 0.5, "score_s": 3.0,
+                            "breed_merge_s": 8.0}]}
+    lines = candidates_table(d).splitlines()
+    assert lines[2] == ("| 0.1B | 0.099B | 2.00 | 20.0 | 5.0 | 1.0 | 1353 | 815 | 567 | 189 | "
+                        "4.1 / 0.5 / – |")
+    assert lines[5] == ("At 1B, outside scoring took 40× one read of the sources without the "
+                        "cache and 10× with it; from 0.1B to 1B scoring grew from 1.0 to 3.0 s "
+                        "and a breeding child's merge to disk from 4.1 to 8.0 s.")

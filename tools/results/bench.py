@@ -153,16 +153,25 @@ CANDIDATE_HEAD = ["size", "params", "one read of the sources (s)", "outside scor
 
 
 def candidates_table(d: dict) -> str:
-    """bench_candidates' `sizes` rows (its --json object)."""
+    """bench_candidates' rows (its --json keys, plus the uncached worker's peak RSS and the
+    breeding child's medians)."""
     lines = [_row(CANDIDATE_HEAD), _row(["---"] * len(CANDIDATE_HEAD))]
     for r in d["sizes"]:
+        child = " / ".join("–" if r[k] is None else f"{r[k]:.1f}"
+                           for k in ("breed_merge_s", "breed_load_build_s", "breed_score_s"))
         lines.append(_row([
             r["size"], f"{r['params'] / 1e9:.3f}B", f"{r['source_read_s']:.2f}",
-            f"{r['outside_nocache_s']:.1f}", f"{r['outside_cached_s']:.1f}",
-            f"{r['score_s']:.1f}", f"{r['peak_rss_cached_mb']:.0f}",
-            f"{r['peak_rss_nocache_mb']:.0f}", f"{r['sources_mb']:.0f}", f"{r['model_mb']:.0f}",
-            f"{r['child_merge_s']:.1f} / {r['child_load_build_s']:.1f} / "
-            f"{r['child_score_s']:.1f}"]))
+            f"{r['outside_scoring_s']:.1f}", f"{r['outside_scoring_cached_s']:.1f}",
+            f"{r['score_s']:.1f}", f"{r['peak_rss_mb']:.0f}", f"{r['uncached_peak_rss_mb']:.0f}",
+            f"{r['sources_mb']:.0f}", f"{r['model_mb']:.0f}", child]))
+    first, last = d["sizes"][0], d["sizes"][-1]
+    read = last["source_read_s"]
+    lines += ["", f"At {last['size']}, outside scoring took "
+              f"{last['outside_scoring_s'] / read:.0f}× one read of the sources without the "
+              f"cache and {last['outside_scoring_cached_s'] / read:.0f}× with it; from "
+              f"{first['size']} to {last['size']} scoring grew from {first['score_s']:.1f} to "
+              f"{last['score_s']:.1f} s and a breeding child's merge to disk from "
+              f"{first['breed_merge_s']:.1f} to {last['breed_merge_s']:.1f} s."]
     return "\n".join(lines + ["", caption(d)])
 
 
@@ -206,12 +215,14 @@ BLOCKS = {
     "kinship-drift": ("kinship-322M", kinship_drift),
     "kinship-drift-guide": ("kinship-322M", kinship_drift),
     "zoo-kin": ("zoo-kin-seed0", kin_zoo_sentence),
+    "candidates": ("candidates", candidates_table),
 }
 # the page each block lives on
 PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy"),
          "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
          "docs/guides/kinship.md": ("kinship-drift-guide",),
-         "docs/guides/zoo.md": ("zoo-kin",)}
+         "docs/guides/zoo.md": ("zoo-kin",),
+         "docs/guides/evolve.md": ("candidates",)}
 
 
 def read(source: str, root: Path = Path(".")) -> dict:
