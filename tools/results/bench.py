@@ -166,12 +166,13 @@ def candidates_table(d: dict) -> str:
             f"{r['sources_mb']:.0f}", f"{r['model_mb']:.0f}", child]))
     first, last = d["sizes"][0], d["sizes"][-1]
     read = last["source_read_s"]
+    growth = (f"; from {first['size']} to {last['size']} scoring grew from "
+              f"{first['score_s']:.1f} to {last['score_s']:.1f} s and a breeding child's merge "
+              f"to disk from {first['breed_merge_s']:.1f} to {last['breed_merge_s']:.1f} s"
+              if first is not last and first["breed_merge_s"] and last["breed_merge_s"] else "")
     lines += ["", f"At {last['size']}, outside scoring took "
               f"{last['outside_scoring_s'] / read:.0f}× one read of the sources without the "
-              f"cache and {last['outside_scoring_cached_s'] / read:.0f}× with it; from "
-              f"{first['size']} to {last['size']} scoring grew from {first['score_s']:.1f} to "
-              f"{last['score_s']:.1f} s and a breeding child's merge to disk from "
-              f"{first['breed_merge_s']:.1f} to {last['breed_merge_s']:.1f} s."]
+              f"cache and {last['outside_scoring_cached_s'] / read:.0f}× with it{growth}."]
     return "\n".join(lines + ["", caption(d)])
 
 
