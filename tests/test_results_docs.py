@@ -162,7 +162,11 @@ def test_breed_science_prose_quotes_its_json():
     ahead = [s for s in d["meta"]["seeds"] if held["predicted"][s] > held["explore"][s]]
     behind = sorted(held["explore"][s] - held["predicted"][s] for s in d["meta"]["seeds"]
                     if s not in ahead)
+    topk = [[g["top_k_kinship"] for g in runs[s, "greedy"]["generations"]]
+            for s in d["meta"]["seeds"]]
     quotes = [
+        f"jumps from {min(t[0] for t in topk):.2f}–{max(t[0] for t in topk):.2f} to "
+        f"{min(t[1] for t in topk):.2f}–{max(t[1] for t in topk):.2f}",
         f"at generation {stall}, after {evals} of its {d['meta']['budget']} evaluations, at "
         f"{span(of('greedy', 'best'))}",
         f"by +{ex['mean_diff']:.3f} on average (sd {ex['sd_diff']:.3f}; "
