@@ -82,10 +82,15 @@ def test_merge_table_format():
         "", "_From `benchmarks/results/x.json`: `bench x` on Test CPU (2 cores), 2026-12-01._"]
     # kinmerge alone (--skip-mergekit): no mergekit columns at all
     alone = {**META, "rows": [{"size": "1B", "method": "linear", "setting": "default",
-                               "load": 1.0, "kinmerge": {"wall": 1.0, "rss": 0.5}}]}
-    assert merge_table(alone).splitlines()[:3] == [
+                               "load": 1.0, "kinmerge": {"wall": 1.0, "rss": 0.5}},
+                              {"size": "1B", "method": "linear", "setting": "2",
+                               "load": 1.0, "kinmerge": {"wall": 2.0}}]}
+    assert merge_table(alone).splitlines()[:4] == [
         "| size | method | threads | load avg | kinmerge | peak RSS kinmerge |",
-        "| --- | --- | --- | --- | --- | --- |", "| 1B | linear | default | 1.0 | 1.0 s | 0.50 GB |"]
+        "| --- | --- | --- | --- | --- | --- |", "| 1B | linear | default | 1.0 | 1.0 s | 0.50 GB |",
+        "| 1B | linear | `OMP_NUM_THREADS=2` | 1.0 | 2.0 s | – GB |"]
+    del alone["rows"][0]["kinmerge"]["rss"]  # no RSS kept at all: no RSS column
+    assert merge_table(alone).splitlines()[0] == "| size | method | threads | load avg | kinmerge |"
 
 
 def test_busy_table_divides_by_the_default_row():

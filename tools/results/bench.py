@@ -53,9 +53,11 @@ def merge_table(d: dict) -> str:
     rows = d["rows"]
     tools = [t for t in ("kinmerge", "before", "mergekit") if any(t in r for r in rows)]
     mk = "mergekit" in tools
+    has_rss = any("rss" in r[t] for r in rows for t in tools if t in r)
     head = ["size", "method", "threads", "load avg", *tools,
             *(["kinmerge ÷ mergekit (time)"] if mk else []),
-            f"peak RSS {' / '.join(tools)}", *(["÷ mergekit (RSS)"] if mk else [])]
+            *([f"peak RSS {' / '.join(tools)}"] if has_rss else []),
+            *(["÷ mergekit (RSS)"] if mk else [])]
     lines = [_row(head), _row(["---"] * len(head))]
     for r in rows:
         km = r["kinmerge"]
@@ -65,12 +67,15 @@ def merge_table(d: dict) -> str:
         rounds = f" ({r['runs']} round{'s' * (r['runs'] != 1)})" if r.get("runs") not in (
             None, d.get("runs")) else ""
         times = [f"{r[t]['wall']:.1f} s" if t in r else "" for t in tools]
-        rss = " / ".join(f"{r[t]['rss']:.2f}" if t in r else "–" for t in tools)
+        rss = " / ".join(f"{r[t]['rss']:.2f}" if "rss" in r.get(t, {}) else "–" for t in tools)
         ratio = _ratio(km, "ratio") + (f" (before: {_ratio(r['before'], 'ratio')})"
                                        if _ratio(r.get("before"), "ratio") else "")
-        lines.append(_row([r["size"], method + rounds, SETTING.get(r["setting"], r["setting"]),
+        setting = SETTING.get(r["setting"], r["setting"])
+        lines.append(_row([r["size"], method + rounds,
+                           setting if mk else setting.removesuffix(" for both"),
                            _load(r.get("load")), *times, *([ratio] if mk else []),
-                           f"{rss} GB", *([_ratio(km, "rss_ratio")] if mk else [])]))
+                           *([f"{rss} GB"] if has_rss else []),
+                           *([_ratio(km, "rss_ratio")] if mk else [])]))
     return "\n".join(lines + ["", caption(d)])
 
 
@@ -212,6 +217,7 @@ BLOCKS = {
     "merge-loaded": ("merge-loaded", merge_table),
     "merge-quiet": ("merge-quiet", merge_table),
     "merge-busy": ("merge-busy", busy_table),
+    "merge-threads": ("merge-threads", merge_table),
     "kinship": ("kinship-322M", kinship_table),
     "kinship-drift": ("kinship-322M", kinship_drift),
     "kinship-drift-guide": ("kinship-322M", kinship_drift),
@@ -219,7 +225,8 @@ BLOCKS = {
     "candidates": ("candidates", candidates_table),
 }
 # the page each block lives on
-PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy"),
+PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy",
+                                         "merge-threads"),
          "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
          "docs/guides/kinship.md": ("kinship-drift-guide",),
          "docs/guides/zoo.md": ("zoo-kin",),
