@@ -11,7 +11,8 @@ import pytest
 
 from tools.results.bench import (BLOCKS, PAGES, busy_table, candidates_table,
                                   kin_zoo_sentence, kinship_drift, kinship_table, merge_table,
-                                  read, render, startup_table, write_blocks, write_source)
+                                  read, render, startup_table, thread_parity_table,
+                                  topk_parity, write_blocks, write_source)
 from tools.results.render import block_text
 
 ROOT = Path(__file__).parents[1]
@@ -183,3 +184,35 @@ def test_candidates_table_and_its_ratios():
     assert lines[5] == ("At 1B, outside scoring took 40× one read of the sources without the "
                         "cache and 10× with it; from 0.1B to 1B scoring grew from 1.0 to 3.0 s "
                         "and a breeding child's merge to disk from 4.1 to 8.0 s.")
+
+
+def _parity(differ: int, elements: int = 0, max_abs: float = 0.0) -> dict:
+    return {"tensors": 39, "differ": differ, "elements": elements, "max_abs": max_abs}
+
+
+def test_thread_parity_table_and_tie_order_sentence():
+    same = _parity(0)
+    results = {case: {"mergekit 1 vs 2 threads": _parity(1, 16922, 1.19e-7),
+                      "kinmerge threads=1 vs 2": same, "kinmerge vs mergekit at 1 thread": same}
+               for case in ("slerp_gradient", "model_stock", "karcher")}
+    results["karcher"]["kinmerge vs mergekit at 1 thread"] = _parity(2, 1234567, 4.8e-7)
+    for case in ("ties_bf16", "breadcrumbs_bf16"):
+        results[case] = {**{k: same for k in ("mergekit run 1 vs 2 (1 thread)",
+                                              "mergekit 1 vs 4 threads")},
+                         "kinmerge mergekit order vs mergekit": same,
+                         "kinmerge stable order vs mergekit": _parity(39, 7329, 0.2109)}
+    d = {**META, "mergekit": "0.1.5", "torch": "2.13.0", "results": results,
+         "shape": {"layers": 4, "hidden": 256, "intermediate": 512}}
+    lines = thread_parity_table(d).splitlines()
+    assert lines[2] == ("| slerp, gradient `t` | 1 tensor differs (16,922 elements, ≤ 1.2e-7) | "
+                        "identical | identical |")
+    assert lines[4].endswith("| identical | 2 tensors differ (1,234,567 elements, ≤ 4.8e-7) |")
+    assert "mergekit 0.1.5, torch 2.13.0; a synthetic float32 Llama with 4 layers and 256 × 512 " \
+           "MLP matrices, 39 tensors." in lines[-1]
+    text = topk_parity(d)
+    assert ("three runs at one thread and one each at 2 and 4 threads, all identical; "
+            "kinmerge's `mergekit` order equal to them bit for bit; the `stable` order differs "
+            "in every tensor (TIES: 7,329 elements, up to 0.21; breadcrumbs: 7,329 elements, up "
+            "to 0.21)") in text
+    results["ties_bf16"]["mergekit 1 vs 4 threads"] = _parity(3, 10, 0.1)  # the control
+    assert "NOT all identical" in topk_parity(d)

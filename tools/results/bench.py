@@ -211,6 +211,55 @@ def kin_zoo_sentence(d: dict) -> str:
             f"({pair.replace('+', ' + ')}).\n\n" + caption(d))
 
 
+def _diff(v: dict) -> str:
+    if not v["differ"]:
+        return "identical"
+    t = "tensor differs" if v["differ"] == 1 else "tensors differ"
+    sci = f"{v['max_abs']:.1e}".replace("e-0", "e-")  # 1.2e-7, as the docs write it
+    return f"{v['differ']} {t} ({v['elements']:,} elements, ≤ {sci})"
+
+
+THREAD_CASES = {"slerp_gradient": "slerp, gradient `t`", "model_stock": "model_stock",
+                "karcher": "karcher"}
+
+
+def thread_parity_table(d: dict) -> str:
+    """thread_parity.py's `threads` part: which tensors follow the thread count."""
+    cols = ["mergekit 1 vs 2 threads", "kinmerge threads=1 vs 2",
+            "kinmerge vs mergekit at 1 thread"]
+    head = ["recipe", "mergekit, 1 vs 2 threads", "kinmerge, 1 vs 2 threads",
+            "kinmerge vs mergekit at 1 thread"]
+    lines = [_row(head), _row(["---"] * len(head))]
+    for case, label in THREAD_CASES.items():
+        lines.append(_row([label, *(_diff(d["results"][case][c]) for c in cols)]))
+    sh = d["shape"]
+    n = d["results"]["karcher"]["kinmerge threads=1 vs 2"]["tensors"]
+    return "\n".join(lines + ["", caption({**d, "note": (
+        f"mergekit {d['mergekit']}, torch {d['torch']}; a synthetic float32 Llama with "
+        f"{sh['layers']} layers and {sh['hidden']} × {sh['intermediate']} MLP matrices, {n} "
+        "tensors.")})])
+
+
+def topk_parity(d: dict) -> str:
+    """thread_parity.py's `topk` part, as the sentence of the tie-order section."""
+    names = {"ties_bf16": "TIES", "breadcrumbs_bf16": "breadcrumbs"}
+    same = [k for k in d["results"]["ties_bf16"] if k.startswith("mergekit")]
+    identical = all(not d["results"][c][k]["differ"] for c in names for k in same)
+    exact = all(not d["results"][c]["kinmerge mergekit order vs mergekit"]["differ"]
+                for c in names)
+    stable = [d["results"][c]["kinmerge stable order vs mergekit"] for c in names]
+    every = all(v["differ"] == v["tensors"] for v in stable)
+    return (f"Measured with `benchmarks/thread_parity.py topk` (bfloat16 Llama, "
+            f"{d['shape']['layers']} layers, {stable[0]['tensors']} tensors; mergekit "
+            f"{d['mergekit']}, {d['date']}): TIES and breadcrumbs, three runs at one thread "
+            f"and one each at 2 and 4 threads, {'all identical' if identical else 'NOT all identical'}"
+            f"; kinmerge's `mergekit` order {'equal to them bit for bit' if exact else 'NOT equal to them'}"
+            f"; the `stable` order differs in {'every tensor' if every else 'some tensors'} ("
+            + "; ".join(f"{names[c]}: {v['elements']:,} elements, up to {v['max_abs']:.2f}"
+                        for c, v in zip(names, stable))
+            + f"). From `benchmarks/results/{d['name']}.json` ({d['machine']}).")
+
+
 # block name -> (the JSON under benchmarks/results/ it is rendered from, renderer)
 BLOCKS = {
     "startup": ("startup", startup_table),
@@ -223,6 +272,8 @@ BLOCKS = {
     "kinship-drift-guide": ("kinship-322M", kinship_drift),
     "zoo-kin": ("zoo-kin-seed0", kin_zoo_sentence),
     "candidates": ("candidates", candidates_table),
+    "thread-parity": ("thread-parity", thread_parity_table),
+    "topk-parity": ("thread-parity", topk_parity),
 }
 # the page each block lives on
 PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy",
@@ -230,7 +281,8 @@ PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quie
          "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
          "docs/guides/kinship.md": ("kinship-drift-guide",),
          "docs/guides/zoo.md": ("zoo-kin",),
-         "docs/guides/evolve.md": ("candidates",)}
+         "docs/guides/evolve.md": ("candidates",),
+         "docs/reference/mergekit.md": ("thread-parity", "topk-parity")}
 
 
 def read(source: str, root: Path = Path(".")) -> dict:
