@@ -35,6 +35,9 @@ the CPU) and the detail adds the cached worker's peak GPU memory.
 
 The last line printed with --json is one JSON object {"sizes": [{...}, ...]} with exactly
 the keys above; the lines before it are a readable table and the per-candidate detail.
+--write-docs also writes benchmarks/results/candidates.json (those rows plus the uncached
+worker's peak RSS and the breeding child's medians, with the command, machine and date) and
+rewrites the table of docs/guides/evolve.md rendered from it (tools/results/bench.py).
 """
 from __future__ import annotations
 
@@ -256,6 +259,8 @@ def main() -> None:
                     help="the candidates' merge method (default: evolve's template, dare_ties)")
     ap.add_argument("--root", type=Path, default=Path("runs/bench-candidates"))
     ap.add_argument("--json", action="store_true", help="print the JSON object last")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write benchmarks/results/candidates.json and the docs table from it")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-models", help=argparse.SUPPRESS)
     ap.add_argument("--cache-bytes", type=int, default=0, help=argparse.SUPPRESS)
@@ -266,7 +271,7 @@ def main() -> None:
         ap.error("--candidates must be at least 1")
     args.root = args.root.resolve()
     args.root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, details = [], []
     print(f"{'size':>6} {'params':>12} {'read':>7} {'outside':>8} {'cached':>7} {'score':>7} "
           f"{'peakMB':>7} {'srcMB':>7} {'modelMB':>7} | breed: merge  load  score  peakMB")
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
@@ -278,8 +283,36 @@ def main() -> None:
               f"{row['model_mb']:>7} | {detail['breed_merge_s']} {detail['breed_load_build_s']}"
               f" {detail['breed_score_s']} {detail['breed_peak_rss_mb']}", flush=True)
         print("DETAIL " + json.dumps(detail), flush=True)
+        details.append(detail)
+    if args.write_docs:
+        write_docs(args, rows, details)
     if args.json:
         print(json.dumps({"sizes": [{k: r[k] for k in KEYS} for r in rows]}))
+
+
+DOC_DETAIL = ("uncached_peak_rss_mb", "breed_merge_s", "breed_load_build_s", "breed_score_s")
+
+
+def write_docs(args: argparse.Namespace, rows: list[dict], details: list[dict]) -> None:
+    """benchmarks/results/candidates.json and the docs table rendered from it."""
+    root = HERE.parent
+    sys.path.insert(0, str(root))  # tools/ lives at the repo root
+    from tools.results.bench import write_source
+    from tools.results.collect import machine
+
+    argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    data = {"name": "candidates", "benchmark": "bench_candidates",
+            "command": f"benchmarks/bench_candidates.py {argv}".strip(),
+            "machine": f"{machine()}, load average {os.getloadavg()[0]:.1f} at the end",
+            "date": time.strftime("%Y-%m-%d"),
+            "note": f"Device {args.device}, {threads} torch thread(s) per worker; medians over "
+                    f"the timed candidates ({args.candidates}) and children ({args.children}).",
+            "sizes": [{**{k: r[k] for k in KEYS}, **{k: d[k] for k in DOC_DETAIL}}
+                      for r, d in zip(rows, details)]}
+    os.chdir(root)
+    for path in write_source(data):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@
     python benchmarks/bench_kinship.py --params 322M            # builds base + 5 fine-tunes
     python benchmarks/bench_kinship.py --params 20M --no-compat
     python benchmarks/bench_kinship.py --dir /data/km322        # reuse models built before
+    python benchmarks/bench_kinship.py --params 322M --repeat 3 --write-docs
+
+--write-docs writes benchmarks/results/kinship-SIZE.json (every run's time and peak RSS, the
+compat drift, the machine and the date) and rewrites the docs blocks rendered from it
+(tools/results/bench.py: the table and the drift sentence of docs/concepts/kinship-metrics.md
+and docs/guides/kinship.md read kinship-322M). --repeat N measures each row N times.
 
 Each measurement runs in a fresh subprocess and reports its wall time and peak RSS (VmHWM),
 so nothing one measurement allocated counts against another:
@@ -128,26 +134,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="KINMERGE_THREADS for the runs")
     ap.add_argument("--no-compat", action="store_true", help="skip the ModelKinship-compat row")
     ap.add_argument("--no-matrix", action="store_true", help="skip the N=5 matrix rows")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each row this many times")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write benchmarks/results/kinship-SIZE.json and the docs from it")
     args = ap.parse_args()
     params = parse_size(args.params)
+    runs: dict[str, list[dict]] = {}
+
+    def timed(what: str, job: dict) -> dict:
+        """Measure `job` --repeat times; the last run (printed), every run kept."""
+        for _ in range(args.repeat):
+            out = measure(job, args.threads)
+            runs.setdefault(what, []).append(out)
+        return out
+
     tmp = None if args.dir else tempfile.TemporaryDirectory(prefix="bench_kinship_")
     root = Path(args.dir or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     base, fts = build(root, params, 2 if args.no_matrix else 5)
-    rows = [("start-up (import only)", measure({"what": "startup"}, args.threads))]
-    pair = measure({"what": "pair", "models": fts[:2], "base": base}, args.threads)
+    rows = [("start-up (import only)", timed("startup", {"what": "startup"}))]
+    pair = timed("pair", {"what": "pair", "models": fts[:2], "base": base})
     rows.append(("pair, exact", pair))
     if not args.no_matrix:
         rows.append(("matrix N=5 (one pass)",
-                     measure({"what": "matrix", "models": fts, "base": base}, args.threads)))
+                     timed("matrix", {"what": "matrix", "models": fts, "base": base})))
         rows.append(("pairwise x10 (N=5)",
-                     measure({"what": "pairwise", "models": fts, "base": base}, args.threads)))
+                     timed("pairwise", {"what": "pairwise", "models": fts, "base": base})))
     if not args.no_compat:
         # a related pair (ft3 descends from ft1), so the drift is relative to a sizeable value
         related = [fts[0], fts[2]] if len(fts) > 2 else fts[:2]
         truth = measure({"what": "pair", "models": related, "base": base}, args.threads)
-        compat = measure({"what": "pair", "models": related, "base": base,
-                          "compat": "modelkinship"}, args.threads)
+        compat = timed("compat", {"what": "pair", "models": related, "base": base,
+                                  "compat": "modelkinship"})
         rows.append(("pair, --compat modelkinship", compat))
     from kinmerge.io.reader import ModelReader
 
@@ -167,8 +185,37 @@ def main() -> None:
               + ", ".join(f"{m} = {compat[m]:.10g}" for m in drift))
         print("float32 drift of compat vs exact: "
               + ", ".join(f"{m} {v:.2e}" for m, v in drift.items()))
+    if args.write_docs:
+        write_docs(args, n, runs, None if args.no_compat else {
+            "pair": [Path(p).name for p in related],
+            "exact": {m: truth[m] for m in ("cs", "pcc", "ed")}, "drift": drift})
     if tmp:
         tmp.cleanup()
+
+
+def write_docs(args, n_params: int, runs: dict[str, list[dict]], compat: dict | None) -> None:
+    """benchmarks/results/kinship-SIZE.json and the docs blocks rendered from it."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))  # tools/ lives at the repo root
+    from tools.results.bench import write_source
+    from tools.results.collect import machine
+
+    argv = " ".join(a for a in sys.argv[1:] if a != "--write-docs")
+    threads = args.threads or "kinmerge's default (one)"
+    data = {"name": f"kinship-{args.params}", "benchmark": "bench_kinship",
+            "command": f"benchmarks/bench_kinship.py {argv}".strip(),
+            "machine": f"{machine()}, load average {os.getloadavg()[0]:.1f} at the end, "
+                       f"torch threads: {threads}, models in the page cache",
+            "date": time.strftime("%Y-%m-%d"), "params_per_model": n_params, "dtype": "bf16",
+            "rows": [{"what": what, "seconds": [] if what == "startup" else
+                      [round(r["seconds"], 2) for r in rs],
+                      "peak_rss_mb": [round(r["peak_rss_mb"]) for r in rs]}
+                     for what, rs in runs.items()]}
+    if compat:
+        data["compat"] = compat
+    os.chdir(root)
+    for path in write_source(data):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ source tree (e.g. a `git archive` of main) to every pair, for before/after table
 
     .venv/bin/python benchmarks/bench_merge.py                       # what `make bench` runs
     .venv/bin/python benchmarks/bench_merge.py --params 0.05B --settings default,1 --runs 1
+    .venv/bin/python benchmarks/bench_merge.py --params 0.27B,0.84B --methods linear \
+        --settings default,busy --write-docs merge-quiet    # replace a docs table
+
+--write-docs NAME writes benchmarks/results/NAME.json (the rows with the command, machine,
+date and mergekit version) and rewrites the docs tables rendered from it (tools/results/bench.py:
+merge-loaded, merge-quiet, merge-busy in docs/concepts/performance.md).
 """
 from __future__ import annotations
 
@@ -305,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before-settings", default="default",
                     help="the rows that also run --before (default: the default row only)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--write-docs", default=None, metavar="NAME",
+                    help="also write benchmarks/results/NAME.json and rewrite the docs tables "
+                         "rendered from it (merge-loaded, merge-quiet, merge-busy)")
     args = ap.parse_args(argv)
     args.before_settings = args.before_settings.split(",")
     settings = [s for s in args.settings.split(",") if s != "gpu" or has_gpu()]
@@ -316,7 +325,38 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(rows, [t.name for t in kinds]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.write_docs:
+        write_docs(args.write_docs, rows, args, argv if argv is not None else sys.argv[1:],
+                   [t.name for t in kinds])
     return 0
+
+
+def mergekit_version(tools_run: list[str], mk_bin: str) -> str | None:
+    if "mergekit" not in tools_run:
+        return None
+    code = "from importlib.metadata import version; print(version('mergekit'))"
+    py = Path(mk_bin).parent / "python"
+    r = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def write_docs(name: str, rows: list[dict], args, argv: list[str], tools_run: list[str]) -> None:
+    """benchmarks/results/NAME.json and the docs tables rendered from it."""
+    sys.path.insert(0, str(ROOT))  # tools/ lives at the repo root
+    from tools.results.bench import write_source
+    from tools.results.collect import machine
+
+    command = " ".join(a for a in argv if a not in ("--write-docs", name))
+    mk = mergekit_version(tools_run, args.mergekit_bin)
+    data = {"name": name, "benchmark": "bench_merge",
+            "command": f"benchmarks/bench_merge.py {command}".strip(), "machine": machine(),
+            "date": time.strftime("%Y-%m-%d"),
+            "note": f"dtype bfloat16{f', mergekit {mk}' if mk else ''}; medians of "
+                    f"{args.runs} round{'s' * (args.runs != 1)}.",
+            "mergekit": mk, "density": args.density, "runs": args.runs, "rows": rows}
+    os.chdir(ROOT)
+    for path in write_source(data):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

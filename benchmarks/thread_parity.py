@@ -13,6 +13,10 @@ Prints one JSON line per recipe and writes them to WORK/results.json. Run it whe
 0.1.5 is installed (e.g. /tmp/mkvenv, see benchmarks/parity_mergekit.py):
 
     .venv/bin/python benchmarks/thread_parity.py [--mergekit-bin PATH] [--work DIR] [threads|topk]
+
+--write-docs (with both parts) also writes benchmarks/results/thread-parity.json (the results
+with the command, machine, date, torch and mergekit versions) and rewrites the blocks of
+docs/reference/mergekit.md rendered from it (tools/results/bench.py).
 """
 from __future__ import annotations
 
@@ -127,10 +131,19 @@ def topk_cases(bin_: str, root: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", nargs="*", choices=["threads", "topk"], default=["threads", "topk"])
+    # checked below: this Python's argparse refuses an empty nargs="*" list under `choices`
+    ap.add_argument("what", nargs="*", help="threads and/or topk (default: both)")
     ap.add_argument("--mergekit-bin", default=DEFAULT_MK)
     ap.add_argument("--work", default=None, help="working directory (default: a temp dir)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write benchmarks/results/thread-parity.json and the docs from it")
     args = ap.parse_args()
+    args.what = args.what or ["threads", "topk"]
+    if set(args.what) - {"threads", "topk"}:
+        ap.error(f"unknown part(s) {sorted(set(args.what) - {'threads', 'topk'})}: "
+                 "threads, topk")
+    if args.write_docs and set(args.what) != {"threads", "topk"}:
+        ap.error("--write-docs needs both parts (threads and topk)")
     if not Path(args.mergekit_bin).exists():
         print(f"{args.mergekit_bin} not found: install mergekit 0.1.5 in a scratch venv")
         return 1
@@ -141,7 +154,30 @@ def main() -> int:
     if "topk" in args.what:
         results.update(topk_cases(args.mergekit_bin, root))
     (root / "results.json").write_text(json.dumps(results, indent=1))
+    if args.write_docs:
+        write_docs(args.mergekit_bin, results)
     return 0
+
+
+def write_docs(bin_: str, results: dict) -> None:
+    """benchmarks/results/thread-parity.json and the mergekit.md blocks rendered from it."""
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))  # tools/ lives at the repo root
+    from tools.results.bench import write_source
+    from tools.results.collect import machine
+
+    code = "from importlib.metadata import version; print(version('mergekit'))"
+    mk = subprocess.run([str(Path(bin_).parent / "python"), "-c", code], capture_output=True,
+                        text=True).stdout.strip() or "unknown"
+    data = {"name": "thread-parity", "benchmark": "thread_parity",
+            "command": "benchmarks/thread_parity.py", "machine": machine(),
+            "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__.split("+")[0],
+            "mergekit": mk, "shape": SHAPE, "results": results}
+    os.chdir(repo)
+    for path in write_source(data):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,31 @@ def test_example_merges(recipe, zoo_dir, monkeypatch):
     assert f'"num_hidden_layers": {layers}' in (out / "config.json").read_text()
     if not is_multistage(recipe):  # a multi-stage OUT holds the final stage's recipe
         assert load_recipe(out / "mergekit_config.yml") == load_recipe(recipe)
+
+
+def test_search_examples_comments_are_the_code_arithmetic():
+    """The numbers the evolve examples' comments state follow from the config: the gene CMA-ES
+    starts at decodes to the stated weight, and the stated population times generations is
+    the trial budget."""
+    import re
+
+    from kinmerge.search.evolve.config import load_evolve_config
+    from kinmerge.search.evolve.search import default_popsize as popsize
+    from kinmerge.search.evolve.space import ParamSpace
+
+    checked = 0
+    for path in EXAMPLES:
+        text = path.read_text()
+        for x, want in re.findall(r"# gene ([\d.]+) \(CMA-ES's x0\) decodes to ([\d.]+)", text):
+            space = ParamSpace(load_evolve_config(path))
+            gene = next(g for g in space.genes if g.param == "weight")
+            assert space.value(gene, float(x)) == float(want), path.name
+            checked += 1
+        m = re.search(r"trials: (\d+)\s+# (\d+) generations of (\d+) \(population 4 \+ "
+                      r"floor\(3 ln (\d+)\)\)", text)
+        if m:
+            trials, gens, pop, dim = map(int, m.groups())
+            assert ParamSpace(load_evolve_config(path)).dim == dim
+            assert popsize(dim) == pop and gens * pop == trials, path.name
+            checked += 1
+    assert checked >= 3  # evolve-zoo: gene and budget; evolve-kin-dfs: gene

@@ -16,9 +16,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[1]
 # (file, first heading walked, heading it stops at or None for the end of the page)
@@ -31,6 +33,8 @@ SKIP = {
     "source .venv": "activates the environment (the walk runs kinmerge from the sources)",
     "make ": "installs a venv (the demo line is run as `kinmerge demo` instead)",
     "--backend ray": "starts a Ray cluster",
+    "ray start": "starts a Ray cluster node",
+    "gpu_check.sh": "the GPU check (minutes; its point is a machine with a GPU)",
     "kinmerge push": "uploads to the Hugging Face Hub",
     "pip install": "installs packages",
     "zoo-kin": "trains the kin zoo (5-8 min; tests/zoo/test_skills.py checks it, slow)",
@@ -39,11 +43,25 @@ SKIP = {
 # the walkthrough's zoo is untrained: the check must run and say so
 EXPECT_FAIL = {"kinmerge zoo check": "the zoo lacks a property"}
 # budgets cut for the walkthrough, and the demo's `make` line as the command it runs
+TRIALS, EVALUATIONS = 6, 12
 REWRITE = [
     (r"^make demo\b.*", "kinmerge demo --out runs/demo --zoo {zoo} --quiet"),
-    (r"^(kinmerge evolve .*?)(\s+#.*)?$", r"\1 --trials 6"),
-    (r"^(kinmerge breed .*?)(\s+#.*)?$", r"\1 --budget 12"),
+    (r"^(kinmerge evolve .*?)(\s+#.*)?$", rf"\1 --trials {TRIALS}"),
+    (r"^(kinmerge breed .*?)(\s+#.*)?$", rf"\1 --budget {EVALUATIONS}"),
 ]
+# the same cuts for the Python snippets: their calls, and the walk's copy of the examples
+# they read (the search examples' own budgets take minutes on a busy 2-core machine)
+PY_REWRITE = [(r"\bevaluations=\d+", f"evaluations={EVALUATIONS}")]
+EXAMPLE_BUDGETS = {"evolve-zoo.yml": (r"^(  trials:) \d+", rf"\1 {TRIALS}"),
+                   "breed-zoo.yml": (r"^(budget: {evaluations:) \d+", rf"\1 {EVALUATIONS}")}
+# Time limits scale with the machine's speed measured before each step: a fixed pure-Python
+# loop took CALIBRATION_S of CPU time on the development machine (an AMD EPYC core); its wall
+# time now, over that, is how much slower this machine is at this moment (a slower CPU, or
+# one shared with other work). A step may take STEP_LIMIT_S times that. Measured on the
+# development machine at load 4-5 (`-s` prints each step): the slowest step, divided by its
+# slowdown, took 31 s (the Python evolve snippet: two worker processes importing torch); the
+# whole walk 394 s.
+CALIBRATION_S, STEP_LIMIT_S = 0.18, 120.0
 
 
 def section() -> str:
@@ -106,11 +124,31 @@ def test_python_snippets_write_their_own_folders():
 
 
 def test_every_shell_line_is_runnable_or_skipped_for_a_reason():
+    """The slow walk runs only `kinmerge` lines: any other command a page adds must be in
+    SKIP with its reason, or the walk fails minutes in."""
     for lang, code in blocks():
         if lang != "bash":
             continue
         for line in shell_lines(code):
-            assert "[" not in line.split("#")[0] or skipped(line), f"not a command: {line}"
+            if skipped(line):
+                continue
+            assert "[" not in line.split("#")[0], f"not a command: {line}"
+            assert in_folder(rewrite(line), Path("."))[0].startswith("kinmerge "), \
+                f"the walk runs only kinmerge lines; add this one to SKIP: {line}"
+
+
+def test_the_walks_budget_cuts_apply(tmp_path):
+    """The search examples' copies get the walk's budgets (a changed example line would
+    otherwise run its full budget, minutes on a busy machine), and the clock is calibrated."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    cut_budgets(tmp_path / "examples")
+    evolve = yaml.safe_load((tmp_path / "examples" / "evolve-zoo.yml").read_text())
+    breed = yaml.safe_load((tmp_path / "examples" / "breed-zoo.yml").read_text())
+    assert evolve["budget"]["trials"] == TRIALS and breed["budget"]["evaluations"] == EVALUATIONS
+    original = yaml.safe_load((ROOT / "examples" / "evolve-zoo.yml").read_text())
+    assert original["budget"]["trials"] > TRIALS  # the control: the shipped one is untouched
+    assert any("evaluations=" in code for lang, code in blocks() if lang == "python")
+    assert slowdown() >= 1.0
 
 
 def test_lineage_show_names_a_generation_one_child():
@@ -131,8 +169,33 @@ def walk_zoo(tmp_path_factory):
     return build_zoo(tmp_path_factory.mktemp("walk") / "zoo", cfg)
 
 
+def slowdown() -> float:
+    """How many times slower than the development machine this one runs Python now (>= 1)."""
+    t0 = time.perf_counter()
+    sum(i * i for i in range(3_000_000))
+    return max(1.0, (time.perf_counter() - t0) / CALIBRATION_S)
+
+
+def cut_budgets(examples: Path) -> None:
+    for name, (pattern, repl) in EXAMPLE_BUDGETS.items():
+        path = examples / name
+        text, n = re.subn(pattern, repl, path.read_text(), count=1, flags=re.M)
+        assert n == 1, f"{name}: no budget line matching {pattern!r} to cut"
+        path.write_text(text)
+
+
 def _run(cmd: list[str], cwd: Path, env: dict, fails_with: str | None = None) -> None:
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    factor = slowdown()
+    limit = STEP_LIMIT_S * factor
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{cmd[-1][:200]}: over {limit:.0f} s ({STEP_LIMIT_S:.0f} s x {factor:.1f}, "
+                    f"the slowdown measured before it; load {os.getloadavg()[0]:.1f})")
+    took = time.perf_counter() - t0  # shown with -s: what to size STEP_LIMIT_S by
+    print(f"step {took:6.1f} s = {took / factor:5.1f} s x slowdown {factor:.1f} "
+          f"(limit {limit:.0f} s): {cmd[-1].splitlines()[0][:80]}")
     if fails_with:
         assert r.returncode == 1 and fails_with in r.stderr + r.stdout, r.stderr[-3000:]
         return
@@ -144,6 +207,7 @@ def test_walkthrough_runs_top_to_bottom(walk_zoo, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     shutil.copytree(ROOT / "examples", work / "examples")
+    cut_budgets(work / "examples")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "KINMERGE_CACHE": str(tmp_path / "c"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     kinmerge = [sys.executable, "-c", "import sys; from kinmerge.cli import main; "
@@ -153,6 +217,8 @@ def test_walkthrough_runs_top_to_bottom(walk_zoo, tmp_path):
         if lang == "python":
             if "lm_eval" in code and importlib.util.find_spec("lm_eval") is None:
                 continue  # lm-eval is an optional extra
+            for pattern, repl in PY_REWRITE:
+                code = re.sub(pattern, repl, code)
             _run([sys.executable, "-c", code], work, env)
             ran += 1
             continue

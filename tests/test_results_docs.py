@@ -136,3 +136,55 @@ def test_readme_and_results_page_tables_are_the_generators_output():
         text = (ROOT / "examples" / f).read_text()
         got = re.search(rf"^# results:{n}\n(.*?)\n# /results:{n}$", text, re.S | re.M)
         assert got and got.group(1).splitlines() == example_lines(data, n), f
+
+
+def test_breed_science_prose_quotes_its_json():
+    """The sentences under the generated breed-science table quote docs/breed-science.json
+    (what `make science` writes); a rerun that moves a number fails here until the prose
+    says what the new run shows."""
+    d = json.loads((ROOT / "docs" / "breed-science.json").read_text())
+    text = " ".join((ROOT / "docs" / "results.md").read_text().split())
+    runs = {(r["seed"], r["strategy"]): r for r in d["runs"]}
+
+    def of(strategy: str, key: str) -> list:
+        return [runs[s, strategy][key] for s in d["meta"]["seeds"]]
+
+    def span(v: list[float]) -> str:
+        return f"{min(v):.3f}–{max(v):.3f}"
+
+    (evals,), (stall,) = set(of("greedy", "evaluations")), set(of("greedy", "stall_generation"))
+    ex, pr = d["compare"]["explore_vs_greedy"], d["compare"]["predicted_vs_greedy"]
+    pe = d["compare"]["predicted_vs_explore"]
+    c = d["correlation"]["cs"]
+    minus = lambda v: f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"  # noqa: E731
+    held = {k: dict(zip(d["meta"]["seeds"], of(k, "best_heldout"))) for k in ("explore",
+                                                                             "predicted")}
+    ahead = [s for s in d["meta"]["seeds"] if held["predicted"][s] > held["explore"][s]]
+    behind = sorted(held["explore"][s] - held["predicted"][s] for s in d["meta"]["seeds"]
+                    if s not in ahead)
+    topk = [[g["top_k_kinship"] for g in runs[s, "greedy"]["generations"]]
+            for s in d["meta"]["seeds"]]
+    quotes = [
+        f"jumps from {min(t[0] for t in topk):.2f}–{max(t[0] for t in topk):.2f} to "
+        f"{min(t[1] for t in topk):.2f}–{max(t[1] for t in topk):.2f}",
+        f"at generation {stall}, after {evals} of its {d['meta']['budget']} evaluations, at "
+        f"{span(of('greedy', 'best'))}",
+        f"by +{ex['mean_diff']:.3f} on average (sd {ex['sd_diff']:.3f}; "
+        f"+{min(ex['diff']):.3f} on seed {ex['seeds'][ex['diff'].index(min(ex['diff']))]}, "
+        f"+{max(ex['diff']):.3f} on seed {ex['seeds'][ex['diff'].index(max(ex['diff']))]})",
+        f"({span(of('explore', 'best_heldout'))} against {span(of('greedy', 'best_heldout'))})",
+        f"Over the {c['gain']['n']} distinct children",
+        f"r = {minus(c['gain']['r'])} (95% CI {minus(c['gain']['lo'])} to "
+        f"{minus(c['gain']['hi'])};",
+        f"with |gain| at {minus(c['abs_gain']['r'])}",
+        f"on all seeds (+{pr['mean_diff']:.3f}, sd {pr['sd_diff']:.3f})",
+        f"in {pe['evals_to_common'][0][0]} evaluations where exploration needs "
+        f"{min(e for _, e in pe['evals_to_common'])}–{max(e for _, e in pe['evals_to_common'])}",
+        f"(+{pe['mean_diff']:.3f} on the search prompts, {pe['wins']} of {len(pe['seeds'])} seeds)",
+        f"ahead on seed {ahead[0]} only ({held['predicted'][ahead[0]]:.3f} against "
+        f"{held['explore'][ahead[0]]:.3f})" if len(ahead) == 1 else "ahead on more seeds",
+        f"by {behind[0]:.3f} and {behind[1]:.3f}",
+    ]
+    assert {e for e, _ in pe["evals_to_common"]} == {pe["evals_to_common"][0][0]}
+    missing = [q for q in quotes if q not in text]
+    assert missing == [], missing

@@ -1,5 +1,8 @@
 """`python -m tools.results run RUNS_DIR [SEEDS]` (SEEDS like 0,1,2, the default), then
-`python -m tools.results write` (the docs from docs/results.json alone)."""
+`python -m tools.results write` (the docs from docs/results.json alone).
+`python -m tools.results bench`: the benchmark blocks from benchmarks/results/*.json alone.
+`python -m tools.results kin-zoo [SEED]`: measure the kin zoo of SEED (0; trained on first use,
+5-8 min) into benchmarks/results/zoo-kin-seedSEED.json and rewrite the block reading it."""
 from __future__ import annotations
 
 import json
@@ -13,6 +16,20 @@ RESULTS = Path("docs/results.json")
 def main(argv: list[str]) -> int:
     from tools.results.render import write_docs
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if argv == ["bench"]:
+        from tools.results.bench import write_blocks
+        for path in write_blocks():
+            print(f"rewrote {path}")
+        return 0
+    if argv[:1] == ["kin-zoo"] and len(argv) <= 2:
+        from kinmerge.zoo import zoo
+        from kinmerge.zoo.family import ZooConfig
+
+        from tools.results.bench import kin_zoo_result, write_source
+        seed = int(argv[1]) if len(argv) == 2 else 0
+        for path in write_source(kin_zoo_result(zoo(ZooConfig.kin(), seed=seed), seed)):
+            print(f"wrote {path}")
+        return 0
     if argv[:1] == ["run"] and len(argv) in (2, 3):
         import torch
 

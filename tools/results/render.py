@@ -147,20 +147,22 @@ def example_lines(r: dict, name: str) -> list[str]:
 BLOCKS = {"zoo": zoo_block, "demo": demo_block, "evolve": evolve_block, "breed": breed_block}
 
 
-def replace_block(text: str, name: str, body: str, *, yaml: bool = False) -> str:
-    """`text` with the block `name` replaced by `body`; raises if the markers are missing."""
+def replace_block(text: str, name: str, body: str, *, yaml: bool = False,
+                  tag: str = "results") -> str:
+    """`text` with the block `name` replaced by `body`; raises if the markers are missing.
+    `tag`: the markers' prefix (`results`; `bench` for tools/results/bench.py's blocks)."""
     if yaml:
-        pattern = re.compile(rf"(^# results:{name}\n).*?(^# /results:{name}$)", re.S | re.M)
+        pattern = re.compile(rf"(^# {tag}:{name}\n).*?(^# /{tag}:{name}$)", re.S | re.M)
     else:
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- {tag}:{name} -->\n).*?(<!-- /{tag}:{name} -->)", re.S)
     if not pattern.search(text):
-        raise KinmergeError(f"no results:{name} markers", where=name,
-                            fix=f"put the block between results:{name} and /results:{name}")
+        raise KinmergeError(f"no {tag}:{name} markers", where=name,
+                            fix=f"put the block between {tag}:{name} and /{tag}:{name}")
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text, count=1)
 
 
-def block_text(text: str, name: str) -> str | None:
-    m = re.search(rf"<!-- results:{name} -->\n(.*?)\n<!-- /results:{name} -->", text, re.S)
+def block_text(text: str, name: str, *, tag: str = "results") -> str | None:
+    m = re.search(rf"<!-- {tag}:{name} -->\n(.*?)\n<!-- /{tag}:{name} -->", text, re.S)
     return m.group(1) if m else None
 
 
