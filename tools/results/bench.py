@@ -267,6 +267,7 @@ BLOCKS = {
     "merge-quiet": ("merge-quiet", merge_table),
     "merge-busy": ("merge-busy", busy_table),
     "merge-threads": ("merge-threads", merge_table),
+    "merge-dare-ahead": ("merge-dare-ahead", merge_table),
     "kinship": ("kinship-322M", kinship_table),
     "kinship-drift": ("kinship-322M", kinship_drift),
     "kinship-drift-guide": ("kinship-322M", kinship_drift),
@@ -277,7 +278,7 @@ BLOCKS = {
 }
 # the page each block lives on
 PAGES = {"docs/concepts/performance.md": ("startup", "merge-loaded", "merge-quiet", "merge-busy",
-                                         "merge-threads"),
+                                         "merge-threads", "merge-dare-ahead"),
          "docs/concepts/kinship-metrics.md": ("kinship", "kinship-drift"),
          "docs/guides/kinship.md": ("kinship-drift-guide",),
          "docs/guides/zoo.md": ("zoo-kin",),
