@@ -85,6 +85,17 @@ def test_soup_command(family, env, tmp_path):
     assert "greedy soup" in res.output and "3 of 4 ingredients" in res.output
 
 
+def test_soup_command_takes_threads_and_refuses_a_bad_count(family, tmp_path):
+    """--threads, as evolve and breed take it: a bad count fails before OUT is made."""
+    from kinmerge.cli import main
+
+    (tmp_path / "soup.yml").write_text(yaml.safe_dump(config(family)))
+    res = CliRunner().invoke(main, ["soup", str(tmp_path / "soup.yml"), "--out",
+                                    str(tmp_path / "o"), "--threads", "0"])
+    assert res.exit_code == 2 and "not a thread count: 0" in res.output, res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_soup_config_problems(tmp_path):
     from kinmerge.errors import KinmergeError
 
