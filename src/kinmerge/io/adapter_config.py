@@ -12,8 +12,12 @@ has a type and a range, and every problem of a file is reported at once, as for 
     modules_to_save   a list of module names, or null
 
 Pattern keys are regular expressions (peft matches them at the end of a module's name): one
-that does not compile is a problem here, not a traceback later. An alpha may be 0 or
-negative, as in peft (an adapter scaled to nothing, or subtracted); a rank may not.
+that does not compile, or whose shape backtracks exponentially (`(a+)+`, `(\\w|\\w\\w)+`), is a
+problem here, not a traceback or a hang later. Matching itself runs on the `regex` engine
+with a time limit (MATCH_TIMEOUT_S a name): a pattern the shape check lets through and that
+still takes too long to match a name is one clear error naming both, never a hang. An alpha
+may be 0 or negative, as in peft (an adapter scaled to nothing, or subtracted); a rank may
+not.
 
 >>> cfg = read_adapter_config(Path("adapters/chat/adapter_config.json"))  # doctest: +SKIP
 >>> q, up = "model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"
@@ -26,6 +30,8 @@ import json
 import math
 import re
 from pathlib import Path
+
+import regex
 from typing import Annotated, Any
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
@@ -45,6 +51,7 @@ MAX_RANK = 65536  # LoRA ranks in use go to a few thousand
 MAX_ALPHA = 1e6
 MAX_PATTERNS = 10_000  # entries of rank_pattern / alpha_pattern
 MAX_PATTERN_CHARS = 1000  # characters of one pattern or module name
+MATCH_TIMEOUT_S = 1.0  # one pattern against one module name; real ones take microseconds
 SUBJECT = "adapter_config.json"
 
 
@@ -53,8 +60,9 @@ def _regex(key: str) -> str:
         raise ValueError(f"a pattern may have at most {MAX_PATTERN_CHARS} characters")
     try:
         re.compile(key)
+        regex.compile(key)  # the engine it is matched on
         nested = _nested_repeat(_parser.parse(key).data)
-    except (re.error, RecursionError, OverflowError) as e:
+    except (re.error, regex.error, RecursionError, OverflowError) as e:
         raise ValueError(f"not a valid regular expression ({e})") from None
     if nested == "branch":  # (\w|\w\w)+, (a.|.a)+: each round can match two ways
         raise ValueError("alternatives inside a repetition that can match the same text "
@@ -176,9 +184,20 @@ class AdapterConfig(BaseModel):
 
 
 def _pattern(patterns: dict, module: str, default):
-    """peft's rule: the first pattern that matches the end of the module name (at a dot)."""
+    """peft's rule: the first pattern that matches the end of the module name (at a dot).
+    Matched on the `regex` engine under MATCH_TIMEOUT_S: a pattern that takes longer is an
+    error naming it, not a hang."""
     for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", module):
+        try:
+            hit = regex.match(rf"(.*\.)?({key})$", module, timeout=MATCH_TIMEOUT_S)
+        except TimeoutError:
+            raise ConfigError(
+                [f"the pattern {key!r} took over {MATCH_TIMEOUT_S:g} s to match the module "
+                 f"name {module!r}"], subject="adapter_config.json",
+                where="rank_pattern / alpha_pattern",
+                fix="write the module names plainly (e.g. `q_proj` or "
+                    "`model\\.layers\\.0\\..*`)") from None
+        if hit:
             return value
     return default
 
