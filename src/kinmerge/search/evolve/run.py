@@ -103,7 +103,10 @@ def evolve(config: "str | Path | dict | EvolveConfig", out: str | Path, *,
     check_device(cfg.device)
     threads = threads if threads is not None else eval_threads()
     choose("matmul", threads)  # a bad thread count fails here, not in the first worker
-    _check_memory(cfg, workers, backend, ray_address)  # before anything is written
+    from kinmerge.search.memory import check_run_memory, memory_plan
+
+    # the workers' memory, before anything is written
+    check_run_memory(memory_plan, cfg, workers, backend, ray_address)
     out = check_out(out, input_roots([*cfg.models, cfg.base_model, cfg.dfs_partner]))
     # every input, task file and the tokenizer checked before OUT or the study is created
     check_models([*cfg.models, cfg.base_model, cfg.dfs_partner], "evolve config models")
@@ -143,14 +146,6 @@ def _evolve(run: _Run, workers: int, backend: str, ray_address: str | None,
         time.perf_counter() - t0 + _earlier_wall(out, run.resume), 2))
     report.write_summary(out / "summary.json", summary.to_dict())
     return EvolveResult(out, best, summary, phases)
-
-
-def _check_memory(cfg: EvolveConfig, workers: int, backend: str,
-                  ray_address: str | None) -> None:
-    """Refuse, before anything starts, a run whose workers cannot fit (kinmerge.search.memory)."""
-    from kinmerge.search.memory import check_run_memory, memory_plan
-
-    check_run_memory(memory_plan, cfg, workers, backend, ray_address)
 
 
 def _earlier_wall(out: Path, resume: bool) -> float:
