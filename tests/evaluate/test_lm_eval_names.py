@@ -8,7 +8,7 @@ import types
 import pytest
 
 from kinmerge.errors import KinmergeError
-from kinmerge.evaluate.lm_eval import check_tasks
+from kinmerge.evaluate.lm_eval import _task_manager, check_tasks
 from kinmerge.evaluate.tasks import FitnessSpec, check_fitness
 
 
@@ -31,7 +31,9 @@ def fake_lm_eval(monkeypatch):
     for name, mod in (("lm_eval", pkg), ("lm_eval.tasks", tasks), ("lm_eval.models", models),
                       ("lm_eval.models.huggingface", hf)):
         monkeypatch.setitem(sys.modules, name, mod)
-    return calls
+    _task_manager.cache_clear()  # the index is kept a process: not across stand-ins
+    yield calls
+    _task_manager.cache_clear()
 
 
 def test_known_tasks_pass(fake_lm_eval, tmp_path):
@@ -55,3 +57,12 @@ def test_check_fitness_checks_both_splits_before_a_search(fake_lm_eval):
     spec = FitnessSpec(lm_eval=[{"task": "arc_easy", "heldout_task": "hellaswg"}])
     with pytest.raises(KinmergeError, match="no task 'hellaswg'.*"):
         check_fitness(spec, [])
+
+
+def test_the_task_index_is_built_once_for_the_check_and_the_evaluators(fake_lm_eval):
+    from kinmerge.evaluate.lm_eval import LmEval
+
+    check_tasks(["arc_easy"])
+    check_tasks(["hellaswag"])
+    assert LmEval(["arc_easy"])._manager is None  # built on the first score, from the cache
+    assert _task_manager(None) is _task_manager(None) and fake_lm_eval == [(None, True)]

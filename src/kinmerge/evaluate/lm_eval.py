@@ -11,6 +11,7 @@ last module an evaluator scored is re-scored without re-wrapping.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -43,9 +44,8 @@ def check_tasks(names: list[str], include_path: str | Path | None = None) -> Non
     reaches its first score."""
     import difflib
 
-    _, _, TaskManager = _import_lm_eval()
     path = str(Path(include_path).resolve()) if include_path else None
-    known = set(TaskManager(include_path=path, include_defaults=path is None).all_tasks)
+    known = set(_task_manager(path).all_tasks)
     for name in dict.fromkeys(names):
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -56,6 +56,15 @@ def check_tasks(names: list[str], include_path: str | Path | None = None) -> Non
                                 where="fitness.lm_eval",
                                 fix=f"{hint}`lm_eval ls tasks` lists lm-eval's tasks; a local "
                                     "task needs its folder as include_path")
+
+
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_path: str | None):
+    """lm-eval's task index: with `include_path`, its local YAMLs alone (lm-eval's own ~10k
+    task files are not indexed: that costs ~15 s); without, lm-eval's own tasks. Built once a
+    process, shared by the name check and every evaluator."""
+    _, _, TaskManager = _import_lm_eval()
+    return TaskManager(include_path=include_path, include_defaults=include_path is None)
 
 
 class LmEval:
@@ -77,11 +86,9 @@ class LmEval:
         self._wrapped: tuple[object, object] | None = None
 
     def __call__(self, model: ModelLike) -> dict[str, float]:
-        lm_eval, HFLM, TaskManager = _import_lm_eval()
+        lm_eval, HFLM, _ = _import_lm_eval()
         if self._manager is None:
-            # include_defaults=False: indexing lm-eval's own ~10k task files costs ~15 s
-            self._manager = TaskManager(include_path=self.include_path,
-                                        include_defaults=self.include_path is None)
+            self._manager = _task_manager(self.include_path)
         m = load_model(model, self.device)
         lm = None
         if self.keep_wrapper and self._wrapped and self._wrapped[0] is m.module:
