@@ -59,8 +59,9 @@ def execute(plan: Plan, readers: dict[str, ModelReader], sink: Sink, *, seed: in
             # read ahead only where it does not raise the peak memory (kinmerge.core.peak),
             # and where there is work to hide: a read (a cached input costs no thread
             # handoff) or random masks to draw
-            ahead = pool.submit(_load_ahead, plan, nxt, readers, seed) \
-                if ahead_ok[i] and (not _held(nxt, readers) or predraws(plan, nxt)) else None
+            masks = predraws(plan, nxt) if ahead_ok[i] else []
+            ahead = pool.submit(_load_ahead, nxt, readers, seed, masks) \
+                if ahead_ok[i] and (not _held(nxt, readers) or masks) else None
             out = run_job(plan, job, tensors, base, seed=seed, device=device, predrawn=drawn)
             out_norm, out_ok = nonfinite.norm(out)
             if not out_ok:
@@ -128,12 +129,11 @@ def _load(job: TensorJob, readers: dict[str, ModelReader]) -> Inputs:
     return tensors, base, [nonfinite.norm(t) for _, t in _inputs(job, tensors, base)]
 
 
-def _load_ahead(plan: Plan, job: TensorJob, readers: dict[str, ModelReader],
-                seed: int) -> tuple[list[torch.Tensor], torch.Tensor | None,
-                                    list[tuple[float, bool]], Predrawn | None]:
-    """`_load`, plus the job's random masks drawn from its own generator (`predraws`), on the
-    read-ahead thread while the current job computes."""
-    densities = predraws(plan, job)
+def _load_ahead(job: TensorJob, readers: dict[str, ModelReader], seed: int,
+                densities: list[float]) -> tuple[list[torch.Tensor], torch.Tensor | None,
+                                                 list[tuple[float, bool]], Predrawn | None]:
+    """`_load`, plus the job's random masks at `densities` (`predraws`) drawn from its own
+    generator, on the read-ahead thread while the current job computes."""
     drawn = Predrawn(torch.Size(job.shape), densities, _generator(seed, job)) \
         if densities else None
     return (*_load(job, readers), drawn)
