@@ -186,3 +186,42 @@ def test_evolve_refuses_a_run_that_cannot_fit_before_writing(ps_config, tmp_path
     with pytest.raises(KinmergeError, match=r"this run cannot fit: .* x 256 workers"):
         evolve(ps_config(), tmp_path / "run", workers=256)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("method,device,where", [
+    ("slerp", "cuda", "cpu"), ("slerp", "cuda:1", "cpu"), ("linear", "cuda", "cuda"),
+    ("dare_ties", "cuda:1", "cuda:1"), ("slerp", "cpu", "cpu")])
+def test_a_worker_caches_sources_where_the_method_computes(family, method, device, where,
+                                                          monkeypatch):
+    """A candidate of a method that computes on the CPU under cuda (Method.device_exact:
+    False) reads a CPU cache, not a GPU cache it would copy back to the CPU every time."""
+    import yaml
+
+    from kinmerge.search import jobs
+
+    asked: list[tuple[str, int]] = []
+    monkeypatch.setattr(jobs, "_cache", lambda d, b: asked.append((d, b)) or "the cache")
+    monkeypatch.setattr("kinmerge.search.evolve.candidate.build_candidate",
+                        lambda r, **kw: (r.merge_method, kw["device"], kw["cache"]))
+    job = jobs.Job(key="t", model=jobs.InMemory(yaml.safe_dump(recipe(family, method)),
+                                                cache_bytes=123), fitness="{}",
+                   device=device)
+    assert jobs._candidate(job) == (method, device, "the cache")
+    assert asked == [(where, 123)]
+
+
+@pytest.mark.parametrize("method,where", [("slerp", "cpu, for slerp"), ("linear", "cuda")])
+def test_the_memory_plan_counts_the_host_for_a_method_that_computes_there(
+        ps_config, method, where, monkeypatch):
+    """Under cuda a norm/angle method merges on the CPU (its cache and scratch in host
+    memory), so the plan checks the host's memory, runtime included, not the GPU's."""
+    import kinmerge.search.memory as memory
+
+    monkeypatch.setattr(memory, "_available", lambda device: {"cuda": 7}.get(device, 10**12))
+    template = {"merge_method": method, "dtype": "float32"}
+    params = {"t": [0, 1]} if method == "slerp" else {"weight": [0, 1]}
+    cfg = load_evolve_config(ps_config(template=template, device="cuda", worker_cache="1M",
+                                       search={"params": params}))
+    plan = memory_plan(cfg)
+    assert (plan.device, plan.runtime > 0) == (where, where != "cuda")
+    assert plan.available == (7 if where == "cuda" else 10**12)

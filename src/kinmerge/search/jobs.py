@@ -154,8 +154,10 @@ def _candidate(job: Job):
     if isinstance(m, InMemory):
         from kinmerge.core.recipe import load_recipe
 
-        return build_candidate(load_recipe(m.recipe_yaml), scales=m.scales, device=job.device,
-                               cache=_cache(job.device, m.cache_bytes), threads=job.threads)
+        recipe = load_recipe(m.recipe_yaml)
+        return build_candidate(recipe, scales=m.scales, device=job.device,
+                               cache=_cache(_cache_device(recipe, job.device), m.cache_bytes),
+                               threads=job.threads)
     if isinstance(m, Folder) and m.export:
         return load_candidate(m.path, job.device)
     return Candidate.from_dir(m.path, device=job.device)
@@ -206,6 +208,17 @@ def prime_fitness(ref: str, fitness: "Fitness", batch_size: int | None = None) -
 
 
 _CACHE: dict[str, object] = {}  # this worker's TensorCache, by device and budget
+
+
+def _cache_device(recipe, device: str) -> str:
+    """Where the worker keeps the sources of `recipe`'s candidates: where its method computes
+    (`core.execute.compute_device`). A method that runs on the CPU under `cuda` (slerp and
+    the other norm/angle methods) reads a CPU cache, instead of a GPU cache whose every
+    tensor it would copy back to the CPU for every candidate."""
+    from kinmerge.core.execute import compute_device
+    from kinmerge.methods.registry import get_method
+
+    return str(compute_device(get_method(recipe.merge_method), device))
 
 
 def _cache(device: str, budget: int):

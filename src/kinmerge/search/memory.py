@@ -132,10 +132,29 @@ def _plan(refs: list[str], template: dict, device: str, workers: int, here: bool
     biggest = max(sizes, key=lambda x: x[0] * x[1].itemsize)
     # every input cast to the working dtype, one task vector each, the output
     merge = biggest[0] * (work or biggest[1]).itemsize * (2 * inputs + 1)
+    device = _merge_device(t, device)
     gpu = device.startswith("cuda")
     return MemoryPlan(device, workers, 0 if gpu else WORKER_RUNTIME,
                       min(cache, sources), model, merge, sources,
                       _available(device) if here else None)
+
+
+def _merge_device(template: dict, device: str) -> str:
+    """The device whose memory holds a worker's cache and merge: `device`, except for a
+    method that computes on the CPU under cuda (`core.execute.compute_device`), whose cache
+    and scratch, and the merged model before it moves to the GPU, live in host memory; the
+    plan then counts the host ("cpu, for slerp")."""
+    name = template.get("merge_method")
+    if not device.startswith("cuda") or not isinstance(name, str):
+        return device
+    from kinmerge.core.execute import compute_device
+    from kinmerge.methods.registry import get_method
+
+    try:
+        method = get_method(name)
+    except KinmergeError:  # the config's own check names an unknown method
+        return device
+    return device if compute_device(method, device).type == "cuda" else f"cpu, for {name}"
 
 
 def _available(device: str) -> int | None:
