@@ -170,13 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     data = {"meta": {**meta(tuple(args.seeds)), "budget": args.budget, "preset": args.preset,
                      "operator": operator, "operator_name": args.operator},
             "zoos": zoos, "runs": runs, **analyse(runs, zoos, args.budget)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "science.json").write_text(json.dumps(data, indent=1) + "\n")
-    pngs = figures(data, args.out)
+    write_outputs(data, args.out, args.write_docs)
+    return 0
+
+
+def write_outputs(data: dict, out: Path, write_docs: bool = False) -> None:
+    """science.json, science.md and the figures in `out`; with `write_docs` also the docs'
+    copies (docs/breed-science.json, docs/figures/, the docs/results.md block)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "science.json").write_text(json.dumps(data, indent=1) + "\n")
+    pngs = figures(data, out)
     text = report(data)
-    (args.out / "science.md").write_text(text + "\n")
+    (out / "science.md").write_text(text + "\n")
     print(text)
-    if args.write_docs:
+    if write_docs:
         from tools.results.render import replace_block
         Path("docs/figures").mkdir(parents=True, exist_ok=True)
         for p in pngs:
@@ -186,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(replace_block(page.read_text(), "breed-science", render(data)))
         print("rewrote docs/results.md (results:breed-science), docs/breed-science.json, "
               "docs/figures/")
-    return 0
 
 
 if __name__ == "__main__":
