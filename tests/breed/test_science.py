@@ -92,25 +92,62 @@ def test_read_run_from_summary_and_history(tmp_path):
     assert r["children"][1]["gain"] == pytest.approx(0.15)
 
 
-def test_render_has_the_three_tables_and_the_paper_value():
-    runs = [{**_run(s, st, b, e), "evaluations": 20, "stall_generation": 2 if st == "greedy"
-             else None, "stop_reason": "budget",
-             "generations": [{"generation": 0, "best": 0.3, "top_k_kinship": 0.1},
-                             {"generation": 1, "best": b, "top_k_kinship": 0.4}]}
-            for s in (0, 1) for st, b, e in (("greedy", 0.5, 9), ("explore", 0.6, 12))]
-    corr = {m: {"gain": {"r": -0.5, "lo": -0.7, "hi": -0.2, "n": 12},
-                "abs_gain": {"r": -0.3, "lo": -0.6, "hi": 0.1, "n": 12}} for m in S.METRICS}
-    data = {"runs": runs, "compare": {"explore_vs_greedy": S.compare(runs, "explore", "greedy")},
-            "correlation": corr, "meta": {"machine": "M (2 cores)", "torch": "2.13.0",
-                                          "preset": "kin", "seeds": [0, 1], "budget": 20,
-                                          "date": "2026-11-30", "load": 1.0}}
+def test_holm_steps_down_and_stops_at_the_first_failure():
+    from tools.results.science_render import holm
+    assert holm([0.02, 0.04]) == [True, True]  # 0.02 < 0.025, then 0.04 < 0.05
+    assert holm([0.04, 0.02]) == [True, True]
+    assert holm([0.03, 0.04]) == [False, False]  # the smaller fails 0.025: both stand
+    assert holm([0.001, 0.06]) == [True, False]
+    assert holm([0.03, 0.001]) == [True, True]  # after the smaller, the larger meets 0.05
+    assert holm([0.025, 0.03]) == [False, False]  # p = alpha/m is not below it
+
+
+def _science_data(h1: list[float], h2: list[float]) -> dict:
+    """Runs of 10 seeds (seed 5's zoo failing) whose held-out differences in H1 and H2 are
+    `h1` and `h2` (explore and predicted at 0.5 + d, their controls at 0.5)."""
+    runs = []
+    for i, s in enumerate(range(10)):
+        for st, d in (("explore", h1[i]), ("random_partner", 0.0), ("predicted", h2[i]),
+                      ("random_pairs", 0.0)):
+            runs.append({**_run(s, st, 0.5 + d, 9), "best_heldout": 0.5 + d,
+                         "evaluations": 20, "stop_reason": "budget",
+                         "kinship_for_selection": 16 if st in ("explore", "predicted") else 0,
+                         "kinship_measured": 30, "generations": []})
+    zoos = [{"seed": s, "ok": s != 5, "problems": ["the base scores 0.6"] if s == 5 else []}
+            for s in range(10)]
+    passing = [z["seed"] for z in zoos if z["ok"]]
+    compare = {f"{a}_vs_{b}": S.compare(runs, a, b, passing)
+               for a, b in (("explore", "random_partner"), ("predicted", "random_pairs"))}
+    return {"runs": runs, "zoos": zoos, "compare": compare,
+            "anytime": {"explore_vs_random_partner": S.anytime(
+                runs, "explore", "random_partner", 20, passing)},
+            "meta": {"machine": "M (2 cores)", "torch": "2.13.0", "preset": "kin",
+                     "operator_name": "ta", "seeds": list(range(10)), "budget": 20,
+                     "date": "2026-12-06", "load": 1.0, "first_passing": 9, "beyond": [10]}}
+
+
+def test_render_gives_the_preregistered_verdict():
+    # H1: explore ahead on all 9 passing seeds (exact Wilcoxon p = 2/512); H2: mixed
+    data = _science_data([0.1] * 10, [0.1, -0.1, 0.2, -0.2, 0.05, 9.0, -0.05, 0.0, -0.1, 0.0])
     text = render(data)
-    assert ("| 0 | exploration (paper) | 0.600 |  | 12 | 20 | never | 0.40 -> 0.40 | budget |"
-            in text)
-    assert ("| exploration (paper) | greedy top-k | 2 / 0 / 0 | +0.100 (0.000) | 12 vs 9, 12 vs 9 |"
-            in text)
-    assert "| pcc | -0.50 [-0.70, -0.20] | -0.30 [-0.60, +0.10] | 12 |" in text
-    assert "reports r = -0.59" in text and "seeds 0, 1" in text
+    assert text.startswith("Zoos: 9 of 10 pass their check (failed, recorded and left out of "
+                           "the comparisons: seed 5: the base scores 0.6).")
+    assert ("| H1: exploration (paper) beats exploration, random partner | 9 (9) | +0.100 | "
+            "0.004 | yes | **yes** |") in text
+    assert "| H2: predicted gain beats random pairs | 9 (7) | -0.011 |" in text
+    assert text.count("**no**") == 1  # H2, mixed and a negative mean
+    # the paired table of every comparison, the anytime table and the cost per strategy
+    assert "| exploration (paper) | exploration, random partner | 9 | 9 / 0 / 0 | +0.100 |" \
+        in text
+    assert "| exploration (paper) | exploration, random partner | +0.100 [+0.100, +0.100] |" \
+        in text  # each run has its best at its 9th evaluation
+    assert "| exploration (paper) | 20.0 [20, 20] | 9.0 [9, 9] | 16.0 [16, 16] | 30.0 [30, " \
+        "30] |" in text
+    assert "left out: 10" in text and "operator `ta`" in text
+    # H1 alone significant but with a negative mean: rejected, not supported
+    worse = render(_science_data([-0.1] * 10, [0.0] * 10))
+    assert "| H1: exploration (paper) beats exploration, random partner | 9 (9) | -0.100 | " \
+        "0.004 | yes | **no** |" in worse
 
 
 def test_results_page_block_is_the_generators_output():
@@ -128,7 +165,7 @@ def test_results_page_block_is_the_generators_output():
     for name in ("best_per_generation", "topk_kinship", "kinship_vs_gain"):
         assert f"](figures/{name}.png)" in page
         assert (root / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000
-    assert len(data["meta"]["seeds"]) >= 3 and len(data["runs"]) == 3 * len(data["meta"]["seeds"])
+    assert len(data["meta"]["seeds"]) >= 3 and len(data["runs"]) == 6 * len(data["meta"]["seeds"])
 
 
 def test_anytime_compares_best_so_far_at_every_budget_carrying_a_stopped_run():
