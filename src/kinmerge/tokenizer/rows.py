@@ -82,8 +82,10 @@ def plan_rows(vp: VocabPlan, models: list[str], name: str,
         src_row = [src_row[j] for j in keep] + [f[2] for f in configured]
         force = [force[j] for j in keep] + [bool(f[3]) for f in configured]
     n = vp.out.n_tokens
-    identity = (not rows and vp.out.rows == n and all(r == n for r in in_rows)
-                and all(t == array("q", range(n)) for t in take))
+    identity = not rows and vp.out.rows == n and all(r == n for r in in_rows)
+    if identity:
+        own = array("q", range(n))
+        identity = all(t == own for t in take)
     vr = VocabRows(vp.out.rows, n, take, tuple(rows), tuple(src), tuple(src_row), tuple(force))
     return (None if identity else vr), problems
 
