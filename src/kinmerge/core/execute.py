@@ -151,7 +151,7 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     `predrawn`: the job's random masks, drawn ahead from its generator (`_load_ahead`)."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
-        return _own(ref.to(dtype=job.out_dtype.torch), ref)  # no weight arithmetic means anything
+        return _own(ref.to(dtype=job.out_dtype.torch), ref)  # no weight arithmetic applies
     dt = job.work_dtype.torch
     inputs = [*tensors, *([base] if base is not None else [])]
     tensors = [t.to(device=device, dtype=dt) for t in tensors]

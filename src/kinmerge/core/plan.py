@@ -5,8 +5,8 @@ Nothing here reads tensor data: only names, shapes and dtypes from the file head
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from array import array
+from dataclasses import dataclass, field
 from typing import Any
 
 from kinmerge.errors import PlanError
