@@ -246,7 +246,10 @@ def test_plan_settles_each_jobs_dtypes(family_bf16):
         with open_models(r) as readers:
             return {(j.work_dtype, j.accum_dtype, j.out_dtype) for j in plan(r, readers, **kw).jobs}
 
-    bf, f32, f64 = torch.bfloat16, torch.float32, torch.float64
+    # the plan's dtypes are torch-free values (kinmerge.io.dtype), equal to torch's
+    from kinmerge.io.dtype import as_dtype
+    bf, f32, f64 = (as_dtype(n) for n in ("bfloat16", "float32", "float64"))
+    assert bf == torch.bfloat16 and bf.torch is torch.bfloat16 and bf != torch.float16
     assert jobs({"merge_method": "linear", "models": models}) == {(bf, f32, bf)}
     assert jobs({"merge_method": "linear", "models": models}, work_dtype="float64") == {
         (f64, f64, bf)}

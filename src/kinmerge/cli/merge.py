@@ -103,7 +103,7 @@ def validate_cmd(recipe, no_models):
     if no_models:
         _validate_yaml(recipe)
         return
-    from kinmerge.core.merge import make_plans  # torch: only once a plan is made
+    from kinmerge.core.merge import make_plans  # planning (no torch), loaded when needed
 
     plans = make_plans(recipe)
     if plans[0][0] is not None:  # a multi-stage recipe: each stage it runs
@@ -142,7 +142,7 @@ def plan_cmd(recipe, as_json, limit):
     memory the merge is expected to take.
 
     A multi-stage RECIPE shows each stage the last one needs, in run order."""
-    from kinmerge.core.merge import make_plans  # torch: only once a plan is made
+    from kinmerge.core.merge import make_plans  # planning (no torch), loaded when needed
 
     plans = make_plans(recipe, peak=True)
     for s, p, peak in plans:
@@ -157,7 +157,7 @@ def _show_plan(p, as_json: bool, limit: int | None, extra: dict | None = None,
     if as_json:
         for j in jobs:
             click.echo(json.dumps({**(extra or {}), "tensor": j.name, "shape": list(j.shape),
-                                   "dtype": str(j.out_dtype).removeprefix("torch."),
+                                   "dtype": j.out_dtype.name,
                                    "inputs": [f"{m}:{n}" for m, n in j.sources],
                                    "base": f"{j.base[0]}:{j.base[1]}" if j.base else None,
                                    "params": j.params}))

@@ -151,8 +151,8 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     `predrawn`: the job's random masks, drawn ahead from its generator (`_load_ahead`)."""
     ref = base if base is not None else tensors[0]
     if not ref.is_floating_point():  # integer/bool buffers are copied from the reference:
-        return _own(ref.to(dtype=job.out_dtype), ref)  # no weight arithmetic means anything
-    dt = job.work_dtype
+        return _own(ref.to(dtype=job.out_dtype.torch), ref)  # no weight arithmetic applies
+    dt = job.work_dtype.torch
     inputs = [*tensors, *([base] if base is not None else [])]
     tensors = [t.to(device=device, dtype=dt) for t in tensors]
     if base is not None:
@@ -166,14 +166,14 @@ def run_job(plan: Plan, job: TensorJob, tensors: list[torch.Tensor],
     # the arithmetic runs on one thread whatever torch's count: reductions round by how the
     # threads split them, so any other count would make the bytes follow it (threads.arithmetic)
     with torch.no_grad(), arithmetic():
-        accum = {"accum": job.accum_dtype} if job.accum_dtype is not None else {}
+        accum = {"accum": job.accum_dtype.torch} if job.accum_dtype is not None else {}
         out = plan.method.fn(tensors, base, generator=gen, **job.params, **accum)
     if predrawn is not None:
         predrawn.done()
     # a method may accumulate wider than `dt` (slerp, linear); the result is rounded to the
     # working dtype before the output cast, as mergekit does, so `dtype: bfloat16` with
     # `out_dtype: float32` stores bfloat16 values widened, not the float32 intermediate
-    return _own(out.to(dtype=dt).to(dtype=job.out_dtype).cpu(), *inputs)
+    return _own(out.to(dtype=dt).to(dtype=job.out_dtype.torch).cpu(), *inputs)
 
 
 def _own(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:

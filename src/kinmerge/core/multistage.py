@@ -143,7 +143,7 @@ def _check_intermediate(intermediate_dir, out: Path | None, roots: list,
 
 def _final_merge(recipe: dict, out: Path, **options) -> Path:
 
-    from kinmerge.core.write import merge_one  # torch: only when a stage runs
+    from kinmerge.core.write import merge_one  # when a stage runs (torch as it computes)
 
     return merge_one(recipe, out, **options)
 
@@ -166,7 +166,7 @@ def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
                 where=str(dest), fix="pass --overwrite to replace it, or choose another "
                                      "--intermediate-dir, or remove that folder yourself")
     log.info("stage %s -> %s", s.name, dest)
-    from kinmerge.core.write import merge_one  # torch: only when a stage runs
+    from kinmerge.core.write import merge_one  # when a stage runs (torch as it computes)
 
     return merge_one(recipe, dest, overwrite=overwrite, **merge_options)
 

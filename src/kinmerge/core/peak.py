@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
+from kinmerge.io.dtype import Dtype
 from kinmerge.io.reader import ModelReader
 from kinmerge.core.plan import Plan, TensorJob
+
+if TYPE_CHECKING:
+    import torch
 
 RUNTIME_BYTES = 300 * 2**20  # RSS of `python -c "import kinmerge.cli"` (measured 0.29 GB)
 PREFETCH_BYTES = 256 * 2**20  # and never read ahead more than this
@@ -50,7 +53,7 @@ def ahead_bytes(plan: Plan, job: TensorJob, readers: dict[str, ModelReader]) -> 
 
 
 def read_ahead(plan: Plan, readers: dict[str, ModelReader],
-               work: torch.dtype | None = None) -> list[bool]:
+               work: Dtype | torch.dtype | None = None) -> list[bool]:
     """Per job: may the next job's inputs be read (and its masks drawn) while this one
     computes?"""
     held = [job_bytes(plan, j, readers, work) for j in plan.jobs]
@@ -61,7 +64,7 @@ def read_ahead(plan: Plan, readers: dict[str, ModelReader],
 
 
 def expected_peak(plan: Plan, readers: dict[str, ModelReader],
-                  work: torch.dtype | None = None) -> PeakEstimate:
+                  work: Dtype | torch.dtype | None = None) -> PeakEstimate:
     """The most memory the plan's jobs hold at once, plus the runtime's own."""
     ahead = read_ahead(plan, readers, work)
     worst, at = 0, plan.jobs[0].name if plan.jobs else "-"
@@ -74,7 +77,7 @@ def expected_peak(plan: Plan, readers: dict[str, ModelReader],
 
 
 def job_bytes(plan: Plan, job: TensorJob, readers: dict[str, ModelReader],
-              work: torch.dtype | None = None) -> int:
+              work: Dtype | torch.dtype | None = None) -> int:
     """Inputs as read + their casts + the method's scratch + the output of one job."""
     refs = list(job.sources) + ([job.base] if job.base else [])
     stored = readers[refs[0][0]].dtype(refs[0][1])

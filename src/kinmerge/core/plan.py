@@ -5,17 +5,17 @@ Nothing here reads tensor data: only names, shapes and dtypes from the file head
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from kinmerge.errors import PlanError
+from kinmerge.io.dtype import Dtype
 from kinmerge.io.reader import ModelReader
 from kinmerge.core.layers import LayerScheme, detect, layer_count_problem
 from kinmerge.methods import Method, get_method
 from kinmerge.core.params import value_at
-from kinmerge.core.dtypes import dtype_of
+from kinmerge.core.dtypes import dtype_named
 from kinmerge.core.schema import Recipe
 from kinmerge.tokenizer.build import VocabPlan, vocab_plan
 from kinmerge.tokenizer.rows import VocabRows, plan_rows
@@ -35,11 +35,11 @@ class TensorJob:
     base: tuple[str, str] | None
     params: dict[str, Any]  # keyword -> list (per model) or scalar (global)
     shape: tuple[int, ...]
-    out_dtype: torch.dtype
-    work_dtype: torch.dtype  # inputs are cast to it and the result rounded to it
+    out_dtype: Dtype
+    work_dtype: Dtype  # inputs are cast to it and the result rounded to it
     layer: int | None = None  # output layer index
     vocab: VocabRows | None = None  # inputs' rows laid out in the output vocabulary
-    accum_dtype: torch.dtype | None = None  # the method accumulates in it (registry-declared)
+    accum_dtype: Dtype | None = None  # the method accumulates in it (registry-declared)
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,14 @@ class Plan:
     recipe: Recipe
     method: Method
     jobs: tuple[TensorJob, ...]
-    compute_dtype: torch.dtype | None  # None: each tensor's own dtype
+    compute_dtype: Dtype | None  # None: each tensor's own dtype
     reference: str  # the model whose config (and by default tokenizer) the output takes
     config: dict
     warnings: tuple[str, ...] = ()
     vocab: VocabPlan | None = None  # the output vocabulary (tokenizer_source / tokenizer:)
 
     @property
-    def entries(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+    def entries(self) -> list[tuple[str, Dtype, tuple[int, ...]]]:
         return [(j.name, j.out_dtype, j.shape) for j in self.jobs]
 
 
@@ -103,8 +103,8 @@ def plan(recipe: Recipe, readers: dict[str, ModelReader], *,
     ctx.vocab = vocab_plan(recipe, readers)
     units = (model_units(recipe, m, readers, ctx.scheme) if recipe.models is not None
              else slice_units(recipe, m, readers, ctx.scheme, ctx.problems))
-    compute = dtype_of(work_dtype) or dtype_of(dtype or recipe.dtype)
-    out_dtype = dtype_of(recipe.out_dtype) or dtype_of(dtype or recipe.dtype)
+    compute = dtype_named(work_dtype) or dtype_named(dtype or recipe.dtype)
+    out_dtype = dtype_named(recipe.out_dtype) or dtype_named(dtype or recipe.dtype)
     jobs = [j for j in (_job(ctx, u, out_dtype, compute) for u in units) if j is not None]
     errors, warnings = checked_report(ctx.checked)
     ctx.problems += errors
@@ -140,8 +140,8 @@ def _check_architectures(ctx: _Ctx, refs: list[str]) -> None:
                 f"{other.prefix}N, those of {refs[0]} {ctx.scheme.prefix}N")
 
 
-def _job(ctx: _Ctx, u: Unit, out_dtype: torch.dtype | None,
-         compute: torch.dtype | None) -> TensorJob | None:
+def _job(ctx: _Ctx, u: Unit, out_dtype: Dtype | None,
+         compute: Dtype | None) -> TensorJob | None:
     shape = _check_tensors(ctx, u)
     params = _resolve_params(ctx, u)
     if shape is None or params is None:
@@ -177,9 +177,8 @@ def _truncated(ctx: _Ctx, u: Unit, shape: tuple[int, ...]
                         f"the {keep} all inputs have (--unsafe-truncate-embeddings: token ids "
                         "below it must mean the same tokens in every model)")
     ctx.truncated_rows = keep
-    empty = torch.empty(0, dtype=torch.long)
-    take = torch.arange(keep).expand(len(inputs), keep)
-    return VocabRows(keep, keep, take, empty, empty, empty, empty.bool()), (keep, *shape[1:])
+    take = array("q", range(keep))
+    return VocabRows(keep, keep, (take,) * len(inputs), (), (), (), ()), (keep, *shape[1:])
 
 
 def _check_tensors(ctx: _Ctx, u: Unit) -> tuple[int, ...] | None:
@@ -251,7 +250,7 @@ def _out_config(ctx: _Ctx, reference: str, n_layers: int | None,
         config["vocab_size"] = ctx.truncated_rows
     dtypes = {j.out_dtype for j in jobs if j.out_dtype.is_floating_point}  # not the buffers
     if len(dtypes) == 1:
-        name = str(next(iter(dtypes))).removeprefix("torch.")
+        name = next(iter(dtypes)).name
         config["torch_dtype"] = name
         if "dtype" in config:
             config["dtype"] = name

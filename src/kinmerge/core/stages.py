@@ -215,7 +215,7 @@ def plan_stages(source: RecipeSource, *, stage: str | None = None,
     """(stage, Plan) for each stage the target needs, without computing anything: a later
     stage is planned against the planned outputs of the stages it uses."""
     from kinmerge.core.recipe import load_recipe
-    from kinmerge.core.write import make_plan  # torch: a plan is made
+    from kinmerge.core.write import make_plan  # planning (no torch), loaded when needed
 
     stages, _ = read_stages(source)
     planned: dict[str, object] = {}

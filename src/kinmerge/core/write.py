@@ -14,16 +14,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from kinmerge import lineage as lin
 from kinmerge.lineage.card import model_card
 from kinmerge.errors import KinmergeError, short_repr
-from kinmerge.core.execute import execute
 from kinmerge.io.atomic import atomic_dir
-from kinmerge.io.cache import TensorCache
 from kinmerge.io.configfile import MAX_SEED
 from kinmerge.io.lora import open_reader
 from kinmerge.io.refs import split_lora
@@ -39,6 +35,11 @@ from kinmerge.core.recipe import Recipe, load_recipe
 from kinmerge.threads import using
 from kinmerge.tokenizer import chat
 from kinmerge.tokenizer.write import write_appended
+
+if TYPE_CHECKING:  # planning (validate, plan) runs without torch; executing imports it
+    import torch
+
+    from kinmerge.io.cache import TensorCache
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -119,6 +120,8 @@ def merge_to_memory(recipe: RecipeLike, *, seed: int | None = None, device: str 
     A result holding NaN/Inf raises NonFiniteError unless `allow_nonfinite`.
     `cache` (kinmerge.io.cache.TensorCache): source tensors are taken from it and kept in it
     for the next merge (same bytes as without; an evolution worker keeps one)."""
+    from kinmerge.core.execute import execute  # torch: tensors are computed
+
     check_device(device)
     check_seed(seed)
     with _planned(recipe, cache=cache, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
@@ -140,6 +143,8 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
               truncate_embeddings: bool = False) -> Path:
     """`kinmerge.merge` of one recipe (a stage of a multi-stage file included): see
     `kinmerge.core.merge.merge` for the keywords."""
+    from kinmerge.core.execute import execute  # torch: tensors are computed
+
     out = Path(out)
     check_seed(seed)
     r = load_recipe(recipe)
@@ -175,6 +180,8 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
 
 def check_device(device: str) -> None:
     """Fail early, clearly, when the requested device is not there."""
+    import torch
+
     try:
         dev = torch.device(device)
     except RuntimeError as e:

@@ -31,17 +31,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from kinmerge.errors import ModelLoadError
 from kinmerge.io.adapter_config import AdapterConfig, read_adapter_config
+from kinmerge.io.dtype import Dtype, as_dtype
 from kinmerge.io.hub import resolve_model
 from kinmerge.io.reader import ModelReader, load_pickled
 from kinmerge.io.refs import split_lora
 from kinmerge.io.safe_path import inside, present, regular_file
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_tensor
 
+if TYPE_CHECKING:  # an adapter is checked from its header; tensors (get) import torch
+    import torch
 log = logging.getLogger(__name__)
 
 PREFIX = "base_model.model."
@@ -80,6 +82,9 @@ class Adapter:
 
     def get(self, key: str) -> torch.Tensor:
         return read_tensor(self.infos[key]) if key in self.infos else self.tensors[key]
+
+    def dtype(self, key: str) -> Dtype:
+        return self.infos[key].dtype if key in self.infos else as_dtype(self.tensors[key].dtype)
 
     def keys(self) -> list[str]:
         return list(self.infos or self.tensors)
@@ -221,10 +226,10 @@ class LoraModelReader(ModelReader):
             return self.adapter.shape(self.adapter.whole[name])
         return super().shape(name)
 
-    def dtype(self, name: str) -> torch.dtype:
+    def dtype(self, name: str) -> Dtype:
         if super().__contains__(name):  # peft loads saved modules into the model's dtype
             return super().dtype(name)
-        return self._raw(self.adapter.whole[name]).dtype
+        return self.adapter.dtype(self.adapter.whole[name])
 
     def shard(self, name: str) -> str:
         return "adapter" if name in self.adapter.whole and not super().__contains__(name) \
@@ -232,7 +237,7 @@ class LoraModelReader(ModelReader):
 
     def get(self, name: str) -> torch.Tensor:
         if name in self.adapter.whole:
-            w = self._raw(self.adapter.whole[name]).to(self.dtype(name))
+            w = self._raw(self.adapter.whole[name]).to(self.dtype(name).torch)
         else:
             w = super().get(name)
         pair = self.adapter.pairs.get(name)
@@ -269,6 +274,8 @@ def apply_lora(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
     >>> apply_lora(w, a, b, 0.5).tolist()
     [[0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]
     """
+    import torch
+
     delta = b.float() @ a.float()
     if embedding or fan_in_fan_out:
         delta = delta.T

@@ -12,15 +12,17 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from kinmerge.errors import ModelLoadError, UnsafeCheckpointError
+from kinmerge.io.dtype import Dtype, as_dtype
 from kinmerge.io.hub import resolve_model
 from kinmerge.io.model_json import read_config, weight_map
 from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 from kinmerge.io.safetensors_file import TensorInfo, read_header, read_range, read_tensor
 
+if TYPE_CHECKING:  # safetensors headers are read without torch; tensors need it
+    import torch
 
 ST_SINGLE = "model.safetensors"
 ST_INDEX = "model.safetensors.index.json"
@@ -100,10 +102,17 @@ class ModelReader:
             return self._st[name].shape
         return tuple(self._bin_tensor(name).shape)
 
-    def dtype(self, name: str) -> torch.dtype:
+    def dtype(self, name: str) -> Dtype:
         if name in self._st:
             return self._st[name].dtype
-        return self._bin_tensor(name).dtype
+        dt = self._bin_tensor(name).dtype
+        try:
+            return as_dtype(dt)
+        except KeyError:
+            raise ModelLoadError(f"tensor {name[:200]!r} has dtype {dt}, which is not supported "
+                                 "by kinmerge", where=str(self._bin_file(name)),
+                                 fix="convert the model to bfloat16, float16 or float32 "
+                                     "first") from None
 
     def shard(self, name: str) -> str:
         """The file holding `name` (used to order reads shard by shard)."""
@@ -180,6 +189,8 @@ def load_pickled(f: Path, *, what: str = "weight file") -> dict[str, torch.Tenso
     """The flat {name: tensor} dict of a pickled checkpoint (models' pytorch_model*.bin and
     adapters' adapter_model.bin alike), unpickled weights-only: a file holding anything else
     is refused in kinmerge's words (UnsafeCheckpointError), never run."""
+    import torch  # a pickled checkpoint is torch's format: even its names need torch
+
     regular_file(f, what=what)  # is_zipfile and torch.load would block on a FIFO
     try:
         # weights_only: the unpickler builds tensors and containers, nothing else

@@ -17,18 +17,16 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from kinmerge.errors import ModelLoadError
+from kinmerge.io.dtype import BY_CODE, Dtype, as_dtype
 from kinmerge.io.safe_path import regular_file, unreadable
 
-DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
-CODES = {v: k for k, v in DTYPES.items()}
+if TYPE_CHECKING:  # headers are read without torch; tensors (read_range) import it
+    import torch
+
+DTYPES: dict[str, Dtype] = dict(BY_CODE)  # safetensors code -> dtype
 # legal in the safetensors format, but no merge method here computes on them
 KNOWN_UNSUPPORTED = ("F8_E4M3", "F8_E4M3FNUZ", "F8_E5M2", "F8_E5M2FNUZ", "F8_E8M0", "F6_E2M3",
                      "F6_E3M2", "F4", "U16", "U32", "U64", "C64")
@@ -41,7 +39,7 @@ class TensorInfo:
     """Where one tensor lives in a safetensors file."""
 
     path: Path
-    dtype: torch.dtype
+    dtype: Dtype
     shape: tuple[int, ...]
     begin: int  # absolute byte offset in the file
     nbytes: int
@@ -173,10 +171,12 @@ def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
     With `into`, the bytes land in that reusable buffer (grown if too small) and the result
     is a view of it, valid until the buffer's next use; otherwise a fresh buffer is used.
     """
-    size = info.dtype.itemsize
+    import torch
+
+    size, dtype = info.dtype.itemsize, info.dtype.torch
     nbytes = (hi - lo) * size
     if nbytes == 0:
-        return torch.empty(0, dtype=info.dtype)
+        return torch.empty(0, dtype=dtype)
     if into is None:  # uninitialised: a zero-filled bytearray costs ~15% of the read time
         buf = torch.empty(nbytes, dtype=torch.uint8)
         view = memoryview(buf.numpy())
@@ -193,8 +193,8 @@ def read_range(info: TensorInfo, lo: int, hi: int, fd: int | None = None,
         if own:
             os.close(fd)
     if buf is not None:
-        return buf.view(info.dtype)
-    return torch.frombuffer(into, dtype=info.dtype, count=hi - lo)
+        return buf.view(dtype)
+    return torch.frombuffer(into, dtype=dtype, count=hi - lo)
 
 
 def _pread_exactly(fd: int, view: memoryview, offset: int, path: Path) -> None:
@@ -209,7 +209,7 @@ def _pread_exactly(fd: int, view: memoryview, offset: int, path: Path) -> None:
         done += got
 
 
-def header_bytes(entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
+def header_bytes(entries: list[tuple[str, Dtype | torch.dtype, tuple[int, ...]]],
                  metadata: dict[str, str] | None = None) -> bytes:
     """The 8-byte length plus JSON header for tensors stored back to back in `entries` order.
 
@@ -219,8 +219,9 @@ def header_bytes(entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
     header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
     for name, dtype, shape in entries:
+        dtype = as_dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
-        header[name] = {"dtype": CODES[dtype], "shape": list(shape),
+        header[name] = {"dtype": dtype.code, "shape": list(shape),
                         "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -230,6 +231,8 @@ def header_bytes(entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw little-endian bytes of a CPU tensor, without a copy when it is contiguous."""
+    import torch
+
     t = t.detach().contiguous()
     if t.numel() == 0:
         return memoryview(b"")

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
-
+from kinmerge.io.dtype import Dtype, as_dtype
 from kinmerge.io.safetensors_file import header_bytes, tensor_bytes
 from kinmerge.io.shards import INDEX, assign_shards, shard_names
 
-Entry = tuple[str, torch.dtype, tuple[int, ...]]
+if TYPE_CHECKING:  # a plan's writer is made from names; tensors arrive with torch
+    import torch
+
+Entry = tuple[str, Dtype, tuple[int, ...]]  # a torch dtype is taken too
 
 
 class Sink(Protocol):
@@ -43,7 +45,7 @@ class ShardedWriter:
     def __init__(self, out_dir: Path, entries: list[Entry], max_shard_bytes: int,
                  metadata: dict[str, str] | None = None):
         self.out_dir = Path(out_dir)
-        self.entries = list(entries)
+        self.entries = [(n, as_dtype(d), tuple(s)) for n, d, s in entries]
         sizes = [math.prod(s) * d.itemsize for _, d, s in self.entries]
         self.total_size = sum(sizes)
         self.shard_of = assign_shards(sizes, max_shard_bytes)
@@ -58,8 +60,8 @@ class ShardedWriter:
         if self._next >= len(self.entries):
             raise RuntimeError(f"unexpected tensor {name!r}: all planned tensors were written")
         want, dtype, shape = self.entries[self._next]
-        if name != want or tensor.dtype != dtype or tuple(tensor.shape) != shape:
-            raise RuntimeError(f"writer expected {want} {dtype} {list(shape)}, got {name} "
+        if name != want or tensor.dtype != dtype.torch or tuple(tensor.shape) != shape:
+            raise RuntimeError(f"writer expected {want} {dtype.torch} {list(shape)}, got {name} "
                                f"{tensor.dtype} {list(tensor.shape)}")
         shard = self.shard_of[self._next]
         if shard != self._open_shard:

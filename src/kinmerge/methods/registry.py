@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from kinmerge.errors import KinmergeError
+from kinmerge.io.dtype import Dtype, as_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -167,12 +168,12 @@ class Method:
         module, _, name = path.rpartition(".")
         return getattr(importlib.import_module(module), name)
 
-    def accumulation(self, work: torch.dtype) -> torch.dtype | None:
+    def accumulation(self, work: Dtype | torch.dtype) -> Dtype | None:
         """The accumulation dtype of a job whose working dtype is `work`."""
         if self.accumulate is None:
             return None
-        import torch  # a plan is being made: tensors are on their way
-        return work if work == torch.float64 else getattr(torch, self.accumulate)
+        work = as_dtype(work)
+        return work if work.name == "float64" else as_dtype(self.accumulate)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

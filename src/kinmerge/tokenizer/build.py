@@ -13,9 +13,8 @@ of union tokens vary between its runs; kinmerge's order is fixed).
 from __future__ import annotations
 
 import logging
+from array import array
 from dataclasses import dataclass
-
-import torch
 
 from kinmerge.errors import KinmergeError
 from kinmerge.io.reader import ModelReader
@@ -37,11 +36,12 @@ class OutVocab:
 
 @dataclass(frozen=True, eq=False)
 class VocabPlan:
-    """The output vocabulary and each model's permutation (output row -> own row or -1)."""
+    """The output vocabulary and each model's permutation (output row -> own row or -1),
+    as plain int64 arrays: a plan is made without torch."""
 
     spec: TokenizerBlock
     out: OutVocab
-    perms: dict[str, torch.Tensor]
+    perms: dict[str, array]  # array("q") of out.n_tokens rows
     vocabs: dict[str, Vocab]
     base: str | None  # the recipe's base_model: its row wins for tokens several inputs lack
     by_index: bool = False  # no tokenizer files: rows matched by index, not by token
@@ -110,10 +110,11 @@ def _union_new(tokens: dict[str, int], vocabs: list[Vocab]) -> list[AddedSpec]:
     return list(new.values())
 
 
-def _perm(tokens: dict[str, int], n: int, v: Vocab) -> torch.Tensor:
-    p = torch.full((n,), -1, dtype=torch.long)
+def _perm(tokens: dict[str, int], n: int, v: Vocab) -> array:
+    p = array("q", [-1]) * n
+    ids = v.ids
     for t, i in tokens.items():
-        j = v.ids.get(t)
+        j = ids.get(t)
         if j is not None:
             p[i] = j
     return p
@@ -131,7 +132,7 @@ def _by_index(spec: TokenizerBlock, refs: list[str], base: str,
     n = rows[base]
     pad = spec.pad_to_multiple_of
     out = OutVocab({}, base, (), -(-n // pad) * pad if pad else n, n)
-    perms = {m: torch.where(torch.arange(n) < rows[m], torch.arange(n), -1)
+    perms = {m: array("q", range(min(n, rows[m]))) + array("q", [-1]) * max(0, n - rows[m])
              for m in [base] + refs}
     return VocabPlan(spec, out, perms, {}, base, by_index=True)
 
