@@ -139,52 +139,63 @@ def test_readme_and_results_page_tables_are_the_generators_output():
 
 
 def test_breed_science_prose_quotes_its_json():
-    """The sentences under the generated breed-science table quote docs/breed-science.json
-    (what `make science` writes); a rerun that moves a number fails here until the prose
-    says what the new run shows."""
+    """The sentences under the generated breed-science block quote docs/breed-science.json
+    (what `benchmarks/breed_science_combine.py --write-docs` writes); a rerun that moves a
+    number fails here until the prose says what the new run shows."""
     d = json.loads((ROOT / "docs" / "breed-science.json").read_text())
     text = " ".join((ROOT / "docs" / "results.md").read_text().split())
-    runs = {(r["seed"], r["strategy"]): r for r in d["runs"]}
+    passing = [z["seed"] for z in d["zoos"] if z["ok"]]
+    runs = [r for r in d["runs"] if r["seed"] in passing]
 
-    def of(strategy: str, key: str) -> list:
-        return [runs[s, strategy][key] for s in d["meta"]["seeds"]]
+    def mean(strategy: str, key: str) -> float:
+        v = [r[key] or 0 for r in runs if r["strategy"] == strategy]
+        return sum(v) / len(v)
 
-    def span(v: list[float]) -> str:
-        return f"{min(v):.3f}–{max(v):.3f}"
+    def h(pair: str, table: str = "compare") -> dict:
+        return d[table][pair]["heldout"]
 
-    (evals,), (stall,) = set(of("greedy", "evaluations")), set(of("greedy", "stall_generation"))
-    ex, pr = d["compare"]["explore_vs_greedy"], d["compare"]["predicted_vs_greedy"]
-    pe = d["compare"]["predicted_vs_explore"]
-    c = d["correlation"]["cs"]
-    minus = lambda v: f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"  # noqa: E731
-    held = {k: dict(zip(d["meta"]["seeds"], of(k, "best_heldout"))) for k in ("explore",
-                                                                             "predicted")}
-    ahead = [s for s in d["meta"]["seeds"] if held["predicted"][s] > held["explore"][s]]
-    behind = sorted(held["explore"][s] - held["predicted"][s] for s in d["meta"]["seeds"]
-                    if s not in ahead)
-    topk = [[g["top_k_kinship"] for g in runs[s, "greedy"]["generations"]]
-            for s in d["meta"]["seeds"]]
+    def wtl(c: dict) -> tuple[int, int, int]:
+        return c["sign"]["wins"], c["sign"]["ties"], c["sign"]["losses"]
+
+    def minus(v: float) -> str:
+        return f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"
+
+    h1, h2 = h("explore_vs_random_partner"), h("predicted_vs_random_pairs")
+    full = h("greedy_full_vs_greedy")
+    hc = d["honest_correlation"]["pcc"]["gain"]
+    at = {k: d["anytime"][k]["mean"] for k in ("predicted_vs_greedy",
+                                               "predicted_vs_random_pairs")}
     quotes = [
-        f"jumps from {min(t[0] for t in topk):.2f}–{max(t[0] for t in topk):.2f} to "
-        f"{min(t[1] for t in topk):.2f}–{max(t[1] for t in topk):.2f}",
-        f"at generation {stall}, after {evals} of its {d['meta']['budget']} evaluations, at "
-        f"{span(of('greedy', 'best'))}",
-        f"by +{ex['mean_diff']:.3f} on average (sd {ex['sd_diff']:.3f}; "
-        f"+{min(ex['diff']):.3f} on seed {ex['seeds'][ex['diff'].index(min(ex['diff']))]}, "
-        f"+{max(ex['diff']):.3f} on seed {ex['seeds'][ex['diff'].index(max(ex['diff']))]})",
-        f"({span(of('explore', 'best_heldout'))} against {span(of('greedy', 'best_heldout'))})",
-        f"Over the {c['gain']['n']} distinct children",
-        f"r = {minus(c['gain']['r'])} (95% CI {minus(c['gain']['lo'])} to "
-        f"{minus(c['gain']['hi'])};",
-        f"with |gain| at {minus(c['abs_gain']['r'])}",
-        f"on all seeds (+{pr['mean_diff']:.3f}, sd {pr['sd_diff']:.3f})",
-        f"in {pe['evals_to_common'][0][0]} evaluations where exploration needs "
-        f"{min(e for _, e in pe['evals_to_common'])}–{max(e for _, e in pe['evals_to_common'])}",
-        f"(+{pe['mean_diff']:.3f} on the search prompts, {pe['wins']} of {len(pe['seeds'])} seeds)",
-        f"ahead on seed {ahead[0]} only ({held['predicted'][ahead[0]]:.3f} against "
-        f"{held['explore'][ahead[0]]:.3f})" if len(ahead) == 1 else "ahead on more seeds",
-        f"by {behind[0]:.3f} and {behind[1]:.3f}",
+        f"Only {len(passing)} of the {len(d['zoos'])} zoos passed their check",
+        f"the primary analysis has {len(passing)} seeds",
+        f"on {wtl(h1)[0]} of {h1['n']} seeds, with {wtl(h1)[1]} tie",
+        "{} wins, {} tie and {} losses".format(*wtl(h2)),
+        f"helped plain greedy on {wtl(full)[0]} seeds and tied on {wtl(full)[1]}",
+        f"after {mean('predicted', 'evals_to_best'):.1f} evaluations on average, against "
+        f"{mean('explore', 'evals_to_best'):.1f} for exploration",
+        f"(+{at['predicted_vs_greedy'][19]:.3f} at 20)",
+        f"(+{at['predicted_vs_random_pairs'][19]:.3f} at 20)",
+        f"about {mean('explore', 'kinship_for_selection'):.0f} kinship pairs a run",
+        f"predicted gain {mean('predicted', 'kinship_for_selection'):.0f}",
+        f"r = {minus(hc['all']['r'])}",
+        f"alone gives {minus(d['honest_correlation']['related_indicator']['gain']['r'])}",
+        f"about {minus(hc['related']['r'])} within related pairs and about "
+        f"{minus(hc['unrelated']['r'])} within unrelated pairs",
     ]
-    assert {e for e, _ in pe["evals_to_common"]} == {pe["evals_to_common"][0][0]}
-    missing = [q for q in quotes if q not in text]
-    assert missing == [], missing
+    for q in quotes:
+        assert q in text, q
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for q in (f"the {len(passing)} of {len(d['zoos'])} seeds whose zoos passed",
+              f"({wtl(h1)[0]} of {h1['n']} seeds, {wtl(h1)[1]} tie)"):
+        assert q in readme, q
+    guide = " ".join((ROOT / "docs" / "guides" / "breed.md").read_text().split())
+    for q in (f"the {len(passing)} of {len(d['zoos'])} report seeds whose zoos passed",
+              f"{wtl(h1)[0]} of {h1['n']} seeds with {wtl(h1)[1]} tie"):
+        assert q in guide, q
+    # the claims' directions, as the prose states them
+    assert h1["wilcoxon"]["p"] < 0.025 and h1["t"]["lo"] > 0  # H1 supported (Holm, first)
+    assert h2["wilcoxon"]["p"] >= 0.05 and h2["t"]["lo"] < 0 < h2["t"]["hi"]  # H2 not
+    assert h("explore_vs_greedy_full")["sign"]["wins"] == len(passing) == \
+        h("predicted_vs_greedy_full")["sign"]["wins"]
+    assert h("explore_vs_random_partner", "compare_all")["t"]["mean"] > 0
+    assert d["anytime"]["explore_vs_random_partner"]["mean"][19] == 0

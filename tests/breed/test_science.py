@@ -118,7 +118,9 @@ def _science_data(h1: list[float], h2: list[float]) -> dict:
     passing = [z["seed"] for z in zoos if z["ok"]]
     compare = {f"{a}_vs_{b}": S.compare(runs, a, b, passing)
                for a, b in (("explore", "random_partner"), ("predicted", "random_pairs"))}
-    return {"runs": runs, "zoos": zoos, "compare": compare,
+    compare_all = {f"{a}_vs_{b}": S.compare(runs, a, b)
+                   for a, b in (("explore", "random_partner"), ("predicted", "random_pairs"))}
+    return {"runs": runs, "zoos": zoos, "compare": compare, "compare_all": compare_all,
             "anytime": {"explore_vs_random_partner": S.anytime(
                 runs, "explore", "random_partner", 20, passing)},
             "meta": {"machine": "M (2 cores)", "torch": "2.13.0", "preset": "kin",
@@ -131,11 +133,14 @@ def test_render_gives_the_preregistered_verdict():
     data = _science_data([0.1] * 10, [0.1, -0.1, 0.2, -0.2, 0.05, 9.0, -0.05, 0.0, -0.1, 0.0])
     text = render(data)
     assert text.startswith("Zoos: 9 of 10 pass their check (failed, recorded and left out of "
-                           "the comparisons: seed 5: the base scores 0.6).")
+                           "the comparisons: seeds 5; what each lacks is in science.md).")
     assert ("| H1: exploration (paper) beats exploration, random partner | 9 (9) | +0.100 | "
             "0.004 | yes | **yes** |") in text
     assert "| H2: predicted gain beats random pairs | 9 (7) | -0.011 |" in text
     assert text.count("**no**") == 1  # H2, mixed and a negative mean
+    # the sensitivity analysis: every bred seed, the failed zoo's too (H2's +9.0 on seed 5)
+    assert "| H1 | 10 | 10 / 0 / 0 | +0.100 | [+0.100, +0.100] | 0.002 |" in text
+    assert "| H2 | 10 | 4 / 2 / 4 | +0.890 |" in text
     # the paired table of every comparison, the anytime table and the cost per strategy
     assert "| exploration (paper) | exploration, random partner | 9 | 9 / 0 / 0 | +0.100 |" \
         in text

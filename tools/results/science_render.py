@@ -27,8 +27,8 @@ def render(data: dict) -> str:
     of guidance and kinship against gain (science.md has these and every run's row)."""
     meta = data["meta"]
     lines = []
-    for section in ([_zoo_line(data)], _verdict(data), _comparisons(data), _anytime(data),
-                    _cost(data), _correlation(data)):
+    for section in ([_zoo_line(data, detail=False)], _verdict(data), _sensitivity(data),
+                    _comparisons(data), _anytime(data), _cost(data), _correlation(data)):
         lines += [*section, ""] if section else []
     picked = (f" (seeds in order up to the {meta['first_passing']}th passing zoo; bred "
               f"beyond the pick and left out: {', '.join(map(str, meta['beyond']))})"
@@ -60,13 +60,38 @@ def holm(ps: list[float], alpha: float = 0.05) -> list[bool]:
 PRIMARY = {"H1": ("explore", "random_partner"), "H2": ("predicted", "random_pairs")}
 
 
-def _zoo_line(data: dict) -> str:
+def _zoo_line(data: dict, detail: bool = True) -> str:
+    """How many zoos pass; the failed ones with what each lacks (`detail`), or by seed."""
     zoos = data.get("zoos", [])
     bad = [z for z in zoos if not z["ok"]]
-    return (f"Zoos: {len(zoos) - len(bad)} of {len(zoos)} pass their check"
-            + (" (failed, recorded and left out of the comparisons: " + "; ".join(
-                f"seed {z['seed']}: {'; '.join(z['problems'])}" for z in bad) + ")"
-               if bad else "") + ".")
+    if bad and detail:
+        failed = " (failed, recorded and left out of the comparisons: " + "; ".join(
+            f"seed {z['seed']}: {'; '.join(z['problems'])}" for z in bad) + ")"
+    elif bad:
+        failed = (" (failed, recorded and left out of the comparisons: seeds "
+                  + ", ".join(str(z["seed"]) for z in bad) + "; what each lacks is in "
+                  "science.md)")
+    else:
+        failed = ""
+    return f"Zoos: {len(zoos) - len(bad)} of {len(zoos)} pass their check{failed}."
+
+
+def _sensitivity(data: dict) -> list[str]:
+    """H1 and H2 over every bred seed, failed zoos included (the pre-registered
+    sensitivity analysis), when a zoo failed."""
+    if all(z["ok"] for z in data.get("zoos", [])):
+        return []
+    lines = ["The same two comparisons over every bred seed, failed zoos included (the "
+             "sensitivity analysis):", "",
+             _row(["hypothesis", "seeds", "wins / ties / losses", "mean held-out diff",
+                   "95% t CI", "Wilcoxon p"]), _row(["---"] * 6)]
+    for h, (a, b) in PRIMARY.items():
+        c = data.get("compare_all", {}).get(f"{a}_vs_{b}", {}).get("heldout")
+        if c and c["n"]:
+            lines.append(_row([h, str(c["n"]), f"{c['sign']['wins']} / {c['sign']['ties']} / "
+                               f"{c['sign']['losses']}", f"{c['t']['mean']:+.3f}", _iv(c["t"]),
+                               f"{c['wilcoxon']['p']:.3f}"]))
+    return lines
 
 
 def _verdict(data: dict) -> list[str]:
