@@ -174,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_outputs(data: dict, out: Path, write_docs: bool = False) -> None:
+def write_outputs(data: dict, out: Path, write_docs: bool = False,
+                  block: str = "breed-science") -> None:
     """science.json, science.md and the figures in `out`; with `write_docs` also the docs'
-    copies (docs/breed-science.json, docs/figures/, the docs/results.md block)."""
+    copies: docs/BLOCK.json, the figures under docs/figures/ (named BLOCK-NAME.png for a
+    block other than the primary one) and the `results:BLOCK` block of docs/results.md."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "science.json").write_text(json.dumps(data, indent=1) + "\n")
     pngs = figures(data, out)
@@ -186,13 +188,13 @@ def write_outputs(data: dict, out: Path, write_docs: bool = False) -> None:
     if write_docs:
         from tools.results.render import replace_block
         Path("docs/figures").mkdir(parents=True, exist_ok=True)
+        prefix = "" if block == "breed-science" else f"{block}-"
         for p in pngs:
-            shutil.copy(p, Path("docs/figures") / p.name)
-        Path("docs/breed-science.json").write_text(json.dumps(data, indent=1) + "\n")
+            shutil.copy(p, Path("docs/figures") / f"{prefix}{p.name}")
+        Path(f"docs/{block}.json").write_text(json.dumps(data, indent=1) + "\n")
         page = Path("docs/results.md")
-        page.write_text(replace_block(page.read_text(), "breed-science", render(data)))
-        print("rewrote docs/results.md (results:breed-science), docs/breed-science.json, "
-              "docs/figures/")
+        page.write_text(replace_block(page.read_text(), block, render(data)))
+        print(f"rewrote docs/results.md (results:{block}), docs/{block}.json, docs/figures/")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,11 @@ def pick(parts: list[dict], first_passing: int) -> tuple[list[dict], list[dict],
             zoos[z["seed"]] = z
         for r in p["runs"]:
             runs[r["seed"], r["strategy"]] = r
-    strategies = {frozenset(s for (seed, s) in runs if seed == k) for k in zoos}
-    if len(strategies) != 1:
+    bred = {k: frozenset(s for (seed, s) in runs if seed == k) for k in zoos}
+    # a failed zoo may be left unbred (breed_science.py --skip-failed); every other seed
+    # must have been bred the same ways
+    if len({v for v in bred.values() if v}) != 1 or any(
+            not v and zoos[k]["ok"] for k, v in bred.items()):
         raise CombineError("the seeds were not all bred with the same strategies")
     order = sorted(zoos)
     kept, passed = [], 0
@@ -105,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="keep seeds in order up to this many passing zoos (default 10)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--block", default="breed-science",
+                    help="the docs block (and docs/BLOCK.json) --write-docs rewrites: "
+                         "breed-science (the primary family and operator) or another, "
+                         "e.g. breed-science-ties")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except CombineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    B.write_outputs(data, args.out, args.write_docs)
+    B.write_outputs(data, args.out, args.write_docs, args.block)
     return 0
 
 

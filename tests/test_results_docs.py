@@ -199,3 +199,31 @@ def test_breed_science_prose_quotes_its_json():
         h("predicted_vs_greedy_full")["sign"]["wins"]
     assert h("explore_vs_random_partner", "compare_all")["t"]["mean"] > 0
     assert d["anytime"]["explore_vs_random_partner"]["mean"][19] == 0
+
+
+def test_breed_science_ties_prose_quotes_its_json():
+    """The TIES paragraph quotes docs/breed-science-ties.json (`breed_science_combine.py
+    --block breed-science-ties --write-docs`)."""
+    d = json.loads((ROOT / "docs" / "breed-science-ties.json").read_text())
+    text = " ".join((ROOT / "docs" / "results.md").read_text().split())
+
+    def h(pair: str) -> dict:
+        return d["compare"][pair]["heldout"]
+
+    h1, h2 = h("explore_vs_random_partner"), h("predicted_vs_random_pairs")
+    quotes = [
+        f"{h1['sign']['wins']} wins, {h1['sign']['ties']} ties and {h1['sign']['losses']} "
+        "losses",
+        f"(mean {h1['t']['mean']:+.3f}, Wilcoxon p {h1['wilcoxon']['p']:.3f})",
+        f"{h2['sign']['wins']} wins, {h2['sign']['ties']} ties and {h2['sign']['losses']} "
+        f"losses (p {h2['wilcoxon']['p']:.3f})",
+        f"exploration on {h('explore_vs_greedy')['sign']['wins']} of {h1['n']}, predicted gain "
+        f"on {h('predicted_vs_greedy')['sign']['wins']} of {h1['n']}",
+        f"exploration is ahead on {h('explore_vs_greedy_full')['sign']['wins']} of {h1['n']} "
+        f"and predicted gain on {h('predicted_vs_greedy_full')['sign']['wins']} of {h1['n']}",
+    ]
+    for q in quotes:
+        assert q in text, q
+    assert h1["wilcoxon"]["p"] > 0.05 and h2["wilcoxon"]["p"] > 0.05  # "neither holds"
+    t = h("predicted_vs_greedy_full")["t"]
+    assert t["lo"] < 0 < t["hi"]  # "an interval that crosses 0"

@@ -54,6 +54,14 @@ def test_the_pick_refuses_a_gap_it_needs_and_parts_of_other_experiments():
     assert [z["seed"] for z in C.pick([a, b], 1)[0]] == [100]  # the gap lies beyond the pick
     with pytest.raises(C.CombineError, match="operator_name is"):
         C.pick([a, part({102: True}, operator_name="ties")], 3)
+    skipped = part({102: False, 103: True})  # --skip-failed: a failed zoo left unbred
+    skipped["runs"] = [r for r in skipped["runs"] if r["seed"] != 102]
+    zoos, runs, _ = C.pick([a, skipped], 3)
+    assert [z["seed"] for z in zoos] == [100, 101, 102, 103] and len(runs) == 6
+    unbred = part({102: True})
+    unbred["runs"] = []
+    with pytest.raises(C.CombineError, match="not all bred with the same strategies"):
+        C.pick([a, unbred], 3)
     twice = part({101: True})
     twice["zoos"][0]["digest"] = "other"
     with pytest.raises(C.CombineError, match="seed 101 has two different zoos"):
