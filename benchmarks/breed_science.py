@@ -174,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def docs_copy(data: dict) -> dict:
+    """science.json without the child-by-child records (the runs' `children` and the
+    distinct `children`: most of its size, read only by the figures and the correlations,
+    which are computed before this copy is made); DIR/science.json keeps them."""
+    return {**{k: v for k, v in data.items() if k != "children"},
+            "runs": [{k: v for k, v in r.items() if k != "children"} for r in data["runs"]]}
+
+
 def write_outputs(data: dict, out: Path, write_docs: bool = False,
                   block: str = "breed-science") -> None:
     """science.json, science.md and the figures in `out`; with `write_docs` also the docs'
@@ -191,7 +199,7 @@ def write_outputs(data: dict, out: Path, write_docs: bool = False,
         prefix = "" if block == "breed-science" else f"{block}-"
         for p in pngs:
             shutil.copy(p, Path("docs/figures") / f"{prefix}{p.name}")
-        Path(f"docs/{block}.json").write_text(json.dumps(data, indent=1) + "\n")
+        Path(f"docs/{block}.json").write_text(json.dumps(docs_copy(data), indent=1) + "\n")
         page = Path("docs/results.md")
         page.write_text(replace_block(page.read_text(), block, render(data)))
         print(f"rewrote docs/results.md (results:{block}), docs/{block}.json, docs/figures/")

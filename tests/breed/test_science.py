@@ -174,6 +174,7 @@ def test_results_page_block_is_the_generators_output(block, figs):
     for name in figs:
         assert f"](figures/{name}.png)" in page
         assert (root / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert "children" not in data and not any("children" in r for r in data["runs"])
     # every passing seed bred all six ways (a failed zoo's runs may be skipped)
     passing = [z["seed"] for z in data["zoos"] if z["ok"]]
     assert len(passing) >= 3 and all(

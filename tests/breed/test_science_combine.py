@@ -97,3 +97,14 @@ def test_two_parts_give_the_analysis_of_one_run(tmp_path, monkeypatch):
                                                            str(tmp_path / "a")]
     assert (tmp_path / "joined" / "science.md").read_text().startswith("# Breeding science")
     assert C.main(["--parts", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_the_docs_copy_leaves_out_the_child_records():
+    """docs/BLOCK.json is science.json without the per-child records (most of its size;
+    the figures and correlations are computed before the copy)."""
+    B = combiner().B
+    data = {"meta": {"seeds": [1]}, "children": [{"sha256": "x"}], "compare": {"a": 1},
+            "runs": [{"seed": 1, "children": [{"path": "p"}], "trace": [0.5]}]}
+    assert B.docs_copy(data) == {"meta": {"seeds": [1]}, "compare": {"a": 1},
+                                 "runs": [{"seed": 1, "trace": [0.5]}]}
+    assert data["runs"][0]["children"] and data["children"]  # the full data is untouched
