@@ -26,8 +26,5 @@ def dtype_named(name: str | None) -> Dtype | None:
 
 def dtype_of(name: str | None) -> torch.dtype | None:
     """The torch dtype a recipe's dtype name stands for (None for None)."""
-    if not name:
-        return None
-    import torch
-
-    return getattr(torch, DTYPES[name])
+    d = dtype_named(name)
+    return d.torch if d is not None else None

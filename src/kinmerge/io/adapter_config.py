@@ -30,10 +30,9 @@ import json
 import math
 import re
 from pathlib import Path
-
-import regex
 from typing import Annotated, Any
 
+import regex
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr)
 
