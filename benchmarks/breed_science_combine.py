@@ -40,8 +40,24 @@ def load_parts(dirs: list[Path]) -> list[dict]:
         f = d / "science.json"
         if not f.is_file():
             raise CombineError(f"{f}: no science.json (has breed_science.py finished there?)")
-        parts.append(json.loads(f.read_text()))
+        try:
+            part = json.loads(f.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CombineError(f"{f}: not JSON ({e}); rerun breed_science.py there") from None
+        if not (isinstance(part, dict) and isinstance(part.get("meta"), dict)
+                and part.get("zoos") and isinstance(part.get("zoos"), list)
+                and isinstance(part.get("runs"), list)):
+            raise CombineError(f"{f}: not a breed_science.py result (needs meta, a non-empty "
+                               "zoos list and runs); rerun breed_science.py there")
+        parts.append(part)
     return parts
+
+
+def positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
 
 
 def pick(parts: list[dict], first_passing: int) -> tuple[list[dict], list[dict], list[int]]:
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", type=Path, nargs="+", required=True,
                     help="folders breed_science.py wrote (each with science.json)")
-    ap.add_argument("--first-passing", type=int, default=10,
+    ap.add_argument("--first-passing", type=positive, default=10,
                     help="keep seeds in order up to this many passing zoos (default 10)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--write-docs", action="store_true")

@@ -99,6 +99,24 @@ def test_two_parts_give_the_analysis_of_one_run(tmp_path, monkeypatch):
     assert C.main(["--parts", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
 
 
+@pytest.mark.parametrize("text", ["{", "{}", '{"meta": {}, "zoos": [], "runs": []}', "[1]",
+                                  '{"meta": 1, "zoos": [{"seed": 1}], "runs": []}'])
+def test_a_broken_part_is_one_error_and_writes_nothing(tmp_path, capsys, text):
+    C = combiner()
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "science.json").write_text(text)
+    assert C.main(["--parts", str(tmp_path / "p"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'p' / 'science.json'}: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_first_passing_must_be_positive(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        combiner().main(["--parts", str(tmp_path), "--first-passing", "0", "--out",
+                         str(tmp_path / "out")])
+    assert e.value.code == 2 and not (tmp_path / "out").exists()
+
+
 def test_the_docs_copy_leaves_out_the_child_records():
     """docs/BLOCK.json is science.json without the per-child records (most of its size;
     the figures and correlations are computed before the copy)."""
