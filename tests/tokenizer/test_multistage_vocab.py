@@ -212,3 +212,16 @@ def test_what_is_written_names_stages_and_runs_again(added, bare, tmp_path, case
     again = kinmerge.merge(out / "mergekit_config.yml", tmp_path / "again")
     for name in ("model.safetensors", "config.json", "tokenizer.json", "mergekit_config.yml"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_no_copy_tokenizer_leaves_the_stages_tokenizers(added, bare, tmp_path):
+    """--no-copy-tokenizer is about OUT: the stages keep theirs, which later stages read
+    (`tokenizer_source: base` over a stage matches tokens, not indices, either way)."""
+    f = write(tmp_path / "multi.yml", cases(added, bare)["base-is-a-stage"][0])
+    with_tok = kinmerge.merge(f, tmp_path / "with")
+    without = kinmerge.merge(f, tmp_path / "without", copy_tokenizer=False,
+                             intermediate_dir=tmp_path / "stages")
+    assert (tmp_path / "stages" / "A" / "tokenizer.json").is_file()
+    assert not (without / "tokenizer.json").exists() and (with_tok / "tokenizer.json").is_file()
+    assert (without / "model.safetensors").read_bytes() == \
+        (with_tok / "model.safetensors").read_bytes()
