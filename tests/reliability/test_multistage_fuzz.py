@@ -10,6 +10,11 @@ limit (a hang fails the test instead of being waited on); and nothing outside OU
 given --intermediate-dir's stage folders is created or changed (the input models and a user's
 folder beside them stay byte-identical, no temporary folder or lock file is left).
 
+A second fuzzer draws stages taking their tokenizer (tokenizer_source, the `tokenizer:` block
+and its tokens) from models with and without tokenizer files and from earlier stages: `plan`
+and `merge` agree (the same error, or the planned shapes and config are the written ones),
+and nothing written names a stage's temporary folder.
+
 A few hundred examples in the default suite; thousands with KINMERGE_SLOW=1.
 """
 from __future__ import annotations
