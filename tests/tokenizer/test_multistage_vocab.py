@@ -185,14 +185,15 @@ def test_the_planned_vocabularies(added, bare, tmp_path):
     }
 
 
-RERUN = ["source-is-a-stage", "block-tokens-from-a-stage", "chain-of-three", "named-target"]
+RERUN = [("source-is-a-stage", None), ("block-tokens-from-a-stage", None),
+         ("chain-of-three", None), ("named-target", None), ("chain-of-three", "B")]
 
 
-@pytest.mark.parametrize("case", RERUN)
-def test_what_is_written_names_stages_and_runs_again(added, bare, tmp_path, case):
+@pytest.mark.parametrize("case, stage", RERUN)
+def test_what_is_written_names_stages_and_runs_again(added, bare, tmp_path, case, stage):
     docs = cases(added, bare)[case][0]
     f = write(tmp_path / "multi.yml", docs)
-    out = kinmerge.merge(f, tmp_path / "out")
+    out = kinmerge.merge(f, tmp_path / "out", stage=stage)
     # no file names the temporary folder the earlier stages lived in
     leaks = [p.name for p in out.rglob("*") if p.is_file() and b"kinmerge-tmp" in p.read_bytes()]
     assert not leaks, leaks
@@ -202,6 +203,8 @@ def test_what_is_written_names_stages_and_runs_again(added, bare, tmp_path, case
     want = [d.get("name") for d in docs]
     if case == "named-target":
         want = ["A", "last"]
+    if stage == "B":  # the target and what it needs, the target last
+        want = ["A", "B"]
     assert names == want  # every stage it needs, under the name the user gave it
     lineage = json.loads((out / "lineage.json").read_text())
     stage_records = {r["name"]: r["ref"] for r in lineage["ancestors"].values() if r.get("recipe")}

@@ -40,11 +40,13 @@ def model_card(recipe: CardRecipe, name: str, *, extra: str = "", text: str | No
         f"This model was merged with [kinmerge](https://pypi.org/project/kinmerge/) using the "
         f"**{recipe.merge_method}** method.", "",
     ]
+    def stage(m: str) -> str:
+        return " (a stage of the recipe below)" if split_lora(m)[0] in stages else ""
+
     if recipe.base_model:
-        lines += [f"Base model: `{recipe.base_model}`", ""]
-    lines += ["## Models merged", ""] + [
-        f"- `{m}`" + (" (a stage of the recipe below)" if split_lora(m)[0] in stages else "")
-        for m in models if m != recipe.base_model]
+        lines += [f"Base model: `{recipe.base_model}`{stage(recipe.base_model)}", ""]
+    lines += ["## Models merged", ""] + [f"- `{m}`{stage(m)}" for m in models
+                                         if m != recipe.base_model]
     lines += ["", "## Recipe", "", "```yaml", (text or recipe.to_yaml()).rstrip(), "```", ""]
     if extra:
         lines += [extra, ""]
