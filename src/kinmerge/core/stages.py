@@ -36,7 +36,7 @@ RecipeSource = "str | os.PathLike"
 class Stage:
     name: str | None
     index: int  # document position, from 0
-    recipe: dict  # the document without `name`, stage names not yet resolved
+    recipe: dict  # the document without `name`, stage names as written (readers map them)
     needs: tuple[str, ...]  # names of earlier stages it uses
 
 
