@@ -114,8 +114,8 @@ def test_plan_and_validate_every_stage_without_merging(family, tmp_path):
     rows = [json.loads(line) for line in res.output.splitlines()]
     final = [r for r in rows if r["stage"] is None and r["tensor"] == "model.norm.weight"]
     assert [r["stage"] for r in rows if r["tensor"] == "model.norm.weight"] == ["soup", "ta", None]
-    assert final[0]["base"] == "planned-stage:soup:model.norm.weight"
-    assert final[0]["inputs"] == ["planned-stage:ta:model.norm.weight"]
+    assert final[0]["base"] == "soup:model.norm.weight"  # a stage, by the name it was given
+    assert final[0]["inputs"] == ["ta:model.norm.weight"]
     assert not (tmp_path / ".out.stages").exists()
 
 

@@ -10,11 +10,17 @@ limit (a hang fails the test instead of being waited on); and nothing outside OU
 given --intermediate-dir's stage folders is created or changed (the input models and a user's
 folder beside them stay byte-identical, no temporary folder or lock file is left).
 
+A second fuzzer draws stages taking their tokenizer (tokenizer_source, the `tokenizer:` block
+and its tokens) from models with and without tokenizer files and from earlier stages: `plan`
+and `merge` agree (the same error, or the planned shapes and config are the written ones),
+and nothing written names a stage's temporary folder.
+
 A few hundred examples in the default suite; thousands with KINMERGE_SLOW=1.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -178,3 +184,121 @@ def test_multistage_fuzz(sandbox):
         assert not [k for k in after if k.endswith(".kinmerge.lock") or ".kinmerge-" in k]
 
     check()
+
+
+# --- tokenizers taken from earlier stages ----------------------------------------------------
+# validate/plan read an earlier stage's tokenizer as the stage will write it: for any recipe,
+# planning and merging agree (both refuse, with the same error, or the planned shapes and
+# config are the written ones), and nothing written names a stage's temporary folder
+TOK_EXAMPLES = 1500 if SLOW else 60
+TOK_FUZZ = settings(FUZZ, max_examples=TOK_EXAMPLES)
+TOKENS = ["<tool>", "<code>", "<new>", "<pad>"]
+IN_VOCAB = ["<think>", "<code>", "<tool>", "a", "<nope>"]
+
+
+@pytest.fixture(scope="module")
+def tok_models(tmp_path_factory) -> dict[str, str]:
+    """base (a character tokenizer), ft1 and ft2 (tokens added), bare (no tokenizer files)."""
+    from kinmerge.zoo.tokenizer import VOCAB, save_tokenizer
+    from kinmerge.zoo.vocab import with_added_tokens
+
+    root = tmp_path_factory.mktemp("stage_tok_fuzz")
+    kw = dict(layers=2, hidden=8, intermediate=8, heads=2, kv_heads=1, vocab=len(VOCAB))
+    base = synthetic_llama(root / "base", seed=0, **kw)
+    save_tokenizer(base)
+    out = {"base": str(base), "bare": str(synthetic_llama(root / "bare", base=base, seed=9,
+                                                          delta=0.05, **kw))}
+    for i, (plain, special) in ((1, (["<tool>", "<think>"], ["<|im_end|>"])),
+                                (2, (["<think>", "<code>"], []))):
+        raw = synthetic_llama(root / f"raw{i}", base=base, seed=i, delta=0.05, **kw)
+        save_tokenizer(raw)
+        out[f"ft{i}"] = str(with_added_tokens(raw, root / f"ft{i}", plain, special=special,
+                                              seed=i))
+    return out
+
+
+@st.composite
+def tokenizer_documents(draw, models: dict[str, str]) -> list[dict]:
+    """1 to 3 stages over models with and without tokenizers, each with no tokenizer
+    setting, a tokenizer_source or a `tokenizer:` block whose sources are models, earlier
+    stages, stages the recipe does not use, or nothing."""
+    n = draw(st.integers(1, 3))
+    names = ["A", "B", "C"][:n - 1] + [draw(st.sampled_from([None, "last"]))]
+    docs = []
+    for i, name in enumerate(names):
+        pool = list(models.values()) + ["A", "B", "C"][:i]
+        ref = st.sampled_from(pool)
+        method = draw(st.sampled_from(["linear", "task_arithmetic", "passthrough"]))
+        k = 1 if method == "passthrough" else draw(st.integers(1, 2))
+        doc: dict = {} if name is None else {"name": name}
+        doc |= {"merge_method": method, "dtype": "float32",
+                "models": [{"model": draw(ref)} | ({} if method == "passthrough" else
+                                                   {"parameters": {"weight": 0.5}})
+                           for _ in range(k)]}
+        if method == "task_arithmetic":
+            doc["base_model"] = draw(ref)
+        source = st.sampled_from(["base", "union"] + pool + ["A", "B"])
+        kind = draw(st.integers(0, 4))
+        if kind == 1:
+            doc["tokenizer_source"] = draw(source)
+        elif kind >= 2:
+            block: dict = {} if draw(st.booleans()) else {"source": draw(source)}
+            tokens = {}
+            for tok in draw(st.lists(st.sampled_from(TOKENS), max_size=2, unique=True)):
+                how = draw(st.integers(0, 3))
+                tokens[tok] = ({"source": draw(ref)} if how == 0 else
+                               {"source": {"kind": "model_token", "model": draw(ref),
+                                           "token": draw(st.sampled_from(IN_VOCAB))}}
+                               if how == 1 else {"source": {"kind": "zero"}} if how == 2
+                               else {"force": True})
+            if tokens:
+                block["tokens"] = tokens
+            if draw(st.booleans()):
+                block["pad_to_multiple_of"] = draw(st.sampled_from([8, 64]))
+            doc["tokenizer"] = block
+        docs.append(doc)
+    return docs
+
+
+def test_multistage_tokenizer_fuzz(tok_models, tmp_path_factory):
+    from safetensors import safe_open
+
+    from kinmerge.core.merge import make_plans
+
+    root = tmp_path_factory.mktemp("stage_tok_runs")
+    out = root / "out"
+    seen = {"merged": 0, "refused": 0}
+
+    @TOK_FUZZ
+    @given(docs=tokenizer_documents(tok_models))
+    def check(docs):
+        shutil.rmtree(out, ignore_errors=True)
+        recipe = root / "multi.yml"
+        recipe.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        planned = merged = None
+        with limited(LIMIT_S, "multi-stage tokenizer example"):
+            try:
+                plans = make_plans(recipe)
+            except KinmergeError as e:
+                planned = str(e)
+            try:
+                kinmerge.merge(recipe, out)
+            except KinmergeError as e:
+                merged = str(e)
+        assert planned == merged, docs  # both accept, or both refuse with the same error
+        seen["refused" if merged is not None else "merged"] += 1
+        if merged is not None:
+            assert not out.exists()
+            return
+        p = plans[-1][1]
+        with safe_open(out / "model.safetensors", "pt") as f:
+            assert {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()} == {
+                j.name: j.shape for j in p.jobs}, docs
+        assert json.loads((out / "config.json").read_text()) == p.config
+        leaks = [x.name for x in out.iterdir() if b"kinmerge-tmp" in x.read_bytes()]
+        assert not leaks, (leaks, docs)
+        assert not [x for x in root.iterdir() if x.name not in ("multi.yml", "out")]
+
+    check()
+    print(seen)
+    assert min(seen.values()) >= TOK_EXAMPLES // 6, seen  # both sides of the agreement ran

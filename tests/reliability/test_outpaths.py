@@ -231,10 +231,10 @@ def test_out_under_a_regular_file_is_refused(models, tmp_path):
 def test_permission_denied_while_writing_is_one_error(models, tmp_path, monkeypatch):
     km = sys.modules["kinmerge.core.write"]
 
-    def denied(tmp, *a):
+    def denied(tmp, *a, **kw):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp / "config.json"))
 
-    monkeypatch.setattr(km, "_write_side_files", denied)
+    monkeypatch.setattr(km, "write_side_files", denied)
     out = tmp_path / "merged"
     r = run(["merge", recipe(tmp_path, models), out])
     assert r.exit_code == 2, r.output

@@ -3,6 +3,12 @@ reads them; kinmerge.core.stages parses, orders and plans them): each stage the 
 through the ordinary merge (plan -> execute -> atomic write), in dependency order; every
 stage's lineage.json is read by the next, so OUT's lineage holds every stage's recipe.
 
+A stage's recipe keeps the names of the stages it uses: its readers open each name's folder,
+and what it writes names the stage, never where it was written (mergekit_config.yml holds
+the stages it needs, each under its name: `kinmerge merge` runs it again; its lineage records a
+stage in OUT's temporary area by name). Each stage is written with its tokenizer (later
+stages read it), whatever `copy_tokenizer` says of the final output.
+
 Where stages are written (the output rule, checked before anything runs):
 - a stage's name is a label (letters, digits, `_`, `-`, `.`; see stages.NAME), never a path;
 - intermediates live in OUT's own temporary area (`.{OUT}.kinmerge-tmp-...`, gone when the run
@@ -25,8 +31,8 @@ import os
 from pathlib import Path
 
 from kinmerge.core.stages import (NAME, PlannedModel, RecipeSource, Stage,  # noqa: F401
-                                  is_multistage, load_stages, plan_stages, read_stages,
-                                  resolve, run_order, stage_inputs)
+                                  is_multistage, leaf_inputs, load_stages, plan_stages,
+                                  read_stages, run_order, stage_inputs, stage_text)
 from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
 from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
@@ -59,11 +65,13 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
             outputs: dict[str, str] = {}
             for s in order[:-1]:
                 dest = inter / s.name if inter else scratch / s.name
-                outputs[s.name] = str(_run_stage(s, dest, outputs, reuse=lazy and bool(inter),
+                outputs[s.name] = str(_run_stage(s, stages, dest, outputs,
+                                                 reuse=lazy and bool(inter), temporary=not inter,
                                                  overwrite=overwrite, **merge_options))
             final = order[-1]
             log.info("stage %d/%d: %s -> %s", len(order), len(order), final.name or "final", out)
-            _final_merge(resolve(final, outputs), out, overwrite=overwrite, **merge_options)
+            _final_merge(final.recipe, out, overwrite=overwrite,
+                         staged=_staged(final, stages, outputs, str(out)), **merge_options)
     return out
 
 
@@ -96,8 +104,9 @@ def run_all(source: RecipeSource, intermediate_dir: str | os.PathLike, *,
                                 named + unnamed)
     done: dict[str | None, Path] = {}
     for s in named:
-        done[s.name] = _run_stage(s, inter / s.name, {k: str(v) for k, v in done.items()},
-                                  reuse=lazy, overwrite=overwrite, **merge_options)
+        done[s.name] = _run_stage(s, stages, inter / s.name,
+                                  {k: str(v) for k, v in done.items()}, reuse=lazy,
+                                  temporary=False, overwrite=overwrite, **merge_options)
     if unnamed:  # its stages were just written (or reused): merge_stages reuses them all
         done[None] = merge_stages(source, out, intermediate_dir=inter, overwrite=overwrite,
                                   lazy=True, **merge_options)
@@ -148,13 +157,20 @@ def _final_merge(recipe: dict, out: Path, **options) -> Path:
     return merge_one(recipe, out, **options)
 
 
-def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
-               overwrite: bool, **merge_options) -> Path:
-    from kinmerge.core.recipe import load_recipe
+def _staged(s: Stage, stages: list[Stage], outputs: dict[str, str], ref: str):
+    """What `merge_one` needs to run stage `s`: the folders of the stages it uses (no other),
+    the recipe text that makes it, and what its lineage records as its place."""
+    from kinmerge.core.write import Staged
 
-    recipe = load_recipe(resolve(s, outputs))
+    return Staged({n: outputs[n] for n in s.needs}, stage_text(stages, s), ref,
+                  tuple(leaf_inputs(stages, s)))
+
+
+def _run_stage(s: Stage, stages: list[Stage], dest: Path, outputs: dict[str, str], *,
+               reuse: bool, temporary: bool, overwrite: bool, **merge_options) -> Path:
+    staged = _staged(s, stages, outputs, s.name if temporary else str(dest))
     if os.path.lexists(dest):
-        same = _holds(dest, recipe.to_yaml())
+        same = _holds(dest, staged.text)
         if reuse and same:
             log.info("stage %s: %s already holds this recipe's merge, reused", s.name, dest)
             return dest
@@ -168,7 +184,9 @@ def _run_stage(s: Stage, dest: Path, outputs: dict[str, str], *, reuse: bool,
     log.info("stage %s -> %s", s.name, dest)
     from kinmerge.core.write import merge_one  # when a stage runs (torch as it computes)
 
-    return merge_one(recipe, dest, overwrite=overwrite, **merge_options)
+    # a later stage reads this one's tokenizer: written whatever copy_tokenizer says of OUT
+    options = {**merge_options, "copy_tokenizer": True}
+    return merge_one(s.recipe, dest, overwrite=overwrite, staged=staged, **options)
 
 
 def _holds(dest: Path, recipe_yaml: str) -> bool:

@@ -7,7 +7,11 @@ later documents use as a model (`model: X`, `base_model: X`, `X+lora`, a tokeniz
 At most one document has no name. The target is the one asked for, else the unnamed
 document, else the last; only it and the stages it needs run, in dependency order
 (`run_order`). A stage's name is a label (letters, digits, `_`, `-`, `.`; see NAME), never a
-path. `plan_stages` plans each stage against the planned outputs of the stages it uses.
+path: a stage's recipe keeps the names it uses (its plan, errors, config and lineage name
+them), and the readers of its models map each name to that stage's output (`plan_stages`:
+the planned output; `kinmerge.core.multistage`: the folder it was written to).
+`stage_text` is the recipe that makes one stage on its own (what its mergekit_config.yml
+holds).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ RecipeSource = "str | os.PathLike"
 class Stage:
     name: str | None
     index: int  # document position, from 0
-    recipe: dict  # the document without `name`, stage names not yet resolved
+    recipe: dict  # the document without `name`, stage names as written (readers map them)
     needs: tuple[str, ...]  # names of earlier stages it uses
 
 
@@ -81,7 +85,7 @@ def load_stages(source) -> list[Stage] | None:
         return None
     stages, _ = read_stages(source)
     for s in stages:
-        load_recipe(resolve(s, {n: f"stage:{n}" for n in s.needs}))
+        load_recipe(s.recipe)
     return stages
 
 
@@ -166,23 +170,38 @@ def run_order(stages: list[Stage], target: str | None = None) -> list[Stage]:
     return order
 
 
-def resolve(stage: Stage, outputs: dict[str, str]) -> dict:
-    """The stage's recipe with earlier stages' names replaced by their output folders."""
-    def patch(obj):
-        if isinstance(obj, dict):
-            return {k: (_swap(v, outputs) if k in REF_KEYS and isinstance(v, str) else patch(v))
-                    for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [patch(v) for v in obj]
-        return obj
-    return patch(stage.recipe)
+def stage_text(stages: list[Stage], target: Stage) -> str:
+    """The recipe that makes `target` on its own, as kinmerge writes it (mergekit_config.yml):
+    a stage that uses no other is its recipe alone; else the stages it needs, each under its
+    `name:`, in run order, then it (with its name, if it has one), each document as
+    `Recipe.to_yaml` writes it. Read back (`kinmerge merge FILE`), it runs the same merge and
+    writes the same text again."""
+    from kinmerge.core.recipe import load_recipe
+
+    order = run_order(stages, target.name) if target.needs else [target]
+    docs = []
+    for s in order:
+        head = _name_line(s.name) if s.name is not None and target.needs else ""
+        docs.append(head + load_recipe(s.recipe).to_yaml())
+    return "---\n".join(docs)
 
 
-def _swap(ref: str, outputs: dict[str, str]) -> str:
-    model, lora = split_lora(ref)
-    if model not in outputs:
-        return ref
-    return outputs[model] + (f"+{lora}" if lora else "")
+def _name_line(name: str) -> str:
+    """`name: NAME` as YAML (quoted where YAML would read another type, e.g. `1.0`)."""
+    import yaml
+
+    return yaml.safe_dump({"name": name}, sort_keys=False)
+
+
+def leaf_inputs(stages: list[Stage], target: Stage) -> list[str]:
+    """The models (not stages) the stages making `target` read, in run order, once each."""
+    from kinmerge.core.recipe import load_recipe
+
+    names = {s.name for s in stages if s.name}
+    refs: list[str] = []
+    for s in run_order(stages, target.name) if target.needs else [target]:
+        refs += [r for r in load_recipe(s.recipe).model_refs() if split_lora(r)[0] not in names]
+    return list(dict.fromkeys(refs))
 
 
 def stage_inputs(stages: list[Stage]) -> list:
@@ -213,31 +232,40 @@ def stage_inputs(stages: list[Stage]) -> list:
 def plan_stages(source: RecipeSource, *, stage: str | None = None,
                 dtype: str | None = None) -> list:
     """(stage, Plan) for each stage the target needs, without computing anything: a later
-    stage is planned against the planned outputs of the stages it uses."""
+    stage is planned against the planned outputs of the stages it uses. A planned output
+    holds what the stage will write beside its tensors (config.json, its tokenizer with the
+    tokens its vocabulary adds, its chat template), written by the merge's own code into a
+    temporary folder that is gone when this returns: a later stage reads its tokenizer from
+    there exactly as the merge reads it from the written stage."""
+    import tempfile
+
     from kinmerge.core.recipe import load_recipe
-    from kinmerge.core.write import make_plan  # planning (no torch), loaded when needed
+    from kinmerge.core.write import _planned, write_side_files  # planning: no torch
 
     stages, _ = read_stages(source)
-    planned: dict[str, object] = {}
+    order = run_order(stages, stage)
+    planned: dict[str, PlannedModel] = {}
     out = []
-    for s in run_order(stages, stage):
-        stand_ins = {n: f"planned-stage:{n}" for n in s.needs}
-        recipe = load_recipe(resolve(s, stand_ins))
-        p = make_plan(recipe, dtype=dtype,
-                      planned={stand_ins[n]: PlannedModel(stand_ins[n], planned[n])
-                               for n in s.needs})
-        planned[s.name] = p
-        out.append((s, p))
+    with tempfile.TemporaryDirectory(prefix="kinmerge-plan-") as tmp:
+        for s in order:
+            with _planned(load_recipe(s.recipe), planned={n: planned[n] for n in s.needs},
+                          dtype=dtype) as (_, readers, p):
+                if s is not order[-1]:  # a later stage reads it
+                    folder = Path(tmp) / s.name
+                    folder.mkdir()
+                    write_side_files(folder, p, readers)
+                    planned[s.name] = PlannedModel(s.name, p, folder)
+            out.append((s, p))
     return out
 
 
 class PlannedModel:
     """A stage's output before it exists: names, shapes, dtypes and config from its Plan
-    (what `plan` reads of a model; reading tensor data from it is a bug)."""
+    (what `plan` reads of a model; reading tensor data from it is a bug), and `path`, a
+    folder holding the files the stage writes beside its tensors (its tokenizer)."""
 
-    def __init__(self, ref: str, plan) -> None:
-        self.ref, self.config = ref, plan.config
-        self.path = Path(ref)  # no files: a tokenizer source cannot be a planned stage
+    def __init__(self, ref: str, plan, path: Path) -> None:
+        self.ref, self.config, self.path = ref, plan.config, path
         self._entries = {j.name: j for j in plan.jobs}
 
     def names(self) -> list[str]:

@@ -66,17 +66,39 @@ class MergedModel:
         return src if vp is None or not vp.out.appended else _appended_tokenizer(vp, src)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A stage of a multi-stage recipe, as `kinmerge.core.multistage` runs it: its recipe
+    names the earlier stages it uses, `folders` maps each name to where that stage was
+    written; `text` is the recipe that makes it on its own (`stages.stage_text`: written as
+    mergekit_config.yml and in the card); `ref` is what its lineage records as its place
+    (its name while it lives in a temporary folder); `inputs`: the models the stages read."""
+
+    folders: dict[str, str]
+    text: str
+    ref: str
+    inputs: tuple[str, ...]
+
+
 @contextlib.contextmanager
-def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[str, ModelReader]]:
-    """Every model of `recipe`, opened lazily (headers only), closed on exit. `planned`:
-    stand-ins for models not written yet (a multi-stage recipe's earlier stages)."""
+def open_models(recipe: Recipe, planned: dict | None = None,
+                folders: dict[str, str] | None = None) -> Iterator[dict[str, ModelReader]]:
+    """Every model of `recipe`, opened lazily (headers only), closed on exit. A multi-stage
+    recipe's earlier stages are named in it: `planned` maps a name to a stand-in (a stage
+    not written yet), `folders` to the folder it was written to."""
     readers: dict[str, ModelReader] = {}
     try:
         for ref in recipe.model_refs():
             # `base+lora`: the adapter applied on the fly by the reader; a planned stage
             # stands in for itself with or without an adapter (names and shapes are its own)
-            stand_in = (planned or {}).get(split_lora(ref)[0])
-            readers[ref] = stand_in if stand_in is not None else open_reader(ref)
+            name, lora = split_lora(ref)
+            stand_in = (planned or {}).get(name)
+            if stand_in is not None:
+                readers[ref] = stand_in
+            elif name in (folders or {}):
+                readers[ref] = open_reader(str(folders[name]) + (f"+{lora}" if lora else ""))
+            else:
+                readers[ref] = open_reader(ref)
         yield readers
     finally:
         for r in readers.values():
@@ -85,12 +107,12 @@ def open_models(recipe: Recipe, planned: dict | None = None) -> Iterator[dict[st
 
 @contextlib.contextmanager
 def _planned(recipe: RecipeLike, *, planned: dict | None = None,
-             cache: "TensorCache | None" = None,
+             folders: dict[str, str] | None = None, cache: "TensorCache | None" = None,
              **plan_options) -> Iterator[tuple[Recipe, dict[str, ModelReader], Plan]]:
     """The one entry path of every merge: load -> open -> plan (models closed on exit);
     with a `cache`, the readers take source tensors from it and keep them there."""
     r = load_recipe(recipe)
-    with open_models(r, planned) as readers:
+    with open_models(r, planned, folders) as readers:
         if cache is not None:
             readers = cache.open(readers)
         yield r, readers, plan(r, readers, **plan_options)
@@ -140,21 +162,23 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
               progress: OnTensor | None = None, lineage: dict | None = None,
               allow_nonfinite: bool = False, ties_topk: str | None = None,
               threads: int | None = None, allow_norm_growth: bool = False,
-              truncate_embeddings: bool = False) -> Path:
-    """`kinmerge.merge` of one recipe (a stage of a multi-stage file included): see
-    `kinmerge.core.merge.merge` for the keywords."""
+              truncate_embeddings: bool = False, staged: Staged | None = None) -> Path:
+    """`kinmerge.merge` of one recipe (a stage of a multi-stage file included: `staged`):
+    see `kinmerge.core.merge.merge` for the keywords."""
     from kinmerge.core.execute import execute  # torch: tensors are computed
 
     out = Path(out)
     check_seed(seed)
     r = load_recipe(recipe)
-    # a `base+lora` reference protects both folders
-    check_out(out, input_roots([x for ref in r.model_refs() for x in split_lora(ref) if x]))
+    folders = staged.folders if staged else {}
+    # a `base+lora` reference protects both folders (a stage's: the folder it was written to)
+    check_out(out, input_roots([x for ref in r.model_refs()
+                                for x in split_lora(_in_folder(ref, folders)) if x]))
     max_shard = parse_size(out_shard_size)
     check_device(device)
     with run_lock(out, "merge"):
         check_replaceable(out, overwrite)
-        with _planned(r, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
+        with _planned(r, folders=folders, dtype=dtype, work_dtype=work_dtype, topk=ties_topk,
                       truncate_embeddings=truncate_embeddings) as (_, readers, p):
             for w in p.warnings:
                 log.warning(w)
@@ -169,11 +193,12 @@ def merge_one(recipe: RecipeLike, out: str | os.PathLike, *, seed: int | None = 
                     writer.close()
                 finally:
                     writer.abort()  # a failure must not keep a deleted shard's space (or mount)
-                _write_side_files(tmp, p, readers, copy_tokenizer, write_model_card, out.name)
+                write_side_files(tmp, p, readers, copy_tokenizer=copy_tokenizer,
+                                 card=write_model_card, name=out.name, staged=staged)
                 parents = [lin.of_parent(ref, readers[ref].path) for ref in r.model_refs()]
-                lin.write(tmp, lin.for_merge(out.name, str(out), p.recipe.to_yaml(),
-                                             r.merge_method, _seed(r, seed), parents,
-                                             **(lineage or {})))
+                lin.write(tmp, lin.for_merge(out.name, staged.ref if staged else str(out),
+                                             p.recipe.to_yaml(), r.merge_method,
+                                             _seed(r, seed), parents, **(lineage or {})))
     log.info("merged %d tensors into %s", len(p.jobs), out)
     return out
 
@@ -220,8 +245,19 @@ def tokenizer_source(p: Plan) -> str:
     return ts or p.reference
 
 
-def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
-                      copy_tokenizer: bool, card: bool, name: str) -> None:
+def _in_folder(ref: str, folders: dict[str, str]) -> str:
+    """`ref`, a stage's name in it replaced by the folder that stage was written to."""
+    name, lora = split_lora(ref)
+    return ref if name not in folders else str(folders[name]) + (f"+{lora}" if lora else "")
+
+
+def write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader], *,
+                     copy_tokenizer: bool = True, card: bool = False, name: str = "",
+                     staged: Staged | None = None) -> None:
+    """Everything a merge writes beside its tensors: config.json, generation_config.json,
+    the tokenizer (with the tokens the plan's vocabulary adds), the chat template,
+    mergekit_config.yml and the card. A multi-stage plan writes an earlier stage's files
+    with it (`kinmerge.core.stages.plan_stages`), so a later stage plans against them."""
     (tmp / "config.json").write_text(json.dumps(p.config, indent=2) + "\n")
     ref_dir = readers[p.reference].path
     _copy_side_file(ref_dir, "generation_config.json", tmp)
@@ -237,9 +273,11 @@ def _write_side_files(tmp: Path, p: Plan, readers: dict[str, ModelReader],
                             [readers[ref].path for ref in p.recipe.model_refs()])
     if template:
         (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
-    (tmp / "mergekit_config.yml").write_text(p.recipe.to_yaml())
+    (tmp / "mergekit_config.yml").write_text(staged.text if staged else p.recipe.to_yaml())
     if card:
-        (tmp / "README.md").write_text(model_card(p.recipe, name))
+        (tmp / "README.md").write_text(
+            model_card(p.recipe, name, text=staged.text, inputs=list(staged.inputs),
+                       stages=sorted(staged.folders)) if staged else model_card(p.recipe, name))
 
 
 def _appended_tokenizer(vp, src: Path) -> Path:
