@@ -63,8 +63,9 @@ KEYS = ("size", "params", "source_read_s", "outside_scoring_s", "outside_scoring
 
 
 def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> dict:
-    """Candidate i: `method` over the base and two fine-tunes, its own weights (and
-    densities, for the methods that take them)."""
+    """Candidate i (-1: the warm-up): `method` over the base and two fine-tunes, its own
+    weights (and densities, for the methods that take them), seed i + 1 (a recipe's seed is
+    >= 0)."""
     import random
 
     rng = random.Random(i)
@@ -72,7 +73,7 @@ def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> di
                "density": round(rng.uniform(0.3, 0.9), 3)} for _ in range(2)]
     if method not in ("ties", "dare_ties", "dare_linear", "breadcrumbs", "della"):
         params = [{"weight": q["weight"]} for q in params]
-    return {"merge_method": method, "base_model": p["base"], "dtype": "bfloat16", "seed": i,
+    return {"merge_method": method, "base_model": p["base"], "dtype": "bfloat16", "seed": i + 1,
             "models": [{"model": p[m], "parameters": q} for m, q in zip(("ft1", "ft2"), params)]}
 
 
@@ -141,7 +142,8 @@ def work_breed(p: dict[str, str], n: int, out: str) -> dict:
     rows = []
     for i in range(-1, n):  # -1: a warm-up, as for evolve
         child = Path(out) / f"child{i}"
-        r = {"merge_method": "slerp", "base_model": p["ft1"], "dtype": "bfloat16", "seed": i,
+        r = {"merge_method": "slerp", "base_model": p["ft1"], "dtype": "bfloat16",
+             "seed": i + 1,  # the warm-up is i = -1; a recipe's seed is >= 0
              "models": [{"model": p["ft1"]}, {"model": p["ft2"]}],
              "parameters": {"t": 0.3 + 0.2 * i}}
         t0 = time.perf_counter()
