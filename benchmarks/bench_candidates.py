@@ -14,7 +14,9 @@ its peak RSS is its own):
              read back, built and scored
 
 Each worker runs one untimed warm-up first (imports, the first module; with the cache, its
-fill: a worker's steady state), and one torch thread unless OMP_NUM_THREADS says otherwise.
+fill: a worker's steady state), and one torch thread unless OMP_NUM_THREADS says otherwise;
+like a search worker's jobs, it first fixes malloc's mmap threshold so freed tensors go back
+to the system (kinmerge.search.memory.steady_heap).
 The scorer is cheap and fixed: the perplexity of the model on a fixed text (the bytes of
 TEXT as token ids, 64 tokens), so `score_s` is the same work at every size but for the
 model's width.
@@ -104,7 +106,9 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
     from kinmerge.io.cache import TensorCache
+    from kinmerge.search.memory import steady_heap
 
+    steady_heap()  # as a search worker's jobs do
     cache = TensorCache(cache_bytes, device) if cache_bytes else None
     rows = []
     for i in range(-1, n):  # -1: a warm-up (imports, first module; with the cache, its fill)
@@ -138,6 +142,9 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
 def work_breed(p: dict[str, str], n: int, out: str) -> dict:
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
+    from kinmerge.search.memory import steady_heap
+
+    steady_heap()  # as a search worker's jobs do
 
     rows = []
     for i in range(-1, n):  # -1: a warm-up, as for evolve
