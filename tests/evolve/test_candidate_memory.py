@@ -67,7 +67,8 @@ def loss(model) -> float:
 
 def test_candidate_is_the_merge_on_disk_byte_for_byte(models, tmp_path):
     """Module tensors and score of a cached in-memory candidate == the merge written to disk;
-    the module's parameters are the merged tensors themselves (no second copy)."""
+    the module's parameters are the merged tensors themselves (no second copy), and so are a
+    folder candidate's (breeding's child) the tensors read from it."""
     from kinmerge.io.cache import TensorCache
 
     steady_heap()
@@ -87,8 +88,11 @@ def test_candidate_is_the_merge_on_disk_byte_for_byte(models, tmp_path):
             assert torch.equal(state[name].view(torch.uint8), want.view(torch.uint8)), name
             # assigned, not copied: the parameter is the merged tensor's memory
             assert state[name].data_ptr() == merged.tensors[name].data_ptr(), name
+    # a breeding child: its folder read back, the module built on the tensors read
     from_disk = Candidate.from_dir(tmp_path / "disk")
     assert loss(module) == loss(from_disk.model)
+    read = from_disk.tensors
+    assert all(t.data_ptr() == read[n].data_ptr() for n, t in from_disk.model.state_dict().items())
     cand.release(), from_disk.release()
 
 

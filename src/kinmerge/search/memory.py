@@ -18,7 +18,8 @@ The plan counts what a worker holds; what its process keeps of memory already fr
 out by `steady_heap` (every job calls it): glibc's malloc otherwise raises its mmap threshold
 after the first large free, keeps every later tensor (a candidate's outputs, the merge's
 scratch) in its heap and hands little of it back, and the worker's peak RSS grows past the
-plan by about one model more (measured: a cached 0.1B worker 1.44 GB instead of 0.89 GB).
+plan by about one model more (bench_candidates, a cached 0.1B worker: 1.44 GB peak RSS
+without it, 1.15 GB with it; the price is page faults, a cached 0.27B merge ~1.6x slower).
 
 >>> plan = memory_plan(cfg, workers=2); plan.check(); print(plan)      # doctest: +SKIP
 """
