@@ -14,7 +14,9 @@ its peak RSS is its own):
              read back, built and scored
 
 Each worker runs one untimed warm-up first (imports, the first module; with the cache, its
-fill: a worker's steady state), and one torch thread unless OMP_NUM_THREADS says otherwise.
+fill: a worker's steady state), and one torch thread unless OMP_NUM_THREADS says otherwise;
+like a search worker's jobs, it first fixes malloc's mmap threshold so freed tensors go back
+to the system (kinmerge.search.memory.steady_heap).
 The scorer is cheap and fixed: the perplexity of the model on a fixed text (the bytes of
 TEXT as token ids, 64 tokens), so `score_s` is the same work at every size but for the
 model's width.
@@ -63,8 +65,9 @@ KEYS = ("size", "params", "source_read_s", "outside_scoring_s", "outside_scoring
 
 
 def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> dict:
-    """Candidate i: `method` over the base and two fine-tunes, its own weights (and
-    densities, for the methods that take them)."""
+    """Candidate i (-1: the warm-up): `method` over the base and two fine-tunes, its own
+    weights (and densities, for the methods that take them), seed i + 1 (a recipe's seed is
+    >= 0)."""
     import random
 
     rng = random.Random(i)
@@ -72,7 +75,7 @@ def candidate_recipe(p: dict[str, str], i: int, method: str = "dare_ties") -> di
                "density": round(rng.uniform(0.3, 0.9), 3)} for _ in range(2)]
     if method not in ("ties", "dare_ties", "dare_linear", "breadcrumbs", "della"):
         params = [{"weight": q["weight"]} for q in params]
-    return {"merge_method": method, "base_model": p["base"], "dtype": "bfloat16", "seed": i,
+    return {"merge_method": method, "base_model": p["base"], "dtype": "bfloat16", "seed": i + 1,
             "models": [{"model": p[m], "parameters": q} for m, q in zip(("ft1", "ft2"), params)]}
 
 
@@ -103,7 +106,9 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
     from kinmerge.io.cache import TensorCache
+    from kinmerge.search.memory import steady_heap
 
+    steady_heap()  # as a search worker's jobs do
     cache = TensorCache(cache_bytes, device) if cache_bytes else None
     rows = []
     for i in range(-1, n):  # -1: a warm-up (imports, first module; with the cache, its fill)
@@ -137,11 +142,15 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
 def work_breed(p: dict[str, str], n: int, out: str) -> dict:
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
+    from kinmerge.search.memory import steady_heap
+
+    steady_heap()  # as a search worker's jobs do
 
     rows = []
     for i in range(-1, n):  # -1: a warm-up, as for evolve
         child = Path(out) / f"child{i}"
-        r = {"merge_method": "slerp", "base_model": p["ft1"], "dtype": "bfloat16", "seed": i,
+        r = {"merge_method": "slerp", "base_model": p["ft1"], "dtype": "bfloat16",
+             "seed": i + 1,  # the warm-up is i = -1; a recipe's seed is >= 0
              "models": [{"model": p["ft1"]}, {"model": p["ft2"]}],
              "parameters": {"t": 0.3 + 0.2 * i}}
         t0 = time.perf_counter()

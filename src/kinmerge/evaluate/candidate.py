@@ -84,8 +84,11 @@ class Candidate:
         return LoadedModel(self.model, tokenizer(self.tokenizer_dir), self.device)
 
     def release(self) -> None:
-        """Drop the module and weights this candidate built (its GPU memory with them)."""
-        self._module, self._weights = None, None
+        """Drop the module, the weights read from the folder and the merge held in memory
+        (GPU memory with them): a released candidate holds no tensors, even where something
+        still refers to it (a traceback kept by a library, e.g. optuna's stored ImportError,
+        pins the frames that were live at a lazy import, and their locals with them)."""
+        self._module, self._weights, self.merged = None, None, None
 
     def _read(self):
         if self._weights is None:

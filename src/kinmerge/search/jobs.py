@@ -127,7 +127,9 @@ def run_job(job: Job) -> Result:
     import torch
 
     from kinmerge.evaluate.fitness import check_finite
+    from kinmerge.search.memory import steady_heap
 
+    steady_heap()  # freed candidates go back to the system (the memory plan's premise)
     merged = _merge(job.model, job) if isinstance(job.model, MergeInto) else False
     fitness = fitness_for(job.fitness, job.batch_size)
     with using("matmul", job.threads):
