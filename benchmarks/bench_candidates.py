@@ -15,8 +15,8 @@ its peak RSS is its own):
 
 Each worker runs one untimed warm-up first (imports, the first module; with the cache, its
 fill: a worker's steady state), and one torch thread unless OMP_NUM_THREADS says otherwise;
-like a search worker's jobs, it first fixes malloc's mmap threshold so freed tensors go back
-to the system (kinmerge.search.memory.steady_heap).
+like a search worker's jobs, it releases each candidate and trims malloc's heap before the
+next one (kinmerge.search.memory.trim_heap).
 The scorer is cheap and fixed: the perplexity of the model on a fixed text (the bytes of
 TEXT as token ids, 64 tokens), so `score_s` is the same work at every size but for the
 model's width.
@@ -106,9 +106,8 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
     from kinmerge.io.cache import TensorCache
-    from kinmerge.search.memory import steady_heap
+    from kinmerge.search.memory import trim_heap
 
-    steady_heap()  # as a search worker's jobs do
     cache = TensorCache(cache_bytes, device) if cache_bytes else None
     rows = []
     for i in range(-1, n):  # -1: a warm-up (imports, first module; with the cache, its fill)
@@ -131,6 +130,7 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
             warm = row
         cand.release()
         del merged, cand, model
+        trim_heap()  # as a search worker does after each job
     gpu = {}
     if device.startswith("cuda"):
         import torch
@@ -142,9 +142,7 @@ def work_evolve(p: dict[str, str], n: int, cache_bytes: int, method: str,
 def work_breed(p: dict[str, str], n: int, out: str) -> dict:
     import kinmerge
     from kinmerge.evaluate.candidate import Candidate
-    from kinmerge.search.memory import steady_heap
-
-    steady_heap()  # as a search worker's jobs do
+    from kinmerge.search.memory import trim_heap
 
     rows = []
     for i in range(-1, n):  # -1: a warm-up, as for evolve
@@ -166,6 +164,7 @@ def work_breed(p: dict[str, str], n: int, out: str) -> dict:
                          "ppl": ppl, "rss_mb": peak_mb()})
         cand.release()
         del cand, model
+        trim_heap()  # as a search worker does after each job
     return {"rows": rows, "peak_rss_mb": peak_mb()}
 
 

@@ -21,7 +21,7 @@ from kinmerge.io.writer import InMemorySink
 from kinmerge.search import jobs
 from kinmerge.search.jobs import InMemory, Job, run_job
 from kinmerge.search import memory
-from kinmerge.search.memory import _plan, steady_heap
+from kinmerge.search.memory import _plan
 from kinmerge.zoo.synthetic import synthetic_llama
 
 SHAPE = dict(layers=4, hidden=128, intermediate=256, vocab=128, heads=4,
@@ -71,7 +71,6 @@ def test_candidate_is_the_merge_on_disk_byte_for_byte(models, tmp_path):
     folder candidate's (breeding's child) the tensors read from it."""
     from kinmerge.io.cache import TensorCache
 
-    steady_heap()
     cache = TensorCache(10**9)
     kinmerge.merge_to_memory(recipe(models, 1), cache=cache)  # fills the cache
     merged = kinmerge.merge_to_memory(recipe(models, 3), cache=cache)
@@ -173,20 +172,41 @@ def test_a_released_candidate_holds_no_tensors(models):
     assert gone() is None and pinned.merged is None and pinned._module is None
 
 
-def test_steady_heap_fixes_the_mmap_threshold_once(monkeypatch):
-    """glibc's mallopt(M_MMAP_THRESHOLD, 128 KiB), once per process; a MALLOC_MMAP_THRESHOLD_
-    in the environment is the user's and stands."""
+def test_run_job_releases_and_trims_also_when_scoring_fails(models, monkeypatch):
+    """run_job releases its candidate and trims malloc's heap after every job, also when the
+    fitness raises (the raised error's traceback must not pin the model)."""
+    calls = []
+    monkeypatch.setattr(memory, "trim_heap", lambda: calls.append("trim") or True)
+    released = []
+    release = Candidate.release
+    monkeypatch.setattr(Candidate, "release",
+                        lambda self: released.append(self) or release(self))
+
+    class Fails:
+        def scores(self, cand, split):
+            cand.model
+            raise RuntimeError("the fitness broke")
+
+        def combine(self, scores):
+            raise AssertionError("not reached")
+
+    job = Job("f", InMemory(yaml.safe_dump(recipe(models, 1)), cache_bytes=0), Fails())
+    with pytest.raises(RuntimeError, match="the fitness broke"):
+        run_job(job)
+    assert calls == ["trim"] and len(released) == 1
+    assert released[0].merged is None and released[0]._module is None
+
+
+def test_trim_heap_calls_malloc_trim(monkeypatch):
+    """glibc's malloc_trim(0); False, and nothing raised, where the C library has none."""
     calls = []
 
     class Libc:
-        def mallopt(self, what, value):
-            calls.append((what, value))
+        def malloc_trim(self, pad):
+            calls.append(pad)
             return 1
 
     monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
-    monkeypatch.setattr(memory, "_heap_steady", False)
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert steady_heap() is False and calls == []
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    assert steady_heap() is True and steady_heap() is True
-    assert calls == [(-3, 128 * 1024)]
+    assert memory.trim_heap() is True and calls == [0]
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: object())
+    assert memory.trim_heap() is False

@@ -127,25 +127,26 @@ def run_job(job: Job) -> Result:
     import torch
 
     from kinmerge.evaluate.fitness import check_finite
-    from kinmerge.search.memory import steady_heap
+    from kinmerge.search.memory import trim_heap
 
-    steady_heap()  # freed candidates go back to the system (the memory plan's premise)
     merged = _merge(job.model, job) if isinstance(job.model, MergeInto) else False
     fitness = fitness_for(job.fitness, job.batch_size)
     with using("matmul", job.threads):
         cand = _candidate(job)
-    t0, loaded_before = time.perf_counter(), cand.load_seconds
-    with torch.no_grad(), using("matmul", job.threads):
-        scores = fitness.scores(cand, job.split)
-    # the module is built on first use, inside the scoring: that time is loading
-    eval_s = time.perf_counter() - t0 - (cand.load_seconds - loaded_before)
-    value = fitness.combine(scores)
-    if job.finite:
-        value = check_finite(value, cand, job.split)
-    result = Result(job.key, scores, value, f"{socket.gethostname()}:{os.getpid()}", eval_s,
-                    cand.load_seconds, cand.merge_seconds, merged)
-    cand.release()
-    return result
+    try:
+        t0, loaded_before = time.perf_counter(), cand.load_seconds
+        with torch.no_grad(), using("matmul", job.threads):
+            scores = fitness.scores(cand, job.split)
+        # the module is built on first use, inside the scoring: that time is loading
+        eval_s = time.perf_counter() - t0 - (cand.load_seconds - loaded_before)
+        value = fitness.combine(scores)
+        if job.finite:
+            value = check_finite(value, cand, job.split)
+        return Result(job.key, scores, value, f"{socket.gethostname()}:{os.getpid()}", eval_s,
+                      cand.load_seconds, cand.merge_seconds, merged)
+    finally:  # also when scoring fails: a kept traceback must not pin the candidate's tensors
+        cand.release()
+        trim_heap()  # its freed tensors go back to the system before the next job's peak
 
 
 def _candidate(job: Job):

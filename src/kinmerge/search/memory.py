@@ -14,12 +14,11 @@ memory; on a Ray cluster given by address the plan is per worker and logged, sin
 nodes' memory is not visible from here. What the fitness allocates while scoring
 (activations, its own data) is the fitness's and is not counted.
 
-The plan counts what a worker holds; what its process keeps of memory already freed is kept
-out by `steady_heap` (every job calls it): glibc's malloc otherwise raises its mmap threshold
-after the first large free, keeps every later tensor (a candidate's outputs, the merge's
-scratch) in its heap and hands little of it back, and the worker's peak RSS grows past the
-plan by about one model more (bench_candidates, a cached 0.1B worker: 1.44 GB peak RSS
-without it, 1.15 GB with it; the price is page faults, a cached 0.27B merge ~1.6x slower).
+The plan counts what a worker holds. What the process keeps of memory already freed is the
+allocator's: every job releases its candidate and trims malloc's heap (`trim_heap`), but
+while a candidate runs glibc keeps its freed tensors and scratch in the heap (bench_candidates,
+a cached 0.1B DARE-TIES worker: plan 1.33 GB, peak RSS 1.32 GB; with
+MALLOC_MMAP_THRESHOLD_=131072 in the environment 1.14 GB, at about twice the merge time).
 
 >>> plan = memory_plan(cfg, workers=2); plan.check(); print(plan)      # doctest: +SKIP
 """
@@ -28,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -40,9 +38,6 @@ from kinmerge.errors import KinmergeError
 WORKER_RUNTIME = 512 * 2**20
 GB = 1e9
 log = logging.getLogger(__name__)
-M_MMAP_THRESHOLD = -3  # glibc mallopt's parameter
-HEAP_MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept from moving
-_heap_steady = False
 
 
 @dataclass(frozen=True)
@@ -184,24 +179,17 @@ def _available(device: str) -> int | None:
     return None
 
 
-def steady_heap() -> bool:
-    """Keep this process's malloc from holding on to freed tensors (once per process; a
-    search worker's jobs call it). glibc's mmap threshold starts at 128 KiB and rises to the
-    size of each large block freed, up to 32 MiB: after a candidate's first tensors are freed,
-    the next candidates' tensors and scratch come from the heap, where freed memory mostly
-    stays with the process. Fixing the threshold at its starting value gives each tensor
-    above it its own mapping, returned to the system when the tensor is freed (the tensors'
-    values are the same; a fresh mapping costs page faults where a reused heap block does
-    not). True when set; False where there is no glibc mallopt (macOS, musl) or the
-    environment sets MALLOC_MMAP_THRESHOLD_ itself."""
-    global _heap_steady
-    if _heap_steady:
-        return True
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the user's own setting stands
-        return False
+def trim_heap() -> bool:
+    """Hand the memory this process's malloc keeps of freed blocks back to the system (glibc's
+    malloc_trim(0)); a search worker calls it after each job, once the candidate is released.
+    glibc raises its mmap threshold after the first large free (up to 32 MiB), so a
+    candidate's tensors and the merge's scratch come from the heap, where freed memory
+    otherwise stays with the process: trimming between jobs keeps one candidate's leftovers
+    out of the next one's peak. True when trimmed; False where there is no glibc (macOS,
+    musl)."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return False
-    _heap_steady = bool(mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD))
-    return _heap_steady
+    trim(0)
+    return True
