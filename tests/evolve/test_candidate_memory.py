@@ -22,7 +22,7 @@ from kinmerge.search import jobs
 from kinmerge.search.jobs import InMemory, Job, run_job
 from kinmerge.search import memory
 from kinmerge.search.memory import _plan
-from kinmerge.zoo.synthetic import synthetic_llama
+from kinmerge.zoo.synthetic import synthetic_family
 
 SHAPE = dict(layers=4, hidden=128, intermediate=256, vocab=128, heads=4,
              dtype=torch.bfloat16)
@@ -31,11 +31,8 @@ IDS = torch.arange(16).unsqueeze(0)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cand_memory")
-    base = synthetic_llama(root / "base", seed=0, **SHAPE)
-    fts = [synthetic_llama(root / f"ft{i}", base=base, seed=i, delta=0.05, **SHAPE)
-           for i in (1, 2)]
-    return [str(base), *map(str, fts)]
+    base, fts = synthetic_family(tmp_path_factory.mktemp("cand_memory"), **SHAPE)
+    return [base, *fts]
 
 
 def recipe(models: list[str], seed: int) -> dict:

@@ -19,7 +19,7 @@ from kinmerge.io.reader import ModelReader
 from kinmerge.methods import REGISTRY
 from kinmerge.methods.registry import MAX_ITERATIONS
 from kinmerge.tokenizer.spec import MAX_PAD_TO_MULTIPLE_OF
-from kinmerge.zoo.synthetic import synthetic_llama
+from kinmerge.zoo.synthetic import synthetic_family, synthetic_llama
 
 from fuzz_kit import fuzz, time_limit
 from inputs_kit import TINY, assert_clean_failure, cli, recipe, tiny  # noqa: F401
@@ -191,11 +191,7 @@ def test_nan_input_dropped_by_ties_is_named(tiny, caplog):
 
 @pytest.fixture(scope="module")
 def fam(tmp_path_factory):
-    root = tmp_path_factory.mktemp("methodfuzz")
-    base = synthetic_llama(root / "base", seed=0, **TINY)
-    fts = [synthetic_llama(root / f"ft{i}", base=base, seed=i, delta=0.05, **TINY)
-           for i in (1, 2)]
-    return str(base), [str(f) for f in fts]
+    return synthetic_family(tmp_path_factory.mktemp("methodfuzz"), **TINY)
 
 
 number = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-2, 2),

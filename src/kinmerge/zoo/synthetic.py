@@ -78,3 +78,17 @@ def synthetic_llama(out: str | Path, *, layers: int = 2, hidden: int = 16,
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
+
+
+def synthetic_family(root: str | Path, *, fine_tunes: int = 2, delta: float = 0.05,
+                     **shape) -> tuple[str, list[str]]:
+    """A base (`root/base`, seed 0) and `fine_tunes` fine-tunes of it (`root/ft1`, ...: base +
+    `delta` * noise, seeds 1, 2, ...), every one `synthetic_llama(**shape)`; their paths.
+
+    >>> base, fts = synthetic_family("/tmp/fam", layers=3, hidden=16)    # doctest: +SKIP
+    """
+    root = Path(root)
+    base = synthetic_llama(root / "base", seed=0, **shape)
+    fts = [synthetic_llama(root / f"ft{i}", base=base, seed=i, delta=delta, **shape)
+           for i in range(1, fine_tunes + 1)]
+    return str(base), [str(f) for f in fts]
