@@ -227,3 +227,53 @@ def test_breed_science_ties_prose_quotes_its_json():
     assert h1["wilcoxon"]["p"] > 0.05 and h2["wilcoxon"]["p"] > 0.05  # "neither holds"
     t = h("predicted_vs_greedy_full")["t"]
     assert t["lo"] < 0 < t["hi"]  # "an interval that crosses 0"
+
+
+def test_breed_science_mix_prose_quotes_its_json():
+    """The mix paragraphs quote docs/breed-science-mix.json (`breed_science_combine.py
+    --block breed-science-mix --write-docs`), and the claims' directions hold in it."""
+    d = json.loads((ROOT / "docs" / "breed-science-mix.json").read_text())
+    text = " ".join((ROOT / "docs" / "results.md").read_text().split())
+    passing = [z["seed"] for z in d["zoos"] if z["ok"]]
+    runs = [r for r in d["runs"] if r["seed"] in passing]
+
+    def h(pair: str) -> dict:
+        return d["compare"][pair]["heldout"]
+
+    def wtl(c: dict) -> tuple[int, int, int]:
+        return c["sign"]["wins"], c["sign"]["ties"], c["sign"]["losses"]
+
+    def mean(strategy: str) -> float:
+        v = [r["evaluations"] for r in runs if r["strategy"] == strategy]
+        return sum(v) / len(v)
+
+    def r(v: float) -> str:
+        return f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"
+
+    h1, h2, pg = (h("explore_vs_random_partner"), h("predicted_vs_random_pairs"),
+                  h("predicted_vs_greedy"))
+    hc = d["honest_correlation"]["pcc"]["gain"]
+    quotes = [
+        f"on all {len(passing)} passing seeds (0 wins, {len(passing)} ties, 0 losses)",
+        "{} wins, {} ties and {} losses".format(*wtl(h2))
+        + f" (mean {h2['t']['mean']:+.3f}, Wilcoxon p {h2['wilcoxon']['p']:.3f})",
+        f"tied on {wtl(pg)[1]} seeds and lost on {wtl(pg)[2]}",
+        f"({mean('explore'):.1f} evaluations on average against {mean('greedy'):.1f})",
+        f"r = {r(hc['all']['r'])}, against "
+        f"{r(d['honest_correlation']['related_indicator']['gain']['r'])}",
+        f"r = {r(hc['related']['r'])} within pairs that share a main skill and "
+        f"{r(hc['unrelated']['r'])} within pairs that do not",
+    ]
+    for q in quotes:
+        assert q in text, q
+    assert wtl(h1) == (0, len(passing), 0) and wtl(h("explore_vs_greedy")) == wtl(h1)
+    assert h2["wilcoxon"]["p"] > 0.05 and pg["sign"]["wins"] == 0
+    guided = ("greedy", "explore", "random_partner", "greedy_full", "predicted")
+    assert all(r["best_model"].startswith("g1-") for r in runs if r["strategy"] in guided)
+    second = sorted(r["seed"] for r in runs
+                    if r["strategy"] == "random_pairs" and not r["best_model"].startswith("g1-"))
+    assert f"on {len(second)} seeds, {' and '.join(map(str, second))})" in text
+    assert f"the {len(passing)} of {len(d['zoos'])} report seeds whose zoos passed" in \
+        " ".join((ROOT / "docs" / "guides" / "breed.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(`mix`, {len(passing)} seeds) neither held and no strategy beat greedy" in readme
