@@ -17,8 +17,8 @@ nodes' memory is not visible from here. What the fitness allocates while scoring
 The plan counts what a worker holds. What the process keeps of memory already freed is the
 allocator's: every job releases its candidate and trims malloc's heap (`trim_heap`), but
 while a candidate runs glibc keeps its freed tensors and scratch in the heap (bench_candidates,
-a cached 0.1B DARE-TIES worker: plan 1.33 GB, peak RSS 1.32 GB; with
-MALLOC_MMAP_THRESHOLD_=131072 in the environment 1.14 GB, at about twice the merge time).
+a cached 0.1B DARE-TIES worker: plan 1322 MiB, peak RSS 1320 MiB; with
+MALLOC_MMAP_THRESHOLD_=131072 in the environment 1144 MiB, at about twice the merge time).
 
 >>> plan = memory_plan(cfg, workers=2); plan.check(); print(plan)      # doctest: +SKIP
 """
