@@ -186,10 +186,10 @@ def trim_heap() -> bool:
     candidate's tensors and the merge's scratch come from the heap, where freed memory
     otherwise stays with the process: trimming between jobs keeps one candidate's leftovers
     out of the next one's peak. True when trimmed; False where there is no glibc (macOS,
-    musl)."""
+    musl, Windows)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no glibc; TypeError: Windows' CDLL(None)
         return False
     trim(0)
     return True
