@@ -178,12 +178,16 @@ def stage_text(stages: list[Stage], target: Stage) -> str:
     writes the same text again."""
     from kinmerge.core.recipe import load_recipe
 
-    order = run_order(stages, target.name) if target.needs else [target]
     docs = []
-    for s in order:
+    for s in _making(stages, target):
         head = _name_line(s.name) if s.name is not None and target.needs else ""
         docs.append(head + load_recipe(s.recipe).to_yaml())
     return "---\n".join(docs)
+
+
+def _making(stages: list[Stage], target: Stage) -> list[Stage]:
+    """The stages that make `target`, in run order: it alone when it uses no other stage."""
+    return run_order(stages, target.name) if target.needs else [target]
 
 
 def _name_line(name: str) -> str:
@@ -199,7 +203,7 @@ def leaf_inputs(stages: list[Stage], target: Stage) -> list[str]:
 
     names = {s.name for s in stages if s.name}
     refs: list[str] = []
-    for s in run_order(stages, target.name) if target.needs else [target]:
+    for s in _making(stages, target):
         refs += [r for r in load_recipe(s.recipe).model_refs() if split_lora(r)[0] not in names]
     return list(dict.fromkeys(refs))
 

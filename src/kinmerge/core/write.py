@@ -91,14 +91,9 @@ def open_models(recipe: Recipe, planned: dict | None = None,
         for ref in recipe.model_refs():
             # `base+lora`: the adapter applied on the fly by the reader; a planned stage
             # stands in for itself with or without an adapter (names and shapes are its own)
-            name, lora = split_lora(ref)
-            stand_in = (planned or {}).get(name)
-            if stand_in is not None:
-                readers[ref] = stand_in
-            elif name in (folders or {}):
-                readers[ref] = open_reader(str(folders[name]) + (f"+{lora}" if lora else ""))
-            else:
-                readers[ref] = open_reader(ref)
+            stand_in = (planned or {}).get(split_lora(ref)[0])
+            readers[ref] = (stand_in if stand_in is not None
+                            else open_reader(_in_folder(ref, folders or {})))
         yield readers
     finally:
         for r in readers.values():
