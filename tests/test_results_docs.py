@@ -138,6 +138,16 @@ def test_readme_and_results_page_tables_are_the_generators_output():
         assert got and got.group(1).splitlines() == example_lines(data, n), f
 
 
+def wtl(c: dict) -> tuple[int, int, int]:
+    """A paired comparison's wins, ties and losses."""
+    return c["sign"]["wins"], c["sign"]["ties"], c["sign"]["losses"]
+
+
+def minus(v: float) -> str:
+    """A correlation as the prose writes it (two decimals, a true minus sign)."""
+    return f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"
+
+
 def test_breed_science_prose_quotes_its_json():
     """The sentences under the generated breed-science block quote docs/breed-science.json
     (what `benchmarks/breed_science_combine.py --write-docs` writes); a rerun that moves a
@@ -153,12 +163,6 @@ def test_breed_science_prose_quotes_its_json():
 
     def h(pair: str, table: str = "compare") -> dict:
         return d[table][pair]["heldout"]
-
-    def wtl(c: dict) -> tuple[int, int, int]:
-        return c["sign"]["wins"], c["sign"]["ties"], c["sign"]["losses"]
-
-    def minus(v: float) -> str:
-        return f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"
 
     h1, h2 = h("explore_vs_random_partner"), h("predicted_vs_random_pairs")
     full = h("greedy_full_vs_greedy")
@@ -240,15 +244,9 @@ def test_breed_science_mix_prose_quotes_its_json():
     def h(pair: str) -> dict:
         return d["compare"][pair]["heldout"]
 
-    def wtl(c: dict) -> tuple[int, int, int]:
-        return c["sign"]["wins"], c["sign"]["ties"], c["sign"]["losses"]
-
     def mean(strategy: str) -> float:
         v = [r["evaluations"] for r in runs if r["strategy"] == strategy]
         return sum(v) / len(v)
-
-    def r(v: float) -> str:
-        return f"−{abs(v):.2f}" if v < 0 else f"{v:.2f}"
 
     h1, h2, pg = (h("explore_vs_random_partner"), h("predicted_vs_random_pairs"),
                   h("predicted_vs_greedy"))
@@ -259,10 +257,10 @@ def test_breed_science_mix_prose_quotes_its_json():
         + f" (mean {h2['t']['mean']:+.3f}, Wilcoxon p {h2['wilcoxon']['p']:.3f})",
         f"tied on {wtl(pg)[1]} seeds and lost on {wtl(pg)[2]}",
         f"({mean('explore'):.1f} evaluations on average against {mean('greedy'):.1f})",
-        f"r = {r(hc['all']['r'])}, against "
-        f"{r(d['honest_correlation']['related_indicator']['gain']['r'])}",
-        f"r = {r(hc['related']['r'])} within pairs that share a main skill and "
-        f"{r(hc['unrelated']['r'])} within pairs that do not",
+        f"r = {minus(hc['all']['r'])}, against "
+        f"{minus(d['honest_correlation']['related_indicator']['gain']['r'])}",
+        f"r = {minus(hc['related']['r'])} within pairs that share a main skill and "
+        f"{minus(hc['unrelated']['r'])} within pairs that do not",
     ]
     for q in quotes:
         assert q in text, q
