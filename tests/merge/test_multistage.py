@@ -141,3 +141,27 @@ def test_a_stage_with_a_lora_adapter(family, tmp_path):
     n = "model.layers.1.mlp.down_proj.weight"
     got = load_file(out / "model.safetensors")[n]
     assert torch.equal(got, soup.tensors[n] + (b @ a) * 2.0)
+
+
+@pytest.mark.parametrize("runner", ["merge", "run_all"])
+def test_a_stage_the_plan_refuses_fails_before_any_stage_merges(family, tmp_path, monkeypatch,
+                                                                  runner):
+    """A final stage that only planning can refuse (a layer range the stages do not have)
+    stops the run before the earlier stages spend their time merging: nothing is written."""
+    from kinmerge.core import multistage
+    docs = stages(family)
+    docs[2] = {"merge_method": "passthrough",
+               "slices": [{"sources": [{"model": "soup", "layer_range": [0, 40]}]}]}
+    f = write(tmp_path, docs)
+    ran = []
+    real = multistage._run_stage
+    monkeypatch.setattr(multistage, "_run_stage", lambda s, *a, **k: ran.append(s.name)
+                        or real(s, *a, **k))
+    with pytest.raises(kinmerge.KinmergeError) as e:
+        if runner == "merge":
+            kinmerge.merge_stages(f, tmp_path / "out")
+        else:
+            multistage.run_all(f, tmp_path / "stages", out=tmp_path / "out")
+    assert "layer_range [0, 40] is outside model soup, which has 3 layers" in str(e.value)
+    assert ran == []  # no stage merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.yml"]  # nothing written

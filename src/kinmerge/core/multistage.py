@@ -17,7 +17,9 @@ Where stages are written (the output rule, checked before anything runs):
   stage's folder); an existing stage folder there is reused when it holds this very recipe's
   merge, and replaced only with `overwrite` (and only if it is a model folder);
 - OUT is checked against the inputs of every stage, not only the final one's;
-- OUT's lock is held for the whole run.
+- OUT's lock is held for the whole run;
+- every stage that will run is planned first (each against the planned outputs of the
+  stages it uses), so a stage the plan refuses fails the run before any stage merges.
 
 `kinmerge.merge(path, out)` dispatches here for such a file; `run_all` is mergekit-multi's
 run (every stage into --intermediate-dir/NAME, the unnamed one into --out-path).
@@ -31,8 +33,9 @@ import os
 from pathlib import Path
 
 from kinmerge.core.stages import (NAME, PlannedModel, RecipeSource, Stage,  # noqa: F401
-                                  is_multistage, leaf_inputs, load_stages, plan_stages,
-                                  read_stages, run_order, stage_inputs, stage_text)
+                                  every_stage, is_multistage, leaf_inputs, load_stages,
+                                  plan_stages, read_stages, run_order, stage_inputs,
+                                  stage_text)
 from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
 from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
@@ -51,6 +54,14 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
     this stage's exact recipe is reused), else to OUT's temporary area, removed when the run
     ends. Other keywords are `merge`'s (seed, device, dtype, out_shard_size, progress, ...).
     """
+    return _run_target(source, out, stage=stage, intermediate_dir=intermediate_dir,
+                       overwrite=overwrite, lazy=lazy, planned=False, **merge_options)
+
+
+def _run_target(source: RecipeSource, out: str | os.PathLike, *, stage: str | None,
+                intermediate_dir, overwrite: bool, lazy: bool, planned: bool,
+                **merge_options) -> Path:
+    """merge_stages; `planned`: every stage was planned already (run_all plans them all)."""
     from kinmerge.io.rundir import run_lock
 
     out = Path(out)
@@ -61,6 +72,8 @@ def merge_stages(source: RecipeSource, out: str | os.PathLike, *, stage: str | N
     inter = _check_intermediate(intermediate_dir, out, roots, order)
     with run_lock(out, "merge"):
         check_replaceable(out, overwrite)
+        if not planned:
+            _plan_first(source, stage=stage, merge_options=merge_options)
         with scratch_dir(out) as scratch:
             outputs: dict[str, str] = {}
             for s in order[:-1]:
@@ -93,7 +106,7 @@ def run_all(source: RecipeSource, intermediate_dir: str | os.PathLike, *,
                             fix="leave out --out-path, or remove the `name:` of the document "
                                 "to write there")
     roots = stage_inputs(stages)
-    named = [s for s in _every(stages) if s.name is not None]
+    named = [s for s in every_stage(stages) if s.name is not None]
     if out is not None:
         check_out(Path(out), roots)
         if os.path.lexists(out) and not overwrite:
@@ -102,25 +115,26 @@ def run_all(source: RecipeSource, intermediate_dir: str | os.PathLike, *,
                                     cli_fix="choose another path, or pass --overwrite")
     inter = _check_intermediate(intermediate_dir, Path(out) if out else None, roots,
                                 named + unnamed)
+    _plan_first(source, every=True, merge_options=merge_options)
     done: dict[str | None, Path] = {}
     for s in named:
         done[s.name] = _run_stage(s, stages, inter / s.name,
                                   {k: str(v) for k, v in done.items()}, reuse=lazy,
                                   temporary=False, overwrite=overwrite, **merge_options)
     if unnamed:  # its stages were just written (or reused): merge_stages reuses them all
-        done[None] = merge_stages(source, out, intermediate_dir=inter, overwrite=overwrite,
-                                  lazy=True, **merge_options)
+        done[None] = _run_target(source, out, stage=None, intermediate_dir=inter,
+                                 overwrite=overwrite, lazy=True, planned=True, **merge_options)
     return done
 
 
-def _every(stages: list[Stage]) -> list[Stage]:
-    """Every stage, each after the stages it uses."""
-    order: list[Stage] = []
-    for s in stages:
-        for t in run_order(stages, s.name):
-            if t not in order:
-                order.append(t)
-    return order
+def _plan_first(source: RecipeSource, *, stage: str | None = None, every: bool = False,
+                merge_options: dict) -> None:
+    """Plan every stage that will run before any runs (each against the planned outputs of
+    the stages it uses): a stage the plan refuses fails the run before an earlier stage has
+    spent its time merging."""
+    plan_stages(source, stage=stage, every=every, dtype=merge_options.get("dtype"),
+                work_dtype=merge_options.get("work_dtype"), topk=merge_options.get("ties_topk"),
+                truncate_embeddings=merge_options.get("truncate_embeddings", False))
 
 
 def _check_intermediate(intermediate_dir, out: Path | None, roots: list,

@@ -233,10 +233,21 @@ def stage_inputs(stages: list[Stage]) -> list:
     return input_roots(dict.fromkeys(refs))
 
 
-def plan_stages(source: RecipeSource, *, stage: str | None = None,
-                dtype: str | None = None) -> list:
-    """(stage, Plan) for each stage the target needs, without computing anything: a later
-    stage is planned against the planned outputs of the stages it uses. A planned output
+def every_stage(stages: list[Stage]) -> list[Stage]:
+    """Every stage, each after the stages it uses (what mergekit-multi runs)."""
+    order: list[Stage] = []
+    for s in stages:
+        for t in run_order(stages, s.name):
+            if t not in order:
+                order.append(t)
+    return order
+
+
+def plan_stages(source: RecipeSource, *, stage: str | None = None, every: bool = False,
+                dtype: str | None = None, **plan_options) -> list:
+    """(stage, Plan) for each stage the target needs (with `every`: every stage), without
+    computing anything: a later stage is planned against the planned outputs of the stages
+    it uses; `plan_options` are `plan`'s (work_dtype, topk, truncate_embeddings). A planned output
     holds what the stage will write beside its tensors (config.json, its tokenizer with the
     tokens its vocabulary adds, its chat template), written by the merge's own code into a
     temporary folder that is gone when this returns: a later stage reads its tokenizer from
@@ -247,14 +258,14 @@ def plan_stages(source: RecipeSource, *, stage: str | None = None,
     from kinmerge.core.write import _planned, write_side_files  # planning: no torch
 
     stages, _ = read_stages(source)
-    order = run_order(stages, stage)
+    order = every_stage(stages) if every else run_order(stages, stage)
     planned: dict[str, PlannedModel] = {}
     out = []
     with tempfile.TemporaryDirectory(prefix="kinmerge-plan-") as tmp:
         for s in order:
             with _planned(load_recipe(s.recipe), planned={n: planned[n] for n in s.needs},
-                          dtype=dtype) as (_, readers, p):
-                if s is not order[-1]:  # a later stage reads it
+                          dtype=dtype, **plan_options) as (_, readers, p):
+                if s.name is not None and s is not order[-1]:  # a later stage may read it
                     folder = Path(tmp) / s.name
                     folder.mkdir()
                     write_side_files(folder, p, readers)
