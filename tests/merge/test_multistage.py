@@ -163,5 +163,6 @@ def test_a_stage_the_plan_refuses_fails_before_any_stage_merges(family, tmp_path
         else:
             multistage.run_all(f, tmp_path / "stages", out=tmp_path / "out")
     assert "layer_range [0, 40] is outside model soup, which has 3 layers" in str(e.value)
+    assert "where: stage final (document 3): recipe passthrough over soup" in str(e.value)
     assert ran == []  # no stage merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.yml"]  # nothing written

@@ -33,7 +33,8 @@ import os
 from pathlib import Path
 
 from kinmerge.core.stages import (NAME, PlannedModel, RecipeSource, Stage,  # noqa: F401
-                                  every_stage, is_multistage, leaf_inputs, load_stages,
+                                  every_stage, in_stage, is_multistage, leaf_inputs,
+                                  load_stages,
                                   plan_stages, read_stages, run_order, stage_inputs,
                                   stage_text)
 from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
@@ -83,8 +84,9 @@ def _run_target(source: RecipeSource, out: str | os.PathLike, *, stage: str | No
                                                  overwrite=overwrite, **merge_options))
             final = order[-1]
             log.info("stage %d/%d: %s -> %s", len(order), len(order), final.name or "final", out)
-            _final_merge(final.recipe, out, overwrite=overwrite,
-                         staged=_staged(final, stages, outputs, str(out)), **merge_options)
+            with in_stage(final):
+                _final_merge(final.recipe, out, overwrite=overwrite,
+                             staged=_staged(final, stages, outputs, str(out)), **merge_options)
     return out
 
 
@@ -200,7 +202,8 @@ def _run_stage(s: Stage, stages: list[Stage], dest: Path, outputs: dict[str, str
 
     # a later stage reads this one's tokenizer: written whatever copy_tokenizer says of OUT
     options = {**merge_options, "copy_tokenizer": True}
-    return merge_one(s.recipe, dest, overwrite=overwrite, staged=staged, **options)
+    with in_stage(s):
+        return merge_one(s.recipe, dest, overwrite=overwrite, staged=staged, **options)
 
 
 def _holds(dest: Path, recipe_yaml: str) -> bool:

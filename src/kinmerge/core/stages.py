@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinmerge.errors import RecipeError
+from kinmerge.errors import KinmergeError, RecipeError
 from kinmerge.io import yamlload
 from kinmerge.io.configfile import read_text
 from kinmerge.io.refs import split_lora
@@ -233,6 +235,21 @@ def stage_inputs(stages: list[Stage]) -> list:
     return input_roots(dict.fromkeys(refs))
 
 
+@contextmanager
+def in_stage(s: Stage) -> Iterator[None]:
+    """A KinmergeError raised while `s` is planned or merged names the stage (and its
+    document) in its `where`, so the user knows which document to fix."""
+    try:
+        yield
+    except KinmergeError as e:
+        label = f"stage {s.name or 'final'} (document {s.index + 1})"
+        e.where = f"{label}: {e.where}" if e.where else label
+        if e.cli_where:
+            e.cli_where = f"{label}: {e.cli_where}"
+        e.args = (e.message,)
+        raise
+
+
 def every_stage(stages: list[Stage]) -> list[Stage]:
     """Every stage, each after the stages it uses (what mergekit-multi runs)."""
     order: list[Stage] = []
@@ -263,8 +280,9 @@ def plan_stages(source: RecipeSource, *, stage: str | None = None, every: bool =
     out = []
     with tempfile.TemporaryDirectory(prefix="kinmerge-plan-") as tmp:
         for s in order:
-            with _planned(load_recipe(s.recipe), planned={n: planned[n] for n in s.needs},
-                          dtype=dtype, **plan_options) as (_, readers, p):
+            with in_stage(s), _planned(load_recipe(s.recipe),
+                                       planned={n: planned[n] for n in s.needs},
+                                       dtype=dtype, **plan_options) as (_, readers, p):
                 if s.name is not None and s is not order[-1]:  # a later stage may read it
                     folder = Path(tmp) / s.name
                     folder.mkdir()
