@@ -197,6 +197,36 @@ def test_lineage_tokenizer_dir_and_push_refuse_links_leaving_the_folder(tiny):
         lin.read(base)
 
 
+def test_chat_template_auto_reads_input_templates_bounded(tiny, monkeypatch):
+    """`chat_template: auto` reads each input's template: a template that is not UTF-8, or
+    larger than a template can be, is one clean error naming the file, nothing written."""
+    from kinmerge.tokenizer import chat
+    root, base = tiny["root"], tiny["base"]
+    f = base / "chat_template.jinja"
+    f.write_bytes(b"\xff\xfe{{ x }}")
+    r = cli("merge", recipe(root, base, tiny["ft"], chat_template="auto"), root / "out")
+    assert_clean_failure(r, "error: chat_template.jinja is not UTF-8 text (byte 0)",
+                         f"where: {f}", "fix: save the template as UTF-8, or remove the file")
+    assert not (root / "out").exists()
+    monkeypatch.setattr(chat, "MAX_TEMPLATE", 4)
+    f.write_text("{{ messages }} and more")  # 23 bytes, over 4 * 4
+    with pytest.raises(ModelLoadError, match="chat_template.jinja holds more than 16 bytes"):
+        chat.model_template(base)
+    f.unlink()
+    (base / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ m }}"}))
+    assert chat.model_template(base) == "{{ m }}"
+
+
+def test_lineage_json_is_read_bounded(tiny, monkeypatch):
+    from kinmerge.lineage import record
+    out = kinmerge.merge(recipe(tiny["root"], tiny["base"], tiny["ft"]), tiny["root"] / "out")
+    size = (out / "lineage.json").stat().st_size
+    assert lin.read(out).model.parents
+    monkeypatch.setattr(record, "MAX_BYTES", size - 1)
+    with pytest.raises(ModelLoadError, match=f"lineage.json holds more than {size - 1:,} bytes"):
+        lin.read(out)
+
+
 # --- 10.3: bad model inputs are one clean error -----------------------------------------------
 
 @pytest.mark.parametrize("content,why", [

@@ -100,6 +100,29 @@ def regular_file(path: str | os.PathLike, *, what: str = "file") -> os.stat_resu
     return st
 
 
+def read_bounded(model_dir: str | os.PathLike, name: str, *, max_bytes: int,
+                 what: str | None = None) -> bytes | None:
+    """The bytes of the model's file `name`, or None when there is none: refused with one
+    ModelLoadError if it leaves the folder, is not a regular file (a FIFO would block), or
+    holds more than `max_bytes` (read no further than that, whatever stat said)."""
+    what = what or name
+    f = Path(model_dir) / name
+    if not present(f):
+        return None
+    inside(model_dir, name, what=what)
+    regular_file(f, what=what)
+    try:
+        with f.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as e:
+        raise unreadable(f, e, what=what) from e
+    if len(data) > max_bytes:
+        raise ModelLoadError(f"{_label(what, name)} holds more than {max_bytes:,} bytes, more "
+                             f"than such a file holds", where=str(f),
+                             fix="check the file: repair or re-download the model")
+    return data
+
+
 def unreadable(path: Path, e: OSError, *, what: str = "file") -> ModelLoadError:
     """A ModelLoadError saying why the OS refused `path`, with the fix for that reason."""
     fixes = {errno.EACCES: "make it readable (`chmod u+r`) or run as its owner",

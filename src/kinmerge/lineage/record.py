@@ -22,6 +22,8 @@ from kinmerge.io.safe_path import inside, present, regular_file, unreadable
 
 log = logging.getLogger(__name__)
 FILE = "lineage.json"
+# a record with its ancestors' is a few kB a model; 64 MiB is a tree of thousands of merges
+MAX_BYTES = 64 * 2**20
 
 
 class LineageRecord(BaseModel):
@@ -90,12 +92,20 @@ def read(model_dir: str | os.PathLike) -> Lineage | None:
 
 
 def read_file(f: Path, model: type[BaseModel] | None = None):
-    """`f` parsed as a Lineage (or `model`); one ModelLoadError whatever is wrong with it."""
+    """`f` parsed as a Lineage (or `model`), at most MAX_BYTES; one ModelLoadError whatever
+    is wrong with it."""
     regular_file(f, what=f.name)
     try:
-        return (model or Lineage).model_validate_json(f.read_bytes())
+        with f.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as e:
         raise unreadable(f, e, what=f.name) from e
+    if len(data) > MAX_BYTES:
+        raise ModelLoadError(f"{f.name} holds more than {MAX_BYTES:,} bytes, more than a "
+                             "lineage record holds", where=str(f),
+                             fix="repair it, or delete it to treat the model as a root")
+    try:
+        return (model or Lineage).model_validate_json(data)
     except ValueError as e:  # pydantic's ValidationError: bad JSON or not a lineage record
         raise ModelLoadError(f"{f.name} is not a kinmerge lineage record "
                              f"({str(e).splitlines()[0][:200]})", where=str(f),

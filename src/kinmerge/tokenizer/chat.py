@@ -116,14 +116,24 @@ def is_jinja(value: str) -> bool:
 def model_template(model_dir: str | Path) -> str | None:
     """The chat template a model's tokenizer carries (chat_template.jinja, else the
     tokenizer_config.json key), stripped; None where it has none."""
+    from kinmerge.errors import ModelLoadError
+    from kinmerge.io.model_json import MAX_JSON
+    from kinmerge.io.safe_path import read_bounded
+
     model_dir = Path(model_dir)
-    jinja = model_dir / "chat_template.jinja"
-    if jinja.is_file():
-        text = jinja.read_text(encoding="utf-8")
-    else:
+    raw = read_bounded(model_dir, "chat_template.jinja", max_bytes=4 * MAX_TEMPLATE)
+    if raw is not None:
         try:
-            cfg = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ModelLoadError(f"chat_template.jinja is not UTF-8 text (byte {e.start})",
+                                 where=str(model_dir / "chat_template.jinja"),
+                                 fix="save the template as UTF-8, or remove the file") from None
+    else:
+        raw = read_bounded(model_dir, "tokenizer_config.json", max_bytes=MAX_JSON)
+        try:  # a config that is not JSON carries no template (as before it was bounded)
+            cfg = json.loads(raw.decode("utf-8")) if raw is not None else None
+        except (ValueError, RecursionError):
             return None
         text = cfg.get("chat_template") if isinstance(cfg, dict) else None
         if isinstance(text, dict):  # the named-templates form: its default
