@@ -1,6 +1,7 @@
 """Lineage records written by merge(), followed across generations and runs."""
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 import kinmerge
@@ -86,3 +87,65 @@ def test_the_model_card_reads_any_recipe_shaped_object():
     assert model_card(plain, "m") == card
     assert "**ties** method" in card and "Base model: `org/base`" in card
     assert "- `org/a`" in card and "- `org/base`" not in card
+
+
+def test_show_prints_a_shared_ancestor_once_and_refuses_a_cycle(tmp_path):
+    """A deep family (each generation the child of the two before) prints one line a model,
+    not one a path; a lineage.json whose parents form a cycle is refused when read."""
+    import json
+
+    from rich.console import Console
+
+    from kinmerge.errors import ModelLoadError
+    from kinmerge.lineage import record
+    from kinmerge.lineage.show import tree
+
+    recs = [record.LineageRecord(id="root-a", name="a"), record.LineageRecord(id="root-b", name="b")]
+    for i in range(30):
+        recs.append(record.LineageRecord(id=f"m-{i}", name=f"g{i}",
+                                         parents=[recs[-1].id, recs[-2].id], generation=i + 1))
+    lin = record.Lineage(model=recs[-1], ancestors={r.id: r for r in recs[:-1]})
+    console = Console(width=200, record=True)
+    console.print(tree(lin, recipes=False))
+    lines = console.export_text().splitlines()
+    assert len(lines) == 1 + 2 * 30  # the model, then one line per parent link (2**30 paths)
+    assert sum("(shown above)" in line for line in lines) == 60 - 31  # 31 ancestors in full
+    data = json.loads(lin.model_dump_json())
+    data["ancestors"]["root-a"]["parents"] = ["m-29"]
+    (tmp_path / "lineage.json").write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match=r"its parents form a cycle: root-a -> m-29 -> "
+                                             r"m-28 -> \.\.\. \(26 more\) -> m-1 -> m-0 -> "
+                                             r"root-a\)"):
+        record.read(tmp_path)
+
+
+def test_undefined_kinship_is_recorded_as_none_and_other_non_finite_numbers_are_refused(tmp_path):
+    """A NaN kinship (a parent equal to the base has a zero task vector) is undefined: the
+    record keeps None, writes null, reads back and prints; a NaN score or an infinite gain is
+    refused when read."""
+    import json
+    import math
+
+    from rich.console import Console
+
+    from kinmerge.errors import ModelLoadError
+    from kinmerge.lineage import record
+    from kinmerge.lineage.show import tree
+
+    rec = record.LineageRecord(id="m-a", name="a", parents=["root-b"],
+                               parent_kinship={"pcc": math.nan}, merge_gain=math.nan)
+    assert rec.parent_kinship == {"pcc": None} and rec.merge_gain is None
+    lin_ = record.Lineage(model=rec, ancestors={"root-b": record.LineageRecord(id="root-b",
+                                                                             name="b")})
+    record.write(tmp_path, lin_)
+    assert record.read(tmp_path).model.parent_kinship == {"pcc": None}
+    console = Console(width=200, record=True)
+    console.print(tree(record.read(tmp_path)))
+    assert "parent kinship pcc=undefined" in console.export_text()
+    for field, value in [("scores", {"search": "NaN"}), ("merge_gain", "Infinity")]:
+        data = json.loads(lin_.model_dump_json())
+        data["model"][field] = value
+        (tmp_path / "lineage.json").write_text(json.dumps(data).replace('"NaN"', "NaN")
+                                               .replace('"Infinity"', "Infinity"))
+        with pytest.raises(ModelLoadError, match=f"model.{field}.*finite number"):
+            record.read(tmp_path)

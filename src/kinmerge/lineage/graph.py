@@ -11,6 +11,7 @@ from pathlib import Path
 import networkx as nx
 from pydantic import RootModel
 
+from kinmerge.errors import KinmergeError
 from kinmerge.io.safe_path import inside
 from kinmerge.lineage.record import FILE, LineageRecord, read_file
 
@@ -64,8 +65,9 @@ def score_of(rec: LineageRecord) -> float | None:
 
 
 def build(records: dict[str, LineageRecord]) -> nx.DiGraph:
-    """parent -> child edges; node attrs: name, score, column, kinship (of its parents);
-    edge attr: kinship."""
+    """parent -> child edges; node attrs: name, score, gen (its generation, else one past
+    its latest parent's), column (where it is drawn: gens in order, a gap of several empty
+    generations closed to one), kinship (of its parents); edge attr: kinship."""
     g = nx.DiGraph()
     for rid, rec in records.items():
         kin = next(iter(rec.parent_kinship.values()), None)
@@ -79,6 +81,14 @@ def build(records: dict[str, LineageRecord]) -> nx.DiGraph:
             if p not in g:
                 g.add_node(p, name=p, score=None, generation=None, kinship=None)
             g.add_edge(p, rid, kinship=kin)
+    if not nx.is_directed_acyclic_graph(g):  # records from several files, each a tree
+        cycle = [u for u, _ in nx.find_cycle(g)]
+        raise KinmergeError("the lineage records found form a cycle of parents: "
+                            + " -> ".join(records[c].name if c in records else c
+                                          for c in cycle + cycle[:1]),
+                            where="lineage.json / family.json files",
+                            fix="remove the file that records a model as its own ancestor "
+                                "(a copied or edited lineage.json)")
     g.remove_nodes_from([n for n in list(g) if g.degree(n) == 0 and len(g) > 1
                          and records.get(n) is not None and records[n].is_root
                          and _is_a_base(n, records)])
@@ -89,6 +99,14 @@ def build(records: dict[str, LineageRecord]) -> nx.DiGraph:
             node["column"] = max(parents) + 1 if parents else 0
         else:
             node["column"] = node["generation"]
+    # the generation each column shows; a run of empty generations is drawn as one empty
+    # column (a record's generation may be 10**6: no million columns for it)
+    place, col, prev = {}, 0, None
+    for gen in sorted({d["column"] for _, d in g.nodes(data=True)}):
+        col = 0 if prev is None else col + min(gen - prev, 2)
+        place[gen], prev = col, gen
+    for _, d in g.nodes(data=True):
+        d["gen"], d["column"] = d["column"], place[d["column"]]
     return g
 
 
@@ -97,10 +115,15 @@ def _recipe_refs(rec: LineageRecord) -> tuple[str | None, list[str]]:
     import yaml
     try:
         r = yaml.safe_load(rec.recipe or "") or {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         return None, []
-    models = [m.get("model") if isinstance(m, dict) else m for m in r.get("models") or []]
-    return r.get("base_model"), [str(m) for m in models]
+    if not isinstance(r, dict):
+        return None, []
+    models = r.get("models")
+    models = [m.get("model") if isinstance(m, dict) else m
+              for m in (models if isinstance(models, list) else [])]
+    base = r.get("base_model")
+    return (str(base) if base is not None else None), [str(m) for m in models]
 
 
 def _only_the_base(parent: LineageRecord, child: LineageRecord) -> bool:

@@ -30,8 +30,9 @@ def lineage_section(found: lin.Lineage) -> str:
         lines.append(f"- parent `{p.name if p else pid}`"
                      + (f" ({p.ref})" if p and p.ref else ""))
     if rec.parent_kinship:
-        lines.append("- parent kinship: " + ", ".join(f"{k} = {v:.4f}"
-                                                      for k, v in rec.parent_kinship.items()))
+        lines.append("- parent kinship: " + ", ".join(
+            f"{k} = " + ("undefined" if v is None else f"{v:.4f}")
+            for k, v in rec.parent_kinship.items()))
     if rec.scores:
         lines.append("- scores: " + ", ".join(f"{k} = {v:.4f}" for k, v in rec.scores.items()))
     if rec.merge_gain is not None:

@@ -12,10 +12,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from kinmerge.errors import ModelLoadError
 from kinmerge.io.safe_path import inside, present, regular_file, unreadable
@@ -27,9 +29,10 @@ MAX_BYTES = 64 * 2**20
 
 
 class LineageRecord(BaseModel):
-    """One model of the family."""
+    """One model of the family. Numbers are finite: a kinship or gain of NaN is undefined
+    (None), any other NaN or infinity is refused; a generation is from 0 to 10**6."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str
     name: str
@@ -38,16 +41,31 @@ class LineageRecord(BaseModel):
     recipe: str | None = None  # the recipe's YAML
     method: str | None = None
     seed: int | None = None
-    parent_kinship: dict[str, float] = {}  # metric -> value between the parents
+    # metric -> value between the parents; None where it is undefined (a zero task vector)
+    parent_kinship: dict[str, float | None] = {}
     scores: dict[str, float] = {}
     merge_gain: float | None = None  # score(child) - mean score(parents)
     # breeding with `select: predicted`: the gain expected before the merge, and the model
     # that expected it ("fit" or "prior"; kinmerge/breed/predict.py)
     predicted_gain: float | None = None
     predicted_by: str | None = None
-    generation: int | None = None
+    generation: int | None = Field(default=None, ge=0, le=10**6)
     created: str | None = None
     tool: str = "kinmerge"
+
+    @field_validator("parent_kinship", mode="before")
+    @classmethod
+    def _undefined_kinship(cls, v):
+        """NaN (kinship of a zero task vector) is recorded as undefined, None."""
+        if isinstance(v, dict):
+            return {k: None if isinstance(x, float) and math.isnan(x) else x
+                    for k, x in v.items()}
+        return v
+
+    @field_validator("merge_gain", "predicted_gain", mode="before")
+    @classmethod
+    def _undefined_gain(cls, v):
+        return None if isinstance(v, float) and math.isnan(v) else v
 
     @property
     def is_root(self) -> bool:
@@ -62,12 +80,49 @@ class Lineage(BaseModel):
     model: LineageRecord
     ancestors: dict[str, LineageRecord] = {}
 
+    @model_validator(mode="after")
+    def _a_tree(self) -> "Lineage":
+        """Each ancestor under its own id, and no model its own ancestor (a cycle would send
+        every reader of the tree round it forever)."""
+        for key, rec in self.ancestors.items():
+            if key != rec.id:
+                raise ValueError(f"ancestors[{key[:80]!r}] holds the record of {rec.id[:80]!r}")
+        cycle = find_cycle(self.all())
+        if cycle:
+            shown = [c[:40] for c in cycle]
+            if len(shown) > 7:
+                shown = shown[:3] + [f"... ({len(cycle) - 6} more)"] + shown[-3:]
+            raise ValueError("its parents form a cycle: " + " -> ".join(shown))
+        return self
+
     def parents_of(self, rid: str) -> list[LineageRecord]:
         rec = self.model if rid == self.model.id else self.ancestors[rid]
         return [self.ancestors[p] for p in rec.parents if p in self.ancestors]
 
     def all(self) -> dict[str, LineageRecord]:
         return {**self.ancestors, self.model.id: self.model}
+
+
+def find_cycle(records: dict[str, LineageRecord]) -> list[str]:
+    """A cycle of parent links among `records` (its ids, the first repeated last), or []."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in records:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(records[start].parents)]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt in records and state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif nxt in records and not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(records[nxt].parents))
+    return []
 
 
 def root_id(ref: str) -> str:
@@ -106,9 +161,13 @@ def read_file(f: Path, model: type[BaseModel] | None = None):
                              fix="repair it, or delete it to treat the model as a root")
     try:
         return (model or Lineage).model_validate_json(data)
-    except ValueError as e:  # pydantic's ValidationError: bad JSON or not a lineage record
+    except ValidationError as e:  # bad JSON or not a lineage record: say where and what
+        first = e.errors()[0]
+        at = ".".join(str(x) for x in first.get("loc", ()))
+        more = f"; {e.error_count() - 1} more" if e.error_count() > 1 else ""
         raise ModelLoadError(f"{f.name} is not a kinmerge lineage record "
-                             f"({str(e).splitlines()[0][:200]})", where=str(f),
+                             f"({(at + ': ' if at else '') + first['msg']}"[:300] + f"{more})",
+                             where=str(f),
                              fix="repair it, or delete it to treat the model as a root") from None
 
 

@@ -1,50 +1,61 @@
 """The family tree of one model as text: every ancestor back to the roots, with recipes."""
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.tree import Tree
 
 from kinmerge.lineage.record import Lineage, LineageRecord
 
 
 def describe(rec: LineageRecord) -> str:
-    parts = [f"[bold]{rec.name}[/] [dim]{rec.id}[/]"]
+    """One line: name, id, method, generation, scores, kinship, gain (names escaped: a
+    name holding `[` is text, not markup)."""
+    parts = [f"[bold]{escape(rec.name)}[/] [dim]{escape(rec.id)}[/]"]
     if rec.method:
-        parts.append(f"{rec.method}")
+        parts.append(escape(rec.method))
     if rec.generation is not None:
         parts.append(f"gen {rec.generation}")
     if rec.scores:
-        parts.append("scores " + ", ".join(f"{k}={v:.4g}" for k, v in rec.scores.items()))
+        parts.append("scores " + ", ".join(f"{escape(k)}={v:.4g}"
+                                           for k, v in rec.scores.items()))
     if rec.parent_kinship:
-        parts.append("parent kinship " + ", ".join(f"{k}={v:.4g}"
-                                                   for k, v in rec.parent_kinship.items()))
+        parts.append("parent kinship " + ", ".join(
+            f"{escape(k)}=" + ("undefined" if v is None else f"{v:.4g}")
+            for k, v in rec.parent_kinship.items()))
     if rec.merge_gain is not None:
         parts.append(f"gain {rec.merge_gain:+.4g}")
     if rec.is_root:
-        parts.append(f"root: {rec.ref}")
+        parts.append(f"root: {escape(str(rec.ref))}")
     return " · ".join(parts)
 
 
 def tree(lin: Lineage, *, recipes: bool = True) -> Tree:
-    """A rich Tree from the model down to its roots (a shared ancestor appears under each
-    child that descends from it)."""
+    """A rich Tree from the model down to its roots. A shared ancestor is drawn in full
+    under the first child that descends from it and named again under the others ("shown
+    above"), so a tree of many generations stays as long as its number of models."""
     records = lin.all()
+    shown: set[str] = set()
 
-    def add(node: Tree, rid: str, depth: int) -> None:
+    def add(node: Tree, rid: str) -> None:
         rec = records.get(rid)
         if rec is None:
-            node.add(f"[red]unknown ancestor {rid}[/]")
+            node.add(f"[red]unknown ancestor {escape(rid)}[/]")
             return
+        if rid in shown:
+            node.add(f"{escape(rec.name)} [dim]{escape(rid)} (shown above)[/]")
+            return
+        shown.add(rid)
         branch = node.add(describe(rec))
         if recipes and rec.recipe:
-            branch.add("[dim]" + rec.recipe.rstrip().replace("[", "\\[") + "[/]")
+            branch.add("[dim]" + escape(rec.recipe.rstrip()) + "[/]")
         for p in rec.parents:
-            add(branch, p, depth + 1)
+            add(branch, p)
 
     root = Tree(describe(lin.model))
     if recipes and lin.model.recipe:
-        root.add("[dim]" + lin.model.recipe.rstrip().replace("[", "\\[") + "[/]")
+        root.add("[dim]" + escape(lin.model.recipe.rstrip()) + "[/]")
     for p in lin.model.parents:
-        add(root, p, 1)
+        add(root, p)
     return root
 
 

@@ -75,10 +75,10 @@ def figure(records: dict[str, LineageRecord], *, title: str | None = None) -> Tr
     entry = entries(lay, list(g.edges))
     arrows = {(a, b): _arrow(ax, lay, a, b, entry[(a, b)], a in best and b in best)
               for a, b in g.edges}
-    cols = sorted({d["column"] for _, d in g.nodes(data=True)})
-    for c in cols:
+    cols = {d["column"]: d["gen"] for _, d in g.nodes(data=True)}
+    for c, gen in sorted(cols.items()):
         xs = [pos[n][0] for n, d in g.nodes(data=True) if d["column"] == c]
-        ax.text(sum(xs) / len(xs), GEN_BAND / 2, f"gen {c}", ha="center", va="center",
+        ax.text(sum(xs) / len(xs), GEN_BAND / 2, f"gen {gen}", ha="center", va="center",
                 fontsize=FONT, color=PLAIN)
     _frame(fig, ax, lay, title or TITLE, ScalarMappable(norm=norm, cmap=cmap) if norm else None)
     return Tree(fig, boxes, arrows, frozenset(best))
