@@ -275,3 +275,69 @@ def test_breed_science_mix_prose_quotes_its_json():
         " ".join((ROOT / "docs" / "guides" / "breed.md").read_text().split())
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"(`mix`, {len(passing)} seeds) neither held and no strategy beat greedy" in readme
+
+
+def test_breed_science_default_prose_quotes_its_json():
+    """The default-zoo paragraphs quote docs/breed-science-default.json
+    (`breed_science_combine.py --block breed-science-default --write-docs`), and the claims'
+    directions hold in it."""
+    d = json.loads((ROOT / "docs" / "breed-science-default.json").read_text())
+    text = " ".join((ROOT / "docs" / "results.md").read_text().split())
+    passing = [z["seed"] for z in d["zoos"] if z["ok"]]
+    failed = [z for z in d["zoos"] if not z["ok"]]
+    runs = [r for r in d["runs"] if r["seed"] in passing]
+
+    def h(pair: str) -> dict:
+        return d["compare"][pair]["heldout"]
+
+    def mean(strategy: str, key: str = "evaluations") -> float:
+        v = [r[key] for r in runs if r["strategy"] == strategy]
+        return sum(v) / len(v)
+
+    def failing(word: str) -> int:
+        return sum(any(word in p for p in z["problems"]) for z in failed)
+
+    h1, h2, pg = (h("explore_vs_random_partner"), h("predicted_vs_random_pairs"),
+                  h("predicted_vs_greedy"))
+    sens = d["compare_all"]["predicted_vs_random_pairs"]["heldout"]
+    hc = d["honest_correlation"]["pcc"]["gain"]
+    quotes = [
+        f"Only {len(passing)} of the {len(d['zoos'])} report seeds",
+        f"On {failing('on add (needs')} of the {len(failed)} failing seeds an addition expert",
+        f"on {failing('the base scores')} the base already scored above 0.10",
+        f"on {failing('on rev (needs')} the reversal expert fell just short",
+        f"on all {len(passing)} passing seeds (0 wins, {len(passing)} ties, 0 losses)",
+        "{} wins, {} ties and {} losses".format(*wtl(h2))
+        + f" (mean {h2['t']['mean']:+.3f}, Wilcoxon p {h2['wilcoxon']['p']:.3f})",
+        f"against plain greedy it tied on all {wtl(pg)[1]} seeds",
+        f"beat random pairs on {sens['sign']['wins']} of {sens['n']} with no loss "
+        f"(Wilcoxon p {sens['wilcoxon']['p']:.3f})",
+        f"stopped changing after {mean('greedy'):.1f} evaluations on average",
+        f"never entered it ({mean('explore'):.1f})",
+        f"its best at evaluation {mean('predicted', 'evals_to_best'):.1f} on average, greedy's "
+        f"at {mean('greedy', 'evals_to_best'):.1f}",
+        f"r = {minus(hc['all']['r'])}, against "
+        f"{minus(d['honest_correlation']['related_indicator']['gain']['r'])}",
+        f"within pairs that share a skill r = {minus(hc['related']['r'])}, and within pairs "
+        f"that do not r = {minus(hc['unrelated']['r'])} (permutation p "
+        f"{hc['unrelated']['perm_p']:.3f}, parent interval [{minus(hc['unrelated']['parent_lo'])}, "
+        f"+{hc['unrelated']['parent_hi']:.2f}])",
+    ]
+    for q in quotes:
+        assert q in text, q
+    assert wtl(h1) == (0, len(passing), 0) and wtl(h("explore_vs_greedy")) == wtl(h1)
+    assert wtl(pg) == (0, len(passing), 0) and wtl(h2)[2] == 0
+    assert h2["wilcoxon"]["p"] > 0.05 and sens["wilcoxon"]["p"] > 0.025  # Holm's smaller bar
+    assert d["compare_all"]["explore_vs_random_partner"]["heldout"]["wilcoxon"]["p"] == 1.0
+    guided = ("greedy", "explore", "random_partner", "greedy_full", "predicted")
+    assert all(r["best_model"].startswith("g1-") for r in runs if r["strategy"] in guided)
+    pool_best = sorted(r["seed"] for r in runs
+                       if r["strategy"] == "random_pairs" and not r["best_model"].startswith("g"))
+    assert f"on seeds {' and '.join(map(str, pool_best))} the random pairs" in text
+    assert wtl(h2)[0] == len(pool_best) + 1  # the third win: another gen-1 merge, lower
+    assert max(mean("predicted", "evals_to_best"), mean("greedy", "evals_to_best")) <= 10
+    assert hc["unrelated"]["perm_p"] > 0.05
+    assert (f"the {len(passing)} of {len(d['zoos'])} report seeds whose zoos passed" in
+            " ".join((ROOT / "docs" / "guides" / "breed.md").read_text().split()))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(`default`, the {len(passing)} seeds of {len(d['zoos'])} whose zoos passed)" in readme
