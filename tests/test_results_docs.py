@@ -341,3 +341,7 @@ def test_breed_science_default_prose_quotes_its_json():
             " ".join((ROOT / "docs" / "guides" / "breed.md").read_text().split()))
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"(`default`, the {len(passing)} seeds of {len(d['zoos'])} whose zoos passed)" in readme
+    zoo = " ".join((ROOT / "docs" / "guides" / "zoo.md").read_text().split())
+    assert (f"{len(passing)} of {len(d['zoos'])} default zoos passed `zoo check`; an addition "
+            f"expert stayed below 0.75 on {failing('on add (needs')} of the {len(failed)} that "
+            f"failed (often near 0.1), and on {failing('the base scores')} the base") in zoo
