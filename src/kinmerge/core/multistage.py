@@ -34,9 +34,8 @@ from pathlib import Path
 
 from kinmerge.core.stages import (NAME, PlannedModel, RecipeSource, Stage,  # noqa: F401
                                   every_stage, in_stage, is_multistage, leaf_inputs,
-                                  load_stages,
-                                  plan_stages, read_stages, run_order, stage_inputs,
-                                  stage_text)
+                                  load_stages, plan_stages, read_stages, run_order,
+                                  stage_inputs, stage_text)
 from kinmerge.errors import KinmergeError, OutputExistsError, RecipeError
 from kinmerge.io.atomic import scratch_dir
 from kinmerge.io.configfile import read_text
