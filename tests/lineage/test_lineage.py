@@ -1,4 +1,5 @@
 """Lineage records written by merge(), followed across generations and runs."""
+import os
 import shutil
 
 import pytest
@@ -149,3 +150,26 @@ def test_undefined_kinship_is_recorded_as_none_and_other_non_finite_numbers_are_
                                                .replace('"Infinity"', "Infinity"))
         with pytest.raises(ModelLoadError, match=f"model.{field}.*finite number"):
             record.read(tmp_path)
+
+
+def test_show_of_a_chain_deeper_than_the_recursion_limit():
+    """A lineage.json may hold a chain of thousands of generations (64 MiB holds ~100k
+    records): lineage show walks it on a stack, so it prints instead of a RecursionError."""
+    import sys
+
+    from rich.console import Console
+
+    from kinmerge.lineage import record
+    from kinmerge.lineage.show import tree
+
+    depth = sys.getrecursionlimit() + 500
+    recs = [record.LineageRecord(id="root-0", name="r")]
+    for i in range(1, depth):
+        recs.append(record.LineageRecord(id=f"m-{i}", name=f"g{i}", parents=[recs[-1].id]))
+    lin = record.Lineage(model=recs[-1], ancestors={r.id: r for r in recs[:-1]})
+    t = tree(lin)
+    node, n = t, 1
+    while node.children:
+        node, n = node.children[0], n + 1
+    assert n == depth and "root-0" in str(node.label)
+    Console(width=120, file=open(os.devnull, "w")).print(t)

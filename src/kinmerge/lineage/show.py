@@ -35,27 +35,26 @@ def tree(lin: Lineage, *, recipes: bool = True) -> Tree:
     above"), so a tree of many generations stays as long as its number of models."""
     records = lin.all()
     shown: set[str] = set()
-
-    def add(node: Tree, rid: str) -> None:
+    root = Tree(describe(lin.model))
+    if recipes and lin.model.recipe:
+        root.add("[dim]" + escape(lin.model.recipe.rstrip()) + "[/]")
+    # depth first, parents in recipe order, on a stack: a chain of thousands of generations
+    # is no recursion limit
+    todo = [(root, p) for p in reversed(lin.model.parents)]
+    while todo:
+        node, rid = todo.pop()
         rec = records.get(rid)
         if rec is None:
             node.add(f"[red]unknown ancestor {escape(rid)}[/]")
-            return
+            continue
         if rid in shown:
             node.add(f"{escape(rec.name)} [dim]{escape(rid)} (shown above)[/]")
-            return
+            continue
         shown.add(rid)
         branch = node.add(describe(rec))
         if recipes and rec.recipe:
             branch.add("[dim]" + escape(rec.recipe.rstrip()) + "[/]")
-        for p in rec.parents:
-            add(branch, p)
-
-    root = Tree(describe(lin.model))
-    if recipes and lin.model.recipe:
-        root.add("[dim]" + escape(lin.model.recipe.rstrip()) + "[/]")
-    for p in lin.model.parents:
-        add(root, p)
+        todo.extend((branch, p) for p in reversed(rec.parents))
     return root
 
 
