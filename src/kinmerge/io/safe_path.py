@@ -110,6 +110,13 @@ def read_bounded(model_dir: str | os.PathLike, name: str, *, max_bytes: int,
     if not present(f):
         return None
     inside(model_dir, name, what=what)
+    return read_at_most(f, max_bytes, what=what)
+
+
+def read_at_most(f: Path, max_bytes: int, *, what: str, holder: str = "such a file",
+                 fix: str = "check the file: repair or re-download the model") -> bytes:
+    """The bytes of the regular file `f`, refused with one ModelLoadError if it is not one
+    or holds more than `max_bytes` ("more than `holder` holds"); never reads further."""
     regular_file(f, what=what)
     try:
         with f.open("rb") as fh:
@@ -117,9 +124,8 @@ def read_bounded(model_dir: str | os.PathLike, name: str, *, max_bytes: int,
     except OSError as e:
         raise unreadable(f, e, what=what) from e
     if len(data) > max_bytes:
-        raise ModelLoadError(f"{_label(what, name)} holds more than {max_bytes:,} bytes, more "
-                             f"than such a file holds", where=str(f),
-                             fix="check the file: repair or re-download the model")
+        raise ModelLoadError(f"{_label(what, f.name)} holds more than {max_bytes:,} bytes, "
+                             f"more than {holder} holds", where=str(f), fix=fix)
     return data
 
 

@@ -20,7 +20,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from kinmerge.errors import ModelLoadError
-from kinmerge.io.safe_path import inside, present, regular_file, unreadable
+from kinmerge.io.safe_path import inside, present, read_at_most
 
 log = logging.getLogger(__name__)
 FILE = "lineage.json"
@@ -149,16 +149,8 @@ def read(model_dir: str | os.PathLike) -> Lineage | None:
 def read_file(f: Path, model: type[BaseModel] | None = None):
     """`f` parsed as a Lineage (or `model`), at most MAX_BYTES; one ModelLoadError whatever
     is wrong with it."""
-    regular_file(f, what=f.name)
-    try:
-        with f.open("rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise unreadable(f, e, what=f.name) from e
-    if len(data) > MAX_BYTES:
-        raise ModelLoadError(f"{f.name} holds more than {MAX_BYTES:,} bytes, more than a "
-                             "lineage record holds", where=str(f),
-                             fix="repair it, or delete it to treat the model as a root")
+    data = read_at_most(f, MAX_BYTES, what=f.name, holder="a lineage record",
+                        fix="repair it, or delete it to treat the model as a root")
     try:
         return (model or Lineage).model_validate_json(data)
     except ValidationError as e:  # bad JSON or not a lineage record: say where and what
